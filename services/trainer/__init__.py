@@ -1,0 +1,1 @@
+"""trainer: RLlib training, Ray Tune search, evaluation, ONNX export and model pushes."""

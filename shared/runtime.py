@@ -1,0 +1,82 @@
+"""What every service process needs to join the bus, and a clean way to run until SIGTERM/Ctrl-C.
+
+    bus = connect_bus("execution")
+    server = bus.command_server()
+    await run_until_stopped([server.serve_forever(), my_loop(bus)], log)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from shared.auth import load_or_create_key
+from shared.bus import CommandClient, CommandServer, Publisher, Subscriber, producer_id
+from shared.config import BusSettings, bus_settings, command_bind, command_endpoint
+from shared.logs import event
+
+
+@dataclass
+class BusConnection:
+    service: str
+    settings: BusSettings
+    ctx: zmq.asyncio.Context
+    key: bytes
+    publisher: Publisher
+
+    @property
+    def producer(self) -> str:
+        return self.publisher.producer
+
+    def subscriber(self, topics: Iterable[str]) -> Subscriber:
+        return Subscriber(self.ctx, self.settings.sub_endpoint, topics)
+
+    def command_server(self, env: Mapping[str, str] | None = None) -> CommandServer:
+        bind = command_bind(self.service, self.settings, env)
+        return CommandServer(self.ctx, bind, self.key, self.service)
+
+    def command_client(self, target_service: str,
+                       env: Mapping[str, str] | None = None) -> CommandClient:
+        return CommandClient(self.ctx, command_endpoint(target_service, env), self.key,
+                             sender=self.producer)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.ctx.destroy(linger=200)
+
+
+def connect_bus(service: str, env: Mapping[str, str] | None = None) -> BusConnection:
+    """Read ``BUS_*`` settings, load (or create) the command key, open the publisher."""
+    settings = bus_settings(env)
+    ctx = zmq.asyncio.Context()
+    sync_ctx: zmq.Context[Any] = zmq.Context.shadow(ctx.underlying)
+    publisher = Publisher(sync_ctx, settings.pub_endpoint, producer_id(service))
+    key = load_or_create_key(settings.secret_file)
+    return BusConnection(service, settings, ctx, key, publisher)
+
+
+async def run_until_stopped(jobs: Iterable[Coroutine[Any, Any, Any]], log: logging.Logger) -> None:
+    """Run the service's coroutines until SIGTERM/SIGINT or until one of them fails."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(job) for job in jobs]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stopper and not task.cancelled() and task.exception() is not None:
+            event(log, "task_failed", logging.ERROR, error=repr(task.exception()))
+    for task in [*tasks, stopper]:
+        task.cancel()
+    await asyncio.gather(*tasks, stopper, return_exceptions=True)
+    failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]

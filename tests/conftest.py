@@ -1,0 +1,52 @@
+"""Shared fixtures: free ports, an isolated bus forwarder process, a per-test secret file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def bus_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a private bus: fresh ports for the forwarder and every command endpoint."""
+    env = {
+        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+        "BUS_SECRET_FILE": str(tmp_path / "secrets" / "bus.key"),
+    }
+    for service in ("marketdata", "inference", "execution", "trainer", "monitor"):
+        env[f"{service.upper()}_CMD_ENDPOINT"] = f"tcp://127.0.0.1:{free_port()}"
+    return env
+
+
+@pytest.fixture
+def busproxy(bus_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The real forwarder as a separate process; yields the environment to reach it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.busproxy"],
+        env={**os.environ, **bus_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(0.3)
+    assert proc.poll() is None, "busproxy exited at start"
+    try:
+        yield bus_env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -43,6 +43,9 @@ def producer_id(service: str) -> str:
 class Publisher:
     """Stamps ``producer``, ``seq`` (per topic) and ``ts_publish``, then sends without blocking.
 
+    A producer whose sequence has a meaning of its own (marketdata numbers each bar by its place
+    in the series, stable across restarts) sets ``seq`` itself; it must increase per topic.
+
     PUB never blocks: past the high-water mark ZeroMQ drops, which the subscriber sees as a gap.
     """
 
@@ -56,7 +59,7 @@ class Publisher:
 
     def publish(self, message: Message) -> Message:
         topic = message.topic()
-        seq = self._seq.get(topic, 0) + 1
+        seq = message.seq or self._seq.get(topic, 0) + 1
         self._seq[topic] = seq
         stamped = msgspec.structs.replace(
             message, producer=self.producer, seq=seq, ts_publish=time.time_ns()
@@ -104,7 +107,12 @@ class Subscriber:
             message = decode(payload)
             if message.topic() != topic:
                 raise ValueError(f"payload topic {message.topic()!r} != frame topic")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, UnicodeDecodeError) as exc:
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            ValueError,
+            UnicodeDecodeError,
+        ) as exc:
             self.stats.malformed += 1
             if topic not in self.stats.malformed_topics:
                 self.stats.malformed_topics.add(topic)
@@ -121,8 +129,14 @@ class Subscriber:
             if message.seq > last + 1:
                 missing = message.seq - last - 1
                 self.stats.gaps += missing
-                event(log, "sequence_gap", logging.WARNING, topic=topic,
-                      producer=message.producer, missing=missing)
+                event(
+                    log,
+                    "sequence_gap",
+                    logging.WARNING,
+                    topic=topic,
+                    producer=message.producer,
+                    missing=missing,
+                )
         self._last_seq[key] = message.seq
         return message
 
@@ -185,13 +199,22 @@ class CommandServer:
             self._verifier.verify(command, command.ts)
         except AuthError as exc:
             self.refused += 1
-            event(log, "command_refused", logging.WARNING, command=command.name,
-                  sender=command.sender, reason=str(exc))
+            event(
+                log,
+                "command_refused",
+                logging.WARNING,
+                command=command.name,
+                sender=command.sender,
+                reason=str(exc),
+            )
             return Reply(request_id=command.request_id, ok=False, error=f"unauthorised: {exc}")
         handler = self._handlers.get(command.name)
         if handler is None:
-            return Reply(request_id=command.request_id, ok=False,
-                         error=f"unknown command {command.name!r}; known: {sorted(self._handlers)}")
+            return Reply(
+                request_id=command.request_id,
+                ok=False,
+                error=f"unknown command {command.name!r}; known: {sorted(self._handlers)}",
+            )
         try:
             result = await handler(dict(command.args))
         except Exception as exc:  # a failing handler must not take the service down
@@ -205,9 +228,15 @@ class CommandServer:
 
 
 def _signed_command(name: str, args: dict[str, Any], key: bytes, sender: str) -> Command:
-    command = Command(name=name, args=args, request_id=secrets.token_hex(8),
-                      ts=time.time_ns(), nonce="", sender=sender)
-    return sign(command, key)  # type: ignore[no-any-return]
+    command = Command(
+        name=name,
+        args=args,
+        request_id=secrets.token_hex(8),
+        ts=time.time_ns(),
+        nonce="",
+        sender=sender,
+    )
+    return sign(command, key)
 
 
 class CommandClient:
@@ -227,15 +256,16 @@ class CommandClient:
         sock.connect(self._endpoint)
         return sock
 
-    async def request(self, name: str, args: dict[str, Any] | None = None,
-                      timeout_s: float = 5.0) -> Any:
+    async def request(
+        self, name: str, args: dict[str, Any] | None = None, timeout_s: float = 5.0
+    ) -> Any:
         command = _signed_command(name, args or {}, self._key, self._sender)
         async with self._lock:
             await self._socket.send_multipart([b"", _command_encoder.encode(command)])
             deadline = time.monotonic() + timeout_s
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await self._socket.poll(remaining * 1000):
+                if remaining <= 0 or not await self._socket.poll(int(remaining * 1000)):
                     # A DEALER with a pending request would deliver the stale reply later: reset it.
                     self._socket.close()
                     self._socket = self._connect()
@@ -251,17 +281,23 @@ class CommandClient:
         self._socket.close()
 
 
-def call(endpoint: str, name: str, args: dict[str, Any] | None, key: bytes,
-         timeout_s: float = 5.0, sender: str = "cli") -> Any:
+def call(
+    endpoint: str,
+    name: str,
+    args: dict[str, Any] | None,
+    key: bytes,
+    timeout_s: float = 5.0,
+    sender: str = "cli",
+) -> Any:
     """Blocking one-shot command, for CLIs, health checks and tests."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     try:
         command = _signed_command(name, args or {}, key, sender)
         sock.send_multipart([b"", _command_encoder.encode(command)])
-        if not sock.poll(timeout_s * 1000):
+        if not sock.poll(int(timeout_s * 1000)):
             raise CommandTimeout(f"{name} to {endpoint}: no reply in {timeout_s}s")
         reply = _reply_decoder.decode(sock.recv_multipart()[-1])
     finally:
@@ -271,11 +307,18 @@ def call(endpoint: str, name: str, args: dict[str, Any] | None, key: bytes,
     return reply.result
 
 
-async def heartbeat_loop(publisher: Publisher, service: str, interval_s: float,
-                         status: Callable[[], dict[str, Any]]) -> None:
+async def heartbeat_loop(
+    publisher: Publisher, service: str, interval_s: float, status: Callable[[], dict[str, Any]]
+) -> None:
     """Publish ``hb.<service>`` every interval with the service's readiness and counters."""
     while True:
         detail = status()
-        publisher.publish(Heartbeat(service=service, ready=bool(detail.get("ready")),
-                                    detail=detail, ts_event=time.time_ns()))
+        publisher.publish(
+            Heartbeat(
+                service=service,
+                ready=bool(detail.get("ready")),
+                detail=detail,
+                ts_event=time.time_ns(),
+            )
+        )
         await asyncio.sleep(interval_s)

@@ -8,6 +8,7 @@ restarts, ZeroMQ reconnects both sides and re-sends subscriptions by itself.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 
@@ -24,7 +25,7 @@ def main() -> int:
     except ConfigError as exc:
         event(log, "config_error", error=str(exc))
         return 2
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     frontend = ctx.socket(zmq.XSUB)
     backend = ctx.socket(zmq.XPUB)
     for sock in (frontend, backend):
@@ -36,10 +37,8 @@ def main() -> int:
     backend.bind(f"tcp://{settings.bind_host}:{sub_port}")
     event(log, "started", xsub=pub_port, xpub=sub_port, bind_host=settings.bind_host)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit, zmq.ContextTerminated):
         zmq.proxy(frontend, backend)
-    except (KeyboardInterrupt, SystemExit, zmq.ContextTerminated):
-        pass
     event(log, "stopped")
     return 0
 

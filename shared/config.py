@@ -39,7 +39,7 @@ def _parse_raw(raw: str, annotation: Any) -> Any:
 
 
 def from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
-    """Build ``cls`` from ``prefix + FIELD`` environment variables; unknown-to-us keys are ignored."""
+    """Build ``cls`` from ``prefix + FIELD`` environment variables (other keys are ignored)."""
     source = os.environ if env is None else env
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
@@ -83,7 +83,11 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in ("pub_endpoint", "sub_endpoint"):
             value = getattr(self, name)
-            require("://" in value, name, f"must be a ZeroMQ endpoint like tcp://host:port, got {value!r}")
+            require(
+                "://" in value,
+                name,
+                f"must be a ZeroMQ endpoint like tcp://host:port, got {value!r}",
+            )
         require(self.heartbeat_interval_s > 0, "heartbeat_interval_s", "must be > 0")
         require(self.command_timeout_s > 0, "command_timeout_s", "must be > 0")
 
@@ -108,7 +112,9 @@ def command_endpoint(service: str, env: Mapping[str, str] | None = None) -> str:
     key = f"{service.upper()}_CMD_ENDPOINT"
     value = source.get(key, f"tcp://127.0.0.1:{DEFAULT_COMMAND_PORTS[service]}")
     if "://" not in value:
-        raise ConfigError(f"{key}={value!r} is invalid: must be a ZeroMQ endpoint like tcp://host:port")
+        raise ConfigError(
+            f"{key}={value!r} is invalid: must be a ZeroMQ endpoint like tcp://host:port"
+        )
     return value
 
 

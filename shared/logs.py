@@ -1,7 +1,6 @@
-"""JSON-lines logging on stdout: one object per line, so ``docker compose logs -f monitor`` is a feed.
+"""JSON-lines logging on stdout, one object per line (so ``docker compose logs -f`` is a feed).
 
-Use ``log = get_logger("execution")`` and ``log.info("order_sent", extra=fields(order_ref=..., qty=...))``
-or the shorthand ``event(log, "order_sent", order_ref=...)``.
+Use ``log = get_logger("execution")`` and ``event(log, "order_sent", order_ref=..., qty=...)``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import time
 from typing import Any
 
 import msgspec
+
 
 def _default(obj: Any) -> Any:
     return str(obj)
@@ -35,8 +35,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return _json.encode(entry).decode()
-
-
 
 
 def configure(service: str, level: str | None = None) -> logging.Logger:

@@ -1,8 +1,8 @@
 """What every service process needs to join the bus, and a clean way to run until SIGTERM/Ctrl-C.
 
-    bus = connect_bus("execution")
-    server = bus.command_server()
-    await run_until_stopped([server.serve_forever(), my_loop(bus)], log)
+bus = connect_bus("execution")
+server = bus.command_server()
+await run_until_stopped([server.serve_forever(), my_loop(bus)], log)
 """
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ class BusConnection:
         bind = command_bind(self.service, self.settings, env)
         return CommandServer(self.ctx, bind, self.key, self.service)
 
-    def command_client(self, target_service: str,
-                       env: Mapping[str, str] | None = None) -> CommandClient:
-        return CommandClient(self.ctx, command_endpoint(target_service, env), self.key,
-                             sender=self.producer)
+    def command_client(
+        self, target_service: str, env: Mapping[str, str] | None = None
+    ) -> CommandClient:
+        return CommandClient(
+            self.ctx, command_endpoint(target_service, env), self.key, sender=self.producer
+        )
 
     def close(self) -> None:
         self.publisher.close()
@@ -63,20 +65,26 @@ def connect_bus(service: str, env: Mapping[str, str] | None = None) -> BusConnec
 
 
 async def run_until_stopped(jobs: Iterable[Coroutine[Any, Any, Any]], log: logging.Logger) -> None:
-    """Run the service's coroutines until SIGTERM/SIGINT or until one of them fails."""
+    """Run the service's coroutines until SIGTERM/SIGINT or until one of them fails.
+
+    A job that finishes normally (a replay that reached its end) leaves the others running.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(job) for job in jobs]
+    pending = {asyncio.create_task(job) for job in jobs}
     stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task is not stopper and not task.cancelled() and task.exception() is not None:
-            event(log, "task_failed", logging.ERROR, error=repr(task.exception()))
-    for task in [*tasks, stopper]:
+    failure: BaseException | None = None
+    while pending and failure is None and not stop.is_set():
+        done, pending = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        pending.discard(stopper)
+        for task in done - {stopper}:
+            if not task.cancelled() and task.exception() is not None:
+                failure = task.exception()
+                event(log, "task_failed", logging.ERROR, error=repr(failure))
+    for task in [*pending, stopper]:
         task.cancel()
-    await asyncio.gather(*tasks, stopper, return_exceptions=True)
-    failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
-    if failed:
-        raise failed[0].exception()  # type: ignore[misc]
+    await asyncio.gather(*pending, stopper, return_exceptions=True)
+    if failure is not None:
+        raise failure

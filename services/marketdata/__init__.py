@@ -1,0 +1,1 @@
+"""marketdata: replays real historical bars onto the bus and answers snapshot requests."""

@@ -16,8 +16,17 @@ pytestmark = pytest.mark.unit
 
 
 def bar(seq_close: int, symbol: str = "AAPL") -> Bar:
-    return Bar(symbol=symbol, timeframe="1d", bar_open_ts=seq_close - 1, open=1.0, high=1.0,
-               low=1.0, close=1.0, volume=1.0, ts_event=seq_close)
+    return Bar(
+        symbol=symbol,
+        timeframe="1d",
+        bar_open_ts=seq_close - 1,
+        open=1.0,
+        high=1.0,
+        low=1.0,
+        close=1.0,
+        volume=1.0,
+        ts_event=seq_close,
+    )
 
 
 def test_subscriber_drops_malformed_and_counts_it() -> None:

@@ -1,0 +1,44 @@
+"""python -m marketdata — replay real bars onto the bus (settings: MARKETDATA_* variables)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from marketdata.config import MarketDataSettings
+from marketdata.service import MarketDataService
+from shared.config import ConfigError, from_env
+from shared.logs import configure, event
+from shared.runtime import connect_bus, run_until_stopped
+
+
+async def main() -> int:
+    log = configure("marketdata")
+    try:
+        settings = from_env(MarketDataSettings, "MARKETDATA_")
+        bus = connect_bus("marketdata")
+    except ConfigError as exc:
+        event(log, "config_error", error=str(exc))
+        return 2
+    service = MarketDataService(settings, bus)
+    server = bus.command_server()
+    server.register("snapshot", service.snapshot)
+    server.register("status", service.status)
+    event(
+        log,
+        "started",
+        source=settings.source,
+        symbols=list(settings.symbols),
+        producer=bus.producer,
+    )
+    try:
+        await run_until_stopped([server.serve_forever(), service.heartbeats(), service.run()], log)
+    finally:
+        server.close()
+        bus.close()
+        event(log, "stopped", published=service.published)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,49 @@
+"""python -m monitor — the ledger and PnL feed (settings: MONITOR_* variables)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from monitor.config import MonitorSettings
+from monitor.service import MonitorService
+from shared.config import ConfigError, from_env
+from shared.logs import configure, event
+from shared.runtime import connect_bus, run_until_stopped
+
+
+async def main() -> int:
+    log = configure("monitor")
+    try:
+        settings = from_env(MonitorSettings, "MONITOR_")
+        bus = connect_bus("monitor")
+    except ConfigError as exc:
+        event(log, "config_error", error=str(exc))
+        return 2
+    service = MonitorService(settings, bus)
+    server = bus.command_server()
+    for name in ("status", "fills", "orders", "pnl"):
+        server.register(name, getattr(service, name))
+    event(log, "started", ledger=settings.ledger_path, fills_in_ledger=service.fills_booked)
+    try:
+        await run_until_stopped(
+            [
+                server.serve_forever(),
+                service.consume(),
+                service.pnl_loop(),
+                service.reconcile_loop(),
+                service.heartbeats(),
+            ],
+            log,
+        )
+    finally:
+        service.publish_pnl()
+        service.close()
+        server.close()
+        bus.close()
+        event(log, "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

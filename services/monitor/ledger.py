@@ -1,6 +1,7 @@
 """The SQLite ledger (WAL): fills keyed by the broker's execution id, order events, PnL marks.
 
-Writing the same fill twice is a no-op (``INSERT OR IGNORE`` on ``exec_id``), so a fill received
+Writing the same fill twice is a no-op (``ON CONFLICT (exec_id) DO NOTHING``; a row that breaks
+a CHECK still fails loudly), so a fill received
 from the bus and again from a back-fill, or after a restart, is booked exactly once.
 """
 
@@ -73,7 +74,7 @@ class Ledger:
     def record_fill(self, fill: Fill, recorded_ns: int) -> bool:
         """True when the fill is new; False when its exec_id was already booked."""
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (exec_id) DO NOTHING",
             (
                 fill.exec_id,
                 fill.symbol,
@@ -92,7 +93,7 @@ class Ledger:
 
     def record_order_event(self, order: OrderEvent) -> bool:
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO order_events VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (
                 order.order_ref,
                 order.status,

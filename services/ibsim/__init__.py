@@ -1,0 +1,15 @@
+"""ibsim: an IB Gateway simulator that speaks the TWS API wire protocol (server version 157).
+
+The unchanged ``ib_async`` client connects to it like to TWS / IB Gateway (default
+127.0.0.1:4002) and trades US stocks against bars from the project's bus (``bar.<SYM>``) or pushed
+by tests. Modules, in the order a message travels:
+
+- ``wire``: framing and field encoding; ``requests``: incoming messages -> typed requests;
+- ``server``: asyncio server, one ``ClientSession`` per connection, routing to clients;
+- ``exchange``: orders, matching on bars, account, positions, the execution record
+  (``commissions``, ``contracts``, ``bars``, ``journal``, ``models`` support it);
+- ``encoders``: one function per outgoing message, written from ib_async's decoder for 157;
+- ``faults`` + ``control``: fault switches and the JSON-lines control port (default 4003);
+- ``pricefeed``: the bus subscription; ``app``: wiring; ``config``: ``IBSIM_*`` settings;
+- ``process``: run ``python -m ibsim`` from tests; ``bench``: ``bench_order_ack(n)``.
+"""

@@ -1,0 +1,98 @@
+"""Typed settings of the gateway simulator, read from ``IBSIM_*`` environment variables.
+
+Every field ``foo_bar`` is read from ``IBSIM_FOO_BAR``; a bad value fails the start with a message
+that names the variable (``shared.config.from_env``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from shared.config import from_env, require
+
+PAPER_ACCOUNT_ID = "DU1234567"  # IB paper accounts start with "DU"
+LIVE_ACCOUNT_ID = "U1234567"  # live individual accounts start with "U"
+
+# Symbols the simulator knows without having seen a bar for them (the bundled data sets' tickers
+# plus common ETFs); any symbol that arrives on the price source is added on the fly.
+DEFAULT_SYMBOLS = (
+    "AAPL",
+    "MSFT",
+    "IBM",
+    "GOOG",
+    "GOOGL",
+    "AMZN",
+    "META",
+    "FB",
+    "NFLX",
+    "NVDA",
+    "SPY",
+    "QQQ",
+)
+
+
+class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings with documented defaults (prefix ``IBSIM_``)."""
+
+    host: str = "127.0.0.1"  # TWS API listener; 0.0.0.0 inside a container
+    port: int = 4002  # IB Gateway's paper port; 0 picks a free port (tests)
+    control_host: str = "127.0.0.1"
+    control_port: int = 4003  # JSON-lines control interface; 0 picks a free port
+    live_account: bool = False  # answer a live-looking account id (U...) to test live guards
+    account_id: str = ""  # explicit account id; empty: DU1234567 (paper) or U1234567 (live)
+    initial_cash: float = 1_000_000.0  # IB paper accounts start with 1M USD
+    slippage_bps: float = 1.0  # added against the trader to market and triggered stop fills
+    commission_per_share: float = 0.005  # IBKR Pro fixed: USD 0.005/share,
+    commission_min: float = 1.0  # at least USD 1.00 per order,
+    commission_max_pct: float = 1.0  # at most 1% of the order's trade value
+    state_dir: str = ""  # where the execution journal lives; empty: in memory only
+    price_source: str = "bus"  # "bus": bar.<SYM> from the ZeroMQ bus; "none": control/tests only
+    symbols: list[str] = []  # extra tradable symbols on top of DEFAULT_SYMBOLS
+    hist_pacing_max_requests: int = 60  # IB: at most 60 historical requests ...
+    hist_pacing_window_s: float = 600.0  # ... in any 10 minutes, else error 162
+    hist_max_bars_per_symbol: int = 200_000  # bars kept per symbol to answer historical requests
+    default_bar_seconds: int = 60  # bar length assumed when a bar does not say when it opened
+    master_client_id: int = -1  # TWS "Master API client ID": sees every client's executions
+    account_update_interval_s: float = 1.0  # account values at most this often between fills
+    farm_status_messages: bool = True  # send 2104/2106/2158 "farm connection is OK" like TWS
+
+    def __post_init__(self) -> None:
+        for name in ("port", "control_port"):
+            value = getattr(self, name)
+            require(
+                0 <= value < 65536, name, f"must be a TCP port (0 = any free port), got {value}"
+            )
+        require(self.initial_cash > 0, "initial_cash", "must be > 0")
+        require(self.slippage_bps >= 0, "slippage_bps", "must be >= 0")
+        require(self.commission_per_share >= 0, "commission_per_share", "must be >= 0")
+        require(self.commission_min >= 0, "commission_min", "must be >= 0")
+        require(0 < self.commission_max_pct <= 100, "commission_max_pct", "must be in (0, 100]")
+        require(self.price_source in ("bus", "none"), "price_source", "must be 'bus' or 'none'")
+        require(self.hist_pacing_max_requests > 0, "hist_pacing_max_requests", "must be > 0")
+        require(self.hist_pacing_window_s > 0, "hist_pacing_window_s", "must be > 0")
+        require(self.hist_max_bars_per_symbol > 0, "hist_max_bars_per_symbol", "must be > 0")
+        require(self.default_bar_seconds > 0, "default_bar_seconds", "must be > 0")
+        require(self.account_update_interval_s >= 0, "account_update_interval_s", "must be >= 0")
+        for symbol in self.symbols:
+            require(
+                symbol.isascii() and symbol.replace(".", "").isalnum(),
+                "symbols",
+                f"{symbol!r} is not a stock symbol",
+            )
+
+    @property
+    def account(self) -> str:
+        if self.account_id:
+            return self.account_id
+        return LIVE_ACCOUNT_ID if self.live_account else PAPER_ACCOUNT_ID
+
+    @property
+    def universe(self) -> tuple[str, ...]:
+        extra = tuple(s.upper() for s in self.symbols if s.upper() not in DEFAULT_SYMBOLS)
+        return DEFAULT_SYMBOLS + extra
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> IbsimSettings:
+    return from_env(IbsimSettings, "IBSIM_", env)

@@ -1,0 +1,83 @@
+"""Fault switches that tests flip through the control port to reproduce what IB does to clients.
+
+- ``delay_acks_ms``: placeOrder/cancelOrder acknowledgements (openOrder, orderStatus) reach the
+  client late; later messages queue behind them, so the stream stays in order.
+- ``reject_next_n`` (+ ``reject_reason``, ``reject_code``): the next n orders are rejected with an
+  error message (default 201 "Order rejected - reason:...", or e.g. 10349) and end Cancelled.
+- ``partial_fill_fraction``: each fill executes at most this fraction of the order's quantity,
+  so an order fills over several bars.
+- drop the connection now / outage of N seconds (connections refused) are one-shot actions the
+  server performs; see ``ibsim.server``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEFAULT_REJECT_CODE = 201
+DEFAULT_REJECT_REASON = "Simulated rejection"
+
+
+@dataclass(slots=True)
+class Rejection:
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
+class FaultSwitches:
+    delay_acks_ms: float = 0.0
+    reject_next_n: int = 0
+    reject_reason: str = DEFAULT_REJECT_REASON
+    reject_code: int = DEFAULT_REJECT_CODE
+    partial_fill_fraction: float = 0.0  # 0 (or 1) means fill the whole remaining quantity
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Apply settings from a control command; unknown keys and bad values raise ValueError."""
+        for key, value in values.items():
+            if key == "delay_acks_ms":
+                self.delay_acks_ms = _number(key, value, low=0.0)
+            elif key == "reject_next_n":
+                self.reject_next_n = int(_number(key, value, low=0.0))
+            elif key == "reject_reason":
+                self.reject_reason = str(value)
+            elif key == "reject_code":
+                self.reject_code = int(_number(key, value, low=1.0))
+            elif key == "partial_fill_fraction":
+                self.partial_fill_fraction = _number(key, value, low=0.0, high=1.0)
+            else:
+                raise ValueError(f"unknown fault {key!r}")
+
+    def take_rejection(self) -> Rejection | None:
+        """Consume one pending rejection, if any."""
+        if self.reject_next_n <= 0:
+            return None
+        self.reject_next_n -= 1
+        return Rejection(self.reject_code, self.reject_reason)
+
+    def fill_quantity(self, total: float, remaining: float) -> float:
+        """How much of an order the next fill executes: whole shares, at least one."""
+        fraction = self.partial_fill_fraction
+        if fraction <= 0.0 or fraction >= 1.0 or total <= 1.0:
+            return remaining
+        return min(remaining, max(1.0, math.floor(total * fraction)))
+
+    def clear(self) -> None:
+        fresh = FaultSwitches()
+        for key, value in asdict(fresh).items():
+            setattr(self, key, value)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number(key: str, value: Any, low: float, high: float = math.inf) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number, got {value!r}") from None
+    if not low <= number <= high or math.isnan(number):
+        raise ValueError(f"{key} must be in [{low}, {high}], got {number}")
+    return number

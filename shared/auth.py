@@ -49,9 +49,14 @@ def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
     return key_path.read_bytes().strip()
 
 
+# Envelope fields the bus publisher stamps after signing; they are not part of what is signed.
+_UNSIGNED = ("mac", "producer", "seq", "ts_publish")
+
+
 def _body(obj: msgspec.Struct) -> bytes:
     fields = msgspec.structs.asdict(obj)
-    fields.pop("mac", None)
+    for name in _UNSIGNED:
+        fields.pop(name, None)
     return _canonical.encode(fields)
 
 

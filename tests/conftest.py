@@ -49,4 +49,8 @@ def busproxy(bus_env: dict[str, str]) -> Iterator[dict[str, str]]:
         yield bus_env
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a loaded CI box: do not fail a test on teardown
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,306 @@
+"""Inference benchmarks: a real ``python -m inference`` process behind the real forwarder.
+
+Rows (each with a baseline measured in the same run):
+
+* ``bar_to_signal_1``: one symbol, one bar at a time: publish -> ``signal.<SYM>`` received.
+  Baseline: the same bar published and received back over the bus (no inference), i.e. one hop.
+* ``bar_to_signal_100``: 100 symbols, a burst of one bar per symbol (same close time): publish
+  of the first -> the 100th signal received. Baseline: 100 bars through the bus alone.
+* ``inference_throughput``: bars/s one inference process turns into signals from a queue of
+  bars (counted by the service itself, read with its ``status`` command). Baseline: the same
+  per-bar work in-process without the bus (features + normaliser + ONNX), bars/s.
+* ``onnx_call``: ``LoadedModel.decide`` on one observation. Baseline: the raw onnxruntime
+  ``session.run`` on the same input.
+* ``inference_rss_mb``: resident memory of the inference process after the runs. Baseline: a
+  Python process that imports numpy, pandas and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import zmq
+
+from bench.common import latency_row, rate_row
+from shared.auth import load_or_create_key
+from shared.bus import call
+from shared.data import load_bars
+from shared.messages import Bar, Command, Reply, TargetPosition, decode, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bars(symbol: str, ohlcv: np.ndarray, ts: np.ndarray, first_seq: int = 1) -> list[Bar]:
+    return [
+        Bar(
+            symbol=symbol,
+            timeframe="30m",
+            bar_open_ts=int(t) - 1_800_000_000_000,
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
+            ts_event=int(t),
+            seq=first_seq + i,
+        )
+        for i, ((o, h, lo, c, v), t) in enumerate(zip(ohlcv.tolist(), ts.tolist(), strict=True))
+    ]
+
+
+class _Bus:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.ctx = zmq.Context()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, 0)
+        self.pub.connect(env["BUS_PUB_ENDPOINT"])
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.connect(env["BUS_SUB_ENDPOINT"])
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"signal.")
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"bar.ECHO")
+
+    def send(self, bar: Bar) -> None:
+        payload = encode(msgspec.structs.replace(bar, producer="bench", ts_publish=time.time_ns()))
+        self.pub.send_multipart((f"bar.{bar.symbol}".encode(), payload))
+
+    def recv(self, timeout_s: float = 10.0) -> Any:
+        if not self.sub.poll(int(timeout_s * 1000)):
+            raise TimeoutError("no message from the bus")
+        return decode(self.sub.recv_multipart()[1])
+
+    def close(self) -> None:
+        self.pub.close()
+        self.sub.close()
+        self.ctx.term()
+
+
+class _EmptyMarketData:
+    """Answers every command on marketdata's endpoint with no bars, so symbols start cold at
+    once (the benchmark feeds the warm-up bars itself)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._stop = threading.Event()
+        self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        self._sock.bind(endpoint.replace("localhost", "127.0.0.1"))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        decoder, encoder = msgspec.msgpack.Decoder(Command), msgspec.msgpack.Encoder()
+        while not self._stop.is_set():
+            if not self._sock.poll(100):
+                continue
+            frames = self._sock.recv_multipart()
+            command = decoder.decode(frames[-1])
+            reply = Reply(
+                request_id=command.request_id, ok=True, result={"bars": [], "symbols": []}
+            )
+            self._sock.send_multipart([frames[0], b"", encoder.encode(reply)])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _wait_signals(env: dict[str, str], key: bytes, want: int, timeout_s: float = 120.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = call(env["INFERENCE_CMD_ENDPOINT"], "status", {}, key, timeout_s=5.0)
+        if status["counters"]["signals"] + status["counters"]["warming_bars"] >= want:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise TimeoutError(f"inference did not reach {want} processed bars")
+
+
+def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
+    from inference.service import decide_many
+
+    from shared.features import FeaturePipeline
+    from shared.manifest import load_artifact, resolve_artifact
+    from shared.observation import build_observation
+
+    key = load_or_create_key(env["BUS_SECRET_FILE"])
+    btc = load_bars("crypto", "BTC")
+    ohlcv = btc[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)
+    ts = btc.index.as_unit("ns").asi8
+    n_throughput = 20_000 if quick else len(btc)
+    n_latency = 300 if quick else 2000
+    warm = 150
+
+    model = load_artifact(resolve_artifact(ROOT / "models", "baseline"))
+    rows: list[dict[str, Any]] = []
+
+    # onnx_call, and the in-process per-bar baseline
+    online = FeaturePipeline().online()
+    for row in ohlcv[:warm].tolist():
+        feats = online.update(*row)
+    assert feats is not None
+    obs = build_observation(model.normalise(feats), 0.0)
+    session, x = model._session, obs.reshape(1, -1)
+    raw, full = [], []
+    for _ in range(5000):
+        t0 = time.perf_counter()
+        session.run(["logits"], {"obs": x})
+        t1 = time.perf_counter()
+        model.decide(obs)
+        full.append(time.perf_counter() - t1)
+        raw.append(t1 - t0)
+    raw_p50 = float(np.percentile(raw, 50)) * 1e6
+    rows.append(
+        latency_row(
+            "onnx_call", full, unit="us",
+            baseline={"name": "raw session.run", "value": round(raw_p50, 2)},
+            goal="~10 us (RLLIB-NOTES)", note="LoadedModel.decide: run + argmax -> target",
+        )
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    decide_many(model, FeaturePipeline().online(), ohlcv[:n_throughput])
+    in_process_rate = n_throughput / (time.perf_counter() - t0)
+
+    marketdata = _EmptyMarketData(env["MARKETDATA_CMD_ENDPOINT"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inference"],
+        cwd=ROOT,
+        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(ROOT / "models"),
+             "INFERENCE_SNAPSHOT_TIMEOUT_S": "0.3", "INFERENCE_SNAPSHOT_ATTEMPTS": "1"},
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    bus = _Bus(env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                call(env["INFERENCE_CMD_ENDPOINT"], "status", {}, key, timeout_s=1.0)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(1.0)  # subscription propagation
+
+        # baseline hop: a bar to ourselves through the forwarder
+        hop = []
+        for bar in _bars("ECHO", ohlcv[:n_latency], ts[:n_latency]):
+            t0 = time.perf_counter()
+            bus.send(bar)
+            bus.recv()
+            hop.append(time.perf_counter() - t0)
+        hop_p50 = float(np.percentile(hop, 50)) * 1e3
+
+        # bar_to_signal_1
+        one = _bars("BTC", ohlcv[: warm + n_latency], ts[: warm + n_latency])
+        for bar in one[:warm]:
+            bus.send(bar)  # cold start: the service warms on the first bars (snapshot refused)
+        _wait_signals(env, key, warm)
+        while bus.sub.poll(200):
+            bus.sub.recv_multipart()
+        latency = []
+        for bar in one[warm:]:
+            t0 = time.perf_counter()
+            bus.send(bar)
+            while (
+                not isinstance(message := bus.recv(), TargetPosition) or message.bar_seq != bar.seq
+            ):
+                pass
+            latency.append(time.perf_counter() - t0)
+        rows.append(
+            latency_row(
+                "bar_to_signal_1", latency,
+                baseline={"name": "bus hop alone", "value": round(hop_p50, 4)},
+                goal="low single-digit ms",
+                note="publish bar -> forwarder -> inference -> forwarder -> signal received",
+            )
+        )  # fmt: skip
+
+        # bar_to_signal_100
+        symbols = [f"S{i:03d}" for i in range(100)]
+        per_symbol = {s: _bars(s, ohlcv[: warm + 60], ts[: warm + 60]) for s in symbols}
+        for i in range(warm):
+            for s in symbols:
+                bus.send(per_symbol[s][i])
+        already = warm + n_latency + 100 * warm
+        _wait_signals(env, key, already)
+        while bus.sub.poll(200):
+            bus.sub.recv_multipart()
+        burst, burst_base = [], []
+        for i in range(warm, warm + (20 if quick else 60)):
+            t0 = time.perf_counter()
+            for s in symbols:
+                bus.send(per_symbol[s][i])
+            got = 0
+            while got < 100:
+                if isinstance(bus.recv(), TargetPosition):
+                    got += 1
+            burst.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for s in symbols:
+                bus.send(msgspec.structs.replace(per_symbol[s][i], symbol="ECHO"))
+            for _ in range(100):
+                bus.recv()
+            burst_base.append(time.perf_counter() - t0)
+        rows.append(
+            latency_row(
+                "bar_to_signal_100", burst,
+                baseline={"name": "100 bars through the bus alone",
+                          "value": round(float(np.percentile(burst_base, 50)) * 1e3, 4)},
+                goal="", note="100 symbols, one bar each at the same close -> all 100 signals",
+            )
+        )  # fmt: skip
+
+        # inference_throughput: a queue of bars for a fresh symbol
+        status = call(env["INFERENCE_CMD_ENDPOINT"], "status", {}, key)
+        before = status["counters"]["signals"] + status["counters"]["warming_bars"]
+        stream = _bars("TPUT", ohlcv[:n_throughput], ts[:n_throughput])
+        t0 = time.perf_counter()
+        for bar in stream:
+            bus.send(bar)
+        t1 = _wait_signals(env, key, before + n_throughput, timeout_s=300)
+        rate = n_throughput / (t1 - t0)
+        rows.append(
+            rate_row(
+                "inference_throughput", rate, "bars/s", n_throughput,
+                baseline={"name": "same work in-process, no bus",
+                          "value": round(in_process_rate, 1)},
+                goal=">= 20,000 bars/s per process",
+                note=f"{os.cpu_count()} cores shared by publisher, forwarder and inference",
+            )
+        )  # fmt: skip
+        rss = _rss_mb(proc.pid)
+    finally:
+        bus.close()
+        marketdata.close()
+        proc.terminate()
+        proc.wait(timeout=15)
+
+    bare = subprocess.run(
+        [sys.executable, "-c",
+         "import numpy, pandas, onnxruntime, pathlib;"
+         "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
+         " if l.startswith('VmRSS')][0].split()[1])"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows.append(
+        rate_row(
+            "inference_rss_mb", rss, "MiB", 1,
+            baseline={"name": "python + numpy/pandas/onnxruntime",
+                      "value": round(int(bare.stdout.strip()) / 1024.0, 1)},
+            goal="no ray/torch in the process", note="VmRSS after the benchmarks",
+        )
+    )  # fmt: skip
+    return rows

@@ -1,0 +1,38 @@
+"""Inference settings, from ``INFERENCE_*`` environment variables (documented defaults)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.config import require
+
+
+class InferenceSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Model root and the version served at start: a folder under the root (``v7``), or a folder of
+    # versions (``baseline`` -> its last version). Pushes and rollbacks pick other versions.
+    model_dir: str = "models"
+    model_version: str = "baseline"
+    # Symbols this instance serves (a shard when scaled); empty = every ``bar.*`` on the bus.
+    symbols: tuple[str, ...] = ()
+    # Warm-up: bars asked from marketdata's ``snapshot`` per symbol (>= the pipeline's warm-up).
+    snapshot_bars: int = 300
+    snapshot_timeout_s: float = 5.0
+    snapshot_attempts: int = 3
+    # Strategy name put on every signal: execution's order references derive from it, so it
+    # stays the same across model swaps (a swapped model never re-orders an already-seen bar).
+    strategy: str = "rl"
+    instance: str = ""  # name in model.status / heartbeats; default: the bus producer id
+
+    def __post_init__(self) -> None:
+        require(bool(self.model_dir), "model_dir", "must not be empty")
+        require(bool(self.model_version), "model_version", "must not be empty")
+        require(self.snapshot_bars > 0, "snapshot_bars", "must be > 0")
+        require(self.snapshot_timeout_s > 0, "snapshot_timeout_s", "must be > 0")
+        require(self.snapshot_attempts >= 1, "snapshot_attempts", "must be >= 1")
+        require(bool(self.strategy), "strategy", "must not be empty")
+        for symbol in self.symbols:
+            require(
+                symbol.replace("-", "").replace("_", "").replace(".", "").isalnum(),
+                "symbols",
+                f"bad symbol {symbol!r}",
+            )

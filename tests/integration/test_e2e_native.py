@@ -6,8 +6,11 @@ marketdata, inference (shipped MA-crossover ONNX baseline), execution and monito
 monitor's ledger against an independent computation from the same bars, signals and costs:
 
 * every signal equals the baseline's rule, sign(SMA10 - SMA50), recomputed here with pandas;
-* every target change becomes one fill of ``round(target * max_position) - position`` shares at
-  the NEXT bar's open moved 1 bp against the trader, with IB's fixed commission;
+* every target change becomes one order ``<strategy>-<SYMBOL>-<bar seq>`` of
+  ``round(target * max_position) - position`` shares, filled at the open of a bar AFTER the
+  signal's bar (the next one the simulator saw once the order arrived: on a loaded machine that
+  can be one later; which one is read from the simulator's record, the price is computed here),
+  moved 1 bp against the trader, with IB's fixed commission;
 * the ledger has exactly those fills, the final positions, and equity to the cent.
 """
 
@@ -88,21 +91,33 @@ def wait_ready(endpoint: str, key: bytes, timeout_s: float = 60.0) -> dict:
         time.sleep(0.3)
 
 
-def expected_ledger(bars: dict[str, list[Bar]], signals: dict[str, list[TargetPosition]]):
-    """Fills and equity from bars + signals + cost settings, with no code of the services."""
+def expected_ledger(
+    bars: dict[str, list[Bar]],
+    signals: dict[str, list[TargetPosition]],
+    fill_bar_ts: dict[str, int],
+):
+    """Fills and equity from bars + signals + cost settings, with no code of the services.
+
+    ``fill_bar_ts``: order reference -> close time of the bar the simulator filled it on.
+    """
     fills: dict[str, list[tuple[str, int, float, float]]] = {}
     cash_flow, fees, final_qty, marks = 0.0, 0.0, {}, {}
     for symbol in SYMBOLS:
-        by_seq = {b.seq: b for b in bars[symbol]}
+        by_close = {b.ts_event: b for b in bars[symbol]}
         position, out = 0, []
         for sig in sorted(signals[symbol], key=lambda s: s.bar_seq):
             desired = round_half_away(sig.target_position * MAX_POSITION)
-            nxt = by_seq.get(sig.bar_seq + 1)
-            if desired == position or nxt is None:  # no change, or no next bar to fill at
+            ref = f"rl-{symbol}-{sig.bar_seq}"
+            if desired == position:
                 continue
+            if ref not in fill_bar_ts:  # only the last bars' orders may still be waiting
+                assert sig.bar_seq >= bars[symbol][-1].seq - 1, f"{ref} was never filled"
+                continue
+            fill_bar = by_close[fill_bar_ts[ref]]
+            assert fill_bar.ts_event > sig.bar_close_ts, f"{ref} filled on or before its bar"
             qty = desired - position
             side = "BUY" if qty > 0 else "SELL"
-            price = round(nxt.open * (1 + SLIPPAGE if qty > 0 else 1 - SLIPPAGE), 6)
+            price = round(fill_bar.open * (1 + SLIPPAGE if qty > 0 else 1 - SLIPPAGE), 6)
             commission = ib_commission(abs(qty), price)
             out.append((side, abs(qty), price, commission))
             cash_flow -= qty * price
@@ -223,7 +238,17 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
         assert (got.values == rule.loc[got.index].values).all()
 
     # 2. Ledger == independent computation; 3. == the simulator's own record; 4. == bus fills.
-    expected_fills, final_qty, equity = expected_ledger(bars, signals)
+    fill_bar_ts = {e["order_ref"]: e["bar_ts"] for e in sim_execs}
+    expected_fills, final_qty, equity = expected_ledger(bars, signals, fill_bar_ts)
+    late = sum(
+        1
+        for e in sim_execs
+        if e["bar_ts"]
+        != next(
+            b for b in bars[e["symbol"]] if b.seq == int(e["order_ref"].rsplit("-", 1)[1]) + 1
+        ).ts_event
+    )
+    print(f"{len(sim_execs)} executions, {late} filled later than the next bar (machine load)")
     assert sum(len(v) for v in expected_fills.values()) >= 6, "too few trades to mean anything"
     for symbol in SYMBOLS:
         rows = [f for f in ledger_fills if f["symbol"] == symbol]

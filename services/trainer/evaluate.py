@@ -34,7 +34,6 @@ import importlib.util
 import json
 import math
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,7 @@ from shared.backtest import (
     run_policy,
 )
 from shared.costs import CostModel
+from shared.provenance import git_revision
 
 __all__ = ["EvaluationResult", "evaluate_model", "main", "resolve_model"]
 
@@ -115,24 +115,6 @@ def _positions(index: pd.DatetimeIndex, start: Any, end: Any) -> tuple[int, int]
     i0 = 0 if start is None else int(np.searchsorted(ns, _utc(start).value, side="left"))
     i1 = len(index) if end is None else int(np.searchsorted(ns, _end_exclusive(end).value))
     return i0, i1
-
-
-def git_revision(repo: Path = REPO) -> str:
-    """``HEAD`` (``-dirty`` with modified tracked files), or ``unknown`` outside git."""
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{rev}-dirty" if dirty else rev
 
 
 def _clean(value: Any) -> Any:

@@ -55,6 +55,7 @@ from shared.manifest import (
     write_artifact,
 )
 from shared.observation import observation_names
+from shared.provenance import git_revision
 from trainer.config import TrainConfig
 from trainer.gate import GateDecision, promotion_gate
 from trainer.progress import say, setup
@@ -186,12 +187,6 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float | None]:
             continue
         out[k] = float(v) if math.isfinite(float(v)) else None
     return out
-
-
-def git_revision() -> str:
-    from trainer.evaluate import git_revision as rev
-
-    return rev()
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The real stack under ``docker compose``: health, fills, restarts, kills, scaling, image sizes.
+"""The real stack under ``docker compose``: health, fills, restarts, kills, scaling, image sizes,
+a model pushed from the trainer container and hot-swapped, forged control commands refused.
 
 One stack per module under a unique project name (``rltrader-test-<random>``), built offline
 from ``docker/wheels`` and torn down with ``down -v`` whatever happens. Order matters: the tests
@@ -44,6 +45,157 @@ RECOVERY_LIMIT_S = 120  # a restarted or killed service healthy again
 PROGRESS_LIMIT_S = 120  # new fills after a disturbance
 RECONCILE_LIMIT_S = 120  # ledger == simulator once trading stops
 LIGHT_IMAGE_LIMIT_MB = 400
+SWAP_LIMIT_S = 60  # every inference instance serves a pushed model (or refused a bad one)
+SIGNAL_LIMIT_S = 90  # signals seen on the bus after a swap
+
+# Probes run with ``python -c`` inside the stack's containers (the images carry the project).
+# A signed command (the stack's key) to a service; prints {"ok": ..., "result" | "error"}.
+COMMAND_PROBE = """
+import json, sys
+from shared.auth import load_or_create_key
+from shared.bus import CommandError, call
+from shared.config import bus_settings, command_endpoint
+key = load_or_create_key(bus_settings().secret_file)
+service, name, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+try:
+    result = call(command_endpoint(service), name, args, key, timeout_s=30, sender="docker-test")
+except CommandError as exc:
+    print(json.dumps({"ok": False, "error": str(exc)}))
+else:
+    print(json.dumps({"ok": True, "result": result}, default=str))
+"""
+
+# In the trainer: a new model version in best_models/ (the shipped baseline policy re-released
+# under a new name: same graph, its own manifest) and a copy of it whose model.onnx is corrupted
+# (one byte flipped; the manifest keeps the true sha256). Prints the good version's sha256.
+MAKE_MODELS_PROBE = """
+import json, os, sys, time
+from pathlib import Path
+import msgspec
+from shared.manifest import MODEL_FILE, read_manifest, resolve_artifact, write_artifact
+version, corrupt = sys.argv[1], sys.argv[2]
+src = resolve_artifact(os.environ["TRAINER_MODEL_DIR"], "baseline")
+base = read_manifest(src)
+onnx = (src / MODEL_FILE).read_bytes()
+root = Path(os.environ["TRAINER_OUTPUT_DIR"]) / "best_models"
+now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+made = {}
+for name in (version, corrupt):
+    manifest = msgspec.structs.replace(
+        base, version=name, created_at=now,
+        provenance=f"tests/docker: {base.version} re-released as {name}",
+    )
+    made[name] = write_artifact(root, manifest, onnx)
+bad = bytearray((made[corrupt] / MODEL_FILE).read_bytes())
+bad[len(bad) // 2] ^= 0xFF
+(made[corrupt] / MODEL_FILE).write_bytes(bytes(bad))
+print(json.dumps({"source": base.version, "sha256": read_manifest(made[version]).onnx_sha256}))
+"""
+
+# In the trainer: put the corrupted copy straight into the shared model root (bypassing the
+# push checks) and announce it with a correctly signed model.updated, as a push would.
+ANNOUNCE_CORRUPT_PROBE = """
+import json, os, shutil, sys, time
+from pathlib import Path
+import zmq
+from shared.auth import load_or_create_key
+from shared.bus import Publisher
+from shared.config import bus_settings
+from shared.manifest import read_manifest
+from trainer.registry import model_updated
+corrupt = sys.argv[1]
+src = Path(os.environ["TRAINER_OUTPUT_DIR"]) / "best_models" / corrupt
+dst = Path(os.environ["TRAINER_MODEL_DIR"]) / corrupt
+if not dst.exists():
+    shutil.copytree(src, dst)
+settings = bus_settings()
+key = load_or_create_key(settings.secret_file)
+publisher = Publisher(zmq.Context.instance(), settings.pub_endpoint, "docker-test")
+time.sleep(2.0)  # let the forwarder see this publisher before the first message
+sha = read_manifest(dst).onnx_sha256
+for _ in range(3):  # each a fresh nonce: a first one lost to a slow join does not matter
+    publisher.publish(model_updated(corrupt, sha, key, "push"))
+    time.sleep(1.0)
+publisher.close()
+print(json.dumps({"announced": corrupt, "sha256": sha}))
+"""
+
+# Subscribe to signal.* and collect the signals published after ``after_ns`` until every one of
+# ``producers`` instances was seen ``each`` times (or the limit). Prints the signals.
+SIGNALS_PROBE = """
+import json, sys, time
+import zmq
+from shared.config import bus_settings
+from shared.messages import TargetPosition, decode
+after_ns, producers, each = (int(a) for a in sys.argv[1:4])
+limit = float(sys.argv[4])
+sock = zmq.Context.instance().socket(zmq.SUB)
+sock.setsockopt(zmq.LINGER, 0)
+sock.connect(bus_settings().sub_endpoint)
+sock.setsockopt(zmq.SUBSCRIBE, b"signal.")
+seen, counts = [], {}
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    if len(counts) >= producers and min(counts.values()) >= each:
+        break
+    if not sock.poll(1000):
+        continue
+    message = decode(sock.recv_multipart()[-1])
+    if isinstance(message, TargetPosition) and message.ts_publish > after_ns:
+        counts[message.producer] = counts.get(message.producer, 0) + 1
+        seen.append({"producer": message.producer, "symbol": message.symbol,
+                     "model_version": message.model_version, "bar_seq": message.bar_seq})
+print(json.dumps(seen))
+"""
+
+# Commands an attacker on the network could send execution. Each goes on a raw DEALER socket
+# and must come back refused; only the replay's first send (a correctly signed, fresh ``rearm``,
+# harmless while execution is armed) is accepted. Prints {case: [{"ok", "error"}, ...]}.
+FORGED_COMMANDS_PROBE = """
+import json, secrets, sys, time
+import msgspec, zmq
+from shared.auth import load_or_create_key, sign
+from shared.bus import CommandError, call
+from shared.config import bus_settings, command_endpoint
+from shared.messages import Command, Reply
+tag = sys.argv[1]
+endpoint = command_endpoint("execution")
+key = load_or_create_key(bus_settings().secret_file)
+encoder, decoder = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(Reply)
+
+def command(name, case, ts=None):
+    return Command(name=name, args={}, request_id=secrets.token_hex(8),
+                   ts=ts or time.time_ns(), nonce="", sender=f"{tag}-{case}")
+
+def send(frames):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    replies = []
+    for payload in frames:
+        sock.send_multipart([b"", payload])
+        if not sock.poll(30000):
+            raise SystemExit(f"execution did not answer within 30s ({len(replies)} replies)")
+        reply = decoder.decode(sock.recv_multipart()[-1])
+        replies.append({"ok": reply.ok, "error": reply.error})
+    sock.close()
+    return replies
+
+out = {}
+try:
+    call(endpoint, "kill", {}, b"x" * 64, timeout_s=30, sender=f"{tag}-wrong_key")
+    out["wrong_key"] = [{"ok": True, "error": ""}]
+except CommandError as exc:
+    out["wrong_key"] = [{"ok": False, "error": str(exc)}]
+out["unsigned"] = send([encoder.encode(command("kill", "unsigned"))])
+signed = sign(command("rearm", "tampered"), key)
+out["tampered"] = send([encoder.encode(msgspec.structs.replace(signed, name="kill"))])
+old = sign(command("kill", "stale", ts=time.time_ns() - 600 * 10**9), key)
+out["stale"] = send([encoder.encode(old)])
+replay = encoder.encode(sign(command("rearm", "replayed"), key))
+out["replayed"] = send([replay, replay])
+print(json.dumps(out))
+"""
 
 
 def _run(
@@ -139,9 +291,42 @@ class Stack:
         _wait(f"{service} healthy", limit_s, lambda: self.healthy(service, count))
 
     def container_id(self, service: str) -> str:
-        ids = self.compose("ps", "-q", service).stdout.split()
+        ids = self.container_ids(service)
         assert len(ids) == 1, f"{service}: expected one container, got {ids}"
         return ids[0]
+
+    def container_ids(self, service: str) -> list[str]:
+        return sorted(self.compose("ps", "-q", service).stdout.split())
+
+    def command(
+        self,
+        service: str,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        via: str = "monitor",
+        container: str | None = None,
+    ) -> dict[str, Any]:
+        """Send ``service`` a command signed with the stack's key, from inside the network.
+
+        By default from the ``via`` service's container to the service's name (one instance);
+        with ``container`` from inside that container to its own endpoint (one given replica).
+        Returns ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": "..."}``.
+        """
+        argv = ["python", "-c", COMMAND_PROBE, service, name, json.dumps(args or {})]
+        if container is None:
+            out = self.compose("exec", "-T", via, *argv, timeout=90).stdout
+        else:
+            port = {"marketdata": 5560, "inference": 5561, "execution": 5562}[service]
+            endpoint = f"{service.upper()}_CMD_ENDPOINT=tcp://127.0.0.1:{port}"
+            out = _run(["docker", "exec", "-e", endpoint, container, *argv], timeout=90).stdout
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def exec_py(self, service: str, code: str, *args: str, timeout: float = 120) -> Any:
+        """Run ``code`` with ``args`` in ``service``'s container; its stdout is one JSON value."""
+        out = self.compose("exec", "-T", service, "python", "-c", code, *args, timeout=timeout)
+        return json.loads(out.stdout)
 
     def exec_json(self, service: str, code: str) -> Any:
         out = self.compose("exec", "-T", service, "python", "-c", code, timeout=60).stdout
@@ -329,6 +514,146 @@ def test_two_inference_instances_send_no_order_twice(stack: Stack) -> None:
     stack.wait_healthy("inference", count=2)
     stack.wait_new_fills(n, "scale inference=2", at_least=3)
     stack.assert_no_duplicate_orders()
+
+
+def _started(container: str) -> tuple[str, int]:
+    """(start time, restart count) of a container: both unchanged = it was not restarted."""
+    out = _run(["docker", "inspect", "-f", "{{.State.StartedAt}} {{.RestartCount}}", container])
+    started, restarts = out.stdout.split()
+    return started, int(restarts)
+
+
+def _inference_status(stack: Stack, container: str) -> dict[str, Any]:
+    reply = stack.command("inference", "status", container=container)
+    assert reply["ok"], f"inference {container[:12]} status: {reply}"
+    status: dict[str, Any] = reply["result"]
+    return status
+
+
+def test_model_pushed_from_trainer_is_served_without_restart(
+    stack: Stack, report: Callable[[str], None]
+) -> None:
+    if "trainer" not in SERVICES:
+        pytest.skip("trainer not started (RLTRADER_DOCKER_SERVICES)")
+    replicas = stack.container_ids("inference")  # two since the scale test
+    assert replicas, "no inference container"
+    before = {c: _started(c) for c in replicas}
+    serving = {c: _inference_status(stack, c)["model"]["version"] for c in replicas}
+    version = f"docker-test-{stack.project.rsplit('-', 1)[-1]}"
+    corrupt = f"{version}-corrupt"
+    assert version not in serving.values()
+
+    made = stack.exec_py("trainer", MAKE_MODELS_PROBE, version, corrupt)
+
+    # A corrupted export is refused by the trainer before anything reaches the model root.
+    refused = stack.compose(
+        "exec", "-T", "trainer", "python", "-m", "trainer.ctl", "push_model",
+        f"version={corrupt}", timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1, _failure(["trainer.ctl push_model", corrupt], refused)
+    assert "refused" in refused.stderr and "sha256" in refused.stderr, refused.stderr
+
+    # The real push: verified, copied into the shared model root, announced with a signed
+    # model.updated; every inference instance hot-swaps.
+    pushed = stack.compose(
+        "exec", "-T", "trainer", "python", "-m", "trainer.ctl", "push_model",
+        f"version={version}", timeout=120,
+    )  # fmt: skip
+    result = json.loads(pushed.stdout)
+    assert result["version"] == version and result["sha256"] == made["sha256"], result
+    assert result["published"] is True and result["forced"] is False, result
+    for c in replicas:
+        _wait(
+            f"inference {c[:12]} serving {version}",
+            SWAP_LIMIT_S,
+            lambda c=c: _inference_status(stack, c)["model"]["version"] == version,
+        )
+    after_ns = time.time_ns()
+    for c in replicas:
+        status = _inference_status(stack, c)
+        assert status["model"]["onnx_sha256"] == made["sha256"], status["model"]
+        assert status["previous_model"] == serving[c], status
+        assert _started(c) == before[c], f"inference {c[:12]} was restarted"
+    assert sorted(stack.container_ids("inference")) == replicas
+    trainer = stack.command("trainer", "status")
+    assert trainer["ok"] and trainer["result"]["current_model"] == version, trainer
+
+    # Signals published after the swap carry the new version, from every instance.
+    signals = stack.exec_py(
+        "monitor", SIGNALS_PROBE, str(after_ns), str(len(replicas)), "2", str(SIGNAL_LIMIT_S),
+        timeout=SIGNAL_LIMIT_S + 60,
+    )  # fmt: skip
+    producers = Counter(s["producer"] for s in signals)
+    assert len(producers) == len(replicas) and min(producers.values()) >= 2, producers
+    assert {s["model_version"] for s in signals} == {version}, signals[:10]
+
+    # A corrupted file that reaches the model root anyway (a correctly signed model.updated
+    # naming it, and inference's own push_model command) is refused; serving goes on.
+    rejected = {c: _inference_status(stack, c)["counters"]["models_rejected"] for c in replicas}
+    stack.exec_py("trainer", ANNOUNCE_CORRUPT_PROBE, corrupt)
+    for c in replicas:
+        _wait(
+            f"inference {c[:12]} refusing {corrupt}",
+            SWAP_LIMIT_S,
+            lambda c=c: _inference_status(stack, c)["counters"]["models_rejected"] > rejected[c],
+        )
+        direct = stack.command("inference", "push_model", {"version": corrupt}, container=c)
+        assert not direct["ok"] and "sha256" in direct["error"], direct
+        status = _inference_status(stack, c)
+        assert "sha256" in status["last_rejection"], status["last_rejection"]
+        assert status["model"]["version"] == version, status["model"]
+        assert _started(c) == before[c], f"inference {c[:12]} was restarted"
+    after_ns = time.time_ns()
+    signals = stack.exec_py(
+        "monitor", SIGNALS_PROBE, str(after_ns), str(len(replicas)), "1", str(SIGNAL_LIMIT_S),
+        timeout=SIGNAL_LIMIT_S + 60,
+    )  # fmt: skip
+    assert signals and {s["model_version"] for s in signals} == {version}, signals[:10]
+    report(f"pushed {version} ({made['source']} re-released) served by {len(replicas)} instance(s)")
+
+
+def test_unauthenticated_kill_switch_is_refused(stack: Stack) -> None:
+    n = len(stack.ledger_fills())
+    tag = f"docker-test-{uuid.uuid4().hex[:8]}"
+    replies = stack.exec_py("monitor", FORGED_COMMANDS_PROBE, tag)
+    expected = {
+        "wrong_key": "bad signature",
+        "unsigned": "unsigned",
+        "tampered": "bad signature",
+        "stale": "stale",
+        "replayed": "replayed",
+    }
+    assert sorted(replies) == sorted(expected), replies
+    assert len(replies["replayed"]) == 2, replies["replayed"]
+    first = replies["replayed"][0]
+    assert first["ok"], f"the original of the replayed command was refused: {first}"
+    refusals = {case: replies[case][-1] for case in expected}
+    for case, reason in expected.items():
+        reply = refusals[case]
+        assert not reply["ok"], f"{case}: accepted {reply}"
+        assert "unauthorised" in reply["error"] and reason in reply["error"], (case, reply)
+
+    status = stack.command("execution", "status")
+    assert status["ok"], status
+    assert status["result"]["killed"] is False, status["result"]
+    assert not status["result"]["trading_blocked"], status["result"]
+    stack.wait_new_fills(n, "forged kill commands")  # still trading
+    stack.assert_no_duplicate_orders()
+
+    def refused_in_logs() -> dict[str, str] | None:
+        out = stack.compose("logs", "--no-color", "--no-log-prefix", "execution", timeout=90)
+        found: dict[str, str] = {}
+        for line in out.stdout.splitlines():
+            if "command_refused" not in line or tag not in line:
+                continue
+            entry = json.loads(line[line.index("{") :])
+            if entry.get("event") == "command_refused":
+                found[entry["sender"].removeprefix(f"{tag}-")] = entry["reason"]
+        return found if found.keys() == expected.keys() else None
+
+    logged = _wait("execution logging every refused command", 60, refused_in_logs)
+    for case, reason in expected.items():
+        assert reason in logged[case], (case, logged[case])
 
 
 def test_ledger_equals_simulator_executions(stack: Stack, report: Callable[[str], None]) -> None:

@@ -24,6 +24,7 @@ to ``[low, high]`` (within ``[-1, 1]``). Targets are fractions of the allowed po
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -481,3 +482,23 @@ def load_artifact(
             f"values {probe.ravel().tolist()} (want {n_out} finite outputs)"
         )
     return model
+
+
+# --------------------------------------------------------------------------- push history
+PUSH_HISTORY_FILE = "pushes.json"  # in the model root; appended by each push and rollback
+
+
+def read_push_history(model_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The trainer's push/rollback history (oldest first); empty when nothing was pushed."""
+    path = Path(model_root) / PUSH_HISTORY_FILE
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return list(data) if isinstance(data, list) else []
+
+
+def current_pushed_version(model_root: str | os.PathLike[str]) -> str | None:
+    """The version the last push or rollback announced, so a restarted or newly scaled inference
+    instance serves what the running ones serve instead of falling back to its start setting."""
+    history = read_push_history(model_root)
+    return str(history[-1]["version"]) if history else None

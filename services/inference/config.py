@@ -8,10 +8,11 @@ from shared.config import require
 
 
 class InferenceSettings(msgspec.Struct, frozen=True, kw_only=True):
-    # Model root and the version served at start: a folder under the root (``v7``), or a folder of
-    # versions (``baseline`` -> its last version). Pushes and rollbacks pick other versions.
+    # Model root and the version served at start: ``current`` (the last version the trainer
+    # pushed or rolled back to, from the root's push history; the baseline when there is none),
+    # a folder under the root (``v7``), or a folder of versions (``baseline`` -> its last one).
     model_dir: str = "models"
-    model_version: str = "baseline"
+    model_version: str = "current"
     # Symbols this instance serves (a shard when scaled); empty = every ``bar.*`` on the bus.
     symbols: tuple[str, ...] = ()
     # Warm-up: bars asked from marketdata's ``snapshot`` per symbol (>= the pipeline's warm-up).

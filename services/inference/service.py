@@ -38,7 +38,13 @@ from shared.auth import AuthError, Verifier
 from shared.bus import CommandError, heartbeat_loop
 from shared.features import FeaturePipeline, OnlineFeatures
 from shared.logs import event
-from shared.manifest import ArtifactError, LoadedModel, load_artifact, resolve_artifact
+from shared.manifest import (
+    ArtifactError,
+    LoadedModel,
+    current_pushed_version,
+    load_artifact,
+    resolve_artifact,
+)
 from shared.messages import Bar, ModelStatus, ModelUpdated, TargetPosition
 from shared.observation import build_observation
 from shared.runtime import BusConnection
@@ -94,10 +100,29 @@ class InferenceService:
         self._snapshot_client = bus.command_client("marketdata")
         self._warm_tasks: set[asyncio.Task[int]] = set()
         self.last_rejection = ""
-        folder = resolve_artifact(self.root, settings.model_version)
-        self.model: LoadedModel = load_artifact(folder, self.pipeline)
+        self.model: LoadedModel = self._initial_model(settings.model_version)
         self.previous: LoadedModel | None = None
         self._decide_seconds = 0.0
+
+    def _initial_model(self, version: str) -> LoadedModel:
+        """``current``: the last pushed version, so a restart or a new replica never silently
+        serves an older model than its peers; if that artifact fails its checks, the baseline."""
+        if version != "current":
+            return load_artifact(resolve_artifact(self.root, version), self.pipeline)
+        pushed = current_pushed_version(self.root)
+        if pushed is not None:
+            try:
+                return load_artifact(resolve_artifact(self.root, pushed), self.pipeline)
+            except ArtifactError as exc:
+                event(
+                    log,
+                    "pushed_model_refused_at_start",
+                    logging.ERROR,
+                    version=pushed,
+                    reason=str(exc),
+                    fallback="baseline",
+                )
+        return load_artifact(resolve_artifact(self.root, "baseline"), self.pipeline)
 
     # ------------------------------------------------------------------ bars -> signals
     def topics(self) -> list[str]:

@@ -30,17 +30,20 @@ from typing import Any
 from shared.auth import sign
 from shared.features import FeaturePipeline
 from shared.manifest import (
+    PUSH_HISTORY_FILE,
     ArtifactError,
     LoadedModel,
+    current_pushed_version,
     list_versions,
     load_artifact,
     read_manifest,
+    read_push_history,
     resolve_artifact,
     sha256_file,
 )
 from shared.messages import ModelUpdated
 
-HISTORY_FILE = "pushes.json"
+HISTORY_FILE = PUSH_HISTORY_FILE
 
 
 class PushError(Exception):
@@ -52,11 +55,7 @@ def _now() -> str:
 
 
 def read_history(model_dir: Path) -> list[dict[str, Any]]:
-    path = model_dir / HISTORY_FILE
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
-    return list(data) if isinstance(data, list) else []
+    return read_push_history(model_dir)
 
 
 def _write_history(model_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -67,8 +66,7 @@ def _write_history(model_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def current_version(model_dir: Path) -> str | None:
-    history = read_history(model_dir)
-    return history[-1]["version"] if history else None
+    return current_pushed_version(model_dir)
 
 
 def verify(

@@ -318,3 +318,30 @@ def test_observation_matches_the_batch_pipeline(series) -> None:
         out = online.update(*row)
         if out is not None:
             np.testing.assert_allclose(model.normalise(out), batch[i], rtol=0, atol=1e-9)
+
+
+def test_start_serves_the_last_pushed_version_so_restarts_and_replicas_agree(
+    model_root: Path, bus: BusConnection, series: SymbolSeries
+) -> None:
+    import json
+
+    from tests.model_artifacts import make_artifact
+
+    make_artifact(model_root, "v-pushed")
+    (model_root / "pushes.json").write_text(json.dumps([{"version": "v-pushed"}]))
+    assert make_service(model_root, bus, series).service.model.version == "v-pushed"
+    # an explicit version still wins
+    explicit = make_service(model_root, bus, series, model_version="baseline")
+    assert explicit.service.model.version == BASELINE
+
+
+def test_start_falls_back_to_baseline_when_the_pushed_artifact_is_broken(
+    model_root: Path, bus: BusConnection, series: SymbolSeries
+) -> None:
+    import json
+
+    from tests.model_artifacts import corrupt, make_artifact
+
+    corrupt(make_artifact(model_root, "v-broken"))
+    (model_root / "pushes.json").write_text(json.dumps([{"version": "v-broken"}]))
+    assert make_service(model_root, bus, series).service.model.version == BASELINE

@@ -39,6 +39,7 @@ from ib_async import (
     LimitOrder,
     MarketOrder,
     Order,
+    OrderStatus,
     Stock,
     StopOrder,
     Trade,
@@ -68,6 +69,11 @@ ORDER_CANCELLED_CODE = 202
 # ib_async's warning codes: the order is still live after them
 WARNING_CODES = frozenset({105, 110, 165, 321, 329, 399, 404, 434, 492, 10167})
 _ERROR_PREFIX = re.compile(r"^(Error|Warning) \d+, reqId -?\d+: ")
+
+
+def _trade_key(trade: Trade) -> tuple[int, int]:
+    """How ib_async itself keys trades: (client id, order id)."""
+    return (trade.order.clientId, trade.order.orderId)
 
 
 def is_paper_account(account: str) -> bool:
@@ -118,6 +124,9 @@ class IBBroker:
         self._account = ""
         self._contracts: dict[str, Contract] = {}
         self._known_refs: set[str] = set()
+        # Orders not yet done, kept from order events: ib_async's openTrades() scans every trade
+        # of the session, which made each signal's cost grow with the number of orders sent.
+        self._open: dict[tuple[int, int], Trade] = {}
         self._pending_fills: dict[str, asyncio.TimerHandle] = {}
         self._reported_fills: set[str] = set()
         self._closing = False
@@ -177,6 +186,7 @@ class IBBroker:
             self.ib.disconnect()
             raise BrokerError(f"the login manages {accounts}: set ib.account in the paper config")
         self._account = account
+        self._open = {_trade_key(t): t for t in self.ib.openTrades()}
         for trade in self.ib.trades():
             if trade.order.orderRef:
                 self._known_refs.add(trade.order.orderRef)
@@ -196,7 +206,7 @@ class IBBroker:
             paper=self.is_paper(),
             account_type=account_type,
             server_version=self.ib.client.serverVersion(),
-            open_orders=len(self.ib.openTrades()),
+            open_orders=len(self._open),
             known_refs=len(self._known_refs),
         )
 
@@ -263,9 +273,20 @@ class IBBroker:
                 )
         return out
 
+    def _track(self, trade: Trade) -> None:
+        if trade.orderStatus.status in OrderStatus.DoneStates:
+            self._open.pop(_trade_key(trade), None)
+        else:
+            self._open[_trade_key(trade)] = trade
+
+    def _open_trades(self) -> list[Trade]:
+        return [
+            t for t in self._open.values() if t.orderStatus.status not in OrderStatus.DoneStates
+        ]
+
     def working_orders(self) -> list[WorkingOrder]:
         out = []
-        for trade in self.ib.openTrades():
+        for trade in self._open_trades():
             order = trade.order
             if not order.orderRef:
                 continue
@@ -386,11 +407,11 @@ class IBBroker:
             orders = [self._stamp(MarketOrder(side, qty), order.order_ref)]
         for ib_order in orders:
             self._known_refs.add(ib_order.orderRef)
-            self.ib.placeOrder(contract, ib_order)
+            self._track(self.ib.placeOrder(contract, ib_order))
         return str(orders[0].orderId)
 
     def _open_trades_by_ref(self) -> dict[str, Trade]:
-        return {t.order.orderRef: t for t in self.ib.openTrades() if t.order.orderRef}
+        return {t.order.orderRef: t for t in self._open_trades() if t.order.orderRef}
 
     async def cancel(self, order_ref: str) -> bool:
         trade = self._open_trades_by_ref().get(order_ref)
@@ -444,8 +465,10 @@ class IBBroker:
 
     def _on_open_order(self, trade: Trade) -> None:
         self._ref_of(trade)
+        self._track(trade)
 
     def _on_status(self, trade: Trade) -> None:
+        self._track(trade)
         ref = self._ref_of(trade)
         if not ref:
             return

@@ -4,7 +4,7 @@
 
 Starts its own busproxy, ``python -m ibsim`` and ``python -m execution`` (``EXECUTION_BROKER=ib``)
 on free ports, publishes ``n`` signals whose targets alternate between +1 and -1 (each one needs an
-order), and for each measures
+order), each followed (after its acknowledgement) by a bar that fills it, and for each measures
 
 * ``signal_to_ack``: from the signal's ``ts_publish`` (stamped by the bus publisher) to the
   ``ts_event`` of the ``acknowledged`` OrderEvent, which execution stamps when the simulator's
@@ -73,7 +73,7 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
         "EXECUTION_CMD_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
         "IBSIM_PORT": str(_free_port()),
         "IBSIM_CONTROL_PORT": str(_free_port()),
-        "IBSIM_PRICE_SOURCE": "none",
+        "IBSIM_PRICE_SOURCE": "bus",  # the bars the bench publishes fill its orders
         "LOG_LEVEL": "WARNING",
     }
     paper = tmp / "paper.json"
@@ -172,6 +172,13 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
             )
             ack = await asyncio.wait_for(_ack(subscriber, ref), timeout=10)
             received = time.time_ns()
+            # the next bar: the simulator fills the market order at its open, as in live trading,
+            # so working orders do not pile up across the run
+            tick = close_ts + (i + 1) * 1_000_000_000
+            publisher.publish(
+                Bar(symbol="AAPL", timeframe="1s", bar_open_ts=tick - 1_000_000_000, open=100,
+                    high=101, low=99, close=100, volume=1, ts_event=tick)
+            )  # fmt: skip
             if i >= warmup:
                 latencies.append((ack.ts_event - sent.ts_publish) / 1e6)
                 round_trips.append((received - sent.ts_publish) / 1e6)

@@ -84,6 +84,8 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
                 "max_position": 100,
                 "max_orders_per_minute": 100_000,
                 "max_gross_exposure": 1e9,
+                # thousands of round trips pay commission and slippage: not a loss to halt on
+                "max_daily_loss": 1e12,
                 "ib": {"port": int(env["IBSIM_PORT"]), "client_id": 31},
             }
         )

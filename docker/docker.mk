@@ -20,7 +20,7 @@ docker-build: docker-engine docker-wheels
 	$(DOCKER_ENV) $(COMPOSE) build
 
 up: docker-engine docker-wheels
-	$(DOCKER_ENV) $(COMPOSE) up -d --build
+	$(DOCKER_ENV) $(COMPOSE) up -d --build --wait
 
 down:
 	$(COMPOSE) down

@@ -18,6 +18,7 @@ handed to the validation and test envs.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import msgspec
@@ -255,3 +256,18 @@ def trainer_settings(env: dict[str, str] | None = None) -> TrainerSettings:
     from shared.config import from_env
 
     return from_env(TrainerSettings, "TRAINER_", env)
+
+
+def parse_key_values(items: list[str], label: str) -> dict[str, Any]:
+    """``key=value`` command-line items; values are parsed as JSON when they can be
+    (``force=true``, ``lr=1e-3``), else kept as text. ``label`` names the flag in errors."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{label} {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out

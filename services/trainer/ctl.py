@@ -21,19 +21,11 @@ from typing import Any
 from shared.auth import load_or_create_key
 from shared.bus import CommandError, call
 from shared.config import bus_settings, command_endpoint
+from trainer.config import parse_key_values
 
 
 def parse_args(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SystemExit(f"argument {item!r}: expected key=value")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    return parse_key_values(items, "argument")
 
 
 def main(argv: list[str] | None = None) -> int:

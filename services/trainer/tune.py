@@ -53,7 +53,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, parse_key_values
 from trainer.progress import say, setup
 
 # Space spec: field -> {"choice": [...]} | {"loguniform": [lo, hi]} | {"uniform": [lo, hi]}.
@@ -718,16 +718,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+    """``--set FIELD=VALUE`` overrides (values parsed as JSON when they can be)."""
+    return parse_key_values(items, "--set")
 
 
 if __name__ == "__main__":

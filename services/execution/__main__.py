@@ -51,7 +51,7 @@ async def main() -> int:
         config = load_config()
         bus = connect_bus("execution")
     except ConfigError as exc:
-        event(log, "config_error", error=str(exc))
+        event(log, "config_error", logging.ERROR, error=str(exc))
         return 2
     if "LOG_LEVEL" not in os.environ:
         logging.getLogger().setLevel(config.paper.logging.level)

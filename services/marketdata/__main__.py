@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from marketdata.config import MarketDataSettings
@@ -18,7 +19,7 @@ async def main() -> int:
         settings = from_env(MarketDataSettings, "MARKETDATA_")
         bus = connect_bus("marketdata")
     except ConfigError as exc:
-        event(log, "config_error", error=str(exc))
+        event(log, "config_error", logging.ERROR, error=str(exc))
         return 2
     service = MarketDataService(settings, bus)
     server = bus.command_server()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from monitor.config import MonitorSettings
@@ -19,7 +20,7 @@ async def main() -> int:
         settings = from_env(MonitorSettings, "MONITOR_")
         bus = connect_bus("monitor")
     except ConfigError as exc:
-        event(log, "config_error", error=str(exc))
+        event(log, "config_error", logging.ERROR, error=str(exc))
         return 2
     service = MonitorService(settings, bus)
     server = bus.command_server()

@@ -21,8 +21,10 @@ Steps:
 4. Promotion gate (``trainer.gate``): promoted only when the model beats both benchmarks on the
    test slice, or with ``--force`` (logged, and written into the verdict's reason).
 5. ``paper_trading/models/model_YYYYMMDDHHMMSS/`` (a copy of the artifact) and
-   ``paper_trading/paper_trading_config.json`` (``shared.paper_config``; an existing, valid file
-   keeps its settings and only gets the new model folder and symbol).
+   ``paper_trading/paper_trading_config.json`` (``shared.paper_config``): the file execution reads
+   today (the existing one, else the example) with the new model folder and the model's symbol
+   added, never a symbol removed; every changed key is printed, the old file kept as
+   ``paper_trading_config.previous.json``.
 
 The version is ``model_YYYYMMDDHHMMSS`` (UTC) everywhere, so the folder name equals
 ``manifest.version`` in both places (``shared.manifest.load_artifact`` checks it).
@@ -272,8 +274,15 @@ def build_manifest(
 # ----------------------------------------------------------------------------- paper trading
 
 
-def write_paper_trading(root: Path, artifact: Path, symbol: str) -> tuple[Path, Path]:
-    """Copy the artifact to ``paper_trading/models/<version>/`` and update the config file."""
+def write_paper_trading(root: Path, artifact: Path, symbol: str) -> tuple[Path, Path, list[str]]:
+    """Copy the artifact to ``paper_trading/models/<version>/`` and update the config file.
+
+    The config never narrows what execution trades: the new one starts from the file execution
+    reads today (``paper_trading_config.json``, else the example next to it, as
+    ``execution.config`` does) and only adds the model's symbol and the new ``model_dir``. Each
+    changed key is printed and returned (``"symbols: [...] -> [...]"``); a replaced file is kept
+    as ``paper_trading_config.previous.json``.
+    """
     from shared.config import ConfigError
     from shared.paper_config import (
         PaperTradingConfig,
@@ -288,24 +297,50 @@ def write_paper_trading(root: Path, artifact: Path, symbol: str) -> tuple[Path, 
         shutil.rmtree(target)
     shutil.copytree(artifact, target)
     config_path = root / "paper_trading_config.json"
+    example_path = root / "paper_trading_config.example.json"
     model_dir = (
         str(target.relative_to(root.parent)) if root.parent in target.parents else str(target)
     )
-    config: PaperTradingConfig | None = None
-    if config_path.exists():
+    before: PaperTradingConfig | None = None
+    source = config_path if config_path.exists() else example_path
+    if source.exists():
         try:
-            config = load_paper_config(config_path)
+            before = load_paper_config(source)
         except ConfigError as exc:
-            backup = config_path.with_suffix(".json.invalid")
-            shutil.copyfile(config_path, backup)
-            say("export", f"existing {config_path} is invalid ({exc}); kept as {backup}")
-    if config is None:
+            if source == config_path:
+                backup = config_path.with_suffix(".json.invalid")
+                shutil.copyfile(config_path, backup)
+                say("export", f"existing {config_path} is invalid ({exc}); kept as {backup}")
+    if before is None:
         config = PaperTradingConfig(symbols=[symbol], model_dir=model_dir)
     else:
-        symbols = config.symbols if symbol in config.symbols else [*config.symbols, symbol]
-        config = msgspec.structs.replace(config, symbols=symbols, model_dir=model_dir)
+        symbols = before.symbols if symbol in before.symbols else [*before.symbols, symbol]
+        config = msgspec.structs.replace(before, symbols=symbols, model_dir=model_dir)
+    changes = paper_config_changes(before, config)
+    if config_path.exists() and changes:
+        shutil.copyfile(config_path, root / "paper_trading_config.previous.json")
     config_path.write_bytes(dump_paper_config(config))
-    return target, config_path
+    origin = source.name if before is not None else "defaults"
+    if changes:
+        say(
+            "export",
+            f"{config_path} written from {origin}; what execution trades changes at its next "
+            "start: " + "; ".join(changes),
+        )
+    else:
+        say("export", f"{config_path}: unchanged")
+    return target, config_path, changes
+
+
+def paper_config_changes(before: Any, after: Any) -> list[str]:
+    """``"key: old -> new"`` for every top-level key that differs (all keys when no ``before``)."""
+    new = msgspec.to_builtins(after)
+    old = msgspec.to_builtins(before) if before is not None else {}
+    return [
+        f"{key}: {json.dumps(old.get(key))} -> {json.dumps(value)}"
+        for key, value in new.items()
+        if old.get(key) != value
+    ]
 
 
 # ----------------------------------------------------------------------------- the export
@@ -321,6 +356,7 @@ class ExportResult:
     evaluation_dir: Path | None
     paper_dir: Path | None
     paper_config: Path | None
+    paper_changes: list[str] | None = None  # "key: old -> new" for the paper config
 
 
 def export_model(
@@ -404,15 +440,26 @@ def export_model(
         json.dumps(validation.to_json(), indent=2, allow_nan=False) + "\n"
     )
     paper_dir = paper_config = None
+    paper_changes: list[str] | None = None
     if paper:
-        paper_dir, paper_config = write_paper_trading(out / "paper_trading", artifact, cfg.symbol)
+        paper_dir, paper_config, paper_changes = write_paper_trading(
+            out / "paper_trading", artifact, cfg.symbol
+        )
     say(
         "export",
         f"{version} written: {artifact}  test {cfg.metric}: model {gate.model_value:.3f} | "
         + " | ".join(f"{k} {v:.3f}" for k, v in gate.benchmark_values.items()),
     )
     return ExportResult(
-        version, artifact, manifest, gate, parity, evaluation_dir, paper_dir, paper_config
+        version,
+        artifact,
+        manifest,
+        gate,
+        parity,
+        evaluation_dir,
+        paper_dir,
+        paper_config,
+        paper_changes,
     )
 
 

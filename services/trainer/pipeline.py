@@ -13,6 +13,8 @@
    evaluation report (test slice, model vs Buy-and-Hold vs MA crossover), ``paper_trading/``.
 4. Gate: promoted only if the model beats both benchmarks on the test slice (``--force``
    overrides, logged).
+   ``paper_trading/paper_trading_config.json`` only ever gains the model's symbol; every changed
+   key is printed (and listed as ``paper_config_changes`` in the summary).
 5. Push, when promoted and a stack is reachable: through the trainer service
    (``TRAINER_CMD_ENDPOINT``) if it answers, else directly (copy into ``TRAINER_MODEL_DIR`` +
    signed ``model.updated`` on the bus) if inference answers; otherwise the model stays in
@@ -72,7 +74,7 @@ def push_if_possible(version: str, output_dir: Path, *, force: bool) -> dict[str
             timeout_s=settings.push_timeout_s,
             sender="pipeline",
         )
-        say("push", f"{version} pushed through the trainer service: {result}")
+        say("push", f"{version} pushed through the trainer service: {(result or {}).get('serves')}")
         return {"pushed": True, "via": "trainer", **(result or {})}
     if _reachable("inference"):
         import zmq
@@ -96,12 +98,13 @@ def push_if_possible(version: str, output_dir: Path, *, force: bool) -> dict[str
         finally:
             publisher.close()
             ctx.destroy(linger=500)
-        say("push", f"{version} copied to {result['path']} and announced on the bus")
+        say("push", f"{version} copied to {result['path']} and announced: {result['serves']}")
         return {"pushed": True, "via": "bus", **result}
     say(
         "push",
         f"no running stack reachable: {version} stays in best_models/. Push it later with "
-        f"`python -m trainer.ctl push_model version={version}` (trainer service running).",
+        f"`make push MODEL=best_models/{version}` (stack from `make run`) or "
+        f"`make docker-push MODEL=best_models/{version}` (stack from `make up`).",
     )
     return {"pushed": False, "via": None}
 
@@ -212,6 +215,7 @@ def run_pipeline(
         "tune_run": str(opt_dir) if opt_dir else None,
         "trial_id": trial_id,
         "paper_trading": str(exported.paper_dir) if exported.paper_dir else None,
+        "paper_config_changes": exported.paper_changes,
         "push": pushed,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }

@@ -12,6 +12,10 @@ A push
 4. appends to ``<model root>/pushes.json`` (the push history) and publishes a signed
    ``model.updated`` (``shared.auth.sign``; inference verifies the HMAC and hot-swaps).
 
+A version that is not in ``best_models/`` but already in the model root (the shipped baseline, a
+model copied in by ``make docker-push``) is verified and announced by its path there, so every
+version ``list_models`` shows can be pushed. The reply names the symbols the model was trained on.
+
 A rollback re-announces the version pushed before the current one (or the shipped baseline when
 there is none), after checking it with ``load_artifact`` as well.
 """
@@ -129,11 +133,14 @@ def push_model(
     pipeline: FeaturePipeline | None = None,
     log: Any = None,
 ) -> dict[str, Any]:
-    """Verify, copy and announce ``version`` from ``source_root`` (``best_models/``)."""
-    try:
-        src = resolve_artifact(source_root, version)
-    except ArtifactError as exc:
-        raise PushError(str(exc)) from None
+    """Verify, copy and announce ``version``.
+
+    ``version`` is looked up in ``source_root`` (``best_models/``) first, then in the model root
+    itself (the baseline, a version pushed before, one copied in by hand): every version that
+    :func:`list_models` shows can be pushed. One already in the model root is announced by its
+    path there (like a rollback) and not copied.
+    """
+    src, in_root = locate(version, source_root, model_dir)
     model = verify(src, pipeline)
     verdict = model.manifest.promotion.verdict
     forced = False
@@ -152,12 +159,17 @@ def push_model(
                 reason=model.manifest.promotion.reason,
             )
     sha = model.manifest.onnx_sha256
-    dst = _copy_in(src, model_dir, sha)
-    verify(dst, pipeline, sha)  # the copy inference will open
+    if in_root:
+        dst = src
+        announced = src.relative_to(model_dir.resolve()).as_posix()
+    else:
+        dst = _copy_in(src, model_dir, sha)
+        verify(dst, pipeline, sha)  # the copy inference will open
+        announced = model.version
     history = read_history(model_dir)
     history.append(
         {
-            "version": model.version,
+            "version": announced,
             "sha256": sha,
             "at": _now(),
             "action": "push",
@@ -166,17 +178,42 @@ def push_model(
         }
     )
     _write_history(model_dir, history)
-    message = model_updated(model.version, sha, key, "push")
+    message = model_updated(announced, sha, key, "push")
     if publish is not None:
         publish(message)
+    symbols = list(model.manifest.symbols)
     return {
-        "version": model.version,
+        "version": announced,
         "path": str(dst),
         "sha256": sha,
         "forced": forced,
         "verdict": verdict,
         "published": publish is not None,
+        # Which symbols the model was trained on. Inference applies it to every bar it receives;
+        # execution trades the symbols of its paper config.
+        "trained_on": symbols,
+        "serves": serves_note(announced, symbols),
     }
+
+
+def serves_note(version: str, symbols: list[str]) -> str:
+    """One line for the push reply and log: what the newly served model was trained on."""
+    trained = ", ".join(symbols) or "no recorded symbol"
+    return (
+        f"{version} now serves every symbol inference receives; it was trained on {trained}. "
+        "Execution trades the symbols of its paper config."
+    )
+
+
+def locate(version: str, source_root: Path, model_dir: Path) -> tuple[Path, bool]:
+    """(folder, already in the model root) of ``version``; ``PushError`` when neither has it."""
+    errors = []
+    for root, in_root in ((source_root, False), (model_dir, True)):
+        try:
+            return resolve_artifact(root, version), in_root
+        except ArtifactError as exc:
+            errors.append(str(exc))
+    raise PushError(f"no model {version!r} in {source_root} or {model_dir}: " + "; ".join(errors))
 
 
 def rollback(
@@ -231,6 +268,8 @@ def list_models(source_root: Path, model_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for root, where in ((source_root, "exported"), (model_dir, "model_dir")):
         for version in list_versions(root):
+            if any(part.startswith(".") for part in Path(version).parts):
+                continue  # an unfinished copy or export's staging folder, not a version
             if where == "model_dir" and (source_root / version / "manifest.json").exists():
                 continue  # listed once, from best_models
             try:

@@ -153,3 +153,32 @@ def test_list_models_shows_verdicts_and_the_current_one(roots: tuple[Path, Path]
     rows = {r["version"]: r for r in registry.list_models(best, models)}
     assert rows["model_a"]["current"] and rows["model_a"]["pushed"]
     assert rows["model_r"]["verdict"] == "rejected" and not rows["model_r"]["pushed"]
+
+
+def test_every_listed_version_can_be_pushed(roots: tuple[Path, Path]) -> None:
+    """list_models shows exported versions and the ones already in the model root (the baseline):
+    push_model finds each of them; one already in the root is announced by its path there."""
+    best, models = roots
+    make_artifact(best, "model_a", promotion=PROMOTED)
+    shutil.copytree(baseline_folder(), models / "baseline" / baseline_folder().name)
+    (best / ".staging" / "model_s").mkdir(parents=True)  # an interrupted export: not a version
+    shutil.copytree(best / "model_a", best / ".staging" / "model_s", dirs_exist_ok=True)
+    rows = registry.list_models(best, models)
+    versions = [r["version"] for r in rows]
+    assert f"baseline/{baseline_folder().name}" in versions and "model_a" in versions
+    assert not any(v.startswith(".") for v in versions)
+    for version in versions:
+        sent: list[Any] = []
+        result = _push(version, roots, sent)
+        assert result["version"] == version and sent[-1].path == version
+        _verified(sent[-1])
+        assert load_artifact(models / sent[-1].path, expected_sha256=result["sha256"])
+        assert registry.current_version(models) == version
+        assert isinstance(result["trained_on"], list) and version in result["serves"]
+    current = [r for r in registry.list_models(best, models) if r["current"]]
+    assert [r["version"] for r in current] == [versions[-1]]
+
+
+def test_push_of_an_unknown_version_names_both_places(roots: tuple[Path, Path]) -> None:
+    with pytest.raises(PushError, match=r"best_models.*models"):
+        _push("model_nope", roots, [])

@@ -2,10 +2,16 @@
 
 One implementation for the monitor's ledger and any other place that books fills, so the PnL a
 user tails is computed the same way everywhere. Quantities are signed (long > 0, short < 0).
+
+Nothing non-finite gets in: a fill with a NaN/inf number or a zero quantity raises ``ValueError``
+before it changes anything, and a mark that is not a finite price > 0 is ignored. A position is
+marked at its first fill price until a mark (a bar close, or one restored from the ledger at start)
+arrives; later fills never move the mark.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -19,6 +25,10 @@ class SymbolBook:
 
     def apply_fill(self, signed_qty: float, price: float, commission: float) -> float:
         """Book one fill; returns the PnL it realised (before commission)."""
+        if not (math.isfinite(signed_qty) and math.isfinite(price) and math.isfinite(commission)):
+            raise ValueError(f"non-finite fill: qty={signed_qty} price={price} fee={commission}")
+        if signed_qty == 0 or price <= 0:
+            raise ValueError(f"fill needs a quantity != 0 and a price > 0: {signed_qty} @ {price}")
         self.fees += commission
         realized = 0.0
         same_direction = self.quantity == 0 or (self.quantity > 0) == (signed_qty > 0)
@@ -62,8 +72,12 @@ class Book:
         signed = quantity if side == "BUY" else -quantity
         return self.symbol(symbol).apply_fill(signed, price, commission)
 
-    def mark(self, symbol: str, price: float) -> None:
+    def mark(self, symbol: str, price: float) -> bool:
+        """Mark ``symbol`` at ``price``; False (and nothing changes) unless it is finite and > 0."""
+        if not (math.isfinite(price) and price > 0):
+            return False
         self.symbol(symbol).last_price = price
+        return True
 
     @property
     def realized(self) -> float:

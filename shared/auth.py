@@ -81,9 +81,19 @@ class Verifier:
         mac = getattr(obj, "mac", "")
         if not mac:
             raise AuthError("unsigned")
-        expected = hmac.new(self._key, _body(obj), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(mac, expected):
+        # Hostile input must fail here as an AuthError, never as an exception from hmac or the
+        # canonical encoder (a non-ASCII mac, or nested args whose keys cannot be ordered).
+        if not isinstance(mac, str) or len(mac) != 64 or not mac.isascii():
             raise AuthError("bad signature")
+        try:
+            body = _body(obj)
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise AuthError(f"cannot be canonicalised: {type(exc).__name__}") from None
+        expected = hmac.new(self._key, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
+            raise AuthError("bad signature")
+        if not isinstance(ts_ns, int):
+            raise AuthError("bad timestamp")
         age = time.time_ns() - ts_ns
         if abs(age) > self._max_age_ns:
             raise AuthError(f"stale: {age / 1e9:.1f}s old")

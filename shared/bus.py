@@ -6,6 +6,13 @@ produce or consume a topic. A subscriber tracks ``seq`` per (producer, topic): i
 counts gaps, and counts and drops malformed frames (logged once per topic) without ever raising.
 
 Commands go to one service's ROUTER socket as a signed ``Command``; the reply is a ``Reply``.
+
+With CURVE on (the default, ``BUS_CURVE``), every socket authenticates with its identity's key pair
+(``shared.keys``): the forwarder admits only known keys, drops a frame whose topic its sender may
+not publish, and hands subscribers ``[topic, sender identity, payload]``. A subscriber keys its
+sequence tracking on that identity, checks the payload's ``producer`` names it, and refuses any
+message whose numbers or strings ``shared.validate`` rejects, counted per reason. Command servers
+know the sender by its key too and refuse a command outside its rights (``shared.commands``).
 """
 
 from __future__ import annotations
@@ -16,19 +23,28 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import zmq
 import zmq.asyncio
 
 from shared.auth import AuthError, Verifier, sign
+from shared.commands import may_send, typed_args
+from shared.config import DEFAULT_COMMAND_PORTS, bus_settings, command_endpoint
+from shared.curve import BusSecurity, ZapHandler, peer_identity
+from shared.keys import producer_matches
 from shared.logs import event
 from shared.messages import Command, Heartbeat, Message, Reply, decode, encode
+from shared.validate import RefusalCounter, problem
 
 log = logging.getLogger("bus")
+
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+# A reply (a snapshot of many bars) may be larger than any request; the client trusts its server.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 _command_encoder = msgspec.msgpack.Encoder()
 _command_decoder = msgspec.msgpack.Decoder(Command)
@@ -49,11 +65,20 @@ class Publisher:
     PUB never blocks: past the high-water mark ZeroMQ drops, which the subscriber sees as a gap.
     """
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str, producer: str, hwm: int = 100_000):
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        endpoint: str,
+        producer: str,
+        hwm: int = 100_000,
+        security: BusSecurity | None = None,
+    ):
         self.producer = producer
         self._socket = ctx.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 500)
+        if security is not None:
+            security.client(self._socket, "bus")
         self._socket.connect(endpoint)
         self._seq: dict[str, int] = {}
 
@@ -78,10 +103,17 @@ class StreamStats:
     duplicates: int = 0
     gaps: int = 0  # number of missing messages, summed
     malformed_topics: set[str] = field(default_factory=set)
+    refused: RefusalCounter = field(default_factory=RefusalCounter)  # decoded but not acceptable
 
 
 class Subscriber:
-    """Receives decoded messages for topic prefixes, with gap/duplicate/malformed accounting."""
+    """Receives decoded, validated messages for topic prefixes, with gap/duplicate accounting.
+
+    With ``security`` (CURVE) every frame comes from the forwarder as ``[topic, identity,
+    payload]``: sequences are tracked per (identity, producer, topic), so nobody can silence a
+    stream by reusing its producer name with a huge ``seq``. Without it, frames are
+    ``[topic, payload]`` (the measured CURVE-off baseline).
+    """
 
     def __init__(
         self,
@@ -89,20 +121,44 @@ class Subscriber:
         endpoint: str,
         topics: Iterable[str],
         hwm: int = 100_000,
+        security: BusSecurity | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._socket = ctx.socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._authenticated = security is not None
+        if security is not None:
+            security.client(self._socket, "bus")
         self._socket.connect(endpoint)
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._sync: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket.underlying)
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[tuple[str, str, str], int] = {}
         self.last_seen_ns: dict[str, int] = {}  # producer -> time of its last message
         self.stats = StreamStats()
 
-    def accept(self, topic_bytes: bytes, payload: bytes) -> Message | None:
-        """Decode and sequence-check one frame; None when it was dropped."""
+    def _malformed(self, topic: str, error: str) -> None:
+        self.stats.malformed += 1
+        if topic not in self.stats.malformed_topics and len(self.stats.malformed_topics) < 1000:
+            self.stats.malformed_topics.add(topic)
+            event(log, "malformed_frame", logging.WARNING, topic=topic[:80], error=error[:200])
+
+    def _refuse(self, reason: str, topic: str, producer: str) -> None:
+        if self.stats.refused.add(reason):
+            event(
+                log,
+                "message_refused",
+                logging.WARNING,
+                reason=reason,
+                topic=topic[:80],
+                producer=producer[:80],
+                refused_total=self.stats.refused.counts[reason],
+            )
+
+    def accept(self, topic_bytes: bytes, payload: bytes, identity: str = "") -> Message | None:
+        """Decode, validate and sequence-check one frame; None when it was dropped."""
         topic = topic_bytes.decode(errors="replace")
         try:
             message = decode(payload)
@@ -114,14 +170,18 @@ class Subscriber:
             ValueError,
             UnicodeDecodeError,
         ) as exc:
-            self.stats.malformed += 1
-            if topic not in self.stats.malformed_topics:
-                self.stats.malformed_topics.add(topic)
-                event(log, "malformed_frame", logging.WARNING, topic=topic, error=str(exc)[:200])
+            self._malformed(topic, str(exc))
+            return None
+        if self._authenticated and not producer_matches(identity, message.producer):
+            self._refuse("producer_not_sender", topic, message.producer)
+            return None
+        reason = problem(message)
+        if reason is not None:
+            self._refuse(reason, topic, message.producer)
             return None
         self.stats.received += 1
         self.last_seen_ns[message.producer] = time.time_ns()
-        key = (message.producer, topic)
+        key = (identity, message.producer, topic)
         last = self._last_seq.get(key)
         if last is not None:
             if message.seq <= last:
@@ -142,9 +202,13 @@ class Subscriber:
         return message
 
     def _accept_frames(self, frames: list[bytes]) -> Message | None:
+        if self._authenticated:
+            if len(frames) != 3:
+                self._malformed("?", f"{len(frames)} frames, expected 3")
+                return None
+            return self.accept(frames[0], frames[2], frames[1].decode(errors="replace"))
         if len(frames) != 2:
-            self.stats.malformed += 1
-            event(log, "malformed_frame", logging.WARNING, frames=len(frames))
+            self._malformed("?", f"{len(frames)} frames, expected 2")
             return None
         return self.accept(frames[0], frames[1])
 
@@ -184,11 +248,33 @@ class CommandTimeout(CommandError):
 
 
 class CommandServer:
-    """Answers signed commands on a ROUTER socket; unsigned, stale or replayed ones are refused."""
+    """Answers signed commands on a ROUTER socket; unsigned, stale or replayed ones are refused.
 
-    def __init__(self, ctx: zmq.asyncio.Context, bind: str, key: bytes, service: str) -> None:
+    With ``security`` the socket is a CURVE server: only known keys connect (the context's
+    ``ZapHandler`` must already be bound), and each command is checked against the rights of the
+    identity that sent it. Arguments are typed (``shared.commands``) before a handler sees them.
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        bind: str,
+        key: bytes,
+        service: str,
+        security: BusSecurity | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        zap: ZapHandler | None = None,
+    ) -> None:
+        if security is not None and zap is None:
+            # Bind the authenticator before the socket: without one libzmq admits any CURVE key.
+            zap = ZapHandler(ctx, security.ring)
+        self._zap = zap
         self._socket = ctx.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._authenticated = security is not None
+        if security is not None:
+            security.server(self._socket)
         self._socket.bind(bind)
         self._verifier = Verifier(key)
         self._handlers: dict[str, Handler] = {}
@@ -199,51 +285,89 @@ class CommandServer:
         self._handlers[name] = handler
 
     async def serve_forever(self) -> None:
-        while True:
-            frames = await self._socket.recv_multipart()
-            identity, payload = frames[0], frames[-1]
-            reply = await self._handle(payload)
-            await self._socket.send_multipart([identity, b"", _command_encoder.encode(reply)])
+        if self._zap is None:
+            await self._serve_commands()
+        else:
+            await asyncio.gather(self._zap.serve(), self._serve_commands())
 
-    async def _handle(self, payload: bytes) -> Reply:
+    async def _serve_commands(self) -> None:
+        while True:
+            frames = await self._socket.recv_multipart(copy=False)
+            if len(frames) < 2:
+                continue
+            sender = peer_identity(frames[-1]) if self._authenticated else ""
+            reply = await self._handle(frames[-1].bytes, sender)
+            try:
+                encoded = _command_encoder.encode(reply)
+            except (TypeError, ValueError, OverflowError) as exc:  # an unencodable result
+                encoded = _command_encoder.encode(
+                    Reply(request_id=reply.request_id, ok=False, error=f"unencodable reply: {exc}")
+                )
+            await self._socket.send_multipart([frames[0].bytes, b"", encoded])
+
+    def _refuse(self, request_id: str, name: str, sender: str, reason: str) -> Reply:
+        self.refused += 1
+        event(
+            log,
+            "command_refused",
+            logging.WARNING,
+            command=name[:64],
+            sender=sender[:64],
+            reason=reason[:200],
+        )
+        return Reply(request_id=request_id[:64], ok=False, error=f"unauthorised: {reason}")
+
+    async def _handle(self, payload: bytes, identity: str = "") -> Reply:
+        """Never raises: whatever arrives, the answer is a ``Reply``."""
         try:
             command = _command_decoder.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.refused += 1
             event(log, "command_malformed", logging.WARNING, error=str(exc)[:200])
-            return Reply(request_id="", ok=False, error=f"malformed command: {exc}")
+            return Reply(request_id="", ok=False, error=f"malformed command: {str(exc)[:200]}")
         try:
             self._verifier.verify(command, command.ts)
         except AuthError as exc:
-            self.refused += 1
-            event(
-                log,
-                "command_refused",
-                logging.WARNING,
-                command=command.name,
-                sender=command.sender,
-                reason=str(exc),
+            return self._refuse(command.request_id, command.name, command.sender, str(exc))
+        if self._authenticated and not may_send(self.service, command.name, identity):
+            return self._refuse(
+                command.request_id,
+                command.name,
+                identity,
+                f"{identity!r} may not send {command.name!r} to {self.service}",
             )
-            return Reply(request_id=command.request_id, ok=False, error=f"unauthorised: {exc}")
         handler = self._handlers.get(command.name)
         if handler is None:
             return Reply(
                 request_id=command.request_id,
                 ok=False,
-                error=f"unknown command {command.name!r}; known: {sorted(self._handlers)}",
+                error=f"unknown command {command.name[:64]!r}; known: {sorted(self._handlers)}",
             )
         try:
-            result = await handler(dict(command.args))
+            args = typed_args(self.service, command.name, command.args)
+        except msgspec.ValidationError as exc:
+            self.refused += 1
+            event(log, "command_bad_args", logging.WARNING, command=command.name, error=str(exc))
+            return Reply(request_id=command.request_id, ok=False, error=f"bad arguments: {exc}")
+        try:
+            result = await handler(args)
         except Exception as exc:  # a failing handler must not take the service down
-            event(log, "command_failed", logging.ERROR, command=command.name, error=repr(exc))
+            log.error(
+                "command_failed",
+                exc_info=True,
+                extra={"fields": {"command": command.name, "error": repr(exc)[:500]}},
+            )
             return Reply(request_id=command.request_id, ok=False, error=str(exc) or repr(exc))
         # Health probes ask for status every few seconds: keep them out of the INFO feed.
         level = logging.DEBUG if command.name == "status" else logging.INFO
-        event(log, "command", level, command=command.name, sender=command.sender)
+        sender = identity or command.sender
+        event(log, "command", level, command=command.name, sender=sender)
         return Reply(request_id=command.request_id, ok=True, result=result)
 
     def close(self) -> None:
         self._socket.close()
+        if self._zap is not None:
+            self._zap.close()
 
 
 def _signed_command(name: str, args: dict[str, Any], key: bytes, sender: str) -> Command:
@@ -261,17 +385,30 @@ def _signed_command(name: str, args: dict[str, Any], key: bytes, sender: str) ->
 class CommandClient:
     """Async DEALER client; replies are matched by request id so a late answer is ignored."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, key: bytes, sender: str) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        key: bytes,
+        sender: str,
+        security: BusSecurity | None = None,
+        server: str = "",
+    ) -> None:
         self._ctx = ctx
         self._endpoint = endpoint
         self._key = key
         self._sender = sender
+        self._security = security
+        self._server = server
         self._socket = self._connect()
         self._lock = asyncio.Lock()
 
     def _connect(self) -> zmq.asyncio.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+        if self._security is not None:
+            self._security.client(sock, self._server)
         sock.connect(self._endpoint)
         return sock
 
@@ -307,11 +444,23 @@ def call(
     key: bytes,
     timeout_s: float = 5.0,
     sender: str = "cli",
+    security: BusSecurity | Literal["env"] | None = "env",
+    server: str = "",
 ) -> Any:
-    """Blocking one-shot command, for CLIs, health checks and tests."""
+    """Blocking one-shot command, for CLIs, health checks and tests.
+
+    ``security="env"`` (the default) takes the bus settings from the environment: with CURVE on,
+    it connects as the ``operator`` identity (``BUS_IDENTITY`` to choose another) to the service
+    whose ``<SERVICE>_CMD_ENDPOINT`` (or default port) is ``endpoint``, or to ``server``.
+    """
+    if security == "env":
+        security = security_from_env()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+    if security is not None:
+        security.client(sock, server or service_for_endpoint(endpoint))
     sock.connect(endpoint)
     try:
         command = _signed_command(name, args or {}, key, sender)
@@ -324,6 +473,29 @@ def call(
     if not reply.ok:
         raise CommandError(f"{name}: {reply.error}")
     return reply.result
+
+
+def security_from_env(
+    identity: str | None = None, env: Mapping[str, str] | None = None
+) -> BusSecurity | None:
+    """The caller's CURVE credentials from ``BUS_*`` settings; None when CURVE is off."""
+    source = os.environ if env is None else env
+    settings = bus_settings(source)
+    if not settings.curve:
+        return None
+    return BusSecurity.load(
+        settings.resolved_keys_dir, identity or source.get("BUS_IDENTITY", "operator")
+    )
+
+
+def service_for_endpoint(endpoint: str, env: Mapping[str, str] | None = None) -> str:
+    """Which service's command endpoint this is (its CURVE server key is that service's)."""
+    port = endpoint.rsplit(":", 1)[-1]
+    for service in DEFAULT_COMMAND_PORTS:
+        configured = command_endpoint(service, env)
+        if configured == endpoint or configured.rsplit(":", 1)[-1] == port:
+            return service
+    raise CommandError(f"{endpoint} is no service's command endpoint; pass server=<service>")
 
 
 async def heartbeat_loop(

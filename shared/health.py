@@ -12,7 +12,7 @@ import socket
 import sys
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call
+from shared.bus import CommandError, call, security_from_env
 from shared.config import bus_settings, command_endpoint
 
 
@@ -25,10 +25,21 @@ def main(argv: list[str]) -> int:
         return _bus_ready()
     if service == "ibsim":
         return _ibsim_ready()
-    key = load_or_create_key(bus_settings().secret_file)
     try:
-        status = call(command_endpoint(service), "status", {}, key, timeout_s=3.0, sender="health")
-    except CommandError as exc:
+        key = load_or_create_key(bus_settings().secret_file)
+        # The probe asks as the service's own identity: status is open to every identity.
+        security = security_from_env(service)
+        status = call(
+            command_endpoint(service),
+            "status",
+            {},
+            key,
+            timeout_s=3.0,
+            sender="health",
+            security=security,
+            server=service,
+        )
+    except (CommandError, OSError, ValueError) as exc:
         print(f"{service}: {exc}", file=sys.stderr)
         return 1
     ready = bool(status.get("ready")) if isinstance(status, dict) else False

@@ -43,9 +43,22 @@ def configure(service: str, level: str | None = None) -> logging.Logger:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO").upper())
     logging.Formatter.converter = time.gmtime
+    wanted = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
+    if wanted not in _LEVELS:
+        root.setLevel(logging.INFO)
+        event(
+            logging.getLogger(service),
+            "config_error",
+            logging.ERROR,
+            error=f"LOG_LEVEL={wanted[:40]!r} is invalid: one of {', '.join(_LEVELS)}",
+        )
+        raise SystemExit(2)
+    root.setLevel(wanted)
     return logging.getLogger(service)
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -50,6 +50,7 @@ Keys (defaults in brackets):
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from pathlib import Path
@@ -77,6 +78,18 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,14}$")
 
 
+# Upper bounds: a limit above these is a typo (or ``inf``, which would disable the limit).
+MAX_MONEY = 1e12  # exposure, daily loss: currency amounts
+MAX_SECONDS = 86_400.0  # timeouts and intervals
+MAX_MULTIPLE = 100.0  # ATR multiples
+
+
+def require_bounded(value: float, field_name: str, low: float, high: float) -> None:
+    """``low < value <= high`` and finite (NaN and inf are refused by name)."""
+    require(math.isfinite(value), field_name, f"must be a finite number, got {value}")
+    require(low < value <= high, field_name, f"must be in ({low:g}, {high:g}], got {value}")
+
+
 class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
@@ -100,7 +113,7 @@ class IBConnection(_Base, frozen=True, kw_only=True):
         require(
             len(self.currency) == 3, "currency", f"must be a 3-letter code, got {self.currency!r}"
         )
-        require(self.connect_timeout_s > 0, "connect_timeout_s", "must be > 0")
+        require_bounded(self.connect_timeout_s, "connect_timeout_s", 0, MAX_SECONDS)
 
 
 class TradingHours(_Base, frozen=True, kw_only=True):
@@ -145,7 +158,7 @@ class LoggingSettings(_Base, frozen=True, kw_only=True):
     track_record_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
-        require(self.track_record_interval_s > 0, "track_record_interval_s", "must be > 0")
+        require_bounded(self.track_record_interval_s, "track_record_interval_s", 0, MAX_SECONDS)
 
 
 class MonitoringSettings(_Base, frozen=True, kw_only=True):
@@ -153,7 +166,7 @@ class MonitoringSettings(_Base, frozen=True, kw_only=True):
     watch_services: list[str] = msgspec.field(default_factory=lambda: ["inference", "marketdata"])
 
     def __post_init__(self) -> None:
-        require(self.heartbeat_timeout_s > 0, "heartbeat_timeout_s", "must be > 0")
+        require_bounded(self.heartbeat_timeout_s, "heartbeat_timeout_s", 0, MAX_SECONDS)
         for name in self.watch_services:
             require(
                 bool(re.match(r"^[a-z][a-z0-9_-]*$", name)),
@@ -204,20 +217,22 @@ class PaperTradingConfig(_Base, frozen=True, kw_only=True):
             f"must be letters, digits or _ (it is part of order references), got {self.strategy!r}",
         )
         require(
-            0 < self.risk_per_trade <= 0.2,
+            math.isfinite(self.risk_per_trade) and 0 < self.risk_per_trade <= 0.2,
             "risk_per_trade",
             f"must be a fraction of equity in (0, 0.2], got {self.risk_per_trade}",
         )
         require(1 <= self.atr_period <= 1000, "atr_period", "must be in 1..1000")
-        require(self.stop_atr_multiple > 0, "stop_atr_multiple", "must be > 0")
-        require(self.take_profit_atr_multiple > 0, "take_profit_atr_multiple", "must be > 0")
+        require_bounded(self.stop_atr_multiple, "stop_atr_multiple", 0, MAX_MULTIPLE)
+        require_bounded(self.take_profit_atr_multiple, "take_profit_atr_multiple", 0, MAX_MULTIPLE)
         require(0 < self.fallback_stop_pct < 1, "fallback_stop_pct", "must be in (0, 1)")
         require(0 <= self.rebalance_threshold < 1, "rebalance_threshold", "must be in [0, 1)")
         require(0 <= self.limit_offset_bps < 10_000, "limit_offset_bps", "must be in [0, 10000)")
-        require(self.max_position > 0, "max_position", "must be > 0 shares")
-        require(self.max_gross_exposure > 0, "max_gross_exposure", "must be > 0")
-        require(self.max_orders_per_minute > 0, "max_orders_per_minute", "must be > 0")
-        require(self.max_daily_loss > 0, "max_daily_loss", "must be > 0 (a currency amount)")
+        require(0 < self.max_position <= 10**9, "max_position", "must be in 1..1e9 shares")
+        require_bounded(self.max_gross_exposure, "max_gross_exposure", 0, MAX_MONEY)
+        require(
+            0 < self.max_orders_per_minute <= 100_000, "max_orders_per_minute", "must be 1..1e5"
+        )
+        require_bounded(self.max_daily_loss, "max_daily_loss", 0, MAX_MONEY)
         require(len(self.trading_days) > 0, "trading_days", "at least one day")
         for day in self.trading_days:
             require(day in WEEKDAYS, "trading_days", f"{day!r} is not one of {list(WEEKDAYS)}")

@@ -17,9 +17,11 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from shared.auth import load_or_create_key
+from shared.auth import AuthError, load_or_create_key
 from shared.bus import CommandClient, CommandServer, Publisher, Subscriber, producer_id
-from shared.config import BusSettings, bus_settings, command_bind, command_endpoint
+from shared.config import BusSettings, ConfigError, bus_settings, command_bind, command_endpoint
+from shared.curve import BusSecurity
+from shared.keys import KeyFileError
 from shared.logs import event
 
 
@@ -30,23 +32,42 @@ class BusConnection:
     ctx: zmq.asyncio.Context
     key: bytes
     publisher: Publisher
+    security: BusSecurity | None = None  # None only with BUS_CURVE=0
 
     @property
     def producer(self) -> str:
         return self.publisher.producer
 
     def subscriber(self, topics: Iterable[str]) -> Subscriber:
-        return Subscriber(self.ctx, self.settings.sub_endpoint, topics)
+        return Subscriber(
+            self.ctx,
+            self.settings.sub_endpoint,
+            topics,
+            security=self.security,
+            max_message_bytes=self.settings.max_message_bytes,
+        )
 
     def command_server(self, env: Mapping[str, str] | None = None) -> CommandServer:
         bind = command_bind(self.service, self.settings, env)
-        return CommandServer(self.ctx, bind, self.key, self.service)
+        return CommandServer(
+            self.ctx,
+            bind,
+            self.key,
+            self.service,
+            security=self.security,
+            max_message_bytes=self.settings.max_message_bytes,
+        )
 
     def command_client(
         self, target_service: str, env: Mapping[str, str] | None = None
     ) -> CommandClient:
         return CommandClient(
-            self.ctx, command_endpoint(target_service, env), self.key, sender=self.producer
+            self.ctx,
+            command_endpoint(target_service, env),
+            self.key,
+            sender=self.producer,
+            security=self.security,
+            server=target_service,
         )
 
     def close(self) -> None:
@@ -55,13 +76,21 @@ class BusConnection:
 
 
 def connect_bus(service: str, env: Mapping[str, str] | None = None) -> BusConnection:
-    """Read ``BUS_*`` settings, load (or create) the command key, open the publisher."""
+    """Read ``BUS_*`` settings, load (or create) the command key and the CURVE key pairs, open
+    the publisher as ``service``'s identity.
+
+    Raises ``ConfigError`` naming the variable or the file when settings or keys are unusable.
+    """
     settings = bus_settings(env)
+    try:
+        key = load_or_create_key(settings.secret_file)
+        security = BusSecurity.load(settings.resolved_keys_dir, service) if settings.curve else None
+    except (OSError, AuthError, KeyFileError) as exc:
+        raise ConfigError(f"BUS_SECRET_FILE/BUS_KEYS_DIR: {exc}") from None
     ctx = zmq.asyncio.Context()
     sync_ctx: zmq.Context[Any] = zmq.Context.shadow(ctx.underlying)
-    publisher = Publisher(sync_ctx, settings.pub_endpoint, producer_id(service))
-    key = load_or_create_key(settings.secret_file)
-    return BusConnection(service, settings, ctx, key, publisher)
+    publisher = Publisher(sync_ctx, settings.pub_endpoint, producer_id(service), security=security)
+    return BusConnection(service, settings, ctx, key, publisher, security)
 
 
 async def run_until_stopped(jobs: Iterable[Coroutine[Any, Any, Any]], log: logging.Logger) -> None:

@@ -1,13 +1,13 @@
 """One validation layer for everything that crosses a boundary (bus frames, commands, state files).
 
 ``msgspec`` already guarantees the *shape* of a decoded message; this module checks its *meaning*:
-finite numbers, positive prices, a consistent OHLC, quantities > 0, targets in [-1, 1], bounded
-strings, a symbol pattern and timestamps that are not in the far future. ``problem(message)`` returns
-the reason a message must be refused (a short, stable string that is safe to count and log), or
+finite numbers, positive prices, a consistent OHLC, quantities > 0, targets in [-1, 1],
+bounded strings, a symbol pattern and timestamps that are not in the far future.
+``problem(message)`` returns the reason a message must be refused (a short, stable string that is safe to count and log), or
 ``None`` when it may reach state. Nothing here raises on hostile input.
 
-``RefusalCounter`` counts refusals per reason and says when a reason should be logged again (once per
-reason per minute), so a flood of bad frames cannot flood the log.
+``RefusalCounter`` counts refusals per reason and says when a reason should be logged again (once
+per reason per minute), so a flood of bad frames cannot flood the log.
 """
 
 from __future__ import annotations
@@ -103,13 +103,17 @@ def _target(signal: TargetPosition, now_ns: int) -> str | None:
 
 
 def _order(order: OrderEvent, now_ns: int) -> str | None:
-    if not finite(order.quantity) or (order.limit_price is not None and not finite(order.limit_price)):
+    if not finite(order.quantity) or (
+        order.limit_price is not None and not finite(order.limit_price)
+    ):
         return "non_finite"
     if order.quantity < 0 or order.quantity > MAX_QUANTITY:
         return "quantity_out_of_range"
     if order.limit_price is not None and order.limit_price <= 0:
         return "price_out_of_range"
-    if not (_text(order.order_ref) and _text(order.broker_order_id) and _text(order.order_type, 16)):
+    if not (
+        _text(order.order_ref) and _text(order.broker_order_id) and _text(order.order_type, 16)
+    ):
         return "text_too_long"
     if not _text(order.reason, MAX_TEXT_LEN):
         return "text_too_long"
@@ -199,7 +203,7 @@ def problem(message: Message, now_ns: int | None = None) -> str | None:
 
 
 def finite_mapping(values: Mapping[str, Any]) -> bool:
-    """True when every number in a (possibly nested) mapping is finite: the rule for what we persist."""
+    """True when every number in a (nested) mapping is finite: the rule for what we persist."""
     return all(_finite_tree(v) for v in values.values())
 
 

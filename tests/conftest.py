@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.bus import security_from_env
+from shared.curve import BusSecurity
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,8 +25,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def bus_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for a private bus: fresh ports for the forwarder and every command endpoint."""
+def bus_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for a private bus: fresh ports for the forwarder and every command endpoint,
+    its own HMAC secret and CURVE key folder. The test process gets it too, so a
+    ``shared.bus.call`` from the test talks to this bus as the ``operator`` identity, as a CLI
+    on the same host would."""
     env = {
         "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
         "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
@@ -31,7 +37,14 @@ def bus_env(tmp_path: Path) -> dict[str, str]:
     }
     for service in ("marketdata", "inference", "execution", "trainer", "monitor"):
         env[f"{service.upper()}_CMD_ENDPOINT"] = f"tcp://127.0.0.1:{free_port()}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     return env
+
+
+def bus_security(env: dict[str, str], identity: str) -> BusSecurity | None:
+    """CURVE credentials of ``identity`` on the test bus described by ``env``."""
+    return security_from_env(identity, {**os.environ, **env})
 
 
 @pytest.fixture

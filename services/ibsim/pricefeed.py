@@ -14,6 +14,7 @@ import zmq.asyncio
 from ibsim.exchange import Exchange
 from shared.bus import Subscriber
 from shared.config import BusSettings
+from shared.curve import BusSecurity
 from shared.logs import event
 from shared.messages import Bar
 
@@ -22,7 +23,9 @@ log = logging.getLogger("ibsim.pricefeed")
 
 async def run_bus_feed(exchange: Exchange, bus: BusSettings, ctx: zmq.asyncio.Context) -> None:
     """Feed every ``bar.*`` message into the exchange until cancelled."""
-    subscriber = Subscriber(ctx, bus.sub_endpoint, ["bar."])
+    # The simulator subscribes as its own identity, which may publish nothing.
+    security = BusSecurity.load(bus.resolved_keys_dir, "ibsim") if bus.curve else None
+    subscriber = Subscriber(ctx, bus.sub_endpoint, ["bar."], security=security)
     event(log, "price_feed_subscribed", endpoint=bus.sub_endpoint)
     try:
         while True:

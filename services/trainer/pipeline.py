@@ -79,11 +79,16 @@ def push_if_possible(version: str, output_dir: Path, *, force: bool) -> dict[str
     if _reachable("inference"):
         import zmq
 
-        from shared.bus import Publisher, producer_id
+        from shared.bus import Publisher, producer_id, security_from_env
         from trainer.registry import push_model
 
         ctx: zmq.Context[Any] = zmq.Context()
-        publisher = Publisher(ctx, bus.pub_endpoint, producer_id("trainer-pipeline"))
+        publisher = Publisher(
+            ctx,
+            bus.pub_endpoint,
+            producer_id("trainer-pipeline"),
+            security=security_from_env("trainer"),  # only the trainer identity may push
+        )
         time.sleep(0.5)  # PUB/SUB slow joiner: let the connection to the forwarder settle
         try:
             result = push_model(

@@ -11,6 +11,7 @@ import zmq.asyncio
 from shared.auth import AuthError, Verifier, load_or_create_key, sign
 from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call
 from shared.messages import Bar, Command, encode
+from tests.conftest import bus_security
 
 pytestmark = pytest.mark.unit
 
@@ -54,15 +55,28 @@ def test_subscriber_detects_gaps_and_duplicates() -> None:
 
 async def test_publish_subscribe_through_the_forwarder(busproxy: dict[str, str]) -> None:
     ctx = zmq.asyncio.Context()
-    sub = Subscriber(ctx, busproxy["BUS_SUB_ENDPOINT"], ["bar.AAPL"])
-    pub = Publisher(zmq.Context.shadow(ctx.underlying), busproxy["BUS_PUB_ENDPOINT"], "test")
+    sub = Subscriber(
+        ctx,
+        busproxy["BUS_SUB_ENDPOINT"],
+        ["bar.AAPL"],
+        security=bus_security(busproxy, "monitor"),
+    )
+    pub = Publisher(
+        zmq.Context.shadow(ctx.underlying),
+        busproxy["BUS_PUB_ENDPOINT"],
+        "marketdata-test",
+        security=bus_security(busproxy, "marketdata"),
+    )
     await asyncio.sleep(0.3)  # let the subscription propagate through the forwarder
     for i in range(1, 101):
         pub.publish(bar(i))
         pub.publish(bar(i, "MSFT"))  # not subscribed
     received = [await asyncio.wait_for(sub.recv(), 5) for _ in range(100)]
     assert [m.seq for m in received] == list(range(1, 101))
-    assert all(m.symbol == "AAPL" and m.producer == "test" and m.ts_publish > 0 for m in received)
+    assert all(
+        m.symbol == "AAPL" and m.producer == "marketdata-test" and m.ts_publish > 0
+        for m in received
+    )
     assert sub.stats.gaps == 0
     pub.close()
     sub.close()
@@ -115,17 +129,23 @@ async def test_command_server_answers_signed_and_refuses_others(tmp_path) -> Non
     server.register("boom", boom)
     task = asyncio.create_task(server.serve_forever())
     loop = asyncio.get_running_loop()
-    ok = await loop.run_in_executor(None, call, endpoint, "echo", {"x": 1}, key)
-    assert ok == {"echo": {"x": 1}}
+
+    def plain_call(name: str, args: dict, secret: bytes) -> object:
+        return call(endpoint, name, args, secret, security=None)
+
+    ok = await loop.run_in_executor(None, plain_call, "echo", {}, key)
+    assert ok == {"echo": {}}
+    with pytest.raises(CommandError, match="bad arguments"):  # echo takes no arguments
+        await loop.run_in_executor(None, plain_call, "echo", {"x": 1}, key)
     with pytest.raises(CommandError, match="unauthorised: bad signature"):
-        await loop.run_in_executor(None, call, endpoint, "echo", {}, b"x" * 64)
+        await loop.run_in_executor(None, plain_call, "echo", {}, b"x" * 64)
     with pytest.raises(CommandError, match="handler broke"):
-        await loop.run_in_executor(None, call, endpoint, "boom", {}, key)
+        await loop.run_in_executor(None, plain_call, "boom", {}, key)
     with pytest.raises(CommandError, match="unknown command"):
-        await loop.run_in_executor(None, call, endpoint, "nope", {}, key)
-    assert server.refused == 1
+        await loop.run_in_executor(None, plain_call, "nope", {}, key)
+    assert server.refused == 2
     # the server is still up after all of that
-    assert await loop.run_in_executor(None, call, endpoint, "echo", {}, key) == {"echo": {}}
+    assert await loop.run_in_executor(None, plain_call, "echo", {}, key) == {"echo": {}}
     task.cancel()
     server.close()
     ctx.destroy()

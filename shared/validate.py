@@ -3,8 +3,9 @@
 ``msgspec`` already guarantees the *shape* of a decoded message; this module checks its *meaning*:
 finite numbers, positive prices, a consistent OHLC, quantities > 0, targets in [-1, 1],
 bounded strings, a symbol pattern and timestamps that are not in the far future.
-``problem(message)`` returns the reason a message must be refused (a short, stable string that is safe to count and log), or
-``None`` when it may reach state. Nothing here raises on hostile input.
+``problem(message)`` returns the reason a message must be refused (a short, stable string that
+is safe to count and log), or ``None`` when it may reach state. Nothing here raises on
+hostile input.
 
 ``RefusalCounter`` counts refusals per reason and says when a reason should be logged again (once
 per reason per minute), so a flood of bad frames cannot flood the log.

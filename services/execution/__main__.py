@@ -17,11 +17,14 @@ from pathlib import Path
 
 from execution.broker import Broker
 from execution.config import ExecutionConfig, load_config
+from execution.input_guard import StateFileError
 from execution.order_journal import OrderJournal
 from execution.service import ExecutionService
 from shared.config import ConfigError
 from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
+
+STATE_DIR_VAR = "EXECUTION_STATE_DIR"
 
 
 def make_broker(config: ExecutionConfig) -> Broker:
@@ -55,11 +58,21 @@ async def main() -> int:
         return 2
     if "LOG_LEVEL" not in os.environ:
         logging.getLogger().setLevel(config.paper.logging.level)
-    journal = OrderJournal(
-        Path(config.settings.state_dir) / "journal.sqlite", synchronous=config.settings.journal_sync
-    )
-    broker = make_broker(config)
-    service = ExecutionService(config, bus, broker, journal)
+    try:
+        journal = OrderJournal(
+            Path(config.settings.state_dir) / "journal.sqlite",
+            synchronous=config.settings.journal_sync,
+        )
+        try:
+            broker = make_broker(config)
+            service = ExecutionService(config, bus, broker, journal)
+        except BaseException:
+            journal.close()
+            raise
+    except StateFileError as exc:  # a broken state file stops the start: never a crash loop
+        event(log, "state_file_error", logging.ERROR, error=str(exc), state_dir=STATE_DIR_VAR)
+        bus.close()
+        return 2
     server = bus.command_server()
     server.register("status", service.status)
     server.register("kill", service.kill)

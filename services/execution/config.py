@@ -29,6 +29,7 @@ Environment (defaults in brackets):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +40,14 @@ import msgspec
 
 from shared.config import ConfigError, from_env, require
 from shared.costs import CostModel
-from shared.paper_config import PaperTradingConfig, load_paper_config, validation_key
+from shared.paper_config import (
+    MAX_MONEY,
+    MAX_SECONDS,
+    PaperTradingConfig,
+    load_paper_config,
+    require_bounded,
+    validation_key,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PAPER_CONFIG = "paper_trading/paper_trading_config.json"
@@ -79,13 +87,19 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
     calendar: str | None = None
 
     def __post_init__(self) -> None:
-        require(self.sim_initial_cash > 0, "sim_initial_cash", "must be > 0")
+        require_bounded(self.sim_initial_cash, "sim_initial_cash", 0, MAX_MONEY)
+        require_bounded(self.reconnect_max_s, "reconnect_max_s", 0, MAX_SECONDS)
+        require_bounded(self.reconnect_min_s, "reconnect_min_s", 0, MAX_SECONDS)
         require(
-            0 < self.reconnect_min_s <= self.reconnect_max_s,
+            self.reconnect_min_s <= self.reconnect_max_s,
             "reconnect_min_s",
             "must be > 0 and <= EXECUTION_RECONNECT_MAX_S",
         )
-        require(self.commission_wait_s >= 0, "commission_wait_s", "must be >= 0")
+        require(
+            math.isfinite(self.commission_wait_s) and 0 <= self.commission_wait_s <= 600,
+            "commission_wait_s",
+            f"must be a finite number of seconds in [0, 600], got {self.commission_wait_s}",
+        )
         require(
             self.confirm_live in ("", LIVE_CONFIRMATION),
             "confirm_live",

@@ -19,6 +19,7 @@ WAL file the OS holds); ``FULL`` also survives power loss and costs an fsync per
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 
 from execution.broker import BrokerFill, OrderRequest
+from execution.input_guard import StateFileError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -100,13 +102,19 @@ class OrderJournal:
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateFileError(
+                f"{self.path}: order journal does not open ({exc}); it holds every order"
+                " reference sent, so repair or move it away on purpose"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -114,6 +122,7 @@ class OrderJournal:
     # ------------------------------------------------------------------ orders
     def reserve(self, order: OrderRequest, now_ns: int | None = None) -> bool:
         """Write the reference before sending. False when it was already there (never send)."""
+        _require_finite(order.quantity, order.limit_price, order.stop_loss, order.take_profit)
         now = now_ns or time.time_ns()
         cur = self._db.execute(
             "INSERT OR IGNORE INTO orders (order_ref, symbol, side, quantity, order_type, bar_seq,"
@@ -200,6 +209,7 @@ class OrderJournal:
         return bool(row and row[0])
 
     def save_fill(self, fill: BrokerFill, published: bool = True) -> None:
+        _require_finite(fill.quantity, fill.price, fill.commission)
         self._db.execute(
             "INSERT INTO fills (exec_id, order_ref, symbol, side, quantity, price, commission,"
             " account, ts_ns, published) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(exec_id) DO"
@@ -259,6 +269,7 @@ class OrderJournal:
     def observe_equity(self, day: str, equity: float) -> EquityDay:
         """Record the equity seen on ``day``. A day starts from the previous day's last equity
         (the previous close), or from this first observation when there is no earlier day."""
+        _require_finite(equity)
         previous = self._db.execute(
             "SELECT last_equity FROM equity_days WHERE day < ? ORDER BY day DESC LIMIT 1", (day,)
         ).fetchone()
@@ -295,13 +306,18 @@ class OrderJournal:
     # ------------------------------------------------------------------ key/value
     def get_value(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError):
+            raise StateFileError(f"{self.path}: state value {key!r} is not valid JSON") from None
 
     def set_value(self, key: str, value: Any) -> None:
         self._db.execute(
             "INSERT INTO kv (key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET"
             " value=excluded.value",
-            (key, json.dumps(value)),
+            (key, json.dumps(value, allow_nan=False)),
         )
 
     def next_counter(self, name: str) -> int:
@@ -311,3 +327,10 @@ class OrderJournal:
             value = int(self.get_value(f"counter.{name}", 0)) + 1
             self.set_value(f"counter.{name}", value)
         return value
+
+
+def _require_finite(*values: float | None) -> None:
+    """Nothing non-finite is ever persisted (a NaN in the journal is a crash at every start)."""
+    for value in values:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"refusing to persist a non-finite number ({value})")

@@ -47,6 +47,7 @@ from typing import Any
 
 from shared.logs import event
 from shared.paper_config import PaperTradingConfig, TradingHours
+from shared.validate import MAX_PRICE
 
 log = logging.getLogger("execution.risk")
 
@@ -68,6 +69,12 @@ class WilderATR:
         return None if math.isnan(self._atr) else self._atr
 
     def update(self, high: float, low: float, close: float) -> float | None:
+        """Add one bar; a bar with a non-finite or non-positive price is ignored (an infinite
+        high would otherwise make the average infinite for good)."""
+        if not all(math.isfinite(v) and 0 < v <= MAX_PRICE for v in (high, low, close)):
+            return self.value
+        if high < low:
+            return self.value
         if self.bars_seen == 0:
             tr = high - low
         else:
@@ -101,7 +108,7 @@ def stop_distance(
 
 def full_size(equity: float, stop: float, risk_per_trade: float, max_position: int) -> int:
     """Shares of a full-size position (target = +/-1): risk_per_trade of equity to the stop."""
-    if not (equity > 0 and stop > 0):
+    if not (math.isfinite(equity) and math.isfinite(stop) and equity > 0 and stop > 0):
         return 0
     return max(0, min(max_position, math.floor(equity * risk_per_trade / stop)))
 
@@ -109,9 +116,18 @@ def full_size(equity: float, stop: float, risk_per_trade: float, max_position: i
 def target_shares(
     target_position: float, equity: float, stop: float, risk_per_trade: float, max_position: int
 ) -> int:
-    """Signed shares for a target in [-1, 1] (values outside are clipped)."""
-    fraction = min(1.0, max(-1.0, float(target_position)))
+    """Signed shares for a target in [-1, 1] (values outside are clipped; NaN/inf raise)."""
+    fraction = target_fraction(target_position)
     return round_half_away(fraction * full_size(equity, stop, risk_per_trade, max_position))
+
+
+def target_fraction(target_position: float) -> float:
+    """The target clipped to [-1, 1]. A non-finite target is a bug upstream, never a position:
+    ``ValueError`` (``min(1, max(-1, nan))`` would be -1, a full short)."""
+    value = float(target_position)
+    if not math.isfinite(value):
+        raise ValueError(f"target_position must be finite, got {value}")
+    return min(1.0, max(-1.0, value))
 
 
 class TradingSchedule:
@@ -274,7 +290,7 @@ class RiskManager:
             price, atr, self.limits.stop_atr_multiple, self.limits.fallback_stop_pct
         )
         full = full_size(equity, stop, self.limits.risk_per_trade, self.limits.max_position)
-        fraction = min(1.0, max(-1.0, float(target_position)))
+        fraction = target_fraction(target_position)
         return round_half_away(fraction * full), full
 
     def decide(
@@ -337,8 +353,13 @@ class RiskManager:
         return Decision(target=target, delta=delta, notes=tuple(notes))
 
     def daily_loss_hit(self, day: str, start_equity: float, equity: float) -> bool:
-        """True the first time the day's loss reaches the limit (the caller flattens)."""
+        """True the first time the day's loss reaches the limit (the caller flattens). A
+        non-finite equity or a non-positive start is no evidence of a loss (a broken number)."""
         if self.halted_day == day:
+            return False
+        if not (math.isfinite(start_equity) and math.isfinite(equity)):
+            return False
+        if start_equity <= 0:
             return False
         if start_equity - equity >= self.limits.max_daily_loss:
             self.halted_day = day

@@ -41,6 +41,7 @@ from execution.broker import (
     WorkingOrder,
 )
 from execution.config import ExecutionConfig
+from execution.input_guard import InputGuard, StateFileError, is_finite, valid_price
 from execution.order_journal import FINAL_STATES, OrderJournal
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 from shared.bus import CommandError, heartbeat_loop
@@ -69,6 +70,14 @@ _UPDATE_TO_STATE = {
 }
 
 
+def _stored(journal: OrderJournal, key: str, kind: type[Any], default: Any) -> Any:
+    """A persisted safety switch of the expected type; anything else stops the start (exit 2)."""
+    value = journal.get_value(key, default)
+    if not isinstance(value, kind):
+        raise StateFileError(f"{journal.path}: safety state {key!r} is {value!r}, not a {kind}")
+    return value
+
+
 def order_ref_for(strategy: str, symbol: str, bar_seq: int) -> str:
     """The deterministic order reference of one decision."""
     return f"{strategy}-{symbol}-{bar_seq}"
@@ -93,11 +102,12 @@ class ExecutionService:
         self.symbols = frozenset(self.paper.symbols)
         self.schedule = TradingSchedule(self.paper.trading_hours, self.paper.weekday_numbers())
         self.risk = RiskManager(RiskLimits.from_config(self.paper), self.schedule)
-        self.risk.killed = bool(journal.get_value("killed", False))
-        self.risk.halted_day = str(journal.get_value("halted_day", ""))
+        self.risk.killed = _stored(journal, "killed", bool, False)
+        self.risk.halted_day = _stored(journal, "halted_day", str, "")
         reduce_only = journal.get_value("reduce_only")
         if reduce_only is not None:
-            self._set_reduce_only(bool(reduce_only), persist=False)
+            self._set_reduce_only(_stored(journal, "reduce_only", bool, False), persist=False)
+        self.guard = InputGuard()  # refusals of hostile numbers, per reason (status: refusals)
         self.atr: dict[str, WilderATR] = {}
         self.last_bar: dict[str, Bar] = {}
         self.positions: dict[str, BrokerPosition] = {}
@@ -116,6 +126,7 @@ class ExecutionService:
             "recovered_fills": 0,
             "reconnects": 0,
             "ref_collisions": 0,
+            "handler_errors": 0,
         }
         self._lock = asyncio.Lock()  # decisions, flattening and event draining never interleave
         self._stopping = False
@@ -197,6 +208,8 @@ class ExecutionService:
                         bar = msgspec.convert(raw, Bar)
                     except msgspec.ValidationError:
                         continue
+                    if not self.guard.admit(bar):
+                        continue
                     atr.update(bar.high, bar.low, bar.close)
                     self.last_bar[symbol] = bar  # a live bar already seen is not counted twice
                     used += 1
@@ -210,14 +223,34 @@ class ExecutionService:
         try:
             while True:
                 message = await subscriber.recv()
-                if isinstance(message, Bar):
-                    await self.on_bar(message)
-                elif isinstance(message, TargetPosition):
-                    await self.on_signal(message)
-                elif isinstance(message, Heartbeat) and message.service != "execution":
-                    self.hb_seen[message.service] = self._mono()
+                try:
+                    await self.on_message(message)
+                except Exception:  # a bug in a handler never stops the loop
+                    self._handler_failed("bus", getattr(message, "symbol", "")[:32])
         finally:
             self.bus_running = False
+
+    async def on_message(self, message: Any) -> None:
+        """One decoded bus message to its handler."""
+        if isinstance(message, Bar):
+            await self.on_bar(message)
+        elif isinstance(message, TargetPosition):
+            await self.on_signal(message)
+        elif (
+            isinstance(message, Heartbeat)
+            and message.service != "execution"
+            and self.guard.admit(message)
+        ):
+            self.hb_seen[message.service] = self._mono()
+
+    def _handler_failed(self, where: str, detail: str = "") -> None:
+        """Log a handler's exception with its traceback; the calling loop goes on."""
+        self.counters["handler_errors"] += 1
+        log.error(
+            "handler_failed",
+            exc_info=True,
+            extra={"fields": {"loop": where, "detail": detail}},
+        )
 
     def _atr(self, symbol: str) -> WilderATR:
         atr = self.atr.get(symbol)
@@ -227,6 +260,8 @@ class ExecutionService:
 
     async def on_bar(self, bar: Bar) -> None:
         self.counters["bars"] += 1
+        if not self.guard.admit(bar):
+            return  # NaN/inf/negative prices never reach the ATR, the marks or the broker
         previous = self.last_bar.get(bar.symbol)
         if previous is not None and bar.ts_event <= previous.ts_event:
             return  # replayed or out of order: already counted
@@ -245,6 +280,8 @@ class ExecutionService:
     # ================================================================== signals
     async def on_signal(self, signal: TargetPosition) -> None:
         self.counters["signals"] += 1
+        if not self.guard.admit(signal):
+            return  # a NaN target is no position: refused and counted, never clamped
         async with self._lock:
             await self._drain_locked()
             await self._decide(signal)
@@ -281,8 +318,8 @@ class ExecutionService:
         if not self.broker.is_connected():
             self._refuse(ref, sig, f"broker {self.broker.name} not connected")
             return
-        price = sig.bar_close if sig.bar_close > 0 else self._price(symbol)
-        if not price or price <= 0:
+        price = sig.bar_close if valid_price(sig.bar_close) else self._price(symbol)
+        if price is None or not valid_price(price):
             self._refuse(ref, sig, "no price for the symbol yet")
             return
         equity = self.equity()
@@ -463,6 +500,14 @@ class ExecutionService:
             await self._handle(queue.get_nowait())
 
     async def _handle(self, ev: BrokerEvent) -> None:
+        """One broker event; a failure is logged with its traceback and the next one goes on."""
+        try:
+            if self.guard.admit_broker_event(ev):
+                await self._dispatch(ev)
+        except Exception:
+            self._handler_failed("broker", type(ev).__name__)
+
+    async def _dispatch(self, ev: BrokerEvent) -> None:
         if isinstance(ev, OrderUpdate):
             self._on_order_update(ev)
         elif isinstance(ev, BrokerFill):
@@ -660,12 +705,18 @@ class ExecutionService:
 
     # ================================================================== accounting
     def equity(self) -> float:
+        """The broker's equity for sizing (the configured cash until the broker knows it)."""
+        value = self.broker_equity()
+        return value if value is not None else self.settings.sim_initial_cash
+
+    def broker_equity(self) -> float | None:
+        """The broker's account value when it is a finite positive number, else None."""
         value = self.broker.equity()
-        return float(value) if value is not None and value > 0 else self.settings.sim_initial_cash
+        return float(value) if is_finite(value) and value is not None and value > 0 else None
 
     def _price(self, symbol: str) -> float | None:
         bar = self.last_bar.get(symbol)
-        return bar.close if bar else None
+        return bar.close if bar and valid_price(bar.close) else None
 
     def _position(self, symbol: str) -> float:
         pos = self.positions.get(symbol)
@@ -681,7 +732,9 @@ class ExecutionService:
     async def _check_daily_loss(self) -> None:
         if not self.broker.is_connected() or not self.clock_ns:
             return
-        equity = self.equity()
+        equity = self.broker_equity()
+        if equity is None:
+            return  # no (sane) account value: no evidence of a loss
         day = self.schedule.day(self._now_ns())
         record = self.journal.observe_equity(day, equity)
         if self.risk.daily_loss_hit(day, record.start_equity, equity):
@@ -818,9 +871,12 @@ class ExecutionService:
         interval = min(1.0, self.paper.monitoring.heartbeat_timeout_s / 4)
         while True:
             await asyncio.sleep(interval)
-            await self.check_dead_man()
-            # equity also moves without bars (IB account updates after a fill)
-            await self._check_daily_loss()
+            try:
+                await self.check_dead_man()
+                # equity also moves without bars (IB account updates after a fill)
+                await self._check_daily_loss()
+            except Exception:
+                self._handler_failed("watchdog")
 
     # ================================================================== track record
     def track_record(self) -> dict[str, Any]:
@@ -845,13 +901,16 @@ class ExecutionService:
     async def _track_record_loop(self) -> None:
         while True:
             await asyncio.sleep(self.paper.logging.track_record_interval_s)
-            event(
-                log,
-                "paper_track_record",
-                account=self.broker.account,
-                paper=self.broker.is_paper() if self.broker.is_connected() else None,
-                **self.track_record(),
-            )
+            try:
+                event(
+                    log,
+                    "paper_track_record",
+                    account=self.broker.account,
+                    paper=self.broker.is_paper() if self.broker.is_connected() else None,
+                    **self.track_record(),
+                )
+            except Exception:
+                self._handler_failed("track_record")
 
     # ================================================================== commands
     def status_detail(self) -> dict[str, Any]:
@@ -874,6 +933,7 @@ class ExecutionService:
             "positions": {s: p.quantity for s, p in self.positions.items() if p.quantity},
             "working_orders": len(self.broker.working_orders()) if connected else 0,
             "orders_last_minute": self.risk.rate.count(),
+            "refusals": self.guard.snapshot(),
             **self.counters,
         }
 

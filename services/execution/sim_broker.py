@@ -23,6 +23,7 @@ because a reference is never sent twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -39,8 +40,13 @@ from execution.broker import (
     OrderUpdate,
     WorkingOrder,
 )
+from execution.input_guard import StateFileError, valid_price
 from shared.costs import CostModel
+from shared.logs import event
 from shared.messages import Bar
+from shared.validate import RefusalCounter, finite_mapping
+
+log = logging.getLogger("execution.sim_broker")
 
 SIM_ACCOUNT = "SIM0001"
 
@@ -94,14 +100,28 @@ class SimBroker:
         self._account = account
         self.max_order_quantity = max_order_quantity
         self.events: asyncio.Queue[BrokerEvent] = asyncio.Queue()
-        self._state = _SimState(cash=initial_cash)
+        self._state = self._load_state()
         self._connected = False
         self.reject_next: str = ""  # tests: the next order is rejected with this reason
+        self.refusals = RefusalCounter()  # bars ignored for broken prices, per reason
+
+    def _load_state(self) -> _SimState:
+        """The saved state, or a fresh account; ``StateFileError`` names a file that is broken."""
+        if self.state_file is None or not self.state_file.exists():
+            return _SimState(cash=self.initial_cash)
+        try:
+            state = msgspec.json.decode(self.state_file.read_bytes(), type=_SimState)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StateFileError(
+                f"{self.state_file}: simulated broker state does not load ({exc}); move it away"
+                " to start a fresh simulated account"
+            ) from None
+        if not finite_mapping(msgspec.to_builtins(state)):
+            raise StateFileError(f"{self.state_file}: simulated broker state holds NaN/inf")
+        return state
 
     # ------------------------------------------------------------------ port: connection
     async def connect(self) -> None:
-        if self.state_file and self.state_file.exists():
-            self._state = msgspec.json.decode(self.state_file.read_bytes(), type=_SimState)
         self._connected = True
         self.events.put_nowait(ConnectionChange(connected=True, reason="simulated broker"))
 
@@ -307,6 +327,11 @@ class SimBroker:
 
     # ------------------------------------------------------------------ market data
     def on_bar(self, bar: Bar) -> None:
+        prices = (bar.open, bar.high, bar.low, bar.close)
+        if not all(valid_price(p) for p in prices) or bar.high < bar.low:
+            if self.refusals.add("sim_bar_prices"):
+                event(log, "sim_bar_ignored", logging.WARNING, symbol=bar.symbol[:32])
+            return  # a broken bar never sets a mark or a fill price
         self._state.last_price[bar.symbol] = bar.close
         changed = False
         for order in list(self._state.orders.values()):
@@ -317,7 +342,7 @@ class SimBroker:
             ):
                 continue
             price = self._match(order, bar)
-            if price is not None:
+            if price is not None and valid_price(price):
                 self._fill(order, price, bar.ts_event)
                 changed = True
         if changed:
@@ -438,6 +463,9 @@ class SimBroker:
 
     def _save(self) -> None:
         if self.state_file is None:
+            return
+        if not finite_mapping(msgspec.to_builtins(self._state)):  # JSON would hold null: unloadable
+            event(log, "sim_state_not_saved", logging.ERROR, reason="non-finite number in state")
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")

@@ -138,3 +138,58 @@ def test_schema_is_a_frozen_struct() -> None:
     with pytest.raises(AttributeError):
         cfg.max_position = 5  # type: ignore[misc]
     assert isinstance(msgspec.to_builtins(cfg), dict)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "EXECUTION_MAX_DAILY_LOSS",
+        "EXECUTION_MAX_GROSS_EXPOSURE",
+        "EXECUTION_RISK_PER_TRADE",
+        "EXECUTION_SIM_INITIAL_CASH",
+        "EXECUTION_HEARTBEAT_TIMEOUT_S",
+        "EXECUTION_RECONNECT_MIN_S",
+        "EXECUTION_RECONNECT_MAX_S",
+        "EXECUTION_COMMISSION_WAIT_S",
+    ],
+)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e300"])
+def test_non_finite_or_huge_limits_are_refused_by_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    path = tmp_path / "paper.json"
+    path.write_bytes(dump_paper_config(PaperTradingConfig(symbols=["AAPL"])))
+    with pytest.raises(ConfigError, match=variable):
+        load_config({"PAPER_TRADING_CONFIG": str(path), variable: value})
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"max_daily_loss": 1e300}, "max_daily_loss"),
+        ({"max_gross_exposure": 1e300}, "max_gross_exposure"),
+        ({"stop_atr_multiple": 1e300}, "stop_atr_multiple"),
+        ({"take_profit_atr_multiple": 1e300}, "take_profit_atr_multiple"),
+        ({"max_position": 10**12}, "max_position"),
+        ({"max_orders_per_minute": 10**9}, "max_orders_per_minute"),
+        ({"ib": {"connect_timeout_s": 1e300}}, "ib.connect_timeout_s"),
+        ({"logging": {"track_record_interval_s": 1e300}}, "logging.track_record_interval_s"),
+        ({"monitoring": {"heartbeat_timeout_s": 1e300}}, "monitoring.heartbeat_timeout_s"),
+    ],
+)
+def test_out_of_range_limits_in_the_file_name_their_key(patch: dict, key: str) -> None:
+    data = _example()
+    for name, value in patch.items():
+        if isinstance(value, dict):
+            data[name] = {**data.get(name, {}), **value}
+        else:
+            data[name] = value
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        parse_paper_config(json.dumps(data), "cfg.json")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_schema_refuses_non_finite_limits_built_in_code(value: float) -> None:
+    for name in ("max_daily_loss", "max_gross_exposure", "risk_per_trade", "stop_atr_multiple"):
+        with pytest.raises(ValueError, match=name):
+            PaperTradingConfig(symbols=["AAPL"], **{name: value})

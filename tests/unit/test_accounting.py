@@ -36,3 +36,24 @@ def test_short_cover_realises_gain() -> None:
     assert book.apply_fill("X", "BUY", 4, 15.0, 0.5) == pytest.approx(20.0)
     assert book.symbol("X").quantity == 0
     assert book.equity == pytest.approx(19.0)
+
+
+@pytest.mark.parametrize(
+    ("qty", "price", "fee"),
+    [(float("nan"), 1.0, 0.0), (1.0, float("inf"), 0.0), (1.0, 1.0, float("nan")), (0.0, 1.0, 0)],
+)
+def test_a_non_finite_or_empty_fill_changes_nothing(qty: float, price: float, fee: float) -> None:
+    book = Book(initial_cash=100.0)
+    book.apply_fill("X", "BUY", 1, 10.0, 0.0)
+    with pytest.raises(ValueError):
+        book.apply_fill("X", "BUY", qty, price, fee)
+    assert book.symbol("X").quantity == 1 and book.equity == pytest.approx(100.0)
+
+
+def test_a_bad_mark_is_ignored() -> None:
+    book = Book(initial_cash=0.0)
+    book.apply_fill("X", "BUY", 1, 10.0, 0.0)
+    assert book.mark("X", 12.0)
+    for bad in (float("nan"), float("inf"), 0.0, -1.0):
+        assert not book.mark("X", bad)
+    assert book.unrealized == pytest.approx(2.0)

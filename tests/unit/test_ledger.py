@@ -74,3 +74,31 @@ def test_invalid_fill_is_refused_by_the_schema(tmp_path) -> None:
     ledger = Ledger(str(tmp_path / "ledger.sqlite"))
     with pytest.raises(sqlite3.IntegrityError):
         ledger.record_fill(fill("bad", qty=-1), 1)
+
+
+def test_nothing_non_finite_is_persisted(tmp_path) -> None:
+    from monitor.ledger import NonFiniteError
+
+    ledger = Ledger(str(tmp_path / "ledger.sqlite"))
+    with pytest.raises(NonFiniteError):
+        ledger.record_fill(fill("nan", price=float("nan")), 1)
+    with pytest.raises(NonFiniteError):
+        ledger.record_mark("AAPL", float("inf"), 1)
+    assert ledger.fills() == [] and ledger.marks() == {}
+
+
+def test_a_quarantined_fill_is_released_into_fills_once(tmp_path) -> None:
+    ledger = Ledger(str(tmp_path / "ledger.sqlite"))
+    assert ledger.quarantine(fill("q1"), "unknown_order", 1)
+    assert not ledger.quarantine(fill("q1"), "unknown_order", 2)
+    assert ledger.release("q1", 3) is True
+    assert ledger.release("q1", 4) is False
+    assert [r["exec_id"] for r in ledger.fills()] == ["q1"] and ledger.quarantined() == []
+
+
+def test_an_unreadable_ledger_raises_a_ledger_error_naming_the_file(tmp_path) -> None:
+    from monitor.ledger import LedgerError
+
+    with pytest.raises(LedgerError) as failure:
+        Ledger(str(tmp_path))  # a directory, not a file
+    assert str(tmp_path) in str(failure.value)

@@ -6,10 +6,12 @@ that names the variable (``shared.config.from_env``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import msgspec
 
+from ibsim.wire import MAX_FRAME_BYTES
 from shared.config import from_env, require
 
 PAPER_ACCOUNT_ID = "DU1234567"  # IB paper accounts start with "DU"
@@ -57,8 +59,18 @@ class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
     master_client_id: int = -1  # TWS "Master API client ID": sees every client's executions
     account_update_interval_s: float = 1.0  # account values at most this often between fills
     farm_status_messages: bool = True  # send 2104/2106/2158 "farm connection is OK" like TWS
+    # Hardening of the TWS port (a hostile or broken client must not hold resources for good)
+    max_clients: int = 32  # concurrent API connections; one more is closed at once and counted
+    handshake_timeout_s: float = 5.0  # connect -> API\0, version and startApi within this time
+    frame_timeout_s: float = 10.0  # a started frame must be complete within this time
+    max_frame_bytes: int = 1 << 20  # a frame declaring more closes the connection (TWS: small)
+    max_write_buffer_bytes: int = 64 << 20  # a client that stops reading is cut off beyond this
 
     def __post_init__(self) -> None:
+        for spec in msgspec.structs.fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, float):
+                require(math.isfinite(value), spec.name, f"must be a finite number, got {value}")
         for name in ("port", "control_port"):
             value = getattr(self, name)
             require(
@@ -75,6 +87,22 @@ class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
         require(self.hist_max_bars_per_symbol > 0, "hist_max_bars_per_symbol", "must be > 0")
         require(self.default_bar_seconds > 0, "default_bar_seconds", "must be > 0")
         require(self.account_update_interval_s >= 0, "account_update_interval_s", "must be >= 0")
+        require(0 < self.max_clients <= 10_000, "max_clients", "must be in [1, 10000]")
+        for name in ("handshake_timeout_s", "frame_timeout_s"):
+            value = getattr(self, name)
+            require(
+                math.isfinite(value) and 0 < value <= 3600, name, "must be in (0, 3600] seconds"
+            )
+        require(
+            1024 <= self.max_frame_bytes <= MAX_FRAME_BYTES,
+            "max_frame_bytes",
+            f"must be in [1024, {MAX_FRAME_BYTES}]",
+        )
+        require(
+            self.max_write_buffer_bytes >= 1 << 20,
+            "max_write_buffer_bytes",
+            "must be >= 1048576",
+        )
         for symbol in self.symbols:
             require(
                 symbol.isascii() and symbol.replace(".", "").isalnum(),

@@ -530,7 +530,10 @@ class Exchange:
             self._set_status(order, Status.FILLED)
         now = self.clock()
         record = ExecutionRecord(
-            exec_id=f"0000{self._exec_prefix}.{order.perm_id:08x}.{order.fill_count:02d}.01",
+            exec_id=(
+                f"{self._exec_prefix}{self.journal.session}"
+                f".{order.perm_id:08x}.{order.fill_count:02d}.01"
+            ),
             perm_id=order.perm_id,
             order_id=order.order_id,
             client_id=order.client_id,

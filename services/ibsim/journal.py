@@ -3,7 +3,13 @@
 ``executions.jsonl`` is append-only, one ``ExecutionRecord`` per line, flushed per execution (a
 killed process loses nothing the OS accepted). ``counters.json`` reserves permIds in blocks so ids
 never repeat across restarts without a disk write per order. Without a state directory both live in
-memory only.
+memory only, and permIds start from a clock-derived base (``PERM_IDS_PER_SECOND`` per second since
+2025), so runs one after the other do not reuse them unless one handed out more than that rate.
+
+Every start is a new *session* with its own token (start time + 32 random bits, ``session``), which
+the exchange writes into every execution id: a re-run, with or without a state directory, never
+produces an exec id an earlier run produced, so a downstream ledger keyed by exec id cannot mistake
+a new fill for a duplicate of an old one.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import time
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +31,21 @@ log = logging.getLogger("ibsim.journal")
 
 PERM_ID_BLOCK = 1000
 FIRST_PERM_ID = 1_000_001
+PERM_IDS_PER_SECOND = 16
+_PERM_EPOCH_S = 1_735_689_600  # 2025-01-01 UTC
+_PERM_SPAN = 2**31 - 2 * FIRST_PERM_ID  # keep permIds within a signed 32-bit int, like TWS
+
+
+def new_session_token(now_s: float | None = None) -> str:
+    """16 hex digits: the start second (8) and 32 random bits (8); never reused in practice."""
+    start = int(time.time() if now_s is None else now_s) & 0xFFFFFFFF
+    return f"{start:08x}{secrets.randbits(32):08x}"
+
+
+def volatile_perm_base(now_s: float | None = None) -> int:
+    """First permId of a run without a state directory (clock-derived, see module doc)."""
+    elapsed = max(0, int(time.time() if now_s is None else now_s) - _PERM_EPOCH_S)
+    return FIRST_PERM_ID + (elapsed * PERM_IDS_PER_SECOND) % _PERM_SPAN
 
 
 class ExecutionJournal:
@@ -30,8 +53,10 @@ class ExecutionJournal:
         self._dir = Path(state_dir) if state_dir else None
         self._file: IO[bytes] | None = None
         self._encoder = msgspec.json.Encoder()
-        self._next_perm_id = FIRST_PERM_ID
-        self._reserved_until = FIRST_PERM_ID  # permIds below this are safe to hand out
+        self.session = new_session_token()  # in every exec id of this run
+        first = FIRST_PERM_ID if state_dir else volatile_perm_base()
+        self._next_perm_id = first
+        self._reserved_until = first  # permIds below this are safe to hand out
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True)
 

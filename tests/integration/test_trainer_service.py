@@ -23,6 +23,7 @@ from shared.bus import CommandError, Subscriber, call
 from shared.features import FeatureConfig
 from shared.manifest import Promotion, load_artifact
 from shared.messages import ModelUpdated
+from tests.conftest import bus_security
 from tests.model_artifacts import corrupt, make_artifact
 
 pytestmark = pytest.mark.integration
@@ -91,7 +92,12 @@ async def test_push_refusals_and_rollback_over_the_bus(trainer: dict[str, Any]) 
     make_artifact(best, "model_rejected", promotion=Promotion(verdict="rejected", reason="lost"))
 
     ctx = zmq.asyncio.Context()
-    sub = Subscriber(ctx, trainer["env"]["BUS_SUB_ENDPOINT"], ["model.updated"])
+    sub = Subscriber(
+        ctx,
+        trainer["env"]["BUS_SUB_ENDPOINT"],
+        ["model.updated"],
+        security=bus_security(trainer["env"], "monitor"),
+    )
     await asyncio.sleep(0.5)  # subscription reaches the forwarder
     loop = asyncio.get_running_loop()
 
@@ -152,7 +158,12 @@ async def test_train_command_runs_the_pipeline_and_pushes_through_the_service(
     """``train`` (tiny budget, forced past the gate) -> job -> export -> push -> model.updated."""
     key, endpoint = trainer["key"], trainer["endpoint"]
     ctx = zmq.asyncio.Context()
-    sub = Subscriber(ctx, trainer["env"]["BUS_SUB_ENDPOINT"], ["model.updated"])
+    sub = Subscriber(
+        ctx,
+        trainer["env"]["BUS_SUB_ENDPOINT"],
+        ["model.updated"],
+        security=bus_security(trainer["env"], "monitor"),
+    )
     await asyncio.sleep(0.5)
     loop = asyncio.get_running_loop()
 
@@ -190,3 +201,22 @@ async def test_train_command_runs_the_pipeline_and_pushes_through_the_service(
     finally:
         sub.close()
         ctx.destroy(linger=0)
+
+
+def test_push_model_works_for_every_version_list_models_shows(trainer: dict[str, Any]) -> None:
+    """The baseline (in the model root, not best_models/) is listed, so it must be pushable; the
+    reply names the symbols the model was trained on."""
+    import shutil
+
+    from tests.model_artifacts import baseline_folder
+
+    make_artifact(trainer["best"], "model_a", promotion=PROMOTED)
+    shutil.copytree(baseline_folder(), trainer["models"] / "baseline" / baseline_folder().name)
+    key, endpoint = trainer["key"], trainer["endpoint"]
+    listed = [r["version"] for r in call(endpoint, "list_models", {}, key, timeout_s=10)]
+    assert f"baseline/{baseline_folder().name}" in listed and "model_a" in listed
+    for version in listed:
+        pushed = call(endpoint, "push_model", {"version": version}, key, timeout_s=10)
+        assert pushed["version"] == version and "trained_on" in pushed
+        status = call(endpoint, "status", {}, key, timeout_s=10)
+        assert status["current_model"] == version

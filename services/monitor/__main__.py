@@ -45,6 +45,7 @@ async def main() -> int:
             "/pnl": service.pnl,
             "/fills": service.fills,
             "/orders": service.orders,
+            "/quarantine": service.quarantine,
         }
         jobs.append(JsonHttpServer(routes).serve(settings.http_host, settings.http_port))
     event(log, "started", ledger=settings.ledger_path, fills_in_ledger=service.fills_booked)

@@ -2,6 +2,7 @@
 
     GET /health  -> status counters       GET /pnl    -> equity, PnL, positions
     GET /fills   -> every booked fill     GET /orders -> order events
+    GET /quarantine -> fills not booked (no matching order) and exec-id conflicts
 
 Plain asyncio streams, no framework: it answers GET with JSON and nothing else, so it cannot
 change anything that trades. Compose publishes it on 127.0.0.1 only.

@@ -18,6 +18,7 @@ from ibsim.process import SimulatorProcess
 
 from shared.bus import Publisher
 from shared.messages import Bar
+from tests.conftest import bus_security
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +144,12 @@ async def test_bars_from_the_bus_drive_fills(busproxy: dict[str, str], tmp_path:
     env = {**busproxy, "IBSIM_PRICE_SOURCE": "bus", "IBSIM_SLIPPAGE_BPS": "0"}
     with SimulatorProcess(env, log_path=tmp_path / "ibsim.log") as sim:
         ctx = zmq.Context()
-        publisher = Publisher(ctx, busproxy["BUS_PUB_ENDPOINT"], "test-marketdata")
+        publisher = Publisher(
+            ctx,
+            busproxy["BUS_PUB_ENDPOINT"],
+            "marketdata@test",  # only the marketdata identity may publish bar.*
+            security=bus_security(busproxy, "marketdata"),
+        )
         ib = await connect(sim.port)
         try:
             [contract] = await ib.qualifyContractsAsync(Stock("MSFT", "SMART", "USD"))

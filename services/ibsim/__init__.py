@@ -5,11 +5,14 @@ The unchanged ``ib_async`` client connects to it like to TWS / IB Gateway (defau
 by tests. Modules, in the order a message travels:
 
 - ``wire``: framing and field encoding; ``requests``: incoming messages -> typed requests;
-- ``server``: asyncio server, one ``ClientSession`` per connection, routing to clients;
+- ``server``: asyncio server, one ``ClientSession`` per connection, routing to clients, and the
+  limits a hostile client meets (connection cap, handshake and frame timeouts, frame size);
 - ``exchange``: orders, matching on bars, account, positions, the execution record
-  (``commissions``, ``contracts``, ``bars``, ``journal``, ``models`` support it);
+  (``commissions``, ``contracts``, ``bars``, ``journal``, ``models`` support it); every start is a
+  new session whose token is in each exec id, so a re-run never repeats one;
 - ``encoders``: one function per outgoing message, written from ib_async's decoder for 157;
-- ``faults`` + ``control``: fault switches and the JSON-lines control port (default 4003);
+- ``faults`` + ``control``: fault switches and the JSON-lines control port (default 4003), which
+  validates every field of every command and answers ``"<field>: <why>"``;
 - ``pricefeed``: the bus subscription; ``app``: wiring; ``config``: ``IBSIM_*`` settings;
 - ``process``: run ``python -m ibsim`` from tests; ``bench``: ``bench_order_ack(n)``.
 """

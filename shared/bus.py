@@ -296,7 +296,11 @@ class CommandServer:
             if len(frames) < 2:
                 continue
             sender = peer_identity(frames[-1]) if self._authenticated else ""
-            reply = await self._handle(frames[-1].bytes, sender)
+            try:
+                reply = await self._handle(frames[-1].bytes, sender)
+            except Exception as exc:  # a bug of ours must not end the loop: log it, answer
+                log.error("command_loop_error", exc_info=True, extra={"fields": {}})
+                reply = Reply(request_id="", ok=False, error=f"internal error: {exc!r}"[:300])
             try:
                 encoded = _command_encoder.encode(reply)
             except (TypeError, ValueError, OverflowError) as exc:  # an unencodable result

@@ -35,7 +35,7 @@ from shared.auth import load_or_create_key
 from shared.bus import CommandError, call
 from shared.data import load_bars
 from shared.messages import Bar, Fill, TargetPosition
-from tests.conftest import free_port
+from tests.conftest import bus_security, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +168,12 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
     ctx = zmq.asyncio.Context()
     from shared.bus import Subscriber
 
-    sub = Subscriber(ctx, busproxy["BUS_SUB_ENDPOINT"], ["bar.", "signal.", "fill."])
+    sub = Subscriber(
+        ctx,
+        busproxy["BUS_SUB_ENDPOINT"],
+        ["bar.", "signal.", "fill."],
+        security=bus_security(busproxy, "monitor"),
+    )
     stack = Stack(env, tmp_path)
     bars: dict[str, list[Bar]] = defaultdict(list)
     signals: dict[str, list[TargetPosition]] = defaultdict(list)

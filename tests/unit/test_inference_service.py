@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -345,3 +346,44 @@ def test_start_falls_back_to_baseline_when_the_pushed_artifact_is_broken(
     corrupt(make_artifact(model_root, "v-broken"))
     (model_root / "pushes.json").write_text(json.dumps([{"version": "v-broken"}]))
     assert make_service(model_root, bus, series).service.model.version == BASELINE
+
+
+async def test_a_handler_bug_is_logged_and_the_next_bar_is_served(
+    model_root, bus, series, caplog
+) -> None:
+    """No exception from a message leaves the receive loop (a bug in on_bar, once)."""
+    h = make_service(model_root, bus, series)
+    real_on_bar = h.service.on_bar
+    calls = {"n": 0}
+
+    def flaky(bar: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected handler bug")
+        real_on_bar(bar)
+
+    class OneBatch:
+        stats = None
+
+        def __init__(self, batch: list[Message]) -> None:
+            self.batches = [batch]
+
+        async def recv_batch(self) -> list[Message]:
+            if self.batches:
+                return self.batches.pop()
+            raise asyncio.CancelledError
+
+        def close(self) -> None:
+            pass
+
+    h.service.on_bar = flaky  # type: ignore[method-assign]
+    first, second = (
+        msgspec.structs.replace(series.bar(i), producer="marketdata@t", seq=i + 1)
+        for i in (series.first_live, series.first_live + 1)
+    )
+    h.service.bus.subscriber = lambda topics: OneBatch([first, second])  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await h.service.consume()
+    assert calls["n"] == 2  # the second bar was still handled after the first one raised
+    assert h.service.status_detail()["handler_errors"] == 1
+    assert any(r.getMessage() == "handler_failed" and r.exc_info for r in caplog.records)

@@ -13,7 +13,7 @@ FORCE ?=
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-docker lint format typecheck \
         bench train tune evaluate export baseline-model paper-trading push rollback models reset \
-        clean
+        clean test-fuzz test-all keys
 
 help: ## list the commands (every target, the Docker ones too)
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -68,7 +68,7 @@ models: install ## list exported and pushed models, their verdicts and which one
 	@$(PY) -m trainer.ctl list_models || { echo "no answer: is the stack running (make run)?"; exit 1; }
 
 # ---------------------------------------------------------------- quality
-test: install ## lint, type check, and every test tier (unit, integration, slow, docker)
+test: install ## lint, type check, and every test tier (unit, integration, fuzz, slow, docker)
 	$(MAKE) lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -80,6 +80,15 @@ test-integration: install ## separate processes over real sockets
 
 test-docker: install ## the docker compose tier (needs the engine: .ci/docker-setup.sh)
 	$(PY) -m pytest -m docker $(PYTEST_ARGS)
+
+test-fuzz: install ## hostile frames and commands against the running stack (FUZZ_BATCHES=25)
+	$(PY) -m pytest -m fuzz $(PYTEST_ARGS)
+
+test-all: install ## what CI runs: make test, and a skipped Docker tier is a failure
+	RLTRADER_REQUIRE_DOCKER=1 $(MAKE) test
+
+keys: install ## create the bus's CURVE key pairs that do not exist yet (var/secrets/curve)
+	$(PY) -m shared.keys
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check .

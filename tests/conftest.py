@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = _TIER_BY_FOLDER.get(folder)
         if tier and tier not in item.keywords:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say loudly, at the very end, which tier had skipped tests and why: a green run that
+    skipped the Docker tier has not tested the product's main way of running."""
+    skipped: dict[str, dict[str, int]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        tier = next((t for t in _TIER_BY_FOLDER.values() if t in report.keywords), "other")
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "skipped"
+        skipped.setdefault(tier, {}).setdefault(reason, 0)
+        skipped[tier][reason] += 1
+    if not skipped:
+        return
+    terminalreporter.write_sep("!", "TIERS WITH SKIPPED TESTS", red=True, bold=True)
+    for tier, reasons in sorted(skipped.items()):
+        for reason, count in reasons.items():
+            terminalreporter.write_line(f"  {tier}: {count} skipped: {reason}", red=True)

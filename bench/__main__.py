@@ -54,6 +54,15 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
 ]
 
 
+# Measured a second time on a plain forwarder (BUS_CURVE=0), everything else equal: each CURVE-on
+# row above then takes its CURVE-off twin as its baseline, so its ratio is the cost of CURVE.
+CURVE_OFF: list[tuple[str, str, str]] = [
+    ("bench.bench_bus", "bench_bus_publish", "bus_publish"),
+    ("bench.bench_inference", "bench_bar_to_signal_1", "bar_to_signal_1"),
+]
+CURVE_OFF_SUFFIX = "_curve_off"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,24 +70,34 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def private_bus() -> Iterator[dict[str, str]]:
-    """A forwarder process on fresh ports, with its own secret, for the benchmarks' services."""
+def private_bus(curve: bool = True) -> Iterator[dict[str, str]]:
+    """A forwarder process on fresh ports, with its own secret and CURVE keys, for the
+    benchmarks' services. ``curve`` sets ``BUS_CURVE`` (on: the production forwarder, a Python
+    poll loop admitting known keys; off: the plain C ``zmq.proxy``, plaintext)."""
     state = ROOT / "var" / "bench"
     state.mkdir(parents=True, exist_ok=True)
     env = {
         "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
         "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
         "BUS_SECRET_FILE": str(state / "bus.key"),
+        "BUS_KEYS_DIR": str(state / "curve"),
+        "BUS_CURVE": "1" if curve else "0",
     }
     for service in ("marketdata", "inference", "execution", "trainer", "monitor"):
         env[f"{service.upper()}_CMD_ENDPOINT"] = f"tcp://127.0.0.1:{_free_port()}"
+    if curve:
+        from shared.keys import ensure_keys
+
+        ensure_keys(env["BUS_KEYS_DIR"])  # before any process starts: no race on first start
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared.busproxy"],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
     )
-    time.sleep(0.3)
+    time.sleep(0.5)
     try:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the bus forwarder exited with {proc.returncode}")
         yield env
     finally:
         proc.terminate()
@@ -115,41 +134,80 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    print(
+        f"  {row['name']}: {row['value']} {row['unit']}"
+        + (f" (p99 {row['p99']})" if "p99" in row else "")
+        + (
+            f" vs {row['baseline']['name']} {row['baseline']['value']}"
+            if row.get("baseline")
+            else ""
+        ),
+        flush=True,
+    )
+
+
+def _call(
+    module_name: str, func_name: str, names: list[str], env: dict[str, str], quick: bool
+) -> list[dict[str, Any]]:
+    started = time.monotonic()
+    print(f"bench: {module_name}.{func_name} (BUS_CURVE={env['BUS_CURVE']}) ...", flush=True)
+    try:
+        module = importlib.import_module(module_name)
+        func: Callable[[dict[str, str], bool], list[dict[str, Any]]] = getattr(module, func_name)
+    except (ImportError, AttributeError) as exc:
+        return [not_possible(n, f"{module_name} unavailable ({exc})") for n in names]
+    try:
+        new_rows = func(env, quick)
+    except Exception as exc:  # one broken benchmark must not hide the others
+        traceback.print_exc()
+        return [not_possible(n, f"failed: {exc!r}"[:200]) for n in names]
+    for row in new_rows:
+        _print_row(row)
+    print(f"  ({time.monotonic() - started:.1f}s)", flush=True)
+    return new_rows
+
+
+def _curve_cost(rows: list[dict[str, Any]], off_rows: list[dict[str, Any]]) -> None:
+    """Give each CURVE-on row its CURVE-off twin as baseline (ratio = on / off); the row's own
+    baseline (JSON, bare round trip; measured with CURVE on) moves into its note."""
+    off = {r["name"]: r for r in off_rows}
+    for row in rows:
+        twin = off.get(row["name"] + CURVE_OFF_SUFFIX)
+        if twin is None or row.get("value") is None or twin.get("value") is None:
+            continue
+        own = row.get("baseline")
+        if own:
+            row["note"] = f"{row['note']}; {own['name']} (CURVE on) {own['value']}"
+        row["baseline"] = {"name": "same, CURVE off (plain zmq.proxy)", "value": twin["value"]}
+        row["ratio"] = round(float(row["value"]) / float(twin["value"]), 3)
+        if "p99" in row and "p99" in twin:
+            row["note"] += f"; CURVE off p99 {twin['p99']}"
+
+
 def run(quick: bool, only: set[str] | None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    with private_bus() as env:
+    off_rows: list[dict[str, Any]] = []
+    # CURVE off first (its own forwarder), then everything on the production CURVE bus
+    with private_bus(curve=False) as env:
+        for module_name, func_name, name in CURVE_OFF:
+            if only and name not in only:
+                continue
+            for row in _call(module_name, func_name, [name], env, quick):
+                row["name"] += CURVE_OFF_SUFFIX
+                off_rows.append(row)
+    with private_bus(curve=True) as env:
         for module_name, func_name, names in BENCHMARKS:
             if only and not (only & set(names)):
                 continue
-            started = time.monotonic()
-            print(f"bench: {module_name}.{func_name} ...", flush=True)
-            try:
-                module = importlib.import_module(module_name)
-                func: Callable[[dict[str, str], bool], list[dict[str, Any]]] = getattr(
-                    module, func_name
-                )
-            except (ImportError, AttributeError) as exc:
-                rows.extend(not_possible(n, f"{module_name} unavailable ({exc})") for n in names)
-                continue
-            try:
-                new_rows = func(env, quick)
-            except Exception as exc:  # one broken benchmark must not hide the others
-                traceback.print_exc()
-                rows.extend(not_possible(n, f"failed: {exc!r}"[:200]) for n in names)
-                continue
-            for row in new_rows:
-                print(
-                    f"  {row['name']}: {row['value']} {row['unit']}"
-                    + (f" (p99 {row['p99']})" if "p99" in row else "")
-                    + (
-                        f" vs {row['baseline']['name']} {row['baseline']['value']}"
-                        if row.get("baseline")
-                        else ""
-                    ),
-                    flush=True,
-                )
-            rows.extend(new_rows)
-            print(f"  ({time.monotonic() - started:.1f}s)", flush=True)
+            if only and only & set(names) == {"bar_to_signal_1"}:
+                func_name = "bench_bar_to_signal_1"  # not the other inference rows
+            rows.extend(_call(module_name, func_name, names, env, quick))
+    _curve_cost(rows, off_rows)
+    for name in [n for _, _, n in CURVE_OFF]:  # each off row right after its CURVE-on row
+        at = next((i for i, r in enumerate(rows) if r["name"] == name), len(rows) - 1)
+        twin = [r for r in off_rows if r["name"] == name + CURVE_OFF_SUFFIX]
+        rows[at + 1 : at + 1] = twin
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full",

@@ -4,7 +4,8 @@ Rows (each with a baseline measured in the same run):
 
 * ``bar_to_signal_1``: one symbol, one bar at a time: publish -> ``signal.<SYM>`` received.
   Baseline: a bare ZeroMQ round trip of the same size through the same forwarder to an echo
-  process (no decoding, no work).
+  process (no decoding, no work). ``bench`` runs it twice, on a CURVE forwarder and on a plain
+  one (``BUS_CURVE`` 1/0), and compares the two (``signal_1_only``).
 * ``bar_to_signal_100``: 100 symbols, a burst of one bar per symbol (same close time): publish
   of the first -> the 100th signal received. Baseline: 100 bars through the bus alone.
 * ``inference_throughput``: bars/s one inference process turns into signals from a queue of
@@ -32,7 +33,8 @@ import zmq
 
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
-from shared.bus import call
+from shared.bus import call, security_from_env
+from shared.curve import BusSecurity
 from shared.data import load_bars
 from shared.messages import Bar, Command, Reply, TargetPosition, decode, encode
 
@@ -57,20 +59,40 @@ def _bars(symbol: str, ohlcv: np.ndarray, ts: np.ndarray, first_seq: int = 1) ->
     ]
 
 
+def _command(env: dict[str, str], key: bytes, name: str, timeout_s: float = 5.0) -> Any:
+    """A command to the benchmark's inference, as the operator when CURVE is on."""
+    return call(
+        env["INFERENCE_CMD_ENDPOINT"], name, {}, key, timeout_s=timeout_s,
+        security=security_from_env("operator", env), server="inference",
+    )  # fmt: skip
+
+
 class _Bus:
+    """Raw sockets: bars in as the ``marketdata`` identity, signals and echoes out (with CURVE
+    the forwarder hands ``[topic, identity, payload]``; the payload is the last frame)."""
+
     def __init__(self, env: dict[str, str]) -> None:
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, 0)
+        publisher = security_from_env("marketdata", env)
+        if publisher is not None:
+            publisher.client(self.pub, "bus")
         self.pub.connect(env["BUS_PUB_ENDPOINT"])
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, 0)
+        subscriber = security_from_env("monitor", env)
+        if subscriber is not None:
+            subscriber.client(self.sub, "bus")
         self.sub.connect(env["BUS_SUB_ENDPOINT"])
         self.sub.setsockopt(zmq.SUBSCRIBE, b"signal.")
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"echo.")
+        self.sub.setsockopt(zmq.SUBSCRIBE, _ECHO_TOPIC)
 
     def send(self, bar: Bar) -> None:
-        payload = encode(msgspec.structs.replace(bar, producer="bench", ts_publish=time.time_ns()))
+        # inference refuses a bar whose producer does not name the sender's identity
+        payload = encode(
+            msgspec.structs.replace(bar, producer="marketdata-bench", ts_publish=time.time_ns())
+        )
         self.pub.send_multipart((f"bar.{bar.symbol}".encode(), payload))
 
     def recv(self, timeout_s: float = 10.0) -> Any:
@@ -79,14 +101,14 @@ class _Bus:
     def recv_frame(self, timeout_s: float = 10.0) -> tuple[bytes, Any]:
         if not self.sub.poll(int(timeout_s * 1000)):
             raise TimeoutError("no message from the bus")
-        topic, payload = self.sub.recv_multipart()
-        return topic, decode(payload)
+        frames = self.sub.recv_multipart()
+        return frames[0], decode(frames[-1])
 
     def recv_echo(self, seq: int) -> None:
         """Wait for the echo of bar ``seq`` (inference also answers bar.ECHO with a signal)."""
         while True:
             topic, message = self.recv_frame()
-            if topic == b"echo.ECHO" and message.seq == seq:
+            if topic == _ECHO_TOPIC and message.seq == seq:
                 return
 
     def close(self) -> None:
@@ -95,16 +117,24 @@ class _Bus:
         self.ctx.term()
 
 
-# The round-trip baseline's far end: bar.ECHO in, the same payload back as echo.ECHO.
+# The round-trip baseline's far end: bar.ECHO in, the same payload back as pnl.ECHO, with the
+# monitor's key when CURVE is on (a topic that identity may publish and inference never does).
+_ECHO_TOPIC = b"pnl.ECHO"
 _ECHO = """
-import sys, zmq
+import os, sys, zmq
+from shared.bus import security_from_env
+security = security_from_env("monitor", os.environ)
 ctx = zmq.Context()
-sub = ctx.socket(zmq.SUB); sub.connect(sys.argv[1]); sub.setsockopt(zmq.SUBSCRIBE, b"bar.ECHO")
-pub = ctx.socket(zmq.PUB); pub.connect(sys.argv[2])
+sub = ctx.socket(zmq.SUB)
+pub = ctx.socket(zmq.PUB)
+if security is not None:
+    security.client(sub, "bus"); security.client(pub, "bus")
+sub.connect(sys.argv[1]); sub.setsockopt(zmq.SUBSCRIBE, b"bar.ECHO")
+pub.connect(sys.argv[2])
 print("ready", flush=True)
 while True:
-    topic, payload = sub.recv_multipart()
-    pub.send_multipart((b"echo.ECHO", payload))
+    frames = sub.recv_multipart()
+    pub.send_multipart((b"pnl.ECHO", frames[-1]))
 """
 
 
@@ -112,9 +142,11 @@ class _EmptyMarketData:
     """Answers every command on marketdata's endpoint with no bars, so symbols start cold at
     once (the benchmark feeds the warm-up bars itself)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, security: BusSecurity | None) -> None:
         self._stop = threading.Event()
         self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        if security is not None:  # inference connects with marketdata's server key
+            security.server(self._sock)
         self._sock.bind(endpoint.replace("localhost", "127.0.0.1"))
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -147,7 +179,7 @@ def _rss_mb(pid: int) -> float:
 def _wait_signals(env: dict[str, str], key: bytes, want: int, timeout_s: float = 120.0) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = call(env["INFERENCE_CMD_ENDPOINT"], "status", {}, key, timeout_s=5.0)
+        status = _command(env, key, "status")
         if status["counters"]["signals"] + status["counters"]["warming_bars"] >= want:
             return time.perf_counter()
         time.sleep(0.02)
@@ -205,7 +237,14 @@ def _torch_eager_p50_us(onnx_path: Path, x: np.ndarray, n: int = 10_000) -> floa
     return round(float(np.percentile(samples, 50)) * 1e6, 2)
 
 
-def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
+def bench_bar_to_signal_1(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
+    """Only ``bar_to_signal_1`` (and its echo baseline): the CURVE on/off comparison."""
+    return bench_inference(env, quick, signal_1_only=True)
+
+
+def bench_inference(
+    env: dict[str, str], quick: bool, signal_1_only: bool = False
+) -> list[dict[str, Any]]:
     from inference.service import decide_many
 
     from shared.features import FeaturePipeline
@@ -224,6 +263,10 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     # onnx_call, and the in-process per-bar baseline
+    if signal_1_only:
+        in_process_rate = 0.0
+        return _bus_rows(env, quick, key, ohlcv, ts, n_throughput, n_latency, warm,
+                         in_process_rate, rows, signal_1_only=True)  # fmt: skip
     online = FeaturePipeline().online()
     for row in ohlcv[:warm].tolist():
         feats = online.update(*row)
@@ -251,8 +294,19 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     decide_many(model, FeaturePipeline().online(), ohlcv[:n_throughput])
     in_process_rate = n_throughput / (time.perf_counter() - t0)
+    return _bus_rows(env, quick, key, ohlcv, ts, n_throughput, n_latency, warm,
+                     in_process_rate, rows)  # fmt: skip
 
-    marketdata = _EmptyMarketData(env["MARKETDATA_CMD_ENDPOINT"])
+
+def _bus_rows(
+    env: dict[str, str], quick: bool, key: bytes, ohlcv: np.ndarray, ts: np.ndarray,
+    n_throughput: int, n_latency: int, warm: int, in_process_rate: float,
+    rows: list[dict[str, Any]], signal_1_only: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    curve = security_from_env("marketdata", env) is not None
+    marketdata = _EmptyMarketData(
+        env["MARKETDATA_CMD_ENDPOINT"], security_from_env("marketdata", env)
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "inference"],
         cwd=ROOT,
@@ -265,7 +319,7 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                call(env["INFERENCE_CMD_ENDPOINT"], "status", {}, key, timeout_s=1.0)
+                _command(env, key, "status", timeout_s=1.0)
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -276,7 +330,7 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
         # echo process that answers each bar with a same-size signal frame and does no work.
         echo = subprocess.Popen(
             [sys.executable, "-c", _ECHO, env["BUS_SUB_ENDPOINT"], env["BUS_PUB_ENDPOINT"]],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **env},
         )  # fmt: skip
         assert echo.stdout is not None
         echo.stdout.readline()
@@ -310,9 +364,14 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
                 "bar_to_signal_1", latency,
                 baseline={"name": "bare ZeroMQ round trip, same size", "value": round(hop_p50, 4)},
                 goal="p50 < 0.3 ms, p99 < 2 ms",
-                note="publish bar -> forwarder -> inference -> forwarder -> signal received",
+                note="publish bar -> forwarder -> inference -> forwarder -> signal received"
+                + (" (CURVE on)" if curve else " (CURVE off)"),
             )
         )  # fmt: skip
+        if signal_1_only:
+            echo.terminate()
+            echo.wait(timeout=10)
+            return rows
 
         # bar_to_signal_100
         symbols = [f"S{i:03d}" for i in range(100)]
@@ -344,7 +403,7 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
             got = 0
             while got < 100:
                 topic, _ = bus.recv_frame()
-                got += topic == b"echo.ECHO"
+                got += topic == _ECHO_TOPIC
             burst_base.append(time.perf_counter() - t0)
             while bus.sub.poll(50):  # inference's signals for the ECHO bars
                 bus.sub.recv_multipart()
@@ -361,7 +420,7 @@ def bench_inference(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
         echo.wait(timeout=10)
 
         # inference_throughput: a queue of bars for a fresh symbol
-        status = call(env["INFERENCE_CMD_ENDPOINT"], "status", {}, key)
+        status = _command(env, key, "status")
         before = status["counters"]["signals"] + status["counters"]["warming_bars"]
         stream = _bars("TPUT", ohlcv[:n_throughput], ts[:n_throughput])
         t0 = time.perf_counter()

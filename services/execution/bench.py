@@ -37,7 +37,7 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Publisher, Subscriber, call
+from shared.bus import CommandError, Publisher, Subscriber, call, security_from_env
 from shared.messages import Bar, OrderEvent, TargetPosition
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,14 +116,29 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
         await asyncio.sleep(0.3)
     key = load_or_create_key(env["BUS_SECRET_FILE"])
     ctx = zmq.asyncio.Context()
-    publisher = Publisher(zmq.Context.shadow(ctx.underlying), env["BUS_PUB_ENDPOINT"], "bench")
-    subscriber = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["order."])
+    # With CURVE on, signals come from the inference identity and bars from marketdata's
+    pub_ctx = zmq.Context.shadow(ctx.underlying)
+    publisher = Publisher(pub_ctx, env["BUS_PUB_ENDPOINT"], "inference-bench",
+                          security=security_from_env("inference", env))  # fmt: skip
+    bars = Publisher(pub_ctx, env["BUS_PUB_ENDPOINT"], "marketdata-bench",
+                     security=security_from_env("marketdata", env))  # fmt: skip
+    subscriber = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["order."],
+                            security=security_from_env("monitor", env))  # fmt: skip
+    operator = security_from_env("operator", env)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
                 status = await asyncio.to_thread(
-                    call, env["EXECUTION_CMD_ENDPOINT"], "status", {}, key, 2.0, "bench"
+                    call,
+                    env["EXECUTION_CMD_ENDPOINT"],
+                    "status",
+                    {},
+                    key,
+                    2.0,
+                    "bench",
+                    operator,
+                    "execution",
                 )
                 if status.get("ready"):
                     break
@@ -136,7 +151,7 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
         close_ts = int(dt.datetime(2024, 3, 4, 16, tzinfo=ny).timestamp() * 1e9)
         # a bar so execution knows the price; then wait until its subscription is live
         while True:
-            publisher.publish(
+            bars.publish(
                 Bar(
                     symbol="AAPL",
                     timeframe="1d",
@@ -150,7 +165,15 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
                 )
             )
             status = await asyncio.to_thread(
-                call, env["EXECUTION_CMD_ENDPOINT"], "status", {}, key, 2.0, "bench"
+                call,
+                env["EXECUTION_CMD_ENDPOINT"],
+                "status",
+                {},
+                key,
+                2.0,
+                "bench",
+                operator,
+                "execution",
             )
             if status.get("bars", 0) > 0:
                 break
@@ -177,7 +200,7 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
             # the next bar: the simulator fills the market order at its open, as in live trading,
             # so working orders do not pile up across the run
             tick = close_ts + (i + 1) * 1_000_000_000
-            publisher.publish(
+            bars.publish(
                 Bar(symbol="AAPL", timeframe="1s", bar_open_ts=tick - 1_000_000_000, open=100,
                     high=101, low=99, close=100, volume=1, ts_event=tick)
             )  # fmt: skip
@@ -199,6 +222,7 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
     finally:
         subscriber.close()
         publisher.close()
+        bars.close()
         ctx.destroy(linger=0)
         for proc in reversed(procs):
             proc.terminate()

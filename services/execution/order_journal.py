@@ -2,10 +2,12 @@
 
 An order reference is written (and committed) BEFORE the order goes to the broker, so a process
 killed at any instant, SIGKILL included, finds the reference on restart and never sends it again.
-The state machine per reference is ``reserved`` (written, maybe sent) -> ``sent`` (the broker took
-it) -> ``acknowledged`` / ``filled`` / ``cancelled`` / ``rejected``; ``lost`` marks a reservation
-that the broker did not know after a restart (it is still never re-sent: the next target signal
-moves the position instead).
+The lifecycle per reference is ``OrderState`` and the journal owns it: ``advance`` is the only way
+a state changes, and ``may_advance`` is its one rule. ``reserved`` (written, maybe sent) -> ``sent``
+(the broker took it) -> ``acknowledged`` -> ``filled`` / ``cancelled`` / ``rejected``; a state only
+moves forward and a terminal one is never left. ``lost`` marks a reservation that the broker did
+not know after a restart (it is still never re-sent: the next target signal moves the position
+instead); a late broker report about a lost order still advances it, since the broker is right.
 
 Fills are keyed by the broker's ``exec_id``: ``fill_published`` tells whether ``fill.<SYM>`` was
 already published for it, which is what makes recovered executions publish exactly once (the
@@ -22,6 +24,7 @@ import json
 import math
 import sqlite3
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,49 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 """
 
-FINAL_STATES = frozenset({"filled", "cancelled", "rejected", "lost"})
+
+class OrderState(StrEnum):
+    """Where one order reference is in its life (stored as its string value)."""
+
+    RESERVED = "reserved"  # committed before sending: maybe at the broker, maybe not
+    SENT = "sent"  # the broker took it
+    ACKNOWLEDGED = "acknowledged"  # the broker works it
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    LOST = "lost"  # reserved, and unknown to the broker after a reconnect
+
+
+# The order of progress: a state moves only to a higher rank. LOST ranks with RESERVED (it is a
+# verdict on a reservation), the three outcomes rank together (one outcome excludes the others).
+_RANK = {
+    OrderState.RESERVED: 0,
+    OrderState.LOST: 0,
+    OrderState.SENT: 1,
+    OrderState.ACKNOWLEDGED: 2,
+    OrderState.FILLED: 3,
+    OrderState.CANCELLED: 3,
+    OrderState.REJECTED: 3,
+}
+TERMINAL_STATES = frozenset({OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED})
+# Not working at the broker as far as the journal knows (lost included: it is not open).
+FINAL_STATES = TERMINAL_STATES | {OrderState.LOST}
+OPEN_STATES = (OrderState.RESERVED, OrderState.SENT, OrderState.ACKNOWLEDGED)
+
+
+def may_advance(current: OrderState, new: OrderState) -> bool:
+    """The one lifecycle rule: may an order in ``current`` move to ``new``?
+
+    Terminal states are never left; RESERVED only becomes LOST by the reconciliation verdict; a LOST
+    order follows whatever the broker later reports about it; otherwise only forward moves.
+    """
+    if current in TERMINAL_STATES or new is OrderState.RESERVED:
+        return False
+    if new is OrderState.LOST:
+        return current is OrderState.RESERVED
+    if current is OrderState.LOST:
+        return True
+    return _RANK[new] > _RANK[current]
 
 
 class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +128,7 @@ class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
     bar_seq: int
     bar_ts: int  # close of the bar the decision was taken on (ns)
     limit_price: float | None
-    state: str
+    state: OrderState
     broker_order_id: str
     reason: str
     created_ns: int
@@ -136,7 +181,7 @@ class OrderJournal:
                 order.bar_seq,
                 order.not_before_ns,
                 order.limit_price,
-                "reserved",
+                OrderState.RESERVED.value,
                 now,
                 now,
             ),
@@ -147,33 +192,40 @@ class OrderJournal:
         row = self._db.execute("SELECT 1 FROM orders WHERE order_ref=?", (order_ref,)).fetchone()
         return row is not None
 
-    def mark(
+    def advance(
         self,
         order_ref: str,
-        state: str,
+        state: OrderState | str,
         broker_order_id: str | None = None,
         reason: str | None = None,
-    ) -> None:
-        """Move an order to ``state``; a final state is never left again."""
-        self._db.execute(
+    ) -> bool:
+        """Move an order to ``state`` when ``may_advance`` allows it; True when it moved.
+
+        A compare-and-set on the state read, so two writers never both move the same order.
+        """
+        new = OrderState(state)
+        entry = self.get(order_ref)
+        if entry is None or not may_advance(entry.state, new):
+            return False
+        cur = self._db.execute(
             "UPDATE orders SET state=?, broker_order_id=COALESCE(?, broker_order_id),"
-            " reason=COALESCE(?, reason), updated_ns=? WHERE order_ref=? AND state NOT IN"
-            " ('filled','cancelled','rejected')",
-            (state, broker_order_id, reason, time.time_ns(), order_ref),
+            " reason=COALESCE(?, reason), updated_ns=? WHERE order_ref=? AND state=?",
+            (new.value, broker_order_id, reason, time.time_ns(), order_ref, entry.state.value),
         )
+        return cur.rowcount == 1
 
     def get(self, order_ref: str) -> JournalEntry | None:
         row = self._db.execute("SELECT * FROM orders WHERE order_ref=?", (order_ref,)).fetchone()
         return None if row is None else self._entry(row)
 
     def orders(
-        self, states: tuple[str, ...] | None = None, limit: int = 1000
+        self, states: tuple[OrderState, ...] | None = None, limit: int = 1000
     ) -> list[JournalEntry]:
         if states:
             marks = ",".join("?" * len(states))
             rows = self._db.execute(
                 f"SELECT * FROM orders WHERE state IN ({marks}) ORDER BY created_ns DESC LIMIT ?",
-                (*states, limit),
+                (*(str(state) for state in states), limit),
             ).fetchall()
         else:
             rows = self._db.execute(
@@ -183,7 +235,7 @@ class OrderJournal:
 
     def open_entries(self) -> list[JournalEntry]:
         """Orders not in a final state (reserved, sent, acknowledged)."""
-        return self.orders(("reserved", "sent", "acknowledged"))
+        return self.orders(OPEN_STATES)
 
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> JournalEntry:
@@ -196,7 +248,7 @@ class OrderJournal:
             bar_seq=row[5],
             bar_ts=row[6],
             limit_price=row[7],
-            state=row[8],
+            state=OrderState(row[8]),
             broker_order_id=row[9],
             reason=row[10],
             created_ns=row[11],

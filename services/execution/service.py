@@ -43,7 +43,7 @@ from execution.broker import (
 from execution.config import ExecutionConfig
 from execution.daily_baseline import DailyBaseline, decode_baseline, next_baseline
 from execution.input_guard import InputGuard, StateFileError, is_finite, valid_price
-from execution.order_journal import FINAL_STATES, OrderJournal
+from execution.order_journal import OrderJournal, OrderState
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
@@ -53,21 +53,13 @@ from shared.runtime import BusConnection
 
 log = logging.getLogger("execution")
 
-_STATE_RANK = {
-    "reserved": 0,
-    "lost": 0,
-    "sent": 1,
-    "acknowledged": 2,
-    "filled": 3,
-    "cancelled": 3,
-    "rejected": 3,
-}
+# A broker's status report -> the journal's lifecycle state it stands for.
 _UPDATE_TO_STATE = {
-    "submitted": "sent",
-    "acknowledged": "acknowledged",
-    "filled": "filled",
-    "cancelled": "cancelled",
-    "rejected": "rejected",
+    "submitted": OrderState.SENT,
+    "acknowledged": OrderState.ACKNOWLEDGED,
+    "filled": OrderState.FILLED,
+    "cancelled": OrderState.CANCELLED,
+    "rejected": OrderState.REJECTED,
 }
 
 
@@ -452,12 +444,12 @@ class ExecutionService:
         try:
             broker_id = await self.broker.place(order)
         except BrokerError as exc:
-            self.journal.mark(order.order_ref, "rejected", reason=str(exc))
+            self.journal.advance(order.order_ref, OrderState.REJECTED, reason=str(exc))
             self.counters["rejected"] += 1
             self._publish_order(order, "rejected", reason=f"not sent: {exc}")
             event(log, "order_not_sent", logging.ERROR, order_ref=order.order_ref, error=str(exc))
             return False
-        self._transition(order.order_ref, "sent", broker_id)
+        self.journal.advance(order.order_ref, OrderState.SENT, broker_id)
         if self.paper.logging.log_trades:
             event(
                 log,
@@ -525,19 +517,6 @@ class ExecutionService:
         elif isinstance(ev, ConnectionChange):
             await self._on_connection(ev)
 
-    def _transition(
-        self, ref: str, state: str, broker_id: str | None = None, reason: str | None = None
-    ) -> bool:
-        entry = self.journal.get(ref)
-        if entry is None:
-            return False
-        if entry.state in FINAL_STATES - {"lost"}:
-            return False
-        if _STATE_RANK[state] <= _STATE_RANK[entry.state] and entry.state != "lost":
-            return False
-        self.journal.mark(ref, state, broker_order_id=broker_id, reason=reason)
-        return True
-
     def _on_order_update(self, up: OrderUpdate) -> None:
         state = _UPDATE_TO_STATE[up.status]
         entry = self.journal.get(up.order_ref)
@@ -546,7 +525,9 @@ class ExecutionService:
         reason = up.reason
         if up.status == "rejected" and up.error_code:
             reason = f"IB error {up.error_code}: {up.reason}"
-        if not self._transition(up.order_ref, state, up.broker_order_id or None, reason or None):
+        if not self.journal.advance(
+            up.order_ref, state, up.broker_order_id or None, reason or None
+        ):
             return
         if up.status == "rejected":
             self.counters["rejected"] += 1
@@ -687,12 +668,11 @@ class ExecutionService:
         known = self.broker.known_order_refs()
         lost = 0
         for entry in self.journal.open_entries():
-            if entry.order_ref not in known and entry.state == "reserved":
-                self.journal.mark(
-                    entry.order_ref,
-                    "lost",
-                    reason="reserved but unknown to the broker after reconnect",
-                )
+            if entry.order_ref not in known and self.journal.advance(
+                entry.order_ref,
+                OrderState.LOST,
+                reason="reserved but unknown to the broker after reconnect",
+            ):
                 lost += 1
         self.positions = dict(broker_positions)
         for symbol in sorted(self.symbols | set(broker_positions)):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from execution.broker import BrokerFill, OrderRequest
-from execution.order_journal import OrderJournal
+from execution.order_journal import OrderJournal, OrderState, may_advance
 
 pytestmark = pytest.mark.unit
 
@@ -23,15 +23,15 @@ def test_reserve_is_once_only_and_survives_reopen(tmp_path: Path) -> None:
     j = OrderJournal(path)
     assert j.reserve(order())
     assert not j.reserve(order())
-    j.mark("rl-AAPL-7", "sent", broker_order_id="42")
+    j.advance("rl-AAPL-7", "sent", broker_order_id="42")
     j.close()
     j = OrderJournal(path)
     assert j.has("rl-AAPL-7") and not j.reserve(order())
     entry = j.get("rl-AAPL-7")
     assert entry is not None and (entry.state, entry.broker_order_id) == ("sent", "42")
     assert [e.order_ref for e in j.open_entries()] == ["rl-AAPL-7"]
-    j.mark("rl-AAPL-7", "filled")
-    j.mark("rl-AAPL-7", "cancelled")  # a final state is never left
+    j.advance("rl-AAPL-7", "filled")
+    j.advance("rl-AAPL-7", "cancelled")  # a final state is never left
     assert j.get("rl-AAPL-7").state == "filled"  # type: ignore[union-attr]
     j.close()
 
@@ -84,4 +84,60 @@ def test_equity_days_start_from_the_previous_close_and_counters(tmp_path: Path) 
     assert [j.next_counter("flatten") for _ in range(3)] == [1, 2, 3]
     j.set_value("killed", True)
     assert j.get_value("killed") is True and j.get_value("nope", 5) == 5
+    j.close()
+
+
+# ====================================================================== lifecycle rule
+S = OrderState
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [
+        (S.RESERVED, S.SENT),
+        (S.RESERVED, S.REJECTED),  # the broker refused the send
+        (S.RESERVED, S.LOST),  # the reconciliation verdict
+        (S.SENT, S.ACKNOWLEDGED),
+        (S.SENT, S.FILLED),
+        (S.ACKNOWLEDGED, S.CANCELLED),
+        (S.LOST, S.SENT),  # the broker reports a lost order after all: it is right
+        (S.LOST, S.FILLED),
+    ],
+)
+def test_may_advance_allows_forward_moves(current: OrderState, new: OrderState) -> None:
+    assert may_advance(current, new)
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [
+        (S.FILLED, S.SENT),
+        (S.FILLED, S.CANCELLED),
+        (S.CANCELLED, S.FILLED),
+        (S.REJECTED, S.ACKNOWLEDGED),
+        (S.ACKNOWLEDGED, S.SENT),
+        (S.SENT, S.SENT),
+        (S.SENT, S.LOST),  # only a reservation can be lost
+        (S.LOST, S.LOST),
+        (S.SENT, S.RESERVED),
+        (S.LOST, S.RESERVED),
+    ],
+)
+def test_may_advance_refuses_backward_and_terminal_moves(
+    current: OrderState, new: OrderState
+) -> None:
+    assert not may_advance(current, new)
+
+
+def test_advance_applies_the_rule_and_reports_it(tmp_path: Path) -> None:
+    j = OrderJournal(tmp_path / "j.sqlite")
+    assert not j.advance("unknown", S.SENT)
+    j.reserve(order())
+    assert j.advance("rl-AAPL-7", S.SENT, broker_order_id="1")
+    assert j.advance("rl-AAPL-7", S.FILLED)
+    assert not j.advance("rl-AAPL-7", S.SENT)  # filled -> submitted is refused
+    entry = j.get("rl-AAPL-7")
+    assert entry is not None and entry.state is S.FILLED and entry.broker_order_id == "1"
+    with pytest.raises(ValueError):
+        j.advance("rl-AAPL-7", "bogus")
     j.close()

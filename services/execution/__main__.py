@@ -92,7 +92,7 @@ async def main() -> int:
         client_id=config.paper.ib.client_id,
         order_type=config.paper.order_type,
         clock=config.settings.clock,
-        killed=service.risk.killed,
+        killed=service.safety.killed,
         producer=bus.producer,
     )
     try:

@@ -45,6 +45,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from execution.safety import SafetySwitches
 from shared.logs import event
 from shared.paper_config import PaperTradingConfig, TradingHours
 from shared.validate import MAX_PRICE
@@ -257,30 +258,60 @@ class Decision:
 
 @dataclass
 class RiskManager:
-    """Limits plus the switches that block trading (kill, daily loss, dead-man, live guard)."""
+    """Limits, sizing and the per-signal decision. The switches that block trading (kill, daily
+    loss, dead-man, live guard, reduce-only) belong to ``switches`` (execution.safety); the
+    properties below only read and write through to it."""
 
     limits: RiskLimits
     schedule: TradingSchedule
-    killed: bool = False
-    halted_day: str = ""  # trading day on which the daily loss limit was hit
-    dead_man: str = ""  # non-empty: which peers are silent
-    live_refused: str = ""  # non-empty: the account is live and not confirmed
+    switches: SafetySwitches | None = None  # None: in-memory switches from the limits
     rate: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.rate = RateLimiter(self.limits.max_orders_per_minute)
+        if self.switches is None:
+            self.switches = SafetySwitches(reduce_only=self.limits.reduce_only)
+
+    @property
+    def safety(self) -> SafetySwitches:
+        assert self.switches is not None  # set in __post_init__
+        return self.switches
+
+    @property
+    def killed(self) -> bool:
+        return self.safety.killed
+
+    @killed.setter
+    def killed(self, on: bool) -> None:
+        self.safety.killed = on
+
+    @property
+    def halted_day(self) -> str:
+        return self.safety.halted_day
+
+    @halted_day.setter
+    def halted_day(self, day: str) -> None:
+        self.safety.halted_day = day
+
+    @property
+    def dead_man(self) -> str:
+        return self.safety.dead_man
+
+    @dead_man.setter
+    def dead_man(self, reason: str) -> None:
+        self.safety.dead_man = reason
+
+    @property
+    def live_refused(self) -> str:
+        return self.safety.live_refused
+
+    @live_refused.setter
+    def live_refused(self, reason: str) -> None:
+        self.safety.live_refused = reason
 
     def blocked(self, day: str) -> str:
         """Why no new order may be sent now ('' when none blocks)."""
-        if self.live_refused:
-            return self.live_refused
-        if self.killed:
-            return "kill switch engaged (send 'rearm' to trade again)"
-        if self.halted_day and self.halted_day == day:
-            return f"max daily loss {self.limits.max_daily_loss:g} hit on {day}: halted for the day"
-        if self.dead_man:
-            return f"dead-man: {self.dead_man}"
-        return ""
+        return self.safety.blocked(day, self.limits.max_daily_loss)
 
     def sizing(
         self, target_position: float, equity: float, price: float, atr: float | None
@@ -320,7 +351,7 @@ class RiskManager:
             target = int(math.copysign(cap, target))
             notes.append(f"max_position {cap}")
         current = round(position)
-        if self.limits.reduce_only:
+        if self.safety.reduce_only:
             if current == 0 or (target != 0 and (target > 0) != (current > 0)):
                 reduced = 0
             else:
@@ -362,6 +393,6 @@ class RiskManager:
         if start_equity <= 0:
             return False
         if start_equity - equity >= self.limits.max_daily_loss:
-            self.halted_day = day
+            self.safety.halt_day(day)  # persisted by the switches
             return True
         return False

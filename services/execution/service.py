@@ -41,10 +41,11 @@ from execution.broker import (
     WorkingOrder,
 )
 from execution.config import ExecutionConfig
-from execution.daily_baseline import DailyBaseline, decode_baseline, next_baseline
-from execution.input_guard import InputGuard, StateFileError, is_finite, valid_price
+from execution.daily_baseline import DailyBaseline
+from execution.input_guard import InputGuard, is_finite, valid_price
 from execution.order_journal import OrderJournal, OrderState
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
+from execution.safety import SafetySwitches
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
 from shared.messages import Bar, Fill, Heartbeat, OrderEvent, Position, TargetPosition
@@ -61,17 +62,6 @@ _UPDATE_TO_STATE = {
     "cancelled": OrderState.CANCELLED,
     "rejected": OrderState.REJECTED,
 }
-
-
-BASELINE_KEY = "daily_baseline"  # journal key of the DailyBaseline
-
-
-def _stored(journal: OrderJournal, key: str, kind: type[Any], default: Any) -> Any:
-    """A persisted safety switch of the expected type; anything else stops the start (exit 2)."""
-    value = journal.get_value(key, default)
-    if not isinstance(value, kind):
-        raise StateFileError(f"{journal.path}: safety state {key!r} is {value!r}, not a {kind}")
-    return value
 
 
 def order_ref_for(strategy: str, symbol: str, bar_seq: int) -> str:
@@ -97,17 +87,11 @@ class ExecutionService:
         self._mono = wall_clock
         self.symbols = frozenset(self.paper.symbols)
         self.schedule = TradingSchedule(self.paper.trading_hours, self.paper.weekday_numbers())
-        self.risk = RiskManager(RiskLimits.from_config(self.paper), self.schedule)
-        self.risk.killed = _stored(journal, "killed", bool, False)
-        self.risk.halted_day = _stored(journal, "halted_day", str, "")
-        reduce_only = journal.get_value("reduce_only")
-        if reduce_only is not None:
-            self._set_reduce_only(_stored(journal, "reduce_only", bool, False), persist=False)
+        limits = RiskLimits.from_config(self.paper)
+        # the one owner of kill / reduce-only / daily-loss halt / dead-man / live guard
+        self.safety = SafetySwitches(journal, reduce_only=limits.reduce_only)
+        self.risk = RiskManager(limits, self.schedule, self.safety)
         self.guard = InputGuard()  # refusals of hostile numbers, per reason (status: refusals)
-        try:
-            self.baseline: DailyBaseline | None = decode_baseline(journal.get_value(BASELINE_KEY))
-        except ValueError as exc:
-            raise StateFileError(f"{journal.path}: {exc}") from None
         self.atr: dict[str, WilderATR] = {}
         self.last_bar: dict[str, Bar] = {}
         self.positions: dict[str, BrokerPosition] = {}
@@ -634,24 +618,28 @@ class ExecutionService:
         self.counters["reconnects"] += 1  # connections reconciled (the first one included)
 
     def _check_live_guard(self) -> None:
-        if self.broker.is_paper():
-            self.risk.live_refused = ""
+        paper = self.broker.is_paper()
+        self.safety.observe_account(
+            paper=paper,
+            confirmed=self.config.live_confirmed,
+            refusal=(
+                f"account {self.broker.account} is a LIVE account: refusing to trade (set"
+                f" allow_live in {self.config.paper_path} AND"
+                " EXECUTION_CONFIRM_LIVE=yes-i-mean-live)"
+            ),
+        )
+        if paper:
             return
-        if self.config.live_confirmed:
-            self.risk.live_refused = ""
+        if self.safety.live_refused:
+            event(
+                log,
+                "live_account_refused",
+                logging.ERROR,
+                account=self.broker.account,
+                reason=self.safety.live_refused,
+            )
+        else:
             event(log, "live_trading_confirmed", logging.WARNING, account=self.broker.account)
-            return
-        self.risk.live_refused = (
-            f"account {self.broker.account} is a LIVE account: refusing to trade (set allow_live"
-            f" in {self.config.paper_path} AND EXECUTION_CONFIRM_LIVE=yes-i-mean-live)"
-        )
-        event(
-            log,
-            "live_account_refused",
-            logging.ERROR,
-            account=self.broker.account,
-            reason=self.risk.live_refused,
-        )
 
     async def _reconcile(self) -> None:
         """At start and after every reconnect: positions, missed fills, orders, then publish."""
@@ -691,6 +679,11 @@ class ExecutionService:
             working=len(self.broker.working_orders()),
         )
 
+    @property
+    def baseline(self) -> DailyBaseline | None:
+        """Today's daily-loss baseline (owned by the safety switches)."""
+        return self.safety.baseline
+
     # ================================================================== accounting
     def equity(self) -> float:
         """The broker's equity for sizing (the configured cash until the broker knows it)."""
@@ -725,14 +718,10 @@ class ExecutionService:
             return  # no (sane) account value: no evidence of a loss
         day = self.schedule.day(self._now_ns())
         self.journal.observe_equity(day, equity)  # the track record's daily rows
-        baseline = next_baseline(
-            self.baseline, day=day, account=self.broker.account_key, equity=equity
+        baseline = self.safety.observe_equity(
+            day=day, account=self.broker.account_key, equity=equity
         )
-        if baseline != self.baseline:
-            self.journal.set_value(BASELINE_KEY, msgspec.to_builtins(baseline))
-            self.baseline = baseline
         if self.risk.daily_loss_hit(day, baseline.start_equity, equity):
-            self.journal.set_value("halted_day", day)
             event(
                 log,
                 "daily_loss_limit",
@@ -791,33 +780,21 @@ class ExecutionService:
             return {"cancelled": cancelled, "orders": sent}
 
     async def kill(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.risk.killed = True
-        self.journal.set_value("killed", True)
+        self.safety.kill()
         event(log, "kill_switch", logging.ERROR, sender=args.get("reason", ""))
         result = await self.flatten("kill")
         return {"killed": True, **result}
 
     async def rearm(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.risk.killed = False
-        self.journal.set_value("killed", False)
-        cleared_daily = False
-        if args.get("clear_daily_loss") and self.risk.halted_day:
-            self.risk.halted_day = ""
-            self.journal.set_value("halted_day", "")
-            cleared_daily = True
+        cleared_daily = self.safety.rearm(clear_daily_loss=bool(args.get("clear_daily_loss")))
         event(log, "rearmed", logging.WARNING, cleared_daily_loss=cleared_daily)
-        return {"killed": False, "halted_day": self.risk.halted_day}
-
-    def _set_reduce_only(self, on: bool, persist: bool = True) -> None:
-        self.risk.limits = RiskLimits(**{**self.risk.limits.__dict__, "reduce_only": on})
-        if persist:
-            self.journal.set_value("reduce_only", on)
+        return {"killed": False, "halted_day": self.safety.halted_day}
 
     async def reduce_only(self, args: dict[str, Any]) -> dict[str, Any]:
         on = args.get("on")
         if not isinstance(on, bool):
             raise ValueError("reduce_only needs args {'on': true|false}")
-        self._set_reduce_only(on)
+        self.safety.set_reduce_only(on)
         event(log, "reduce_only", on=on)
         return {"reduce_only": on}
 
@@ -825,20 +802,13 @@ class ExecutionService:
         return await self.flatten(str(args.get("reason", "manual")))
 
     # ================================================================== dead-man
-    def silent_peers(self) -> list[str]:
-        timeout = self.paper.monitoring.heartbeat_timeout_s
-        now = self._mono()
-        return [
-            s
-            for s in self.paper.monitoring.watch_services
-            if s in self.hb_seen and now - self.hb_seen[s] > timeout
-        ]
-
     async def check_dead_man(self) -> None:
-        silent = self.silent_peers()
-        if silent and not self.risk.dead_man:
-            timeout = self.paper.monitoring.heartbeat_timeout_s
-            self.risk.dead_man = f"no heartbeat from {', '.join(silent)} for > {timeout:g}s"
+        timeout = self.paper.monitoring.heartbeat_timeout_s
+        was = self.safety.dead_man
+        silent, change = self.safety.observe_heartbeats(
+            self.hb_seen, self.paper.monitoring.watch_services, self._mono(), timeout
+        )
+        if change == "tripped":
             event(
                 log,
                 "dead_man_tripped",
@@ -858,9 +828,8 @@ class ExecutionService:
                     cancelled=cancelled,
                     positions="held",
                 )
-        elif not silent and self.risk.dead_man:
-            event(log, "dead_man_cleared", logging.WARNING, was=self.risk.dead_man)
-            self.risk.dead_man = ""
+        elif change == "cleared":
+            event(log, "dead_man_cleared", logging.WARNING, was=was)
 
     async def _watchdog_loop(self) -> None:
         interval = min(1.0, self.paper.monitoring.heartbeat_timeout_s / 4)
@@ -919,17 +888,19 @@ class ExecutionService:
             "account": self.broker.account if connected else "",
             "paper": self.broker.is_paper() if connected else None,
             "trading_blocked": self.risk.blocked(day),
-            "killed": self.risk.killed,
-            "halted_day": self.risk.halted_day,
-            "dead_man": self.risk.dead_man,
-            "reduce_only": self.risk.limits.reduce_only,
+            "killed": self.safety.killed,
+            "halted_day": self.safety.halted_day,
+            "dead_man": self.safety.dead_man,
+            "reduce_only": self.safety.reduce_only,
             "clock": self.settings.clock,
             "clock_ns": self.clock_ns,
             "positions": {s: p.quantity for s, p in self.positions.items() if p.quantity},
             "working_orders": len(self.broker.working_orders()) if connected else 0,
             "orders_last_minute": self.risk.rate.count(),
             "refusals": self.guard.snapshot(),
-            "daily_baseline": msgspec.to_builtins(self.baseline) if self.baseline else None,
+            "daily_baseline": (
+                msgspec.to_builtins(self.safety.baseline) if self.safety.baseline else None
+            ),
             **self.counters,
         }
 

@@ -42,6 +42,14 @@ from execution.broker import (
 )
 from execution.config import ExecutionConfig
 from execution.daily_baseline import DailyBaseline
+from execution.decision import (
+    MarketView,
+    OnTarget,
+    PlaceOrder,
+    Refusal,
+    decide_order,
+    order_ref_for,
+)
 from execution.input_guard import InputGuard, is_finite, valid_price
 from execution.order_journal import OrderJournal, OrderState
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
@@ -62,11 +70,6 @@ _UPDATE_TO_STATE = {
     "cancelled": OrderState.CANCELLED,
     "rejected": OrderState.REJECTED,
 }
-
-
-def order_ref_for(strategy: str, symbol: str, bar_seq: int) -> str:
-    """The deterministic order reference of one decision."""
-    return f"{strategy}-{symbol}-{bar_seq}"
 
 
 class ExecutionService:
@@ -296,110 +299,57 @@ class ExecutionService:
                 self.counters["duplicates"] += 1
                 event(log, "duplicate_signal", order_ref=ref)
             return
-        if symbol not in self.symbols:
-            self._refuse(ref, sig, f"symbol {symbol} is not in the paper config's symbols")
-            return
-        if not self.broker.is_connected():
-            self._refuse(ref, sig, f"broker {self.broker.name} not connected")
-            return
-        price = sig.bar_close if valid_price(sig.bar_close) else self._price(symbol)
-        if price is None or not valid_price(price):
-            self._refuse(ref, sig, "no price for the symbol yet")
-            return
-        equity = self.equity()
-        desired, full = self.risk.sizing(
-            sig.target_position, equity, price, self._atr(symbol).value
-        )
-        position = self._position(symbol)
-        working = self._working(symbol)
-        other = sum(
-            abs(p.quantity) * (self._price(s) or p.avg_cost)
-            for s, p in self.positions.items()
-            if s != symbol
+        connected = self.broker.is_connected()
+        view = MarketView(
+            position=self._position(symbol),
+            working=self._working(symbol) if connected else 0.0,  # refused anyway
+            other_exposure=sum(
+                abs(p.quantity) * (self._price(s) or p.avg_cost)
+                for s, p in self.positions.items()
+                if s != symbol
+            ),
+            atr=self._atr(symbol).value,
+            equity=self.equity(),
+            last_price=self._price(symbol),
+            tradable=symbol in self.symbols,
+            broker_connected=connected,
+            broker_name=self.broker.name,
         )
         clock = self._now_ns(sig.bar_close_ts)
-        decision = self.risk.decide(
-            full=full,
-            desired=desired,
-            position=position,
-            working=working,
-            price=price,
-            other_exposure=other,
-            bar_ts_ns=clock,
-        )
-        if decision.refused:
-            self._refuse(ref, sig, decision.refused, quantity=abs(desired - position))
+        decision = decide_order(sig, view, self.risk, self.paper, clock)
+        if isinstance(decision, Refusal):
+            self._refuse(ref, sig, decision.reason, quantity=decision.quantity)
             return
-        if decision.delta == 0:
+        if isinstance(decision, OnTarget):
             event(
                 log,
                 "on_target",
                 order_ref=ref,
                 target=decision.target,
-                position=position,
+                position=decision.position,
                 level=logging.DEBUG,
             )
             return
-        order = self._build_order(ref, sig, decision.delta, decision.target, position, price)
+        await self._route(decision, day=self.schedule.day(clock), equity=view.equity)
+
+    async def _route(self, decision: PlaceOrder, *, day: str, equity: float) -> None:
+        """Send a decided order: stale bracket exits cancelled first, then journal, then broker."""
+        order = decision.order
         if self.paper.order_type == "BRACKET" and order.order_type != "BRACKET":
             # reducing or flipping: the old brackets' exits must not close the position again
             for w in self.broker.working_orders():
-                if w.symbol == symbol and w.is_child:
+                if w.symbol == order.symbol and w.is_child:
                     await self.broker.cancel(w.order_ref)
         if decision.notes:
             event(
                 log,
                 "target_clipped",
-                order_ref=ref,
-                desired=desired,
+                order_ref=order.order_ref,
+                desired=decision.desired,
                 target=decision.target,
                 limits=list(decision.notes),
             )
-        await self._send(order, day=self.schedule.day(clock), equity=equity)
-
-    def _build_order(
-        self, ref: str, sig: TargetPosition, delta: int, target: int, position: float, price: float
-    ) -> OrderRequest:
-        sign = 1.0 if delta > 0 else -1.0
-        base = OrderRequest(
-            order_ref=ref,
-            symbol=sig.symbol,
-            side="BUY" if delta > 0 else "SELL",
-            quantity=abs(delta),
-            bar_seq=sig.bar_seq,
-            not_before_ns=sig.bar_close_ts,
-        )
-        kind = self.paper.order_type
-        offset = self.paper.limit_offset_bps * 1e-4
-        limit = round(price * (1.0 + sign * offset), 2)
-        opening = (
-            target != 0
-            and abs(target) > abs(position)
-            and (position == 0 or (target > 0) == (position > 0))
-        )
-        if kind == "BRACKET" and opening and abs(target) - abs(position) == abs(delta):
-            atr = self._atr(sig.symbol).value
-            stop = (
-                self.paper.stop_atr_multiple * atr if atr else self.paper.fallback_stop_pct * price
-            )
-            take = (
-                self.paper.take_profit_atr_multiple * atr
-                if atr
-                else self.paper.fallback_stop_pct
-                * price
-                * self.paper.take_profit_atr_multiple
-                / self.paper.stop_atr_multiple
-            )
-            return msgspec.structs.replace(
-                base,
-                order_type="BRACKET",
-                limit_price=limit,
-                stop_loss=round(price - sign * stop, 2),
-                take_profit=round(price + sign * take, 2),
-            )
-        if kind == "LMT":
-            return msgspec.structs.replace(base, order_type="LMT", limit_price=limit)
-        return base  # market; also a bracket mode's non-opening order
+        await self._send(order, day=day, equity=equity)
 
     async def _send(
         self, order: OrderRequest, *, day: str, equity: float, exempt: bool = False

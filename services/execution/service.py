@@ -52,6 +52,7 @@ from execution.decision import (
 )
 from execution.input_guard import InputGuard, is_finite, valid_price
 from execution.order_journal import OrderJournal, OrderState
+from execution.refusals import RefusalSummary
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 from execution.safety import SafetySwitches
 from shared.bus import CommandError, heartbeat_loop
@@ -95,6 +96,7 @@ class ExecutionService:
         self.safety = SafetySwitches(journal, reduce_only=limits.reduce_only)
         self.risk = RiskManager(limits, self.schedule, self.safety)
         self.guard = InputGuard()  # refusals of hostile numbers, per reason (status: refusals)
+        self.refusals = RefusalSummary(log)  # refused signals: one log line a minute per reason
         self.atr: dict[str, WilderATR] = {}
         self.last_bar: dict[str, Bar] = {}
         self.positions: dict[str, BrokerPosition] = {}
@@ -413,7 +415,8 @@ class ExecutionService:
                 ts_event=time.time_ns(),
             )
         )
-        event(log, "order_refused", order_ref=ref, reason=reason)
+        event(log, "order_refused", order_ref=ref, reason=reason, level=logging.DEBUG)
+        self.refusals.record(reason, self._mono())
 
     # ================================================================== broker events
     async def _events_loop(self) -> None:
@@ -787,6 +790,7 @@ class ExecutionService:
             await asyncio.sleep(interval)
             try:
                 await self.check_dead_man()
+                self.refusals.flush(self._mono())
                 # equity also moves without bars (IB account updates after a fill)
                 await self._check_daily_loss()
             except Exception:

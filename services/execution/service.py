@@ -52,6 +52,7 @@ from execution.decision import (
 )
 from execution.input_guard import InputGuard, is_finite, valid_price
 from execution.order_journal import OrderJournal, OrderState
+from execution.positions import PositionBook
 from execution.refusals import RefusalSummary
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 from execution.safety import SafetySwitches
@@ -99,7 +100,7 @@ class ExecutionService:
         self.refusals = RefusalSummary(log)  # refused signals: one log line a minute per reason
         self.atr: dict[str, WilderATR] = {}
         self.last_bar: dict[str, Bar] = {}
-        self.positions: dict[str, BrokerPosition] = {}
+        self.book = PositionBook()  # the broker's positions + fills it has not reported yet
         self.clock_ns = 0  # the latest bar close seen (the bar clock)
         self.hb_seen: dict[str, float] = {}
         self.started = self._mono()
@@ -307,7 +308,7 @@ class ExecutionService:
             working=self._working(symbol) if connected else 0.0,  # refused anyway
             other_exposure=sum(
                 abs(p.quantity) * (self._price(s) or p.avg_cost)
-                for s, p in self.positions.items()
+                for s, p in self.book.all().items()
                 if s != symbol
             ),
             atr=self._atr(symbol).value,
@@ -517,16 +518,7 @@ class ExecutionService:
         if fill.recovered:
             self.counters["recovered_fills"] += 1
         else:  # live: the broker's position report follows; until then count the fill ourselves
-            old = self.positions.get(fill.symbol)
-            qty = (old.quantity if old else 0.0) + (
-                fill.quantity if fill.side == "BUY" else -fill.quantity
-            )
-            self.positions[fill.symbol] = BrokerPosition(
-                symbol=fill.symbol,
-                quantity=qty,
-                avg_cost=old.avg_cost if old else fill.price,
-                account=fill.account,
-            )
+            self.book.on_live_fill(fill)
         if self.paper.logging.log_trades:
             event(
                 log,
@@ -542,7 +534,7 @@ class ExecutionService:
             )
 
     def _on_position(self, pos: BrokerPosition) -> None:
-        self.positions[pos.symbol] = pos
+        self.book.on_broker_position(pos)
         self._publish_position(pos)
 
     def _publish_position(self, pos: BrokerPosition) -> None:
@@ -615,7 +607,7 @@ class ExecutionService:
                 reason="reserved but unknown to the broker after reconnect",
             ):
                 lost += 1
-        self.positions = dict(broker_positions)
+        self.book.replace_all(broker_positions)
         for symbol in sorted(self.symbols | set(broker_positions)):
             pos = broker_positions.get(symbol) or BrokerPosition(
                 symbol=symbol, quantity=0.0, account=self.broker.account
@@ -631,6 +623,11 @@ class ExecutionService:
             lost_reservations=lost,
             working=len(self.broker.working_orders()),
         )
+
+    @property
+    def positions(self) -> dict[str, BrokerPosition]:
+        """Every position the book knows (read-only view; the book is the owner)."""
+        return self.book.all()
 
     @property
     def baseline(self) -> DailyBaseline | None:
@@ -653,8 +650,7 @@ class ExecutionService:
         return bar.close if bar and valid_price(bar.close) else None
 
     def _position(self, symbol: str) -> float:
-        pos = self.positions.get(symbol)
-        return pos.quantity if pos else 0.0
+        return self.book.quantity(symbol)
 
     def _working(self, symbol: str) -> float:
         total = 0.0
@@ -704,11 +700,7 @@ class ExecutionService:
                 )
                 return {"cancelled": 0, "orders": [], "error": "broker not connected"}
             # only what this service trades: a manual position in another symbol is left alone
-            positions = {
-                s: p
-                for s, p in (self.broker.positions() or self.positions).items()
-                if s in self.symbols and p.quantity
-            }
+            positions = {s: p for s, p in self.book.held().items() if s in self.symbols}
             clock = self._now_ns()
             for symbol, pos in sorted(positions.items()):
                 qty = round(pos.quantity)
@@ -848,7 +840,7 @@ class ExecutionService:
             "reduce_only": self.safety.reduce_only,
             "clock": self.settings.clock,
             "clock_ns": self.clock_ns,
-            "positions": {s: p.quantity for s, p in self.positions.items() if p.quantity},
+            "positions": {s: p.quantity for s, p in self.book.held().items()},
             "working_orders": len(self.broker.working_orders()) if connected else 0,
             "orders_last_minute": self.risk.rate.count(),
             "refusals": self.guard.snapshot(),
@@ -866,7 +858,7 @@ class ExecutionService:
         return self.journal.fills_since(int(args.get("since_ns", 0)))
 
     async def positions_command(self, args: dict[str, Any]) -> dict[str, Any]:
-        source = self.broker.positions() if self.broker.is_connected() else self.positions
+        source = self.book.held()
         return {
             s: {"quantity": p.quantity, "avg_cost": p.avg_cost, "account": p.account}
             for s, p in source.items()

@@ -18,8 +18,12 @@ Paper or live: IB paper account ids start with ``DU`` (``DF`` for advisor paper 
 id is treated as live; the service then refuses to trade unless explicitly confirmed. The
 ``AccountType`` account value is logged for the record but never taken as proof of paper.
 
-Fills are reported once their commission report arrived (or after ``commission_wait_s`` without it,
-with the commission known so far and a warning).
+Fills are reported once their commission report arrived, never with a commission of 0 standing in
+for a missing report: after ``commission_wait_s`` without it the adapter logs ``commission_late``,
+re-requests the executions (IB answers each with its commission report) and checks again with a
+growing interval (at most a minute), so a late report is booked when it arrives and a lost one is
+fetched again. ``recover_fills`` likewise leaves out an execution whose report has not come yet; the
+same wait takes it over.
 """
 
 from __future__ import annotations
@@ -129,6 +133,8 @@ class IBBroker:
         self._open: dict[tuple[int, int], Trade] = {}
         self._pending_fills: dict[str, asyncio.TimerHandle] = {}
         self._reported_fills: set[str] = set()
+        self._commission_attempts: dict[str, int] = {}
+        self._commission_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._syncing = False
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -216,6 +222,8 @@ class IBBroker:
             self._reconnect_task.cancel()
         for handle in self._pending_fills.values():
             handle.cancel()
+        for task in list(self._commission_tasks):
+            task.cancel()
         if self.ib.isConnected():
             self.ib.disconnect()
 
@@ -456,8 +464,18 @@ class IBBroker:
         out = []
         for fill in fills:
             fill = stored.get(fill.execution.execId, fill)
-            if fill.execution.orderRef:
-                out.append(self._to_fill(fill, fill.commissionReport, recovered=True))
+            if not fill.execution.orderRef:
+                continue
+            exec_id = fill.execution.execId
+            if not fill.commissionReport.execId:
+                # no report yet: never booked with a commission of 0; the commission wait
+                # reports it once IB's report is in
+                if exec_id not in self._pending_fills and exec_id not in self._reported_fills:
+                    self._pending_fills[exec_id] = asyncio.get_running_loop().call_later(
+                        self.commission_wait_s, self._commission_timeout, exec_id
+                    )
+                continue
+            out.append(self._to_fill(fill, fill.commissionReport, recovered=True))
         return out
 
     # ================================================================== ib_async events
@@ -534,6 +552,7 @@ class IBBroker:
         handle = self._pending_fills.pop(exec_id, None)
         if handle is not None:
             handle.cancel()
+        self._commission_attempts.pop(exec_id, None)
         if exec_id in self._reported_fills:
             return
         self._report(fill, report)
@@ -542,14 +561,49 @@ class IBBroker:
         self._pending_fills.pop(exec_id, None)
         fill = self.ib.wrapper.fills.get(exec_id)
         if fill is None or exec_id in self._reported_fills:
+            # gone with a reconnect's reset: recover_fills brings it back with its report
+            self._commission_attempts.pop(exec_id, None)
             return
+        if fill.commissionReport.execId:  # arrived without an event (a trade ib_async lost)
+            self._commission_attempts.pop(exec_id, None)
+            self._report(fill, fill.commissionReport)
+            return
+        attempt = self._commission_attempts.get(exec_id, 0) + 1
+        self._commission_attempts[exec_id] = attempt
         event(
             log,
-            "commission_missing",
+            "commission_late",
             logging.WARNING,
             exec_id=exec_id,
+            attempt=attempt,
             waited_s=self.commission_wait_s,
+            hint="the fill is booked when IB's commission report arrives, never with 0",
         )
+        loop = asyncio.get_running_loop()
+        if self.is_connected():
+            task = loop.create_task(self._request_commission(exec_id))
+            self._commission_tasks.add(task)
+            task.add_done_callback(self._commission_tasks.discard)
+        delay = min(60.0, max(0.5, self.commission_wait_s) * 2 ** min(attempt, 7))
+        self._pending_fills[exec_id] = loop.call_later(delay, self._commission_timeout, exec_id)
+
+    async def _request_commission(self, exec_id: str) -> None:
+        """Ask IB for the executions again: each comes back with its commission report."""
+        try:
+            await asyncio.wait_for(
+                self.ib.reqExecutionsAsync(ExecutionFilter()),
+                timeout=self.conn.connect_timeout_s,
+            )
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            event(log, "commission_request_failed", logging.WARNING, error=repr(exc)[:300])
+            return
+        fill = self.ib.wrapper.fills.get(exec_id)
+        if fill is None or exec_id in self._reported_fills or not fill.commissionReport.execId:
+            return
+        handle = self._pending_fills.pop(exec_id, None)
+        if handle is not None:
+            handle.cancel()
+        self._commission_attempts.pop(exec_id, None)
         self._report(fill, fill.commissionReport)
 
     def _report(self, fill: IBFill, report: CommissionReport) -> None:

@@ -17,6 +17,7 @@ Commands (``cmd``):
   connections closed by the hardening rules, per reason).
 - ``faults`` with optional ``set`` {delay_acks_ms (0..600000), reject_next_n (0..1000000),
   reject_reason (<= 256 chars), reject_code (1..99999), partial_fill_fraction (0..1),
+  delay_commission_ms (0..600000), drop_commission_next_n (0..1000000),
   drop_connection_now: true | <clientId>, outage_seconds (0 < s <= 86400)} and optional
   ``clear: true`` -> the fault switches after the change.
 - ``executions`` (optional ``order_ref``, ``symbol``) -> the simulator's execution record.
@@ -115,6 +116,8 @@ class FaultChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reject_reason: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     reject_code: Annotated[int, msgspec.Meta(ge=1, le=99_999)] | None = None
     partial_fill_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    delay_commission_ms: Annotated[float, msgspec.Meta(ge=0, le=600_000)] | None = None
+    drop_commission_next_n: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
     drop_connection_now: bool | Annotated[int, msgspec.Meta(ge=0, le=MAX_CLIENT_ID)] | None = None
     outage_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
 
@@ -125,6 +128,8 @@ class FaultChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             "reject_reason",
             "reject_code",
             "partial_fill_fraction",
+            "delay_commission_ms",
+            "drop_commission_next_n",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 

@@ -6,6 +6,10 @@
   error message (default 201 "Order rejected - reason:...", or e.g. 10349) and end Cancelled.
 - ``partial_fill_fraction``: each fill executes at most this fraction of the order's quantity,
   so an order fills over several bars.
+- ``delay_commission_ms``: the commission report of a live execution reaches the client this
+  long after the execution (other messages are not held back behind it).
+- ``drop_commission_next_n``: the commission reports of the next n live executions are never sent
+  (a ``reqExecutions`` still answers each execution with its report, as IB does).
 - drop the connection now / outage of N seconds (connections refused) are one-shot actions the
   server performs; see ``ibsim.server``.
 """
@@ -33,6 +37,8 @@ class FaultSwitches:
     reject_reason: str = DEFAULT_REJECT_REASON
     reject_code: int = DEFAULT_REJECT_CODE
     partial_fill_fraction: float = 0.0  # 0 (or 1) means fill the whole remaining quantity
+    delay_commission_ms: float = 0.0
+    drop_commission_next_n: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply settings from a control command; unknown keys and bad values raise ValueError."""
@@ -47,6 +53,10 @@ class FaultSwitches:
                 self.reject_code = int(_number(key, value, low=1.0))
             elif key == "partial_fill_fraction":
                 self.partial_fill_fraction = _number(key, value, low=0.0, high=1.0)
+            elif key == "delay_commission_ms":
+                self.delay_commission_ms = _number(key, value, low=0.0, high=600_000.0)
+            elif key == "drop_commission_next_n":
+                self.drop_commission_next_n = int(_number(key, value, low=0.0, high=1_000_000.0))
             else:
                 raise ValueError(f"unknown fault {key!r}")
 
@@ -56,6 +66,13 @@ class FaultSwitches:
             return None
         self.reject_next_n -= 1
         return Rejection(self.reject_code, self.reject_reason)
+
+    def take_commission_drop(self) -> bool:
+        """Consume one pending commission-report drop: True when this report is not sent."""
+        if self.drop_commission_next_n <= 0:
+            return False
+        self.drop_commission_next_n -= 1
+        return True
 
     def fill_quantity(self, total: float, remaining: float) -> float:
         """How much of an order the next fill executes: whole shares, at least one."""

@@ -692,7 +692,14 @@ class IbServer:
         # IB's usual order: the execution, the order's new status, then the commission
         self._send_to(order.client_id, enc.exec_details(-1, record, order.contract))
         self._send_to(order.client_id, enc.order_status(order))
-        self._send_to(order.client_id, enc.commission_report(record))
+        if self.faults.take_commission_drop():
+            return  # fault: this report never comes (reqExecutions still answers it)
+        report = enc.commission_report(record)
+        delay_s = self.faults.delay_commission_ms / 1000.0
+        if delay_s > 0:
+            asyncio.get_running_loop().call_later(delay_s, self._send_to, order.client_id, report)
+        else:
+            self._send_to(order.client_id, report)
 
     def portfolio_changed(self, symbol: str, traded: bool) -> None:
         """Positions change only on fills; marks on every bar. Account values go out at once

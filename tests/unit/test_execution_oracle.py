@@ -183,9 +183,15 @@ def on_decimal_boundary(
     full = max(0, min(max_position, floor_int(quotient)))
     fraction = max(Decimal(-1), min(Decimal(1), D(target_position)))
     room = (D(max_gross) - D(other_exposure)) / D(price)
+    # only where the float result misses the exact one (4.5 computed as 4.5 is no boundary)
+    float_stop = stop_mult * atr if atr else fallback_pct * price
+    float_quotient = equity * risk_per_trade / float_stop
+    float_product = max(-1.0, min(1.0, target_position)) * full
     return (
-        quotient % 1 == 0
-        or abs(fraction * full) % 1 == Decimal("0.5")
+        (quotient % 1 == 0 and Decimal(float_quotient) != quotient)
+        or (
+            abs(fraction * full) % 1 == Decimal("0.5") and Decimal(float_product) != fraction * full
+        )
         or (room > 0 and room % 1 == 0)
     )
 

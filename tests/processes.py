@@ -23,6 +23,15 @@ class Stack:
             [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
 
+    def stop_one(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:

@@ -91,11 +91,20 @@ def _write_pair(keys_dir: Path, name: str) -> None:
 
 
 def ensure_keys(keys_dir: str | os.PathLike[str], names: Iterable[str] = IDENTITIES) -> Path:
-    """Make the key pairs that do not exist yet; existing ones are never changed."""
+    """Make the key pairs that do not exist yet; existing ones are never changed.
+
+    When every pair exists nothing is written, so a read-only mount of the folder (Docker: the
+    secrets volume, filled by the one-shot ``keygen`` service) works as it is.
+    """
     folder = Path(keys_dir)
+    wanted = list(names)
+    if all((folder / f"{name}.key_secret").exists() for name in wanted) and all(
+        (folder / f"{name}.key").exists() for name in wanted
+    ):
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    for name in names:
+    for name in wanted:
         _write_pair(folder, name)
     return folder
 

@@ -13,7 +13,7 @@ FORCE ?=
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-docker lint format typecheck \
         bench train tune evaluate export baseline-model paper-trading push rollback models reset \
-        clean test-fuzz test-all keys
+        clean test-fuzz test-all keys mutate
 
 help: ## list the commands (every target, the Docker ones too)
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ lint: install ## ruff lint + format check
 format: install ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+mutate: install ## mutation testing of the money paths -> docs/mutation-report.md (QUICK=1: CI sample, 5 min cap)
+	$(if $(QUICK),timeout 300 $(PY) scripts/mutate.py --quick,$(PY) scripts/mutate.py)
 
 typecheck: install ## mypy on the shared library
 	$(VENV)/bin/mypy shared

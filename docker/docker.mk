@@ -11,7 +11,7 @@ DOCKER_ENV = BASE_IMAGE="$${BASE_IMAGE:-$$(docker image inspect $(LOCAL_BASE_IMA
 	&& echo $(LOCAL_BASE_IMAGE) || echo python:3.11-slim)}"
 
 .PHONY: up down logs docker-build docker-engine docker-wheels docker-push docker-rollback \
-        docker-models docker-reset
+        docker-models docker-reset clean-images
 
 docker-engine: ## install the Docker engine and Compose v2 if missing (.ci/docker-setup.sh)
 	@if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then \
@@ -52,3 +52,6 @@ docker-reset: ## stop the stack, delete its runtime state (ledger, replay cursor
 	$(COMPOSE) down
 	docker volume rm -f $(COMPOSE_PROJECT)_ledger $(COMPOSE_PROJECT)_state
 	@echo "kept the models, results and secrets volumes; \`make up\` replays from the start"
+
+clean-images: ## remove this project's untagged images (left behind when a rebuild moves a tag)
+	docker image prune -f --filter label=org.rltrader.project=rltrader

@@ -625,19 +625,28 @@ def test_restart_and_kills_during_trading_send_no_order_twice(stack: Stack) -> N
 
 def test_two_inference_instances_send_no_order_twice(stack: Stack) -> None:
     n = len(stack.ledger_fills())
+    running = {
+        service: {cid: _started(cid) for cid in stack.container_ids(service)}
+        for service in ("bus", "ibsim", "marketdata", "inference", "execution", "monitor")
+    }
+    # the README's command as it is: no --no-recreate, no service named
     stack.compose(
         "up",
         "-d",
-        "--no-recreate",
         "--scale",
         "inference=2",
         "--wait",
         "--wait-timeout",
         str(RECOVERY_LIMIT_S),
-        "inference",
         timeout=RECOVERY_LIMIT_S + 60,
     )
     stack.wait_healthy("inference", count=2)
+    # scaling added one replica and touched nothing else (one image for every light service)
+    for service, before in running.items():
+        after = {cid: _started(cid) for cid in stack.container_ids(service)}
+        assert set(before) <= set(after), f"{service} was recreated by --scale"
+        assert all(after[cid] == state for cid, state in before.items()), f"{service} restarted"
+    assert len(stack.container_ids("inference")) == 2
     stack.wait_new_fills(n, "scale inference=2", at_least=3)
     stack.assert_no_duplicate_orders()
 

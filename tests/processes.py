@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from shared.bus import CommandError, call
 
@@ -55,3 +57,14 @@ def wait_ready(endpoint: str, key: bytes, timeout_s: float = 60.0) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"{endpoint} not ready in {timeout_s}s")
         time.sleep(0.3)
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 120.0) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)

@@ -44,7 +44,7 @@ from shared.messages import (
     encode,
 )
 from tests.conftest import free_port
-from tests.processes import Stack, wait_ready
+from tests.processes import Stack, wait_for, wait_ready
 
 pytestmark = pytest.mark.fuzz
 
@@ -264,16 +264,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def status(env: dict[str, str], key: bytes, service: str) -> dict[str, Any]:
     return call(env[f"{service.upper()}_CMD_ENDPOINT"], "status", {}, key, timeout_s=10)
-
-
-def wait_for(predicate: Any, what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
 
 
 def check_invariants(stack: dict[str, Any]) -> None:

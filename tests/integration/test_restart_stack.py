@@ -13,7 +13,6 @@ state in a folder like Docker's volume. After the second run:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from shared.auth import load_or_create_key
 from shared.bus import call
 from tests.conftest import free_port
-from tests.processes import Stack, wait_ready
+from tests.processes import Stack, wait_for, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +34,6 @@ def control(port: int, payload: dict[str, Any]) -> Any:
     reply = control_request(port, payload)
     assert reply["ok"], reply
     return reply
-
-
-def wait_for(predicate: Any, what: str, timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def start_stack(env: dict[str, str], logs: Path, key: bytes, start_delay_s: str) -> Stack:
@@ -96,7 +85,9 @@ def test_stop_and_start_again_keeps_one_coherent_account(busproxy, tmp_path) -> 
 
     def ledger_matches_simulator() -> bool:
         ledger = sorted(f["exec_id"] for f in cmd("monitor", "fills"))
-        simulator = sorted(e["exec_id"] for e in control(control_port, {"cmd": "executions"})["executions"])
+        simulator = sorted(
+            e["exec_id"] for e in control(control_port, {"cmd": "executions"})["executions"]
+        )
         return bool(ledger) and ledger == simulator
 
     # ---- first run: trade until a few fills are booked, then stop everything (Ctrl-C)

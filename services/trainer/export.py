@@ -11,15 +11,23 @@ Steps:
    ``torch.nn.Module`` and exported with ``torch.onnx.export(..., dynamo=False)``; input ``obs``
    (batch, features + position), output ``logits`` (batch, actions).
 2. Parity: onnxruntime and torch are compared on 1,000 random observations and on every real
-   observation of the validation and test slices (at every position); a difference above 1e-5
-   refuses the export (``ExportError``).
-3. ``best_models/<version>/``: ``model.onnx`` + ``manifest.json`` (``ModelManifest``:
+   observation of the train and validation slices (at every position; never the hold-out); a
+   difference above 1e-5 refuses the export (``ExportError``).
+3. Promotion gate (``trainer.gate.fold_gate``): the model and both benchmarks are scored on the
+   walk-forward validation folds (``trainer.selection``; bars from ``val_end`` on are not even
+   handed over); promoted only when the model's mean AND worst fold beat both benchmarks', or
+   with ``--force`` (logged, recorded as ``gate_forced`` and in the verdict's reason).
+4. Final hold-out (the ``test`` slice): scored ONCE, only for a promoted model, after the
+   decision; the score is appended to ``best_models/holdout_ledger.json`` and the manifest's
+   ``test_metrics`` carry it with ``holdout_models_scored`` (how many models have looked at this
+   hold-out, this one included). A rejected model never reads the hold-out.
+   ``best_models/<version>/``: ``model.onnx`` + ``manifest.json`` (``ModelManifest``:
    observation spec, feature config + normaliser, action meaning, data hashes, seeds, git
-   revision, Tune trial id, validation and test metrics, the promotion verdict and its numbers)
-   and ``evaluation/`` (``trainer.evaluate``'s report on the test slice: model vs Buy-and-Hold vs
-   MA crossover, same bars and costs).
-4. Promotion gate (``trainer.gate``): promoted only when the model beats both benchmarks on the
-   test slice, or with ``--force`` (logged, and written into the verdict's reason).
+   revision, Tune trial id, fold metrics and gate numbers in ``validation_metrics``, hold-out
+   numbers in ``test_metrics``, the promotion verdict) and ``evaluation/``: ``folds.json`` and
+   ``folds/fold_<k>/`` (each fold's report) and, when scored, the hold-out report
+   (``metrics.json``, ``report.html``: model vs Buy-and-Hold vs MA crossover, same bars and
+   costs, exit costs at the end).
 5. ``paper_trading/models/model_YYYYMMDDHHMMSS/`` (a copy of the artifact) and
    ``paper_trading/paper_trading_config.json`` (``shared.paper_config``): the file execution reads
    today (the existing one, else the example) with the new model folder and the model's symbol
@@ -59,7 +67,7 @@ from shared.manifest import (
 from shared.observation import observation_names
 from shared.provenance import git_revision
 from trainer.config import TrainConfig
-from trainer.gate import GateDecision, promotion_gate
+from trainer.gate import GateDecision
 from trainer.progress import say, setup
 from trainer.train import PolicyHead, SliceData
 
@@ -384,7 +392,7 @@ def export_model(
         else (-1.0, 0.0, 1.0)
     )
     obs = parity_observations(
-        obs_size, [inputs.slices["validation"], inputs.slices["test"]], positions
+        obs_size, [inputs.slices["train"], inputs.slices["validation"]], positions
     )
     parity = check_parity(inputs.head, onnx_bytes, obs)
     say(
@@ -398,7 +406,7 @@ def export_model(
     folder = write_artifact(staging, build_manifest(inputs, version), onnx_bytes)
     feature_config = FeatureConfig.from_dict(cfg.features)
     loaded = load_artifact(folder, FeaturePipeline(feature_config))
-    account = inputs.slices["test"].env_config.account()  # real costs (not the training scale)
+    account = inputs.slices["validation"].env_config.account()  # real costs, not the training scale
     common: dict[str, Any] = {
         "source": cfg.source,
         "symbol": cfg.symbol,
@@ -406,25 +414,92 @@ def export_model(
         "feature_config": feature_config,
         "seed": cfg.seed,
     }
-    val_start, val_end = _inclusive(cfg.val_start, cfg.val_end)
-    validation = evaluate_model(loaded, start=val_start, end=val_end, **common)
-    test_start, test_end = _inclusive(cfg.test_start, cfg.test_end)
-    test = evaluate_model(loaded, start=test_start, end=test_end, **common)
-    gate = promotion_gate(test.metrics, cfg.metric, force=force)
+    from shared.data import load_bars
+    from trainer.evaluate import evaluate_folds, fold_summary
+    from trainer.gate import fold_gate
+    from trainer.selection import (
+        HOLDOUT_WARN,
+        LEDGER_FILE,
+        holdout_count,
+        record_holdout,
+        selection_plan,
+    )
+
+    bars = load_bars(cfg.source, cfg.symbol)
+    plan = selection_plan(cfg, bars.index)
+    folds = evaluate_folds(loaded, bars=bars, plan=plan, run_name=f"{version}_fold", **common)
+    summary = fold_summary(folds, cfg.metric)
+    gate = fold_gate([f.metrics for f in folds], cfg.metric, force=force)
     if gate.forced:
         say("gate", f"{version}: promotion FORCED by --force: {gate.reason}", level="warning")
     else:
         say("gate", f"{version}: {gate.verdict}: {gate.reason}")
 
-    test_numbers: dict[str, Any] = dict(test.metrics["model"])
-    for name in ("buy_and_hold", "ma_crossover"):
-        for key in ("sharpe", "total_return", "max_drawdown", "annualised_return"):
-            test_numbers[f"{name}_{key}"] = test.metrics[name].get(key)
-    test_numbers.update(gate.numbers())
+    validation_numbers: dict[str, Any] = {}
+    for name in ("model", "buy_and_hold", "ma_crossover"):
+        prefix = "" if name == "model" else f"{name}_"
+        for key in folds[0].metrics[name]:
+            vals = [f.metrics[name].get(key) for f in folds]
+            nums = [float(v) for v in vals if isinstance(v, int | float) and math.isfinite(v)]
+            if nums and not isinstance(vals[0], bool):
+                validation_numbers[f"{prefix}{key}"] = sum(nums) / len(nums)
+        validation_numbers[f"{prefix}fold_worst_{cfg.metric}"] = summary[name]["worst"]
+    validation_numbers.update(gate.numbers())
+
+    ledger = best_root / LEDGER_FILE
+    hold_start, hold_end = _inclusive(cfg.test_start, cfg.test_end)
+    hold_key = (cfg.source, cfg.symbol, hold_start, str(hold_end))
+    test_numbers: dict[str, Any] = {"gate_passed": validation_numbers["gate_passed"]}
+    test_numbers["gate_forced"] = validation_numbers["gate_forced"]
+    holdout = None
+    if gate.promoted:
+        holdout = evaluate_model(loaded, bars=bars, start=hold_start, end=hold_end, **common)
+        test_numbers.update(holdout.metrics["model"])
+        for name in ("buy_and_hold", "ma_crossover"):
+            for key in ("sharpe", "total_return", "max_drawdown", "annualised_return"):
+                test_numbers[f"{name}_{key}"] = holdout.metrics[name].get(key)
+        looks = record_holdout(
+            ledger,
+            version=version,
+            source=cfg.source,
+            symbol=cfg.symbol,
+            start=hold_start,
+            end=str(hold_end),
+            content_hash=holdout.meta["data"]["content_hash"],
+            metrics={n: holdout.metrics[n].get(cfg.metric) for n in holdout.metrics},
+            forced=gate.forced,
+        )
+        test_numbers["holdout_scored"] = 1.0
+    else:
+        looks = holdout_count(ledger, *hold_key)
+        test_numbers["holdout_scored"] = 0.0
+    test_numbers["holdout_models_scored"] = float(looks)
+    selection: dict[str, Any] = {
+        "gate": gate.reason,
+        "verdict": gate.verdict,
+        "forced": gate.forced,
+        "validation_folds": {
+            k: v for k, v in summary.items() if k in ("metric", "folds", "windows")
+        }
+        | {n: summary[n] for n in ("model", "buy_and_hold", "ma_crossover")},
+        "fold_plan": plan.describe([str(t) for t in bars.index]),
+        "holdout": {
+            "slice": f"{cfg.source}/{cfg.symbol} {hold_start} -> {hold_end or 'last bar'}",
+            "scored": holdout is not None,
+            "models_scored_on_it": looks,
+            "ledger": str(ledger),
+            "warning": f"the hold-out has been scored for {looks} models: its numbers are "
+            "optimistic for the ones that are reported"
+            if looks > HOLDOUT_WARN
+            else "",
+        },
+    }
+    if looks > HOLDOUT_WARN:
+        say("gate", selection["holdout"]["warning"], level="warning")
     manifest = build_manifest(
         inputs,
         version,
-        validation_metrics=validation.metrics["model"],
+        validation_metrics=validation_numbers,
         test_metrics=test_numbers,
         promotion=Promotion(verdict=gate.verdict, reason=gate.reason),  # type: ignore[arg-type]
     )
@@ -434,11 +509,22 @@ def export_model(
     manifest = final.manifest
 
     evaluation_dir = artifact / "evaluation"
-    test.meta["run"] = f"{version}_test"
-    write_outputs(test, evaluation_dir, plots=plots)
-    (evaluation_dir / "validation_metrics.json").write_text(
-        json.dumps(validation.to_json(), indent=2, allow_nan=False) + "\n"
+    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    for k, fold in enumerate(folds):
+        fold.meta["selection"] = selection
+        write_outputs(fold, evaluation_dir / "folds" / f"fold_{k}", plots=False)
+    (evaluation_dir / "folds.json").write_text(
+        json.dumps({"selection": selection}, indent=2, default=str) + "\n"
     )
+    if holdout is not None:
+        holdout.meta["run"] = f"{version}_holdout"
+        holdout.meta["selection"] = selection
+        write_outputs(holdout, evaluation_dir, plots=plots)
+    else:
+        (evaluation_dir / "HOLDOUT_NOT_SCORED.txt").write_text(
+            f"{version} was rejected by the gate ({gate.reason}); the final hold-out was not "
+            "read for it.\n"
+        )
     paper_dir = paper_config = None
     paper_changes: list[str] | None = None
     if paper:
@@ -447,8 +533,15 @@ def export_model(
         )
     say(
         "export",
-        f"{version} written: {artifact}  test {cfg.metric}: model {gate.model_value:.3f} | "
-        + " | ".join(f"{k} {v:.3f}" for k, v in gate.benchmark_values.items()),
+        f"{version} written: {artifact}  validation folds mean {cfg.metric}: model "
+        f"{gate.model_value:.3f} | "
+        + " | ".join(f"{k} {v:.3f}" for k, v in gate.benchmark_values.items())
+        + (
+            f"; hold-out {cfg.metric} model {holdout.metrics['model'].get(cfg.metric)} "
+            f"(models scored on this hold-out: {looks})"
+            if holdout is not None
+            else "; hold-out not scored (rejected)"
+        ),
     )
     return ExportResult(
         version,

@@ -10,9 +10,12 @@
    spread of the best config.
 2. The best config is trained with the profile's full training budget (``<run>/final/``).
 3. Export (``trainer.export``): ONNX + parity check, ``best_models/<version>/`` with manifest and
-   evaluation report (test slice, model vs Buy-and-Hold vs MA crossover), ``paper_trading/``.
-4. Gate: promoted only if the model beats both benchmarks on the test slice (``--force``
-   overrides, logged).
+   evaluation reports (validation folds; the final hold-out when promoted), ``paper_trading/``.
+4. Gate (``trainer.gate.fold_gate``): promoted only if the model's mean AND worst walk-forward
+   validation fold beat both benchmarks on the same folds (``--force`` overrides: logged and
+   recorded in the manifest and report). The final hold-out (the ``test`` slice) is then scored
+   once for a promoted model and counted in ``best_models/holdout_ledger.json``; it never
+   selects anything (see ``trainer.selection``).
    ``paper_trading/paper_trading_config.json`` only ever gains the model's symbol; every changed
    key is printed (and listed as ``paper_config_changes`` in the summary).
 5. Push, when promoted and a stack is reachable: through the trainer service
@@ -173,7 +176,7 @@ def run_pipeline(
 
     # 3. export + evaluate + gate
     t2 = time.perf_counter()
-    say("pipeline", "step 3/4 export, evaluate on the test slice, promotion gate")
+    say("pipeline", "step 3/4 export, gate on the validation folds, hold-out once if promoted")
     assert result.head is not None
     slices = {
         "train": result.data.train,
@@ -214,6 +217,16 @@ def run_pipeline(
         "verdict": exported.gate.verdict,
         "reason": exported.gate.reason,
         "forced": exported.gate.forced,
+        "validation_folds": exported.gate.folds,
+        "gate_numbers": exported.gate.numbers(),
+        "holdout": {
+            k: v for k, v in exported.manifest.test_metrics.items() if k.startswith("holdout_")
+        }
+        | {
+            "sharpe": exported.manifest.test_metrics.get("sharpe"),
+            "buy_and_hold_sharpe": exported.manifest.test_metrics.get("buy_and_hold_sharpe"),
+            "ma_crossover_sharpe": exported.manifest.test_metrics.get("ma_crossover_sharpe"),
+        },
         "parity": exported.parity,
         "validation_objective": result.objective,
         "train_steps_per_s": round(result.steps_per_s, 1),

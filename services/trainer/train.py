@@ -302,6 +302,41 @@ def greedy_targets(head: PolicyHead, outputs: np.ndarray, env_cfg: EnvConfig) ->
 
 def backtest_policy(head: PolicyHead, data: SliceData) -> BacktestResult:
     """Backtest the greedy policy over the slice (decision at each close, fill at next open)."""
+    account: AccountConfig = data.env_config.account()
+    return run_policy(
+        data.bars, policy_decider(head, data), account, start=data.start, name="model"
+    )
+
+
+def backtest_folds(
+    head: PolicyHead, data: SliceData, folds: Any, metric: str
+) -> tuple[list[dict[str, float]], float, float]:
+    """The greedy policy on each walk-forward fold of the validation slice (``folds``: a
+    ``shared.splits.HoldoutPlan`` over ``data.bars``), each from flat with exit costs at its end.
+
+    Returns (per-fold metrics, mean fold ``metric``, worst fold ``metric``); the slice's bars end
+    at ``val_end``, so nothing of the hold-out can be read.
+    """
+    account: AccountConfig = data.env_config.account()
+    decide = policy_decider(head, data)
+    per = [
+        run_policy(
+            data.bars,
+            decide,
+            account,
+            start=int(f.test[0]),
+            end=int(f.test[-1]) + 1,
+            name="model",
+            exit_costs=True,
+        ).metrics
+        for f in folds.folds
+    ]
+    values = [metric_value(m, metric) for m in per]
+    return per, sum(values) / len(values), min(values)
+
+
+def policy_decider(head: PolicyHead, data: SliceData) -> Callable[[int, float], float]:
+    """``decide(t, position)`` of the greedy policy over the slice's bars."""
     env_cfg = data.env_config
     base, valid = data.observations
     if head.discrete:
@@ -324,8 +359,7 @@ def backtest_policy(head: PolicyHead, data: SliceData) -> BacktestResult:
             obs[-1] = position
             return float(greedy_targets(head, head.outputs(obs[None, :]), env_cfg)[0])
 
-    account: AccountConfig = env_cfg.account()
-    return run_policy(data.bars, decide, account, start=data.start, name="model")
+    return decide
 
 
 def metric_value(metrics: dict[str, float], name: str) -> float:
@@ -346,7 +380,7 @@ class TrainResult:
     seconds: float
     curve: list[dict[str, Any]]
     validation: dict[str, float]  # metrics of the final policy on the validation slice
-    objective: float  # validation metric named by cfg.metric (NaN -> 0)
+    objective: float  # mean over the validation folds of cfg.metric (NaN -> 0 per fold)
     data: PreparedData
     checkpoint: Path | None = None
     algo: Any = None  # the live Algorithm when keep_algo=True (export without a reload)
@@ -389,6 +423,9 @@ def train(
         (out / "train_config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg)))
         (out / "normaliser.json").write_text(json.dumps(data.normaliser, indent=1))
 
+    from trainer.selection import slice_folds
+
+    folds = slice_folds(cfg, len(data.validation.bars), data.validation.start)
     algo = build_algo_config(cfg, data.train.env_config).build_algo()
     head = PolicyHead(algo.get_module(), cfg.algorithm, cfg.action_space == "discrete")
     say(
@@ -423,9 +460,12 @@ def train(
         }
         last = iteration == cfg.iterations or (0 < cfg.max_env_steps <= env_steps)
         if iteration % cfg.eval_every == 0 or last:
-            val_metrics = backtest_policy(head, data.validation).metrics
-            objective = metric_value(val_metrics, cfg.metric)
+            val_metrics = dict(backtest_policy(head, data.validation).metrics)
+            _per, objective, worst = backtest_folds(head, data.validation, folds, cfg.metric)
+            val_metrics[f"fold_mean_{cfg.metric}"] = objective
+            val_metrics[f"fold_worst_{cfg.metric}"] = worst
             row["val_metric"] = objective
+            row["val_worst_fold"] = worst
             row["val_total_return"] = val_metrics.get("total_return", math.nan)
             row["val_trades"] = val_metrics.get("n_trades", math.nan)
         curve.append(row)

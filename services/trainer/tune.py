@@ -557,7 +557,8 @@ def write_summary(out_dir: Path, best: dict[str, Any], metric: str, settings: Tu
     lines = [
         f"# Tune run {out_dir.name}",
         "",
-        f"Objective: validation {metric} net of costs (greedy policy, backtester).",
+        f"Objective: mean {metric} over the walk-forward validation folds, net of costs and exit "
+        "costs (greedy policy, backtester); the final hold-out is never read.",
         f"Trials: {settings.num_samples}, search seed {settings.seed}, ASHA grace "
         f"{settings.grace_period}, reduction {settings.reduction_factor}.",
         "",

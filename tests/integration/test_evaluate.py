@@ -72,7 +72,7 @@ def test_evaluate_writes_everything_and_is_reproducible(artifact: Path, tmp_path
             assert key in m
     bh = doc["strategies"]["buy_and_hold"]
     assert bh["fees_paid"] > 0 and bh["n_fills"] == 1
-    # The MA windows were chosen on the manifest's training slice, before the test slice.
+    # The MA windows were chosen on bars before the scored window (never from the manifest).
     assert doc["data"]["train"]["end"] < doc["data"]["first_bar"]
 
     trades = pd.read_csv(tmp_path / "a" / "trades.csv")

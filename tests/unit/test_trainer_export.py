@@ -129,29 +129,46 @@ def test_export_writes_a_complete_manifest_and_paper_trading_files(
     assert roles["validation"].rows == len(slice_bars(bars, "2018-01-01", "2020-01-01"))
     assert roles["test"].end.startswith("2023-09")
 
-    # metrics and the gate's verdict with its numbers
-    assert m.validation_metrics["sharpe"] is None or np.isfinite(m.validation_metrics["sharpe"])
+    # the gate decides on the walk-forward validation folds (mean and worst fold, both benchmarks)
+    v = m.validation_metrics
+    assert v["sharpe"] is None or np.isfinite(v["sharpe"])
     for key in (
         "sharpe",
-        "total_return",
         "buy_and_hold_sharpe",
         "ma_crossover_sharpe",
         "gate_model_sharpe",
         "gate_buy_and_hold_sharpe",
         "gate_ma_crossover_sharpe",
+        "gate_model_worst_sharpe",
+        "gate_buy_and_hold_worst_sharpe",
+        "gate_ma_crossover_worst_sharpe",
     ):
-        assert key in m.test_metrics
-    assert m.promotion.verdict == result.gate.verdict
-    assert m.promotion.verdict in ("promoted", "rejected")
-    assert (m.promotion.verdict == "promoted") == (
-        m.test_metrics["gate_model_sharpe"] > m.test_metrics["gate_buy_and_hold_sharpe"]
-        and m.test_metrics["gate_model_sharpe"] > m.test_metrics["gate_ma_crossover_sharpe"]
+        assert key in v, key
+    assert v["gate_folds"] == cfg.val_folds
+    passed = all(
+        v["gate_model_sharpe"] > v[f"gate_{b}_sharpe"]
+        and v["gate_model_worst_sharpe"] > v[f"gate_{b}_worst_sharpe"]
+        for b in ("buy_and_hold", "ma_crossover")
     )
-
-    # evaluation report of the test slice
-    metrics = json.loads((folder / "evaluation" / "metrics.json").read_text())
-    assert set(metrics["strategies"]) == {"model", "buy_and_hold", "ma_crossover"}
-    assert metrics["model"]["onnx_sha256"] == m.onnx_sha256
+    assert m.promotion.verdict == result.gate.verdict
+    assert (m.promotion.verdict == "promoted") == passed
+    # the final hold-out is read only for a promoted model, and counted
+    assert m.test_metrics["holdout_scored"] == (1.0 if passed else 0.0)
+    assert m.test_metrics["holdout_models_scored"] == (1.0 if passed else 0.0)
+    assert m.test_metrics["gate_forced"] == 0.0
+    selection = json.loads((folder / "evaluation" / "folds.json").read_text())["selection"]
+    assert selection["validation_folds"]["folds"] == cfg.val_folds
+    assert len(selection["fold_plan"]["folds"]) == cfg.val_folds
+    for k in range(cfg.val_folds):
+        fold = json.loads(
+            (folder / "evaluation" / "folds" / f"fold_{k}" / "metrics.json").read_text()
+        )
+        assert fold["data"]["last_bar"] < "2020-01-01"  # no fold reaches the hold-out
+        assert set(fold["strategies"]) == {"model", "buy_and_hold", "ma_crossover"}
+        assert fold["model"]["onnx_sha256"] == m.onnx_sha256
+    if not passed:
+        assert (folder / "evaluation" / "HOLDOUT_NOT_SCORED.txt").exists()
+        assert not (folder / "evaluation" / "metrics.json").exists()
 
     # paper trading: a copy of the artifact and a valid config naming it
     paper = tmp_path / "paper_trading"
@@ -160,3 +177,21 @@ def test_export_writes_a_complete_manifest_and_paper_trading_files(
     assert load_artifact(copy).version == m.version
     config = load_paper_config(paper / "paper_trading_config.json")
     assert config.symbols == ["AAPL"] and config.model_dir.endswith(result.version)
+
+
+def test_forced_export_scores_the_holdout_once_and_counts_it(
+    ppo_inputs: ExportInputs, tmp_path: Path
+) -> None:
+    first = export_model(ppo_inputs, tmp_path, force=True, paper=False, plots=False)
+    second = export_model(ppo_inputs, tmp_path, force=True, paper=False, plots=False)
+    for k, result in enumerate((first, second), start=1):
+        m = read_manifest(result.artifact)
+        assert m.test_metrics["holdout_scored"] == 1.0
+        assert m.test_metrics["holdout_models_scored"] == float(k)  # persisted across exports
+        assert m.test_metrics["gate_forced"] == (0.0 if result.gate.passed else 1.0)
+        report = json.loads((result.artifact / "evaluation" / "metrics.json").read_text())
+        assert report["selection"]["holdout"]["models_scored_on_it"] == k
+        assert report["selection"]["forced"] == result.gate.forced
+        assert report["data"]["first_bar"] >= "2020-01-01"  # the hold-out report
+    ledger = json.loads((tmp_path / "best_models" / "holdout_ledger.json").read_text())
+    assert [e["version"] for e in ledger["entries"]] == [first.version, second.version]

@@ -267,7 +267,10 @@ async def test_disconnect_with_a_working_order_then_reconnect(lmt_stack: Executi
     assert sorted(refs) == sorted({ref1, ref3}) and len(refs) == len(set(refs))
     assert ref_out not in refs
     assert (await stack.status())["fills"] == len(executions)
-    assert journal_fills(stack).keys() == {e["exec_id"] for e in executions}
+    await stack.wait_until(
+        lambda: journal_fills(stack).keys() == {e["exec_id"] for e in executions},
+        "every execution journaled once",
+    )
 
 
 async def _status_is(stack: ExecutionStack, key: str, value: Any) -> bool:
@@ -304,6 +307,8 @@ async def test_fill_is_booked_with_its_commission_never_zero(
     )
     assert fill.exec_id == execution["exec_id"]
     assert fill.commission == pytest.approx(execution["commission"])
+    # published first, journaled right after: wait for the row
+    await stack.wait_until(lambda: fill.exec_id in journal_fills(stack), "fill journaled")
     assert journal_fills(stack)[fill.exec_id][1] == pytest.approx(execution["commission"])
     # the late report, once it comes, books nothing twice
     b3 = await stack.bar(DAYS[2], 101, 102, 100, 101.5)

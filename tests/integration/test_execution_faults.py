@@ -215,6 +215,39 @@ async def test_new_target_while_a_limit_order_works_counts_it(lmt_stack: Executi
     assert not stack.messages(OrderEvent, order_ref=ref4)
 
 
+async def test_new_target_before_the_first_order_is_acknowledged_counts_it(
+    stack: ExecutionStack,
+) -> None:
+    """Acks held back 3 s: the second target is decided while the first order is still
+    unacknowledged, and must count it (placed is working, acknowledged or not)."""
+    await stack.ctl({"cmd": "faults", "set": {"delay_acks_ms": 3000}})
+    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
+    ref1 = stack.signal(b1, 0.6)
+    await stack.wait_for(is_event(ref1, "submitted"), "submitted 1")
+    await stack.wait_until(lambda: _has_sim_order(stack, ref1), "ibsim got order 1")
+    b2 = await stack.bar(DAYS[1], 100, 101, 99, 100, to_broker=False)
+    ref2 = stack.signal(b2, 1.0)
+    sub2 = await stack.wait_for(is_event(ref2, "submitted"), "submitted 2")
+    assert (sub2.side, sub2.quantity) == ("BUY", 40.0)
+    received = list(stack.received)
+    i_sub2 = received.index(sub2)
+    assert not any(is_event(ref1, "acknowledged")(m) for m in received[:i_sub2]), (
+        "the first ack came before the second decision: the test proved nothing"
+    )
+    # both fill on the next bar: exactly the target
+    await push(stack, b2)
+    await stack.wait_for(
+        lambda m: isinstance(m, Position) and m.symbol == "AAPL" and m.quantity == 100,
+        "position 100",
+    )
+    orders = await stack.sim_orders()
+    assert sorted((o["order_ref"], o["quantity"]) for o in orders) == [(ref1, 60.0), (ref2, 40.0)]
+
+
+async def _has_sim_order(stack: ExecutionStack, ref: str) -> bool:
+    return bool(await stack.sim_orders(ref))
+
+
 # ---------------------------------------------------------------------- disconnect, pending order
 async def test_disconnect_with_a_working_order_then_reconnect(lmt_stack: ExecutionStack) -> None:
     stack = lmt_stack

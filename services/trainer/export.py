@@ -210,6 +210,9 @@ class ExportInputs:
     seeds: dict[str, int]
     trial_id: str = ""
     provenance: dict[str, Any] | None = None
+    # Tune's re-runs of the chosen config on other seeds (``trainer.tune.seed_spread``): the
+    # validation-fold objective per seed; None when no spread was run (e.g. --skip-tune).
+    seed_spread: dict[str, Any] | None = None
 
 
 def build_manifest(
@@ -445,6 +448,18 @@ def export_model(
                 validation_numbers[f"{prefix}{key}"] = sum(nums) / len(nums)
         validation_numbers[f"{prefix}fold_worst_{cfg.metric}"] = summary[name]["worst"]
     validation_numbers.update(gate.numbers())
+    spread = inputs.seed_spread
+    if spread and spread.get("objectives"):
+        values = [float(v) for v in spread["objectives"]]
+        validation_numbers.update(
+            {
+                "seed_spread_n": float(len(values)),
+                "seed_spread_mean": float(np.mean(values)),
+                "seed_spread_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "seed_spread_worst": float(min(values)),
+                "seed_spread_best": float(max(values)),
+            }
+        )
 
     ledger = best_root / LEDGER_FILE
     hold_start, hold_end = _inclusive(cfg.test_start, cfg.test_end)
@@ -483,6 +498,19 @@ def export_model(
         }
         | {n: summary[n] for n in ("model", "buy_and_hold", "ma_crossover")},
         "fold_plan": plan.describe([str(t) for t in bars.index]),
+        "chosen_by": f"the Tune trial's own seed ({cfg.seed}), retrained with the full budget"
+        if inputs.trial_id
+        else f"one configured run, seed {cfg.seed} (no search, no seed choice)",
+        "seed_spread": {
+            "seeds": len(spread["objectives"]),
+            "objective": f"mean validation-fold {cfg.metric} (Tune budget)",
+            "mean": validation_numbers["seed_spread_mean"],
+            "std": validation_numbers["seed_spread_std"],
+            "worst": validation_numbers["seed_spread_worst"],
+            "best": validation_numbers["seed_spread_best"],
+        }
+        if spread and spread.get("objectives")
+        else "not run (only Tune re-runs the chosen config on other seeds)",
         "holdout": {
             "slice": f"{cfg.source}/{cfg.symbol} {hold_start} -> {hold_end or 'last bar'}",
             "scored": holdout is not None,

@@ -192,6 +192,7 @@ def run_pipeline(
             seeds={"train": cfg.seed, **seeds},
             trial_id=trial_id,
             provenance={"run": str(run_dir), "checkpoint": str(result.checkpoint)},
+            seed_spread=(best or {}).get("seed_spread"),
         ),
         out,
         force=force,
@@ -218,6 +219,10 @@ def run_pipeline(
         "reason": exported.gate.reason,
         "forced": exported.gate.forced,
         "validation_folds": exported.gate.folds,
+        "seed_spread": {
+            k: v for k, v in exported.manifest.validation_metrics.items() if k.startswith("seed_")
+        }
+        or "not run (--skip-tune)",
         "gate_numbers": exported.gate.numbers(),
         "holdout": {
             k: v for k, v in exported.manifest.test_metrics.items() if k.startswith("holdout_")

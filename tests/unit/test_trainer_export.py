@@ -195,3 +195,21 @@ def test_forced_export_scores_the_holdout_once_and_counts_it(
         assert report["data"]["first_bar"] >= "2020-01-01"  # the hold-out report
     ledger = json.loads((tmp_path / "best_models" / "holdout_ledger.json").read_text())
     assert [e["version"] for e in ledger["entries"]] == [first.version, second.version]
+
+
+def test_seed_spread_is_recorded_with_the_gate(ppo_inputs: ExportInputs, tmp_path: Path) -> None:
+    import dataclasses
+
+    spread = {"objectives": [0.4, -0.2, 0.1], "runs": []}
+    inputs = dataclasses.replace(ppo_inputs, seed_spread=spread)
+    result = export_model(inputs, tmp_path, paper=False, plots=False)
+    v = read_manifest(result.artifact).validation_metrics
+    assert v["seed_spread_n"] == 3.0 and v["seed_spread_worst"] == -0.2
+    assert v["seed_spread_mean"] == pytest.approx(0.1) and v["seed_spread_std"] == pytest.approx(
+        0.3
+    )
+    selection = json.loads((result.artifact / "evaluation" / "folds.json").read_text())["selection"]
+    assert selection["seed_spread"]["seeds"] == 3 and "trial's own seed" in selection["chosen_by"]
+    # without a spread the report says so instead of inventing one
+    plain = export_model(ppo_inputs, tmp_path / "b", paper=False, plots=False)
+    assert "seed_spread_n" not in read_manifest(plain.artifact).validation_metrics

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from monitor.config import MonitorSettings
-from monitor.http import JsonHttpServer, Route
+from monitor.http import Route, build_app, serve
 from monitor.ledger import LedgerError
 from monitor.service import MonitorService
 from shared.config import ConfigError, from_env
@@ -38,7 +38,11 @@ async def main() -> int:
         service.pnl_loop(),
         service.reconcile_loop(),
         service.heartbeats(),
+        service.tick_loop(),
+        service.execution_status_loop(),
     ]
+    if service.webhook is not None:
+        jobs.append(service.webhook.run())
     if settings.http_port:
         routes: dict[str, Route] = {
             "/health": service.status,
@@ -47,7 +51,7 @@ async def main() -> int:
             "/orders": service.orders,
             "/quarantine": service.quarantine,
         }
-        jobs.append(JsonHttpServer(routes).serve(settings.http_host, settings.http_port))
+        jobs.append(serve(build_app(routes, service), settings.http_host, settings.http_port))
     event(log, "started", ledger=settings.ledger_path, fills_in_ledger=service.fills_booked)
     try:
         await run_until_stopped(jobs, log)

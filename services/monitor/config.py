@@ -7,6 +7,14 @@ account. With another account (``EXECUTION_BROKER=sim`` starts from ``EXECUTION_
 100,000; a real paper account has its own) set it to that account's starting cash. ``status`` and
 ``pnl`` show the figure used (``initial_cash``) and what the equity is computed from
 (``equity_basis``): the monitor's own ledger, not the broker's account report.
+
+Dashboard and alerts (``monitor.alerts``): ``MONITOR_DASHBOARD_INTERVAL_S`` is how often the
+dashboard is pushed (server-sent events) and the alert rules are evaluated. Rules, 0 = off:
+``MONITOR_ALERT_DRAWDOWN_PCT`` (equity this many % below its peak), ``MONITOR_ALERT_DAILY_LOSS``
+(equity this much below the UTC day's first figure, in account currency),
+``MONITOR_ALERT_STALE_BAR_S`` (no bar for this many seconds). Broker disconnected, kill switch on
+and model swapped/refused always alert. ``MONITOR_ALERT_WEBHOOK_URL`` (http:// or https://) gets
+each alert as a JSON POST, with ``MONITOR_ALERT_WEBHOOK_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ class MonitorSettings(msgspec.Struct, frozen=True, kw_only=True):
     account: str = "default"
     http_host: str = "127.0.0.1"  # the read-only JSON API; 0.0.0.0 inside a container
     http_port: int = 8080  # 0 disables it
+    dashboard_interval_s: float = 1.0  # dashboard push and alert evaluation period
+    alert_drawdown_pct: float = 10.0  # % below the equity peak; 0 = off
+    alert_daily_loss: float = 0.0  # account currency below the day's first equity; 0 = off
+    alert_stale_bar_s: float = 0.0  # seconds without any bar; 0 = off (markets close)
+    alert_webhook_url: str = ""  # POST JSON here on every alert transition; "" = none
+    alert_webhook_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         require(bool(self.ledger_path), "ledger_path", "must not be empty")
@@ -47,3 +61,34 @@ class MonitorSettings(msgspec.Struct, frozen=True, kw_only=True):
             "must be a finite number > 0",
         )
         require(0 <= self.http_port < 65536, "http_port", "must be a TCP port or 0")
+        require(
+            math.isfinite(self.dashboard_interval_s) and 0.05 <= self.dashboard_interval_s <= 60,
+            "dashboard_interval_s",
+            "must be a finite number of seconds in [0.05, 60]",
+        )
+        require(
+            math.isfinite(self.alert_drawdown_pct) and 0 <= self.alert_drawdown_pct <= 100,
+            "alert_drawdown_pct",
+            "must be a finite percentage in [0, 100] (0 = off)",
+        )
+        require(
+            math.isfinite(self.alert_daily_loss) and self.alert_daily_loss >= 0,
+            "alert_daily_loss",
+            "must be a finite amount >= 0 (0 = off)",
+        )
+        require(
+            math.isfinite(self.alert_stale_bar_s) and 0 <= self.alert_stale_bar_s <= 7 * 86400,
+            "alert_stale_bar_s",
+            "must be a finite number of seconds in [0, 604800] (0 = off)",
+        )
+        url = self.alert_webhook_url
+        require(
+            url == "" or (url.startswith(("http://", "https://")) and len(url) <= 2048),
+            "alert_webhook_url",
+            "must be empty or an http:// or https:// URL",
+        )
+        require(
+            math.isfinite(self.alert_webhook_timeout_s) and 0 < self.alert_webhook_timeout_s <= 60,
+            "alert_webhook_timeout_s",
+            "must be a finite number of seconds in (0, 60]",
+        )

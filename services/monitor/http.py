@@ -1,11 +1,16 @@
-"""A small read-only JSON API over HTTP on the monitor's published port (default 8080).
+"""The monitor's one HTTP server (aiohttp) on its published port (default 127.0.0.1:8080).
 
+    GET /            -> the dashboard (HTML; script, styles and chart library under /static/)
+    GET /events      -> server-sent events: one ``snapshot`` per dashboard interval
+    GET /dashboard.json -> the same snapshot once   GET /alerts -> active and recent alerts
+    GET /metrics     -> Prometheus text format
     GET /health  -> status counters       GET /pnl    -> equity, PnL, positions
     GET /fills   -> every booked fill     GET /orders -> order events
     GET /quarantine -> fills not booked (no matching order) and exec-id conflicts
 
-Plain asyncio streams, no framework: it answers GET with JSON and nothing else, so it cannot
-change anything that trades. Compose publishes it on 127.0.0.1 only.
+Read-only: GET (and HEAD) only, anything else is 405; nothing here can change anything that
+trades. Compose publishes the port on 127.0.0.1 only. At most ``MAX_STREAMS`` live streams at
+once (a 503 beyond), so a forgotten tab cannot pile up work.
 """
 
 from __future__ import annotations
@@ -13,52 +18,134 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+from aiohttp import web
 
+from monitor import dashboard, vendor_uplot
+from monitor.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shared.logs import event
+
+if TYPE_CHECKING:
+    from monitor.service import MonitorService
 
 log = logging.getLogger("monitor.http")
 _json = msgspec.json.Encoder()
 
 Route = Callable[[dict[str, Any]], Awaitable[Any]]
+MAX_STREAMS = 32
+KEEPALIVE_S = 15.0
+
+STATIC: dict[str, tuple[str, str]] = {
+    "/static/uplot.js": (vendor_uplot.JS, "application/javascript"),
+    "/static/uplot.css": (vendor_uplot.CSS, "text/css"),
+    "/static/uplot.LICENSE.txt": (vendor_uplot.LICENSE, "text/plain"),
+    "/static/dashboard.js": (dashboard.JS, "application/javascript"),
+    "/static/dashboard.css": (dashboard.CSS, "text/css"),
+}
 
 
-class JsonHttpServer:
-    def __init__(self, routes: dict[str, Route]) -> None:
-        self._routes = routes
+@web.middleware
+async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _json_response({"error": "read-only: only GET"}, 405)
+    try:
+        response = await handler(request)
+    except web.HTTPNotFound:
+        return _json_response({"error": "unknown path; try /"}, 404)
+    response.headers.setdefault("Content-Security-Policy", dashboard.CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
-    async def serve(self, host: str, port: int) -> None:
-        server = await asyncio.start_server(self._handle, host, port)
-        event(log, "http_listening", host=host, port=port, paths=sorted(self._routes))
-        async with server:
-            await server.serve_forever()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_json.encode(body), status=status, content_type="application/json")
+
+
+def build_app(routes: dict[str, Route], service: MonitorService | None = None) -> web.Application:
+    """The JSON ``routes`` and, with ``service``, the dashboard, its stream and ``/metrics``."""
+    app = web.Application(middlewares=[_headers])
+    streams = {"open": 0}
+
+    def json_route(handler: Route) -> Any:
+        async def serve(request: web.Request) -> web.Response:
+            return _json_response(await handler({}))
+
+        return serve
+
+    for path, handler in routes.items():
+        app.router.add_get(path, json_route(handler))
+    if service is None:
+        return app
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=dashboard.HTML, content_type="text/html")
+
+    def static(body: str, content_type: str) -> Any:
+        async def serve(request: web.Request) -> web.Response:
+            return web.Response(text=body, content_type=content_type)
+
+        return serve
+
+    async def metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=service.metrics.render())
+        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        return response
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        if streams["open"] >= MAX_STREAMS:
+            return _json_response({"error": "too many live streams"}, 503)
+        streams["open"] += 1
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
         try:
-            request_line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass  # headers are not needed
-            parts = request_line.decode("latin-1").split()
-            method, path = (parts[0], parts[1].split("?", 1)[0]) if len(parts) >= 2 else ("", "")
-            if method != "GET":
-                status, body = "405 Method Not Allowed", {"error": "only GET"}
-            elif path not in self._routes:
-                status, body = (
-                    "404 Not Found",
-                    {"error": f"unknown path; try {sorted(self._routes)}"},
-                )
-            else:
-                status, body = "200 OK", await self._routes[path]({})
-            payload = _json.encode(body)
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
+            await response.prepare(request)
+            await response.write(b"retry: 2000\n\n")
+            seq = -1
+            while True:
+                if service.snapshot_seq != seq and service.snapshot:
+                    seq = service.snapshot_seq
+                    data = _json.encode(service.snapshot)
+                    await response.write(b"event: snapshot\nid: %d\ndata: %s\n\n" % (seq, data))
+                changed = service.snapshot_changed
+                try:
+                    await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+                except TimeoutError:
+                    await response.write(b": keepalive\n\n")
+        except (ConnectionResetError, ConnectionError):
             pass
         finally:
-            writer.close()
+            streams["open"] -= 1
+        return response
+
+    app.router.add_get("/", index)
+    app.router.add_get("/dashboard", index)
+    for path, (body, content_type) in STATIC.items():
+        app.router.add_get(path, static(body, content_type))
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/events", events)
+    app.router.add_get("/dashboard.json", json_route(service.dashboard_json))
+    app.router.add_get("/alerts", json_route(service.alerts_json))
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> None:
+    """Run ``app`` on host:port until cancelled."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        paths = sorted({r.resource.canonical for r in app.router.routes() if r.resource})
+        event(log, "http_listening", host=host, port=port, paths=paths)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -12,6 +12,10 @@ Tables:
   simulator restart reusing ids): kept here, never booked, never silently dropped.
 * ``marks``: the last bar close per symbol, so positions reloaded at start keep their mark.
 * ``order_events``, ``pnl``: history for the read-only API.
+* ``signals``: inference's decisions (model version and the decision bar's close) keyed by the
+  order reference execution derives from them (``strategy-symbol-bar_seq``), so a fill can be
+  priced against its decision bar (slippage) and attributed to a model version. Bounded: the
+  oldest rows beyond ``MAX_SIGNALS`` are dropped.
 
 Nothing non-finite is ever written: every number is checked before it reaches SQLite.
 """
@@ -25,7 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.messages import Fill, OrderEvent, PnL
+from shared.messages import Fill, OrderEvent, PnL, TargetPosition
+
+MAX_SIGNALS = 200_000  # signals kept (one per bar per symbol per strategy)
 
 _FILL_DDL = """
     exec_id     TEXT NOT NULL,
@@ -71,6 +77,15 @@ CREATE TABLE IF NOT EXISTS order_events (
     reason      TEXT NOT NULL,
     ts_event    INTEGER NOT NULL,
     PRIMARY KEY (order_ref, status)
+);
+CREATE TABLE IF NOT EXISTS signals (
+    order_ref   TEXT PRIMARY KEY,
+    symbol      TEXT NOT NULL,
+    bar_seq     INTEGER NOT NULL,
+    model_version TEXT NOT NULL,
+    bar_close   REAL NOT NULL,
+    target      REAL NOT NULL,
+    ts_event    INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pnl (
     ts          INTEGER NOT NULL,
@@ -324,6 +339,67 @@ class Ledger:
             "INSERT INTO pnl VALUES (?,?,?,?,?)",
             (pnl.ts_event, pnl.realized, pnl.unrealized, pnl.fees, pnl.equity),
         )
+
+    def pnl_history(self, limit: int = 5_000) -> list[tuple[int, float]]:
+        """The last ``limit`` (ts_ns, equity) points, oldest first."""
+        rows = self._db.execute(
+            "SELECT ts, equity FROM (SELECT rowid, ts, equity FROM pnl ORDER BY rowid DESC"
+            " LIMIT ?) ORDER BY rowid",
+            (limit,),
+        ).fetchall()
+        return [(int(ts), float(equity)) for ts, equity in rows]
+
+    def marks_detail(self) -> dict[str, tuple[float, int]]:
+        rows = self._db.execute("SELECT symbol, price, ts_event FROM marks").fetchall()
+        return {str(symbol): (float(price), int(ts)) for symbol, price, ts in rows}
+
+    # ------------------------------------------------------------------ signals, dashboard
+    def record_signal(self, signal: TargetPosition) -> bool:
+        """Keep one decision; True when new. The order reference is execution's
+        ``order_ref_for(strategy, symbol, bar_seq)``."""
+        _finite(signal.bar_close, signal.target_position)
+        order_ref = f"{signal.strategy}-{signal.symbol}-{signal.bar_seq}"
+        cursor = self._db.execute(
+            "INSERT INTO signals VALUES (?,?,?,?,?,?,?) ON CONFLICT (order_ref) DO NOTHING",
+            (
+                order_ref,
+                signal.symbol,
+                signal.bar_seq,
+                signal.model_version,
+                signal.bar_close,
+                signal.target_position,
+                signal.ts_event,
+            ),
+        )
+        if cursor.rowcount == 1 and cursor.lastrowid and cursor.lastrowid % 10_000 == 0:
+            self._db.execute(
+                "DELETE FROM signals WHERE rowid <= (SELECT MAX(rowid) FROM signals) - ?",
+                (MAX_SIGNALS,),
+            )
+        return cursor.rowcount == 1
+
+    def signal_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT model_version, COUNT(*) FROM signals GROUP BY 1")
+        return {str(version): int(n) for version, n in rows.fetchall()}
+
+    def fills_in_context(self) -> list[dict[str, Any]]:
+        """Every booked fill with its decision (bar close, model version) when one is known."""
+        return self._rows(
+            "SELECT f.exec_id, f.symbol, f.order_ref, f.side, f.quantity, f.price, f.commission,"
+            " f.ts_event, s.bar_close, s.model_version FROM fills f"
+            " LEFT JOIN signals s ON s.order_ref = f.order_ref ORDER BY f.ts_event, f.exec_id"
+        )
+
+    def recent_order_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._rows(
+            f"SELECT {', '.join(ORDER_EVENT_COLUMNS)} FROM order_events"
+            " ORDER BY ts_event DESC, order_ref LIMIT ?",
+            (limit,),
+        )
+
+    def order_status_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM order_events GROUP BY status")
+        return {str(status): int(n) for status, n in rows.fetchall()}
 
     def close(self) -> None:
         self._db.close()

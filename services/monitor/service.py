@@ -8,7 +8,14 @@ was down are back-filled from execution's journal (command ``fills``) at start a
 ``reconcile_interval_s``; when fills wait in quarantine for an unknown order, execution's ``orders``
 command is asked too, and a fill whose order becomes known is booked then, exactly once.
 
-Subscriptions: ``fill.`` ``order.`` ``position.`` ``bar.``.
+Subscriptions: ``fill.`` ``order.`` ``position.`` ``bar.`` for the ledger; ``signal.`` (decisions:
+model version and decision bar close, for slippage and per-model figures), ``model.status`` and
+``hb.execution`` (kill switch, broker connection) for the dashboard and the alerts.
+
+Every ``dashboard_interval_s`` the equity is sampled, the alert rules are evaluated (transitions
+only are logged, see ``monitor.alerts``) and the dashboard's snapshot is rebuilt for its live
+stream. Execution's ``status`` command is asked every ``EXECUTION_STATUS_INTERVAL_S`` as well; its
+heartbeat says the same every second, whichever is newer is shown.
 """
 
 from __future__ import annotations
@@ -20,19 +27,25 @@ from typing import Any
 
 import msgspec
 
+from monitor.alerts import AlertBook, AlertRules, Facts, WebhookSender, conditions, drawdown_pct
 from monitor.config import MonitorSettings
 from monitor.core import Accountant
 from monitor.gate import UNKNOWN_ORDER
 from monitor.ledger import Ledger
+from monitor.live import Observer
+from monitor.metrics import MonitorMetrics
 from shared.accounting import Book
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
-from shared.messages import PnL
+from shared.messages import Message, PnL, TargetPosition
 from shared.runtime import BusConnection
 
 log = logging.getLogger("monitor")
 
 JOURNAL_LIMIT = 5_000  # orders asked from execution's journal when fills wait for their order
+EXECUTION_STATUS_INTERVAL_S = 5.0
+RECENT = 20  # orders and fills on the dashboard
+ALWAYS_ON = ("broker_disconnected", "kill_switch", "model_swapped", "model_refused")
 
 
 class MonitorService:
@@ -41,8 +54,30 @@ class MonitorService:
         self.bus = bus
         self.ledger = Ledger(settings.ledger_path)  # LedgerError names the file
         self.accountant = Accountant(self.ledger, settings.initial_cash)
-        self.subscriber = bus.subscriber(["fill.", "order.", "position.", "bar."])
+        self.subscriber = bus.subscriber(
+            ["fill.", "order.", "position.", "bar.", "signal.", "model.status", "hb.execution"]
+        )
         self.execution = bus.command_client("execution")
+        self.metrics = MonitorMetrics()
+        self.observer = Observer(self.metrics.observe_latency, self.metrics.observe_delivery)
+        self.observer.load_curve(self.ledger.pnl_history())
+        self.observer.record_equity(self.book.equity)
+        self.rules = AlertRules(
+            drawdown_pct=settings.alert_drawdown_pct,
+            daily_loss=settings.alert_daily_loss,
+            stale_bar_s=settings.alert_stale_bar_s,
+        )
+        self.alerts = AlertBook()
+        self.webhook = (
+            WebhookSender(settings.alert_webhook_url, settings.alert_webhook_timeout_s, self.alerts)
+            if settings.alert_webhook_url
+            else None
+        )
+        self.metrics.attach(self)
+        self.snapshot: dict[str, Any] = {}
+        self.snapshot_seq = 0
+        self.snapshot_changed = asyncio.Event()
+        self._model_cache: tuple[int, int, dict[str, Any]] | None = None
 
     @property
     def book(self) -> Book:
@@ -76,6 +111,15 @@ class MonitorService:
         while True:
             message = await self.subscriber.recv()
             self.accountant.handle_safely(message)  # never raises
+            self.observe_safely(message)
+
+    def observe_safely(self, message: Message) -> None:
+        try:
+            if isinstance(message, TargetPosition):
+                self.ledger.record_signal(message)
+            self.observer.observe(message)
+        except Exception:  # the dashboard's view must not stop the ledger
+            log.exception("observe_failed")
 
     async def pnl_loop(self) -> None:
         while True:
@@ -164,6 +208,220 @@ class MonitorService:
             "initial_cash": self.settings.initial_cash,
         }
 
+    # ------------------------------------------------------------------ dashboard, alerts
+    def peak_equity(self) -> float:
+        return max(self.observer.peak_equity, self.book.equity)
+
+    def drawdown_pct(self) -> float:
+        return drawdown_pct(self.book.equity, self.peak_equity())
+
+    def daily_pnl(self) -> float:
+        start = self.observer.day_start_equity
+        return self.book.equity - start if start == start else 0.0  # NaN before the first tick
+
+    def alert_names(self) -> list[str]:
+        names = [
+            name
+            for name, limit in (
+                ("drawdown", self.rules.drawdown_pct),
+                ("daily_loss", self.rules.daily_loss),
+                ("stale_market_data", self.rules.stale_bar_s),
+            )
+            if limit > 0
+        ]
+        return names + list(ALWAYS_ON)
+
+    def tick(self) -> list[dict[str, Any]]:
+        """Sample equity, evaluate the alert rules, rebuild the dashboard snapshot."""
+        self.observer.record_equity(self.book.equity)
+        execution = self.observer.execution
+        facts = Facts(
+            equity=self.book.equity,
+            peak_equity=self.peak_equity(),
+            day_start_equity=self.observer.day_start_equity,
+            bar_age_s=self.observer.bar_age_s(),
+            broker_connected=None if execution is None else bool(execution.get("broker_connected")),
+            killed=None if execution is None else bool(execution.get("killed")),
+        )
+        transitions = self.alerts.update(conditions(self.rules, facts))
+        while self.observer.model_events:
+            name, message = self.observer.model_events.pop(0)
+            transitions.append(self.alerts.event(name, message))
+        if transitions and self.webhook is not None:
+            self.webhook.wake.set()
+        self.snapshot = self.dashboard()
+        self.snapshot_seq += 1
+        self.snapshot_changed.set()
+        self.snapshot_changed = asyncio.Event()
+        return transitions
+
+    async def tick_loop(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("tick_failed")
+            await asyncio.sleep(self.settings.dashboard_interval_s)
+
+    async def execution_status_loop(self) -> None:
+        """Execution's ``status`` over the command client (kill switch, broker connection)."""
+        while True:
+            try:
+                detail = await self.execution.request("status", {}, timeout_s=2.0)
+                if isinstance(detail, dict):
+                    self.observer.on_execution_status(detail, "status command")
+            except CommandError:
+                pass  # not up, or busy: the heartbeat path still reports it
+            except Exception:
+                log.exception("execution_status_failed")
+            await asyncio.sleep(EXECUTION_STATUS_INTERVAL_S)
+
+    def model_performance(self) -> dict[str, Any]:
+        """Per model version: decisions, fills, fees, slippage and the PnL its fills realised
+        (average cost, replayed from the ledger in booking order)."""
+        signals = self.ledger.signal_counts()
+        key = (self.fills_booked, sum(signals.values()))
+        if self._model_cache is not None and self._model_cache[:2] == key:
+            return self._model_cache[2]
+        replay = Book(initial_cash=0.0)
+        versions: dict[str, dict[str, Any]] = {}
+        recent: list[dict[str, Any]] = []
+        for row in self.ledger.fills_in_context():
+            realized = replay.apply_fill(
+                row["symbol"], row["side"], row["quantity"], row["price"], row["commission"]
+            )
+            version = row["model_version"] or "unknown"
+            v = versions.setdefault(
+                version,
+                {"fills": 0, "notional": 0.0, "fees": 0.0, "realized": 0.0, "slip": []},
+            )
+            v["fills"] += 1
+            v["notional"] += row["quantity"] * row["price"]
+            v["fees"] += row["commission"]
+            v["realized"] += realized
+            row["slippage_bps"] = slippage_bps(row["side"], row["price"], row["bar_close"])
+            if row["slippage_bps"] is not None:
+                v["slip"].append(row["slippage_bps"])
+            recent.append(row)
+        table = []
+        for version in sorted(set(versions) | set(signals)):
+            v = versions.get(
+                version, {"fills": 0, "notional": 0.0, "fees": 0.0, "realized": 0.0, "slip": []}
+            )
+            slips = v.pop("slip")
+            table.append(
+                {
+                    "version": version,
+                    "signals": signals.get(version, 0),
+                    **{k: round(x, 6) if isinstance(x, float) else x for k, x in v.items()},
+                    "net_realized": round(v["realized"] - v["fees"], 6),
+                    "avg_slippage_bps": round(sum(slips) / len(slips), 3) if slips else None,
+                }
+            )
+        result = {
+            "known": bool(signals),
+            "note": (
+                "from inference's signals recorded in the ledger (signals table)"
+                if signals
+                else "the ledger does not know the model version yet: no signal.* message "
+                "recorded (fills are listed as 'unknown')"
+            ),
+            "versions": table,
+            "recent_fills": recent[-RECENT:][::-1],
+        }
+        self._model_cache = (*key, result)
+        return result
+
+    def dashboard(self) -> dict[str, Any]:
+        obs = self.observer
+        status = self.status_detail()
+        models = self.model_performance()
+        curve = list(obs.curve)
+        peak, running = -float("inf"), []
+        for _, equity in curve:
+            peak = max(peak, equity)
+            running.append(round((peak - equity) / peak * 100, 6) if peak > 0 else 0.0)
+        positions = [
+            {
+                "symbol": symbol,
+                "quantity": b.quantity,
+                "avg_cost": round(b.avg_cost, 6),
+                "last_price": b.last_price,
+                "unrealized": round(b.unrealized(), 2),
+                "realized": round(b.realized, 2),
+            }
+            for symbol, b in sorted(self.book.symbols.items())
+            if b.quantity != 0
+        ][:50]
+        execution = obs.execution
+        return {
+            "ts": time.time(),
+            "account": self.settings.account,
+            "equity": round(self.book.equity, 2),
+            "initial_cash": self.settings.initial_cash,
+            "realized": round(self.book.realized, 2),
+            "unrealized": round(self.book.unrealized, 2),
+            "fees": round(self.book.fees, 2),
+            "peak_equity": round(self.peak_equity(), 2),
+            "drawdown_pct": round(self.drawdown_pct(), 4),
+            "daily_pnl": round(self.daily_pnl(), 2),
+            "curve": {
+                "t": [round(t, 3) for t, _ in curve],
+                "equity": [round(e, 2) for _, e in curve],
+                "drawdown_pct": running,
+            },
+            "positions": positions,
+            "orders": self.ledger.recent_order_events(RECENT),
+            "fills": models.pop("recent_fills") if "recent_fills" in models else [],
+            "models": {**models, "instances": list(obs.models.values())},
+            "health": {
+                "last_bar_age_s": round(obs.bar_age_s(), 3),
+                "bars": [
+                    {"symbol": sym, "age_s": round(age, 3), "close": obs.bars[sym]["close"]}
+                    for sym, age in sorted(obs.bar_ages().items())
+                ][:50],
+                "gaps": status["gaps"],
+                "malformed": status["malformed"],
+                "duplicates": self.subscriber.stats.duplicates,
+                "bus_refused": status["bus_refused"],
+                "refused": status["alerts"],
+                "quarantined": status["quarantined"],
+                "conflicts": status["conflicts"],
+                "latency": obs.latency_summary(),
+            },
+            "execution": {
+                "known": execution is not None,
+                "source": obs.execution_source,
+                "age_s": obs.execution_age_s(),
+                **{
+                    k: (execution or {}).get(k)
+                    for k in (
+                        "killed",
+                        "broker_connected",
+                        "halted_day",
+                        "reduce_only",
+                        "dead_man",
+                        "trading_blocked",
+                        "broker",
+                        "paper",
+                    )
+                },
+            },
+            "alerts": self.alerts.snapshot(),
+            "alert_rules": {
+                "drawdown_pct": self.rules.drawdown_pct,
+                "daily_loss": self.rules.daily_loss,
+                "stale_bar_s": self.rules.stale_bar_s,
+                "webhook": self.webhook is not None,
+            },
+        }
+
+    async def dashboard_json(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.snapshot or self.dashboard()
+
+    async def alerts_json(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.alerts.snapshot(recent=200)
+
     async def heartbeats(self) -> None:
         await heartbeat_loop(
             self.bus.publisher,
@@ -176,3 +434,11 @@ class MonitorService:
         self.subscriber.close()
         self.execution.close()
         self.ledger.close()
+
+
+def slippage_bps(side: str, price: float, decision_close: float | None) -> float | None:
+    """What the fill paid against the decision bar's close, in basis points (> 0 = worse)."""
+    if decision_close is None or not decision_close > 0:
+        return None
+    sign = 1.0 if side == "BUY" else -1.0
+    return round(sign * (price - decision_close) / decision_close * 10_000, 3)

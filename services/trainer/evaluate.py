@@ -277,6 +277,13 @@ def evaluate_model(
                 "action_space": m.action_space.kind,
                 "git_revision": m.git_revision,
                 "tune_trial_id": m.tune_trial_id,
+                "promotion": f"{m.promotion.verdict}: {m.promotion.reason}",
+                # how the model was selected, as its export recorded it (trainer.selection)
+                **{
+                    k: v
+                    for k, v in (getattr(m, "test_metrics", None) or {}).items()
+                    if k in ("gate_forced", "holdout_scored", "holdout_models_scored")
+                },
             }
 
     # -------- MA crossover: windows from bars before the scored window, independent of the model

@@ -1,7 +1,8 @@
 """Real RLlib + Ray Tune on the real env, tiny budgets (marked slow; about a minute on 2 cores).
 
 * the same seed and data give the same trial table (two searches of a tiny space);
-* the pipeline trains the best trial, exports it (parity-checked), evaluates and gates it; the
+* the pipeline trains the best trial, exports it (parity-checked), gates it on the validation
+  folds with the seed spread recorded, scores the final hold-out only if promoted; the
   checkpoint re-exports to an ONNX model with the same outputs.
 """
 
@@ -110,6 +111,14 @@ def test_pipeline_trains_the_best_trial_then_exports_and_gates(
     assert summary["parity"] <= 1e-5
     assert json.loads(m.provenance)["train_config"]["lr"] == best["params"]["lr"]
     assert (tmp_path / "paper_trading" / "paper_trading_config.json").exists()
+    v = m.validation_metrics
+    assert v["gate_folds"] == 4 and "gate_model_worst_sharpe" in v
+    assert v["seed_spread_n"] == 2.0  # the trial's objective + one re-run seed
+    assert v["seed_spread_worst"] <= v["seed_spread_mean"]
+    promoted = m.promotion.verdict == "promoted"
+    assert m.test_metrics["holdout_scored"] == (1.0 if promoted else 0.0)
+    assert m.test_metrics["holdout_models_scored"] == (1.0 if promoted else 0.0)
+    assert summary["holdout"]["holdout_models_scored"] == m.test_metrics["holdout_models_scored"]
 
     # the checkpoint alone re-exports to the same policy
     run = opt / "final"
@@ -119,7 +128,7 @@ def test_pipeline_trains_the_best_trial_then_exports_and_gates(
         )
         == 0
     )
-    (again,) = (tmp_path / "again" / "best_models").iterdir()
+    (again,) = [p for p in (tmp_path / "again" / "best_models").iterdir() if p.is_dir()]
     reloaded = load_artifact(again)
     inputs = inputs_from_run(run)
     obs = parity_observations(m.observation.size, [inputs.slices["test"]], (-1.0, 0.0, 1.0))

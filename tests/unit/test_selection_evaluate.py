@@ -101,6 +101,7 @@ class StandIn:
             action_space=SimpleNamespace(kind="discrete"),
             git_revision="x",
             tune_trial_id="",
+            promotion=SimpleNamespace(verdict="candidate", reason="stand-in"),
         )
         self.version = version
 

@@ -193,6 +193,13 @@ def test_forced_export_scores_the_holdout_once_and_counts_it(
         assert report["selection"]["holdout"]["models_scored_on_it"] == k
         assert report["selection"]["forced"] == result.gate.forced
         assert report["data"]["first_bar"] >= "2020-01-01"  # the hold-out report
+    # any later evaluation of the artifact says how it was chosen and how used the hold-out is
+    from trainer.evaluate import evaluate_model
+
+    later = evaluate_model(second.artifact, start="2023-01-01", end=None)
+    assert later.meta["model"]["holdout_models_scored"] == 2.0
+    assert later.meta["model"]["gate_forced"] == (0.0 if second.gate.passed else 1.0)
+    assert later.meta["model"]["promotion"].startswith("promoted")
     ledger = json.loads((tmp_path / "best_models" / "holdout_ledger.json").read_text())
     assert [e["version"] for e in ledger["entries"]] == [first.version, second.version]
 

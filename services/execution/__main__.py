@@ -74,14 +74,7 @@ async def main() -> int:
         bus.close()
         return 2
     server = bus.command_server()
-    server.register("status", service.status)
-    server.register("kill", service.kill)
-    server.register("rearm", service.rearm)
-    server.register("positions", service.positions_command)
-    server.register("orders", service.orders_command)
-    server.register("fills", service.fills_command)
-    server.register("flatten", service.flatten_command)
-    server.register("reduce_only", service.reduce_only)
+    service.commands.register(server)  # execution.commands: status, kill, rearm, ...
     event(
         log,
         "started",

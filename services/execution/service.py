@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,14 +31,11 @@ import msgspec
 from execution.broker import (
     Broker,
     BrokerError,
-    BrokerEvent,
-    BrokerFill,
     BrokerPosition,
-    ConnectionChange,
     OrderRequest,
     OrderUpdate,
-    WorkingOrder,
 )
+from execution.commands import ExecutionCommands, track_record
 from execution.config import ExecutionConfig
 from execution.daily_baseline import DailyBaseline
 from execution.decision import (
@@ -53,25 +49,16 @@ from execution.decision import (
 from execution.input_guard import InputGuard, is_finite, valid_price
 from execution.order_journal import OrderJournal, OrderState
 from execution.positions import PositionBook
+from execution.reconcile import Reconciler
 from execution.refusals import RefusalSummary
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 from execution.safety import SafetySwitches
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
-from shared.messages import Bar, Fill, Heartbeat, OrderEvent, Position, TargetPosition
-from shared.metrics import max_drawdown, sharpe_ratio
+from shared.messages import Bar, Heartbeat, Message, OrderEvent, TargetPosition
 from shared.runtime import BusConnection
 
 log = logging.getLogger("execution")
-
-# A broker's status report -> the journal's lifecycle state it stands for.
-_UPDATE_TO_STATE = {
-    "submitted": OrderState.SENT,
-    "acknowledged": OrderState.ACKNOWLEDGED,
-    "filled": OrderState.FILLED,
-    "cancelled": OrderState.CANCELLED,
-    "rejected": OrderState.REJECTED,
-}
 
 
 class ExecutionService:
@@ -120,6 +107,28 @@ class ExecutionService:
         }
         self._lock = asyncio.Lock()  # decisions, flattening and event draining never interleave
         self._stopping = False
+        self.reconciler = Reconciler(  # broker events and reconciliation
+            broker=broker,
+            journal=journal,
+            book=self.book,
+            safety=self.safety,
+            publish=self._publish,
+            symbols=self.symbols,
+            counters=self.counters,
+            guard=self.guard,
+            on_error=self._handler_failed,
+            log_trades=self.paper.logging.log_trades,
+            live_confirmed=config.live_confirmed,
+            paper_path=config.paper_path,
+        )
+        self.commands = ExecutionCommands(  # the operator commands (__main__ registers them)
+            safety=self.safety,
+            book=self.book,
+            journal=journal,
+            broker=broker,
+            flatten=self.flatten,
+            status_detail=self.status_detail,
+        )
 
     # ================================================================== lifecycle
     async def run(self) -> None:
@@ -424,7 +433,7 @@ class ExecutionService:
         while True:
             first = await self.broker.events.get()
             async with self._lock:
-                await self._handle(first)
+                await self.reconciler.handle(first)
                 await self._drain_locked()
 
     async def drain(self) -> None:
@@ -435,194 +444,17 @@ class ExecutionService:
     async def _drain_locked(self) -> None:
         queue = self.broker.events
         while not queue.empty():
-            await self._handle(queue.get_nowait())
+            await self.reconciler.handle(queue.get_nowait())
 
-    async def _handle(self, ev: BrokerEvent) -> None:
-        """One broker event; a failure is logged with its traceback and the next one goes on."""
-        try:
-            if self.guard.admit_broker_event(ev):
-                await self._dispatch(ev)
-        except Exception:
-            self._handler_failed("broker", type(ev).__name__)
+    # The reconciler owns the broker events; these aliases keep the old attribute names working
+    # (a test patches ``_on_order_update`` to inject a handler failure).
+    @property
+    def _on_order_update(self) -> Callable[[OrderUpdate], None]:
+        return self.reconciler.on_order_update
 
-    async def _dispatch(self, ev: BrokerEvent) -> None:
-        if isinstance(ev, OrderUpdate):
-            self._on_order_update(ev)
-        elif isinstance(ev, BrokerFill):
-            self._on_fill(ev)
-        elif isinstance(ev, BrokerPosition):
-            self._on_position(ev)
-        elif isinstance(ev, ConnectionChange):
-            await self._on_connection(ev)
-
-    def _on_order_update(self, up: OrderUpdate) -> None:
-        state = _UPDATE_TO_STATE[up.status]
-        entry = self.journal.get(up.order_ref)
-        if entry is None:
-            return  # not ours (another client, manual order)
-        reason = up.reason
-        if up.status == "rejected" and up.error_code:
-            reason = f"IB error {up.error_code}: {up.reason}"
-        if not self.journal.advance(
-            up.order_ref, state, up.broker_order_id or None, reason or None
-        ):
-            return
-        if up.status == "rejected":
-            self.counters["rejected"] += 1
-            event(
-                log,
-                "order_rejected",
-                logging.ERROR,
-                order_ref=up.order_ref,
-                code=up.error_code,
-                reason=up.reason,
-            )
-        self.bus.publisher.publish(
-            OrderEvent(
-                symbol=up.symbol,
-                order_ref=up.order_ref,
-                side=entry.side,  # type: ignore[arg-type]
-                quantity=float(entry.quantity),
-                order_type=entry.order_type,
-                status=up.status,
-                bar_seq=entry.bar_seq,
-                broker_order_id=up.broker_order_id,
-                limit_price=entry.limit_price,
-                reason=reason,
-                ts_event=up.ts_ns or time.time_ns(),
-            )
-        )
-
-    def _on_fill(self, fill: BrokerFill) -> None:
-        entry = self.journal.get(fill.order_ref)
-        if entry is None:
-            event(log, "foreign_fill_ignored", exec_id=fill.exec_id, order_ref=fill.order_ref)
-            return
-        if self.journal.fill_published(fill.exec_id):
-            return
-        self.bus.publisher.publish(
-            Fill(
-                symbol=fill.symbol,
-                exec_id=fill.exec_id,
-                order_ref=fill.order_ref,
-                side=fill.side,
-                quantity=fill.quantity,
-                price=fill.price,
-                commission=fill.commission,
-                account=fill.account or self.broker.account,
-                ts_event=fill.ts_ns or time.time_ns(),
-            )
-        )
-        self.journal.save_fill(fill, published=True)
-        self.counters["fills"] += 1
-        if fill.recovered:
-            self.counters["recovered_fills"] += 1
-        else:  # live: the broker's position report follows; until then count the fill ourselves
-            self.book.on_live_fill(fill)
-        if self.paper.logging.log_trades:
-            event(
-                log,
-                "fill",
-                exec_id=fill.exec_id,
-                order_ref=fill.order_ref,
-                symbol=fill.symbol,
-                side=fill.side,
-                quantity=fill.quantity,
-                price=fill.price,
-                commission=fill.commission,
-                recovered=fill.recovered,
-            )
-
-    def _on_position(self, pos: BrokerPosition) -> None:
-        self.book.on_broker_position(pos)
-        self._publish_position(pos)
-
-    def _publish_position(self, pos: BrokerPosition) -> None:
-        self.bus.publisher.publish(
-            Position(
-                symbol=pos.symbol,
-                quantity=pos.quantity,
-                avg_cost=pos.avg_cost,
-                account=pos.account or self.broker.account,
-                ts_event=time.time_ns(),
-            )
-        )
-
-    async def _on_connection(self, change: ConnectionChange) -> None:
-        if not change.connected:
-            event(
-                log,
-                "broker_disconnected",
-                logging.WARNING,
-                broker=self.broker.name,
-                reason=change.reason,
-            )
-            return
-        self._check_live_guard()
-        await self._reconcile()
-        self.counters["reconnects"] += 1  # connections reconciled (the first one included)
-
-    def _check_live_guard(self) -> None:
-        paper = self.broker.is_paper()
-        self.safety.observe_account(
-            paper=paper,
-            confirmed=self.config.live_confirmed,
-            refusal=(
-                f"account {self.broker.account} is a LIVE account: refusing to trade (set"
-                f" allow_live in {self.config.paper_path} AND"
-                " EXECUTION_CONFIRM_LIVE=yes-i-mean-live)"
-            ),
-        )
-        if paper:
-            return
-        if self.safety.live_refused:
-            event(
-                log,
-                "live_account_refused",
-                logging.ERROR,
-                account=self.broker.account,
-                reason=self.safety.live_refused,
-            )
-        else:
-            event(log, "live_trading_confirmed", logging.WARNING, account=self.broker.account)
-
-    async def _reconcile(self) -> None:
-        """At start and after every reconnect: positions, missed fills, orders, then publish."""
-        broker_positions = self.broker.positions()
-        # missed executions first: a recovered fill is already inside the broker's positions
-        since = max(0, self.journal.last_exec_ns() - 60 * 10**9)
-        try:
-            fills = await self.broker.recover_fills(since)
-        except BrokerError as exc:
-            event(log, "recover_fills_failed", logging.ERROR, error=str(exc))
-            fills = []
-        for fill in fills:
-            self._on_fill(msgspec.structs.replace(fill, recovered=True))
-        known = self.broker.known_order_refs()
-        lost = 0
-        for entry in self.journal.open_entries():
-            if entry.order_ref not in known and self.journal.advance(
-                entry.order_ref,
-                OrderState.LOST,
-                reason="reserved but unknown to the broker after reconnect",
-            ):
-                lost += 1
-        self.book.replace_all(broker_positions)
-        for symbol in sorted(self.symbols | set(broker_positions)):
-            pos = broker_positions.get(symbol) or BrokerPosition(
-                symbol=symbol, quantity=0.0, account=self.broker.account
-            )
-            self._publish_position(pos)
-        event(
-            log,
-            "reconciled",
-            account=self.broker.account,
-            paper=self.broker.is_paper(),
-            positions={s: p.quantity for s, p in broker_positions.items()},
-            recovered_fills=len(fills),
-            lost_reservations=lost,
-            working=len(self.broker.working_orders()),
-        )
+    @_on_order_update.setter
+    def _on_order_update(self, handler: Callable[[OrderUpdate], None]) -> None:
+        self.reconciler.on_order_update = handler  # type: ignore[method-assign]
 
     @property
     def positions(self) -> dict[str, BrokerPosition]:
@@ -724,28 +556,6 @@ class ExecutionService:
             )
             return {"cancelled": cancelled, "orders": sent}
 
-    async def kill(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.safety.kill()
-        event(log, "kill_switch", logging.ERROR, sender=args.get("reason", ""))
-        result = await self.flatten("kill")
-        return {"killed": True, **result}
-
-    async def rearm(self, args: dict[str, Any]) -> dict[str, Any]:
-        cleared_daily = self.safety.rearm(clear_daily_loss=bool(args.get("clear_daily_loss")))
-        event(log, "rearmed", logging.WARNING, cleared_daily_loss=cleared_daily)
-        return {"killed": False, "halted_day": self.safety.halted_day}
-
-    async def reduce_only(self, args: dict[str, Any]) -> dict[str, Any]:
-        on = args.get("on")
-        if not isinstance(on, bool):
-            raise ValueError("reduce_only needs args {'on': true|false}")
-        self.safety.set_reduce_only(on)
-        event(log, "reduce_only", on=on)
-        return {"reduce_only": on}
-
-    async def flatten_command(self, args: dict[str, Any]) -> dict[str, Any]:
-        return await self.flatten(str(args.get("reason", "manual")))
-
     # ================================================================== dead-man
     async def check_dead_man(self) -> None:
         timeout = self.paper.monitoring.heartbeat_timeout_s
@@ -789,25 +599,6 @@ class ExecutionService:
                 self._handler_failed("watchdog")
 
     # ================================================================== track record
-    def track_record(self) -> dict[str, Any]:
-        """Paper track record from the daily equity journal: days traded, PnL, Sharpe, drawdown."""
-        days = self.journal.equity_days()
-        if not days:
-            return {"days": 0, "days_traded": 0, "pnl": 0.0, "sharpe": None, "max_drawdown": 0.0}
-        closes = [d.last_equity for d in days]
-        returns = [d.last_equity / d.start_equity - 1.0 for d in days if d.start_equity > 0]
-        sharpe = sharpe_ratio(returns, 252.0)
-        mdd = max_drawdown(closes, initial=days[0].start_equity)[0]
-        return {
-            "days": len(days),
-            "days_traded": sum(1 for d in days if d.orders > 0),
-            "first_day": days[0].day,
-            "last_day": days[-1].day,
-            "pnl": round(days[-1].last_equity - days[0].start_equity, 2),
-            "sharpe": None if math.isnan(sharpe) else round(sharpe, 4),
-            "max_drawdown": round(mdd, 6),
-        }
-
     async def _track_record_loop(self) -> None:
         while True:
             await asyncio.sleep(self.paper.logging.track_record_interval_s)
@@ -817,12 +608,16 @@ class ExecutionService:
                     "paper_track_record",
                     account=self.broker.account,
                     paper=self.broker.is_paper() if self.broker.is_connected() else None,
-                    **self.track_record(),
+                    **track_record(self.journal),
                 )
             except Exception:
                 self._handler_failed("track_record")
 
-    # ================================================================== commands
+    # ================================================================== status and bus output
+    def track_record(self) -> dict[str, Any]:
+        """Paper track record from the daily equity journal (commands.track_record)."""
+        return track_record(self.journal)
+
     def status_detail(self) -> dict[str, Any]:
         connected = self.broker.is_connected()
         day = self.schedule.day(self._now_ns())
@@ -850,29 +645,8 @@ class ExecutionService:
             **self.counters,
         }
 
-    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.status_detail()
-
-    async def fills_command(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every fill this service booked since ``since_ns`` (the monitor's back-fill)."""
-        return self.journal.fills_since(int(args.get("since_ns", 0)))
-
-    async def positions_command(self, args: dict[str, Any]) -> dict[str, Any]:
-        source = self.book.held()
-        return {
-            s: {"quantity": p.quantity, "avg_cost": p.avg_cost, "account": p.account}
-            for s, p in source.items()
-        }
-
-    async def orders_command(self, args: dict[str, Any]) -> dict[str, Any]:
-        limit = int(args.get("limit", 100))
-        working: list[WorkingOrder] = (
-            self.broker.working_orders() if self.broker.is_connected() else []
-        )
-        return {
-            "working": [msgspec.to_builtins(w) for w in working],
-            "journal": [msgspec.to_builtins(e) for e in self.journal.orders(limit=limit)],
-        }
+    def _publish(self, message: Message) -> None:
+        self.bus.publisher.publish(message)
 
     def _publish_order(self, order: OrderRequest, status: str, reason: str = "") -> None:
         self.bus.publisher.publish(

@@ -224,7 +224,7 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
     await h.signal(b2, 0.5, bar_seq=b2.seq)  # a working order to be cancelled by the kill
     assert len(h.broker.working_orders()) == 1
 
-    result = await h.svc.kill({})
+    result = await h.svc.commands.kill({})
     await h.svc.drain()
     assert result["killed"] and result["cancelled"] == 1
     assert result["orders"] == ["flat-AAPL-kill-1"]
@@ -246,7 +246,7 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
     b4 = await h2.bar(MONDAY + dt.timedelta(days=3), 100, 101, 99, 100)
     await h2.signal(b4, 1.0)
     assert h2.sent(OrderEvent, status="skipped") and not h2.sent(OrderEvent, status="submitted")
-    await h2.svc.rearm({})
+    await h2.svc.commands.rearm({})
     await h2.signal(b4, 1.0, bar_seq=b4.seq + 100)
     assert h2.sent(OrderEvent, status="submitted")
     h2.close()
@@ -379,12 +379,12 @@ async def test_reduce_only_command(tmp_path: Path) -> None:
     b1 = await h.bar(MONDAY, 99, 101, 98, 100)
     await h.signal(b1, 1.0)
     b2 = await h.bar(MONDAY + dt.timedelta(days=1), 100, 101, 99, 100)
-    assert (await h.svc.reduce_only({"on": True})) == {"reduce_only": True}
+    assert (await h.svc.commands.reduce_only({"on": True})) == {"reduce_only": True}
     await h.signal(b2, -1.0)  # flip refused beyond flat
     sell = h.sent(OrderEvent, order_ref=order_ref_for("rl", "AAPL", b2.seq))[0]
     assert (sell.side, sell.quantity) == ("SELL", 500.0)
     with pytest.raises(ValueError):
-        await h.svc.reduce_only({"on": "yes"})
+        await h.svc.commands.reduce_only({"on": "yes"})
     h.close()
 
 
@@ -416,14 +416,14 @@ async def test_status_positions_orders_and_track_record(tmp_path: Path) -> None:
     await h.signal(b1, 1.0)
     await h.bar(MONDAY + dt.timedelta(days=1), 100, 102, 99, 101)
     await h.bar(MONDAY + dt.timedelta(days=2), 101, 103, 100, 102)
-    positions = await h.svc.positions_command({})
+    positions = await h.svc.commands.positions_command({})
     assert positions["AAPL"]["quantity"] == 500
-    orders = await h.svc.orders_command({})
+    orders = await h.svc.commands.orders_command({})
     assert orders["journal"][0]["state"] == "filled"
     record = h.svc.track_record()
     assert record["days"] == 3 and record["days_traded"] == 1
     assert record["pnl"] == pytest.approx(h.broker.equity() - 100_000.0, abs=0.01)
-    status = await h.svc.status({})
+    status = await h.svc.commands.status({})
     assert status["fills"] == 1 and status["positions"] == {"AAPL": 500}
     h.close()
 

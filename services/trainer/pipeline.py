@@ -128,7 +128,12 @@ def run_pipeline(
     push: bool = True,
     tune_changes: dict[str, Any] | None = None,
     plots: bool = True,
+    spread_seeds: int = 0,
 ) -> dict[str, Any]:
+    """``spread_seeds`` (``--spread-seeds``) matters without a search (``--skip-tune``): the
+    configured policy is also trained on that many seeds (its own included) with the Tune trial
+    budget, and the validation-fold objective's spread over them is recorded with the gate.
+    With a search, Tune's own ``spread_seeds`` re-runs of the best trial are used."""
     from trainer.export import ExportInputs, export_model
     from trainer.train import load_slice, train
     from trainer.tune import tune_run, tune_settings
@@ -173,6 +178,22 @@ def run_pipeline(
     say("pipeline", f"step 2/4 train {trial_id or 'the configured policy'} -> {run_dir}")
     result = train(cfg, run_dir, keep_algo=True, label="final")
     timings["train_s"] = time.perf_counter() - t1
+    spread = (best or {}).get("seed_spread")
+    if spread is None and spread_seeds > 0:
+        from trainer.tune import TUNE_PROFILES, seed_spread
+
+        t_s = time.perf_counter()
+        budget = TUNE_PROFILES.get(profile, {}).get("trial_overrides", {})
+        spread_list = [cfg.seed + k for k in range(spread_seeds)]
+        say("pipeline", f"seed spread: seeds {spread_list} with the trial budget {budget}")
+        spread = seed_spread(cfg.with_overrides(budget), spread_list, run_dir / "seeds")
+        spread["budget"] = budget
+        timings["seed_spread_s"] = time.perf_counter() - t_s
+        say(
+            "pipeline",
+            f"seed spread of the mean validation-fold {cfg.metric}: mean {spread['mean']:.3f} "
+            f"std {spread['std']:.3f} worst {spread['min']:.3f} best {spread['max']:.3f}",
+        )
 
     # 3. export + evaluate + gate
     t2 = time.perf_counter()
@@ -192,7 +213,7 @@ def run_pipeline(
             seeds={"train": cfg.seed, **seeds},
             trial_id=trial_id,
             provenance={"run": str(run_dir), "checkpoint": str(result.checkpoint)},
-            seed_spread=(best or {}).get("seed_spread"),
+            seed_spread=spread,
         ),
         out,
         force=force,
@@ -273,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         "--force", action="store_true", help="promote and push even if the gate fails"
     )
     parser.add_argument("--no-push", action="store_true")
+    parser.add_argument(
+        "--spread-seeds",
+        type=int,
+        default=0,
+        help="with --skip-tune: also train this many seeds (trial budget) for the seed spread",
+    )
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--output-dir", default=None, help="default TRAINER_OUTPUT_DIR or .")
     parser.add_argument("--json", action="store_true")
@@ -295,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         push=not args.no_push,
         tune_changes=tune_changes,
         plots=not args.no_plots,
+        spread_seeds=args.spread_seeds,
     )
     print(json.dumps(summary, default=str))
     return 0

@@ -306,6 +306,50 @@ async def test_disconnect_with_a_working_order_then_reconnect(lmt_stack: Executi
     )
 
 
+async def test_rest_of_a_partial_fill_during_an_outage_is_recovered_once(
+    stack: ExecutionStack,
+) -> None:
+    await stack.ctl({"cmd": "faults", "set": {"partial_fill_fraction": 0.5}})
+    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
+    ref = stack.signal(b1, 1.0)  # BUY 100 MKT
+    await stack.wait_for(is_event(ref, "acknowledged"), "ack")
+    await stack.bar(DAYS[1], 100, 101, 99, 100)  # 50 live
+    await stack.wait_for(lambda m: isinstance(m, Fill) and m.order_ref == ref, "live part")
+    reconnects = int((await stack.status()).get("reconnects", 0))
+    await stack.ctl({"cmd": "faults", "set": {"outage_seconds": 2.0}})
+    await stack.wait_until(
+        lambda: _status_is(stack, "broker_connected", False), "execution saw the outage"
+    )
+    b3 = await stack.bar(DAYS[2], 100, 101, 99, 100, to_broker=False)
+    assert await push(stack, b3) == 1  # the other 50 fill while execution is away
+    await stack.wait_until(
+        lambda: ready_with_reconnects(stack, reconnects + 1), "reconnected", timeout_s=30
+    )
+    await stack.wait_until(lambda: len(stack.messages(Fill, order_ref=ref)) >= 2, "recovered")
+    await stack.wait_for(
+        lambda m: isinstance(m, Position) and m.symbol == "AAPL" and m.quantity == 100,
+        "position 100",
+    )
+    # one more drop: executions are requested again, nothing is booked twice
+    before = int((await stack.status()).get("reconnects", 0))
+    await stack.ctl({"cmd": "faults", "set": {"drop_connection_now": True}})
+    await stack.wait_until(lambda: ready_with_reconnects(stack, before + 1), "reconnect 2")
+    b4 = await stack.bar(DAYS[3], 100, 101, 99, 100, to_broker=False)
+    ref4 = stack.signal(b4, 1.0)  # on target: nothing
+    await end_marker(stack, b4)
+    assert not stack.messages(OrderEvent, order_ref=ref4)
+    executions = await stack.sim_executions(ref)
+    fills = stack.messages(Fill, order_ref=ref)
+    assert [e["qty"] for e in executions] == [50.0, 50.0]
+    assert sorted(f.exec_id for f in fills) == sorted(e["exec_id"] for e in executions)
+    by_id = {e["exec_id"]: e for e in executions}
+    for f in fills:
+        assert f.commission == pytest.approx(by_id[f.exec_id]["commission"])
+    status = await stack.status()
+    assert status["fills"] == 2 and status["recovered_fills"] == 1
+    assert [o["order_ref"] for o in await stack.sim_orders()] == [ref]
+
+
 async def _status_is(stack: ExecutionStack, key: str, value: Any) -> bool:
     status = await stack.status()
     return key in status and status[key] == value

@@ -76,7 +76,7 @@ class Reconciler:
         self.publish = publish
         self.symbols = symbols
         self.counters = counters  # shared with the service's status: fills, rejected, ...
-        self.guard = guard or InputGuard()
+        self.guard = guard if guard is not None else InputGuard()
         self.on_error = on_error
         self.log_trades = log_trades
         self.live_confirmed = live_confirmed

@@ -16,6 +16,11 @@ One signal is handled like this (``on_signal``):
 
 Broker events (status, fills, positions, connection changes) are drained in the same asyncio loop,
 before each decision too, so a decision always sees every fill the broker already reported.
+
+Layout: this module wires the parts and routes signals to orders. The decision itself is
+``decision.py``; broker events and reconciliation are ``reconcile.py`` (``Reconciler``); the
+switches are ``safety.py``; positions ``positions.py``; the order lifecycle ``order_journal.py``;
+the operator commands ``commands.py`` (``ExecutionCommands``, registered by ``__main__``).
 """
 
 from __future__ import annotations

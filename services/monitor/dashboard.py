@@ -105,12 +105,20 @@ function table(id, header, rows) {
 }
 
 let equityChart = null, drawdownChart = null;
+function inked(ctx) {  // drawn (non-transparent) pixels, sampled: lets a test see the chart rendered
+  const {width, height} = ctx.canvas;
+  const px = ctx.getImageData(0, 0, width, height).data;
+  let n = 0;
+  for (let i = 3; i < px.length; i += 16) { if (px[i] !== 0) n++; }
+  return n;
+}
 function chart(el, label, color, data, old) {
   const width = Math.max(300, el.clientWidth - 10);
   if (old) { old.setData(data); if (old.width !== width) old.setSize({width, height: 240}); return old; }
   return new uPlot({
     width, height: 240, series: [{}, {label, stroke: color, width: 2, fill: color + "22"}],
     axes: [{}, {size: 80}], scales: {x: {time: true}},
+    hooks: {draw: [u => { el.dataset.pixels = String(inked(u.ctx)); }]},
   }, data, el);
 }
 
@@ -124,7 +132,7 @@ function render(s) {
   const ex = s.execution;
   $("killed").textContent = !ex.known ? "unknown" : (ex.killed ? "ON" : "off");
   $("killed").className = ex.known && ex.killed ? "bad" : "ok";
-  $("broker").textContent = !ex.known ? "unknown" : (ex.broker_connected ? "connected" : "DISCONNECTED");
+  $("broker").textContent = !ex.known ? "unknown" : (ex.broker_connected ? "connected" : "DOWN");
   $("broker").className = ex.known && !ex.broker_connected ? "bad" : "ok";
   $("updated").textContent = "updated " + new Date(s.ts * 1000).toISOString().slice(11, 19) + " UTC";
 

@@ -335,7 +335,8 @@ class MonitorService:
     def dashboard(self) -> dict[str, Any]:
         obs = self.observer
         status = self.status_detail()
-        models = self.model_performance()
+        models = dict(self.model_performance())  # a copy: the result is cached
+        recent_fills = models.pop("recent_fills")
         curve = list(obs.curve)
         peak, running = -float("inf"), []
         for _, equity in curve:
@@ -372,7 +373,7 @@ class MonitorService:
             },
             "positions": positions,
             "orders": self.ledger.recent_order_events(RECENT),
-            "fills": models.pop("recent_fills") if "recent_fills" in models else [],
+            "fills": recent_fills,
             "models": {**models, "instances": list(obs.models.values())},
             "health": {
                 "last_bar_age_s": round(obs.bar_age_s(), 3),

@@ -74,7 +74,8 @@ def test_a_fill_is_priced_against_its_decision_bar_and_attributed_to_its_model(
 ) -> None:
     svc = make_service(tmp_path)
     feed(svc, signal(close=10.0, version="v7"), order(), fill(10.05))
-    view = svc.dashboard()
+    svc.dashboard()
+    view = svc.dashboard()  # twice: the per-model figures are cached, the view must not lose them
     assert view["fills"][0]["slippage_bps"] == pytest.approx(50.0)
     assert view["fills"][0]["model_version"] == "v7"
     assert view["models"]["known"] is True

@@ -8,7 +8,7 @@ One registry per service, not the global one, so tests can build several.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -59,7 +59,9 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _labelled(kind: type[Any], name: str, doc: str, label: str, values: dict[str, float]) -> Metric:
+def _labelled(
+    kind: type[Any], name: str, doc: str, label: str, values: Mapping[str, float]
+) -> Metric:
     family = kind(name, doc, labels=[label])
     for key, value in sorted(values.items()):
         family.add_metric([str(key)], float(value))

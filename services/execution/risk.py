@@ -93,9 +93,16 @@ class WilderATR:
         return self.value
 
 
+def _snap(x: float) -> float:
+    """Undo float noise before an integer step: 0.29 * 50 is 14.499999999999998 and
+    3000 / 1.2 is 2499.9999999999995 in floats; the rule means 14.5 and 2500 (share counts and
+    fractions of them never need more than 9 decimals)."""
+    return round(x, 9)
+
+
 def round_half_away(x: float) -> int:
     """0.5 -> 1, -0.5 -> -1 (Python's round() would give 0 for both)."""
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+    return int(math.copysign(math.floor(abs(_snap(x)) + 0.5), x))
 
 
 def stop_distance(
@@ -111,7 +118,7 @@ def full_size(equity: float, stop: float, risk_per_trade: float, max_position: i
     """Shares of a full-size position (target = +/-1): risk_per_trade of equity to the stop."""
     if not (math.isfinite(equity) and math.isfinite(stop) and equity > 0 and stop > 0):
         return 0
-    return max(0, min(max_position, math.floor(equity * risk_per_trade / stop)))
+    return max(0, min(max_position, math.floor(_snap(equity * risk_per_trade / stop))))
 
 
 def target_shares(

@@ -159,7 +159,7 @@ inputs = st.fixed_dictionaries(
 )
 def test_order_size_matches_the_documented_rule(kw: dict[str, float | int | None]) -> None:
     # exact decimal boundaries (a quotient that is a whole number, a product ending in .5) are
-    # where the code's float arithmetic disagrees with the rule: the xfail tests below pin them
+    # checked one by one below; random draws near them would only test float noise
     assume(not on_decimal_boundary(**kw))  # type: ignore[arg-type]
     assert code_under_test(**kw) == oracle(**kw)  # type: ignore[arg-type]
 
@@ -238,19 +238,6 @@ def test_hand_computed_cases() -> None:
     ) == (190, 0)
 
 
-FLOAT_FLOOR = pytest.mark.xfail(
-    strict=True,
-    reason="risk.full_size floors the float quotient equity * risk / stop: an exact whole "
-    "number of shares in decimal (3000 / 1.2 = 2500) comes out 2499.999... -> one share short; "
-    "see report",
-)
-FLOAT_HALF = pytest.mark.xfail(
-    strict=True,
-    reason="risk.round_half_away rounds the float product target * full: 0.29 * 50 = 14.5 in "
-    "decimal is 14.499999999999998 in floats -> 14, not 15 (half away from zero); see report",
-)
-
-
 @pytest.mark.parametrize(
     ("equity", "risk_per_trade", "atr", "stop_mult", "expected_full"),
     [
@@ -259,9 +246,9 @@ FLOAT_HALF = pytest.mark.xfail(
         (30_000.0, 0.01, 0.1, 1.0, 3_000),
         (70_000.0, 0.01, 0.7, 1.0, 1_000),
         (29_000.0, 0.01, 0.29, 1.0, 1_000),
-        pytest.param(100_000.0, 0.03, 0.4, 3.0, 2_500, marks=FLOAT_FLOOR),
-        pytest.param(100_000.0, 0.03, 0.1, 3.0, 10_000, marks=FLOAT_FLOOR),
-        pytest.param(100_000.0, 0.03, 0.05, 1.5, 40_000, marks=FLOAT_FLOOR),
+        pytest.param(100_000.0, 0.03, 0.4, 3.0, 2_500),
+        pytest.param(100_000.0, 0.03, 0.1, 3.0, 10_000),
+        pytest.param(100_000.0, 0.03, 0.05, 1.5, 40_000),
     ],
 )
 def test_full_size_on_exact_boundaries(
@@ -293,8 +280,8 @@ def test_full_size_on_exact_boundaries(
         (0.45, 10, 5),
         (-0.45, 10, -5),
         (0.15, 30, 5),  # 4.5 -> 5
-        pytest.param(0.29, 50, 15, marks=FLOAT_HALF),  # 14.5 -> 15
-        pytest.param(-0.35, 90, -32, marks=FLOAT_HALF),  # -31.5 -> -32
+        pytest.param(0.29, 50, 15),  # 14.5 -> 15
+        pytest.param(-0.35, 90, -32),  # -31.5 -> -32
     ],
 )
 def test_fractional_target_rounds_half_away_from_zero(

@@ -67,14 +67,22 @@ class Publisher:
 
     def __init__(
         self,
-        ctx: zmq.Context[Any],
+        ctx: zmq.Context[Any] | zmq.asyncio.Context,
         endpoint: str,
         producer: str,
         hwm: int = 100_000,
         security: BusSecurity | None = None,
     ):
         self.producer = producer
-        self._socket = ctx.socket(zmq.PUB)
+        # The socket belongs to ``ctx`` (so ``ctx.destroy()`` closes it, and a context dropped
+        # without closing cannot hang in term() on a socket it does not know); sends go through a
+        # plain shadow of it, since publishing never waits.
+        self._owner = ctx.socket(zmq.PUB)
+        self._socket: zmq.Socket[bytes] = (
+            zmq.Socket.shadow(self._owner.underlying)
+            if isinstance(self._owner, zmq.asyncio.Socket)
+            else self._owner
+        )
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 500)
         if security is not None:
@@ -93,7 +101,7 @@ class Publisher:
         return stamped
 
     def close(self) -> None:
-        self._socket.close()
+        self._owner.close()
 
 
 @dataclass

@@ -88,8 +88,7 @@ def connect_bus(service: str, env: Mapping[str, str] | None = None) -> BusConnec
     except (OSError, AuthError, KeyFileError) as exc:
         raise ConfigError(f"BUS_SECRET_FILE/BUS_KEYS_DIR: {exc}") from None
     ctx = zmq.asyncio.Context()
-    sync_ctx: zmq.Context[Any] = zmq.Context.shadow(ctx.underlying)
-    publisher = Publisher(sync_ctx, settings.pub_endpoint, producer_id(service), security=security)
+    publisher = Publisher(ctx, settings.pub_endpoint, producer_id(service), security=security)
     return BusConnection(service, settings, ctx, key, publisher, security)
 
 

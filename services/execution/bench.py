@@ -117,7 +117,7 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
     key = load_or_create_key(env["BUS_SECRET_FILE"])
     ctx = zmq.asyncio.Context()
     # With CURVE on, signals come from the inference identity and bars from marketdata's
-    pub_ctx = zmq.Context.shadow(ctx.underlying)
+    pub_ctx = ctx
     publisher = Publisher(pub_ctx, env["BUS_PUB_ENDPOINT"], "inference-bench",
                           security=security_from_env("inference", env))  # fmt: skip
     bars = Publisher(pub_ctx, env["BUS_PUB_ENDPOINT"], "marketdata-bench",

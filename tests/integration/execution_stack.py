@@ -51,7 +51,7 @@ class TopicPublisher:
     """Publishes each message as the identity allowed to send its topic (CURVE rights): bars as
     marketdata, signals as inference."""
 
-    def __init__(self, ctx: zmq.Context[Any], bus_env: dict[str, str]) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, bus_env: dict[str, str]) -> None:
         endpoint = bus_env["BUS_PUB_ENDPOINT"]
         self._by_prefix = {
             "bar.": Publisher(
@@ -125,7 +125,7 @@ class ExecutionStack:
         self.ibsim: subprocess.Popen[bytes] | None = None
         self.execution: subprocess.Popen[bytes] | None = None
         self.ctx = zmq.asyncio.Context()
-        self.publisher = TopicPublisher(zmq.Context.shadow(self.ctx.underlying), bus_env)
+        self.publisher = TopicPublisher(self.ctx, bus_env)
         self.subscriber = Subscriber(
             self.ctx,
             bus_env["BUS_SUB_ENDPOINT"],
@@ -151,11 +151,17 @@ class ExecutionStack:
         )
 
     async def start(self) -> ExecutionStack:
-        self._reader = asyncio.create_task(self._read())
-        if self.broker == "ib":
-            self.ibsim = self._spawn("ibsim", self.ibsim_env, "ibsim")
-            await self.wait_until(self._ibsim_up, "ibsim control port")
-        await self.start_execution()
+        """Start the processes; on any failure close everything before raising (a half-started
+        stack left to the garbage collector would leave processes and sockets behind)."""
+        try:
+            self._reader = asyncio.create_task(self._read())
+            if self.broker == "ib":
+                self.ibsim = self._spawn("ibsim", self.ibsim_env, "ibsim")
+                await self.wait_until(self._ibsim_up, "ibsim control port")
+            await self.start_execution()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def _ibsim_up(self) -> bool:

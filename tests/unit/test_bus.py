@@ -62,7 +62,7 @@ async def test_publish_subscribe_through_the_forwarder(busproxy: dict[str, str])
         security=bus_security(busproxy, "monitor"),
     )
     pub = Publisher(
-        zmq.Context.shadow(ctx.underlying),
+        ctx,
         busproxy["BUS_PUB_ENDPOINT"],
         "marketdata-test",
         security=bus_security(busproxy, "marketdata"),

@@ -151,3 +151,16 @@ def test_holdout_ledger_counts_every_model_scored(tmp_path: Path) -> None:
     entries = json.loads(ledger.read_text())["entries"]
     assert [e["version"] for e in entries][:3] == ["model_0", "model_1", "model_2"]
     assert entries[2]["forced"] is True
+
+
+def test_tune_validation_slice_ends_before_the_holdout() -> None:
+    """Tune's objective is computed on this slice (trainer.train.backtest_folds): its bars are
+    cut at val_end, so the hold-out is not even loaded into it."""
+    from trainer.train import load_slice
+
+    cfg = TrainConfig()
+    data = load_slice(cfg, "validation", None)
+    assert data.bars.index[-1] < pd.Timestamp(cfg.test_start, tz="UTC")
+    assert data.market.index[-1] < pd.Timestamp(cfg.test_start, tz="UTC")
+    folds = slice_folds(cfg, len(data.bars), data.start)
+    assert folds.validation_end <= len(data.bars) - cfg.embargo_bars

@@ -698,9 +698,12 @@ def pool_symbols(results: dict[str, EvaluationResult]) -> dict[str, Any]:
         for k in keys:
             vals = [float(per[s][name][k] or 0.0) for s in per if name in per[s]]
             pooled[name][f"{k}_mean"] = sum(vals) / len(vals)
-            pooled[name][f"{k}_worst" if k != "max_drawdown" else f"{k}_largest"] = (
-                max(vals) if k == "max_drawdown" else min(vals)
-            )
+            if k == "max_drawdown":
+                pooled[name][f"{k}_largest"] = max(vals)
+            elif k == "n_trades":
+                pooled[name][f"{k}_min"] = min(vals)
+            else:
+                pooled[name][f"{k}_worst"] = min(vals)
     beats = {
         sym: all(
             float(per[sym]["model"]["sharpe"] or 0.0) > float(per[sym][b]["sharpe"] or 0.0)

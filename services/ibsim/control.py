@@ -25,6 +25,8 @@ Commands (``cmd``):
 - ``push_bar`` {symbol, open, high, low, close, volume (>= 0, default 0), ts (bar close, ns UTC;
   default now), bar_open_ts (optional, before ts)} -> number of fills the bar caused.
 - ``positions`` / ``account`` -> positions, cash and the account figures.
+- ``replay`` {action: "start" | "pause" | "status" (default)} -> the replay price source's clock
+  and cursor (``IBSIM_PRICE_SOURCE=replay`` only).
 - ``reset`` -> forget orders, executions (the journal too), positions, bars, faults and pacing.
 """
 
@@ -39,7 +41,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -134,6 +136,10 @@ class FaultChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
+class ReplayArgs(_Args):
+    action: Literal["start", "pause", "status"] = "status"
+
+
 class FaultsArgs(_Args):
     set: FaultChanges | None = None
     clear: bool = False
@@ -195,6 +201,7 @@ _KNOWN_FIELDS = frozenset(
             (OrdersArgs, ""),
             (PushBarArgs, ""),
             (FaultsArgs, ""),
+            (ReplayArgs, ""),
             (FaultChanges, "set."),
         )
         for name in kind.__struct_fields__
@@ -217,6 +224,7 @@ class ControlServer:
             "positions": (NoArgs, self._positions),
             "account": (NoArgs, self._account),
             "reset": (NoArgs, self._reset),
+            "replay": (ReplayArgs, self._replay),
         }
 
     async def start(self) -> None:
@@ -370,6 +378,16 @@ class ControlServer:
             "account": self.sim.exchange.account,
             **asdict(self.sim.exchange.account_snapshot()),
         }
+
+    def _replay(self, args: ReplayArgs) -> dict[str, Any]:
+        replay = self.sim.replay
+        if replay is None:
+            raise CommandError("cmd", "replay needs IBSIM_PRICE_SOURCE=replay")
+        if args.action == "start":
+            replay.start()
+        elif args.action == "pause":
+            replay.pause()
+        return {"replay": replay.status()}
 
     def _reset(self, args: NoArgs) -> dict[str, Any]:
         self.sim.exchange.reset()

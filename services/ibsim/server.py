@@ -310,6 +310,8 @@ class IbServer:
         self.exchange = exchange
         self.faults = faults
         self.clock = clock
+        # The market's time (reqCurrentTime); the replay price source sets its simulated clock.
+        self.market_clock: Callable[[], int] = clock
         self.sessions: set[ClientSession] = set()
         self.by_client_id: dict[int, ClientSession] = {}
         self.pacing = PacingLimiter(
@@ -344,7 +346,7 @@ class IbServer:
             In.CANCEL_HISTORICAL_DATA: self._cancel_historical_data,
             In.REQ_REAL_TIME_BARS: self._real_time_bars,
             In.CANCEL_REAL_TIME_BARS: self._cancel_real_time_bars,
-            In.REQ_CURRENT_TIME: lambda s, f: s.send(enc.current_time(self.clock() // NS)),
+            In.REQ_CURRENT_TIME: lambda s, f: s.send(enc.current_time(self.market_clock() // NS)),
             In.REQ_MANAGED_ACCTS: lambda s, f: s.send(enc.managed_accounts([self.account])),
             In.REQ_MKT_DATA: self._market_data,
             In.CANCEL_MKT_DATA: lambda s, f: None,

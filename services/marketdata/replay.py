@@ -32,7 +32,13 @@ class SymbolSeries:
 
     @classmethod
     def load(cls, source: str, symbol: str, replay_start: str, replay_end: str) -> SymbolSeries:
-        df = load_bars(source, symbol)
+        return cls.from_frame(load_bars(source, symbol), source, symbol, replay_start, replay_end)
+
+    @classmethod
+    def from_frame(
+        cls, df: pd.DataFrame, source: str, symbol: str, replay_start: str, replay_end: str
+    ) -> SymbolSeries:
+        """A series from any loader's frame (close-time UTC index, OHLCV columns)."""
         if replay_end:
             df = df[df.index < pd.Timestamp(replay_end, tz="UTC")]
         first_live = int(np.searchsorted(df.index, pd.Timestamp(replay_start, tz="UTC")))

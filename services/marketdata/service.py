@@ -39,20 +39,25 @@ END_OF_REPLAY_HINT = (
 
 
 class MarketDataService:
-    def __init__(self, settings: MarketDataSettings, bus: BusConnection) -> None:
+    def __init__(
+        self,
+        settings: MarketDataSettings,
+        bus: BusConnection,
+        series: dict[str, SymbolSeries] | None = None,
+        cursor_name: str | None = None,
+    ) -> None:
         self.settings = settings
         self.bus = bus
-        self.series = {
-            symbol: SymbolSeries.load(
-                settings.source, symbol, settings.replay_start, settings.replay_end
-            )
+        dataset = settings.replay_dataset
+        self.series = series or {
+            symbol: SymbolSeries.load(dataset, symbol, settings.replay_start, settings.replay_end)
             for symbol in settings.symbols
         }
         # The timeline: every distinct close time at or after replay_start, over all symbols.
         live = [s.close_ts[s.first_live :] for s in self.series.values()]
         self.timeline = np.unique(np.concatenate(live))
         self._next_index = {sym: s.first_live for sym, s in self.series.items()}
-        self._cursor_file = Path(settings.state_dir) / f"cursor-{settings.source}.json"
+        self._cursor_file = Path(settings.state_dir) / f"cursor-{cursor_name or dataset}.json"
         self.cursor = 0
         self.published = 0
         self.finished = False

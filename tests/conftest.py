@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from shared.bus import security_from_env
 from shared.curve import BusSecurity
@@ -48,18 +49,61 @@ def bus_security(env: dict[str, str], identity: str) -> BusSecurity | None:
     return security_from_env(identity, {**os.environ, **env})
 
 
+FORWARDER_READY_S = 30.0  # a failure guard, never a timing assertion
+
+
+def wait_forwarder_ready(
+    proc: subprocess.Popen[bytes], env: dict[str, str], timeout_s: float = FORWARDER_READY_S
+) -> None:
+    """Readiness of a forwarder started with ``env``: with CURVE on, a subscriber (as the monitor
+    identity) receives the forwarder's own ``hb.bus`` heartbeat, which proves both the ZAP handler
+    and the XPUB side are up and subscriptions reach it; with CURVE off (the plain proxy publishes
+    nothing), both ports accept TCP connections."""
+    deadline = time.monotonic() + timeout_s
+    security = bus_security(env, "monitor")
+    if security is None:
+        for endpoint in (env["BUS_PUB_ENDPOINT"], env["BUS_SUB_ENDPOINT"]):
+            host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
+            while True:
+                assert proc.poll() is None, "busproxy exited at start"
+                try:
+                    socket.create_connection((host, int(port)), timeout=1.0).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"busproxy not listening on {endpoint}"
+                    time.sleep(0.05)
+        return
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        security.client(sock, "bus")
+        sock.connect(env["BUS_SUB_ENDPOINT"])
+        sock.setsockopt(zmq.SUBSCRIBE, b"hb.bus")
+        while not sock.poll(100):
+            assert proc.poll() is None, "busproxy exited at start"
+            assert time.monotonic() < deadline, f"no hb.bus from the forwarder in {timeout_s}s"
+        frames = sock.recv_multipart()
+        assert frames[0] == b"hb.bus", frames[:1]
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
 @pytest.fixture
 def busproxy(bus_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The real forwarder as a separate process; yields the environment to reach it."""
+    """The real forwarder as a separate process; yields the environment to reach it once it is
+    ready (see ``wait_forwarder_ready``). The key folder is made here first, so the forwarder
+    and the test never race to create it."""
+    bus_security(bus_env, "monitor")
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared.busproxy"],
         env={**os.environ, **bus_env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    time.sleep(0.3)
-    assert proc.poll() is None, "busproxy exited at start"
     try:
+        wait_forwarder_ready(proc, bus_env)
         yield bus_env
     finally:
         proc.terminate()

@@ -53,12 +53,28 @@ def test_subscriber_detects_gaps_and_duplicates() -> None:
     assert sub.accept(b"bar.AAPL", encode(other)) is not None
 
 
+async def wait_subscribed(pub: Publisher, sub: Subscriber, symbol: str = "ZZZZ") -> None:
+    """Readiness: ``pub`` re-publishes a marker bar of ``symbol`` (subscribed last) until ``sub``
+    receives one. A subscriber's topics reach the publisher in order through the forwarder, so
+    once the last one delivers, every earlier one is in place at the publisher too."""
+    deadline = time.monotonic() + 15
+    while True:
+        pub.publish(bar(1, symbol))
+        try:
+            while True:
+                message = await asyncio.wait_for(sub.recv(), 0.2)
+                if isinstance(message, Bar) and message.symbol == symbol:
+                    return
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the subscription never reached the publisher"
+
+
 async def test_publish_subscribe_through_the_forwarder(busproxy: dict[str, str]) -> None:
     ctx = zmq.asyncio.Context()
     sub = Subscriber(
         ctx,
         busproxy["BUS_SUB_ENDPOINT"],
-        ["bar.AAPL"],
+        ["bar.AAPL", "bar.ZZZZ"],  # the marker's topic last
         security=bus_security(busproxy, "monitor"),
     )
     pub = Publisher(
@@ -67,11 +83,15 @@ async def test_publish_subscribe_through_the_forwarder(busproxy: dict[str, str])
         "marketdata-test",
         security=bus_security(busproxy, "marketdata"),
     )
-    await asyncio.sleep(0.3)  # let the subscription propagate through the forwarder
+    await wait_subscribed(pub, sub)
     for i in range(1, 101):
         pub.publish(bar(i))
         pub.publish(bar(i, "MSFT"))  # not subscribed
-    received = [await asyncio.wait_for(sub.recv(), 5) for _ in range(100)]
+    received: list[Bar] = []
+    while len(received) < 100:
+        message = await asyncio.wait_for(sub.recv(), 5)
+        if isinstance(message, Bar) and message.symbol != "ZZZZ":  # late markers aside
+            received.append(message)
     assert [m.seq for m in received] == list(range(1, 101))
     assert all(
         m.symbol == "AAPL" and m.producer == "marketdata-test" and m.ts_publish > 0

@@ -360,7 +360,7 @@ async def test_commands_are_checked_against_the_senders_rights(command_server, b
 
 async def test_hostile_command_frames_never_stop_the_server(command_server, bus_env) -> None:
     """A non-ASCII mac or args nested with non-string keys used to raise inside authentication."""
-    endpoint, key, killed, server = command_server
+    endpoint, key, killed, _server = command_server
     security = bus_security(bus_env, "operator")
     assert security is not None
     ctx = zmq.Context()
@@ -384,7 +384,7 @@ async def test_hostile_command_frames_never_stop_the_server(command_server, bus_
                 ),
                 key,
             )
-        ),  # fmt: skip
+        ),
     ]
 
     def exchange(payload: bytes) -> Reply:  # blocking, so off the event loop the server runs on

@@ -38,7 +38,6 @@ from execution.broker import (
     BrokerError,
     BrokerPosition,
     OrderRequest,
-    OrderUpdate,
 )
 from execution.commands import ExecutionCommands, track_record
 from execution.config import ExecutionConfig
@@ -58,6 +57,7 @@ from execution.reconcile import Reconciler
 from execution.refusals import RefusalSummary
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 from execution.safety import SafetySwitches
+from execution.safety_actions import SafetyActions
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
 from shared.messages import Bar, Heartbeat, Message, OrderEvent, TargetPosition
@@ -126,12 +126,36 @@ class ExecutionService:
             live_confirmed=config.live_confirmed,
             paper_path=config.paper_path,
         )
+        self.safety_actions = SafetyActions(  # flatten, daily-loss and dead-man checks, watchdog
+            safety=self.safety,
+            risk=self.risk,
+            broker=broker,
+            journal=journal,
+            book=self.book,
+            symbols=self.symbols,
+            schedule=self.schedule,
+            lock=self._lock,
+            drain_locked=self._drain_locked,
+            send=self._send,
+            equity=self.equity,
+            broker_equity=self.broker_equity,
+            now_ns=self._now_ns,
+            bar_clock_ns=lambda: self.clock_ns,
+            mono=self._mono,
+            heartbeats=self.hb_seen,
+            watch_services=self.paper.monitoring.watch_services,
+            heartbeat_timeout_s=self.paper.monitoring.heartbeat_timeout_s,
+            flatten_on_dead_man=self.paper.flatten_on_dead_man,
+            bar_clock_orders=self.settings.clock == "bar",
+            on_tick=self.refusals.flush,
+            on_error=self._handler_failed,
+        )
         self.commands = ExecutionCommands(  # the operator commands (__main__ registers them)
             safety=self.safety,
             book=self.book,
             journal=journal,
             broker=broker,
-            flatten=self.flatten,
+            flatten=self.safety_actions.flatten,
             status_detail=self.status_detail,
         )
 
@@ -143,7 +167,7 @@ class ExecutionService:
             asyncio.create_task(self._bus_loop(subscriber)),
             asyncio.create_task(self._events_loop()),
             asyncio.create_task(self._connect_broker()),
-            asyncio.create_task(self._watchdog_loop()),
+            asyncio.create_task(self.safety_actions.watchdog_loop()),
             asyncio.create_task(self._track_record_loop()),
             asyncio.create_task(
                 heartbeat_loop(
@@ -274,7 +298,7 @@ class ExecutionService:
         self.clock_ns = max(self.clock_ns, bar.ts_event)
         self.broker.on_bar(bar)
         await self.drain()
-        await self._check_daily_loss()
+        await self.safety_actions.check_daily_loss()
 
     def _now_ns(self, bar_ts_ns: int = 0) -> int:
         if self.settings.clock == "bar":
@@ -451,16 +475,6 @@ class ExecutionService:
         while not queue.empty():
             await self.reconciler.handle(queue.get_nowait())
 
-    # The reconciler owns the broker events; these aliases keep the old attribute names working
-    # (a test patches ``_on_order_update`` to inject a handler failure).
-    @property
-    def _on_order_update(self) -> Callable[[OrderUpdate], None]:
-        return self.reconciler.on_order_update
-
-    @_on_order_update.setter
-    def _on_order_update(self, handler: Callable[[OrderUpdate], None]) -> None:
-        self.reconciler.on_order_update = handler  # type: ignore[method-assign]
-
     @property
     def positions(self) -> dict[str, BrokerPosition]:
         """Every position the book knows (read-only view; the book is the owner)."""
@@ -495,113 +509,6 @@ class ExecutionService:
             if w.symbol == symbol and not w.is_child:
                 total += w.remaining if w.side == "BUY" else -w.remaining
         return total
-
-    async def _check_daily_loss(self) -> None:
-        if not self.broker.is_connected() or not self.clock_ns:
-            return
-        equity = self.broker_equity()
-        if equity is None:
-            return  # no (sane) account value: no evidence of a loss
-        day = self.schedule.day(self._now_ns())
-        self.journal.observe_equity(day, equity)  # the track record's daily rows
-        baseline = self.safety.observe_equity(
-            day=day, account=self.broker.account_key, equity=equity
-        )
-        if self.risk.daily_loss_hit(day, baseline.start_equity, equity):
-            event(
-                log,
-                "daily_loss_limit",
-                logging.ERROR,
-                day=day,
-                start_equity=baseline.start_equity,
-                account=baseline.account,
-                equity=equity,
-                limit=self.risk.limits.max_daily_loss,
-            )
-            await self.flatten("daily_loss")
-
-    # ================================================================== safety actions
-    async def flatten(self, reason: str) -> dict[str, Any]:
-        """Cancel our working orders, then close the configured symbols' positions at market."""
-        async with self._lock:
-            await self._drain_locked()
-            cancelled = await self.broker.cancel_all() if self.broker.is_connected() else 0
-            sent: list[str] = []
-            if not self.broker.is_connected():
-                event(
-                    log,
-                    "flatten_impossible",
-                    logging.ERROR,
-                    reason=reason,
-                    error="broker not connected",
-                )
-                return {"cancelled": 0, "orders": [], "error": "broker not connected"}
-            # only what this service trades: a manual position in another symbol is left alone
-            positions = {s: p for s, p in self.book.held().items() if s in self.symbols}
-            clock = self._now_ns()
-            for symbol, pos in sorted(positions.items()):
-                qty = round(pos.quantity)
-                if qty == 0:
-                    continue
-                n = self.journal.next_counter("flatten")
-                order = OrderRequest(
-                    order_ref=f"flat-{symbol}-{reason}-{n}",
-                    symbol=symbol,
-                    side="SELL" if qty > 0 else "BUY",
-                    quantity=abs(qty),
-                    order_type="MKT",
-                    not_before_ns=self.clock_ns if self.settings.clock == "bar" else 0,
-                )
-                if await self._send(
-                    order, day=self.schedule.day(clock), equity=self.equity(), exempt=True
-                ):
-                    sent.append(order.order_ref)
-            event(
-                log, "flattened", logging.WARNING, reason=reason, cancelled=cancelled, orders=sent
-            )
-            return {"cancelled": cancelled, "orders": sent}
-
-    # ================================================================== dead-man
-    async def check_dead_man(self) -> None:
-        timeout = self.paper.monitoring.heartbeat_timeout_s
-        was = self.safety.dead_man
-        silent, change = self.safety.observe_heartbeats(
-            self.hb_seen, self.paper.monitoring.watch_services, self._mono(), timeout
-        )
-        if change == "tripped":
-            event(
-                log,
-                "dead_man_tripped",
-                logging.ERROR,
-                silent=silent,
-                flatten=self.paper.flatten_on_dead_man,
-            )
-            if self.paper.flatten_on_dead_man:
-                await self.flatten("deadman")
-            elif self.broker.is_connected():
-                async with self._lock:
-                    cancelled = await self.broker.cancel_all()
-                event(
-                    log,
-                    "dead_man_cancelled",
-                    logging.WARNING,
-                    cancelled=cancelled,
-                    positions="held",
-                )
-        elif change == "cleared":
-            event(log, "dead_man_cleared", logging.WARNING, was=was)
-
-    async def _watchdog_loop(self) -> None:
-        interval = min(1.0, self.paper.monitoring.heartbeat_timeout_s / 4)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.check_dead_man()
-                self.refusals.flush(self._mono())
-                # equity also moves without bars (IB account updates after a fill)
-                await self._check_daily_loss()
-            except Exception:
-                self._handler_failed("watchdog")
 
     # ================================================================== track record
     async def _track_record_loop(self) -> None:

@@ -333,7 +333,7 @@ async def test_a_broker_event_handler_bug_does_not_stop_the_events_loop(
         calls.append(update.order_ref)
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(h.svc, "_on_order_update", broken)
+    monkeypatch.setattr(h.svc.reconciler, "on_order_update", broken)
     loop = asyncio.create_task(h.svc._events_loop())
     try:
         b1 = await h.bar(DAYS[0], 99, 101, 98, 100)

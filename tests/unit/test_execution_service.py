@@ -350,11 +350,11 @@ async def test_dead_man_cancels_and_flattens_or_holds(tmp_path: Path, flatten: b
     b2 = await h.bar(MONDAY + dt.timedelta(days=1), 100, 101, 99, 100)
     await h.signal(b2, 0.5)  # working
     h.clock.t += 5
-    await h.svc.check_dead_man()
+    await h.svc.safety_actions.check_dead_man()
     assert not h.svc.risk.dead_man  # 5 s < 10 s
     h.svc.hb_seen["marketdata"] = h.clock.t
     h.clock.t += 6  # inference silent for 11 s
-    await h.svc.check_dead_man()
+    await h.svc.safety_actions.check_dead_man()
     await h.svc.drain()
     assert "inference" in h.svc.risk.dead_man and "marketdata" not in h.svc.risk.dead_man
     assert h.sent(OrderEvent, order_ref=order_ref_for("rl", "AAPL", b2.seq))[-1].status == (
@@ -367,7 +367,7 @@ async def test_dead_man_cancels_and_flattens_or_holds(tmp_path: Path, flatten: b
     await h.signal(b3, 0.1)
     assert "dead-man" in h.sent(OrderEvent, status="skipped")[-1].reason
     h.svc.hb_seen["inference"] = h.clock.t
-    await h.svc.check_dead_man()
+    await h.svc.safety_actions.check_dead_man()
     assert not h.svc.risk.dead_man
     await h.signal(b3, 0.1, bar_seq=b3.seq + 100)
     assert h.sent(OrderEvent, order_ref=order_ref_for("rl", "AAPL", b3.seq + 100))

@@ -50,15 +50,16 @@ from execution.decision import (
     decide_order,
     order_ref_for,
 )
-from execution.input_guard import InputGuard, is_finite, valid_price
+from execution.input_guard import InputGuard, is_finite
+from execution.market import MarketState
 from execution.order_journal import OrderJournal, OrderState
 from execution.positions import PositionBook
 from execution.reconcile import Reconciler
 from execution.refusals import RefusalSummary
-from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
+from execution.risk import RiskLimits, RiskManager, TradingSchedule
 from execution.safety import SafetySwitches
 from execution.safety_actions import SafetyActions
-from shared.bus import CommandError, heartbeat_loop
+from shared.bus import heartbeat_loop
 from shared.logs import event
 from shared.messages import Bar, Heartbeat, Message, OrderEvent, TargetPosition
 from shared.runtime import BusConnection
@@ -90,10 +91,9 @@ class ExecutionService:
         self.risk = RiskManager(limits, self.schedule, self.safety)
         self.guard = InputGuard()  # refusals of hostile numbers, per reason (status: refusals)
         self.refusals = RefusalSummary(log)  # refused signals: one log line a minute per reason
-        self.atr: dict[str, WilderATR] = {}
-        self.last_bar: dict[str, Bar] = {}
+        self.market = MarketState(self.paper.atr_period)  # last bars, ATR, the bar clock
+        self.atr = self.market.atr  # the same dict (a read-only view)
         self.book = PositionBook()  # the broker's positions + fills it has not reported yet
-        self.clock_ns = 0  # the latest bar close seen (the bar clock)
         self.hb_seen: dict[str, float] = {}
         self.started = self._mono()
         self.bus_running = False
@@ -140,7 +140,7 @@ class ExecutionService:
             equity=self.equity,
             broker_equity=self.broker_equity,
             now_ns=self._now_ns,
-            bar_clock_ns=lambda: self.clock_ns,
+            bar_clock_ns=lambda: self.market.clock_ns,
             mono=self._mono,
             heartbeats=self.hb_seen,
             watch_services=self.paper.monitoring.watch_services,
@@ -214,34 +214,7 @@ class ExecutionService:
         """ATR warm-up from marketdata's snapshot, so a late start sizes with a real ATR."""
         client = self.bus.command_client("marketdata")
         try:
-            for symbol in sorted(self.symbols):
-                atr = self._atr(symbol)
-                if atr.bars_seen:
-                    continue
-                try:
-                    reply = await client.request(
-                        "snapshot",
-                        {"symbol": symbol, "n": self.paper.atr_period * 3},
-                        timeout_s=2.0,
-                    )
-                except CommandError as exc:
-                    event(log, "warmup_unavailable", symbol=symbol, error=str(exc)[:200])
-                    continue
-                bars = reply.get("bars", []) if isinstance(reply, dict) else []
-                if symbol in self.last_bar:
-                    continue  # live bars arrived meanwhile: they warm it up instead
-                used = 0
-                for raw in bars:
-                    try:
-                        bar = msgspec.convert(raw, Bar)
-                    except msgspec.ValidationError:
-                        continue
-                    if not self.guard.admit(bar):
-                        continue
-                    atr.update(bar.high, bar.low, bar.close)
-                    self.last_bar[symbol] = bar  # a live bar already seen is not counted twice
-                    used += 1
-                event(log, "warmup", symbol=symbol, bars=used, atr=atr.value)
+            await self.market.warm_up(client.request, self.symbols, self.guard)
         finally:
             client.close()
 
@@ -280,29 +253,19 @@ class ExecutionService:
             extra={"fields": {"loop": where, "detail": detail}},
         )
 
-    def _atr(self, symbol: str) -> WilderATR:
-        atr = self.atr.get(symbol)
-        if atr is None:
-            atr = self.atr[symbol] = WilderATR(self.paper.atr_period)
-        return atr
-
     async def on_bar(self, bar: Bar) -> None:
         self.counters["bars"] += 1
         if not self.guard.admit(bar):
             return  # NaN/inf/negative prices never reach the ATR, the marks or the broker
-        previous = self.last_bar.get(bar.symbol)
-        if previous is not None and bar.ts_event <= previous.ts_event:
+        if not self.market.observe(bar):
             return  # replayed or out of order: already counted
-        self.last_bar[bar.symbol] = bar
-        self._atr(bar.symbol).update(bar.high, bar.low, bar.close)
-        self.clock_ns = max(self.clock_ns, bar.ts_event)
         self.broker.on_bar(bar)
         await self.drain()
         await self.safety_actions.check_daily_loss()
 
     def _now_ns(self, bar_ts_ns: int = 0) -> int:
         if self.settings.clock == "bar":
-            return bar_ts_ns or self.clock_ns or time.time_ns()
+            return bar_ts_ns or self.market.clock_ns or time.time_ns()
         return time.time_ns()
 
     # ================================================================== signals
@@ -345,13 +308,13 @@ class ExecutionService:
             position=self._position(symbol),
             working=self._working(symbol) if connected else 0.0,  # refused anyway
             other_exposure=sum(
-                abs(p.quantity) * (self._price(s) or p.avg_cost)
+                abs(p.quantity) * (self.market.price(s) or p.avg_cost)
                 for s, p in self.book.all().items()
                 if s != symbol
             ),
-            atr=self._atr(symbol).value,
+            atr=self.market.atr_for(symbol).value,
             equity=self.equity(),
-            last_price=self._price(symbol),
+            last_price=self.market.price(symbol),
             tradable=symbol in self.symbols,
             broker_connected=connected,
             broker_name=self.broker.name,
@@ -496,10 +459,6 @@ class ExecutionService:
         value = self.broker.equity()
         return float(value) if is_finite(value) and value is not None and value > 0 else None
 
-    def _price(self, symbol: str) -> float | None:
-        bar = self.last_bar.get(symbol)
-        return bar.close if bar and valid_price(bar.close) else None
-
     def _position(self, symbol: str) -> float:
         return self.book.quantity(symbol)
 
@@ -546,7 +505,7 @@ class ExecutionService:
             "dead_man": self.safety.dead_man,
             "reduce_only": self.safety.reduce_only,
             "clock": self.settings.clock,
-            "clock_ns": self.clock_ns,
+            "clock_ns": self.market.clock_ns,
             "positions": {s: p.quantity for s, p in self.book.held().items()},
             "working_orders": len(self.broker.working_orders()) if connected else 0,
             "orders_last_minute": self.risk.rate.count(),

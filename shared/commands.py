@@ -68,7 +68,8 @@ class VersionArgs(_Args, frozen=True, kw_only=True):
 class TrainArgs(_Args, frozen=True, kw_only=True):
     profile: Text = ""
     from_tune: Path_ = ""
-    overrides: dict[Text, str | int | float | bool] = {}
+    # hyperparameters as `make train --set` takes them: scalars, or lists of them (hiddens=[64,64])
+    overrides: dict[Text, str | int | float | bool | list[str | int | float | bool]] = {}
     force: bool = False
     push: bool | None = None
 

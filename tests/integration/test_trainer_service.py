@@ -190,7 +190,7 @@ async def test_train_command_runs_the_pipeline_and_pushes_through_the_service(
         "minibatch_size": 500,
         "num_epochs": 1,
         "num_envs_per_env_runner": 8,
-        # scalars only: the train command's overrides are typed (shared.commands.TrainArgs)
+        "hiddens": [8],  # a list, as `--set hiddens=[8]`: typed by shared.commands.TrainArgs
     }
     try:
         job = await command("train", overrides=tiny, force=True)

@@ -346,6 +346,8 @@ class LoadedModel:
         session: Any,
         input_name: str,
         output_name: str,
+        *,
+        batchable: bool = True,
     ) -> None:
         self.path = path
         self.manifest = manifest
@@ -360,6 +362,9 @@ class LoadedModel:
         self._high = float(manifest.action_space.high)
         self.size = manifest.observation.size
         self.nonfinite_outputs = 0
+        # False when the graph's input has a fixed batch dimension (e.g. exported with batch 1):
+        # ``decide_batch`` then runs one call per row instead of one call for the batch.
+        self.batchable = batchable
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Raw model outputs for a batch (n, size) or one observation (size,) -> (n, outputs)."""
@@ -389,7 +394,16 @@ class LoadedModel:
         return self._target(result.reshape(-1).tolist())
 
     def decide_batch(self, obs: np.ndarray) -> np.ndarray:
-        out = self.outputs(obs)
+        """Targets for a batch of observations (n, size) in one ONNX call; row i equals
+        ``decide(obs[i])`` exactly. A graph with a fixed batch dimension gets one call per row."""
+        x = np.asarray(obs, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"expected a batch of observations (n, size), got shape {x.shape}")
+        if x.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        if not self.batchable or x.shape[0] == 1:
+            return np.array([self.decide(row) for row in x], dtype=np.float64)
+        out = self.outputs(x)
         return np.array([self._target(row) for row in out.tolist()], dtype=np.float64)
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
@@ -471,7 +485,15 @@ def load_artifact(
     if len(out.shape) != 2 or _dim(out.shape[1]) not in (None, n_out):
         raise ManifestMismatch("action_space", n_out, list(out.shape), "graph output shape")
 
-    model = LoadedModel(folder, manifest, normaliser, session, inp.name, manifest.onnx_output)
+    model = LoadedModel(
+        folder,
+        manifest,
+        normaliser,
+        session,
+        inp.name,
+        manifest.onnx_output,
+        batchable=_dim(inp.shape[0]) is None,  # a symbolic/unknown batch dimension
+    )
     try:
         probe = model.outputs(np.zeros((1, size), dtype=np.float32))
     except Exception as exc:

@@ -13,6 +13,13 @@ the position the policy would hold. Live bars that arrive meanwhile are buffered
 the snapshot (bars already covered by it are skipped by close time). If marketdata does not answer,
 the symbol starts cold and warms on live bars.
 
+Batching: the bars of one ``recv_batch`` from the bus (e.g. every symbol's bar of the same close
+time) are decided in ONE ONNX call (``LoadedModel.decide_batch``) instead of one call per symbol.
+Each bar still goes through its symbol's features when it is received; its observation is queued
+and the queue is decided and published, in arrival order, when a symbol repeats (its next bar needs
+the position just decided), before any other message (a model update), and at the end of the
+receive batch. Targets, signals and their order are the same as deciding bar by bar.
+
 Hot swap: ``model.updated`` (HMAC-verified) and the ``push_model`` / ``rollback`` commands load the
 new artifact next to the serving one with ``shared.manifest.load_artifact``; only an artifact that
 passes every check replaces it. Either way ``model.status`` says what is served and why a model was
@@ -67,6 +74,31 @@ class SymbolState:
 
 
 @dataclass
+class DecisionBatch:
+    """Observations of distinct warm symbols waiting for one batched decision."""
+
+    model: LoadedModel | None = None  # the model the observations were built for
+    states: list[SymbolState] = field(default_factory=list)
+    bars: list[Bar] = field(default_factory=list)
+    observations: list[np.ndarray] = field(default_factory=list)
+    symbols: set[str] = field(default_factory=set)
+
+    def add(self, model: LoadedModel, state: SymbolState, bar: Bar, obs: np.ndarray) -> None:
+        self.model = model
+        self.states.append(state)
+        self.bars.append(bar)
+        self.observations.append(obs)
+        self.symbols.add(state.symbol)
+
+    def clear(self) -> None:
+        self.model = None
+        self.states = []
+        self.bars = []
+        self.observations = []
+        self.symbols = set()
+
+
+@dataclass
 class Counters:
     bars: int = 0
     signals: int = 0
@@ -76,6 +108,10 @@ class Counters:
     filtered_bars: int = 0  # bars of symbols outside this shard
     snapshot_bars: int = 0
     snapshot_failures: int = 0
+    batched_calls: int = (
+        0  # decide_batch calls (one ONNX call each unless the graph has a fixed batch)
+    )
+    batched_bars: int = 0  # bars decided in those calls
     models_accepted: int = 0
     models_rejected: int = 0
     updates_refused: int = 0  # model.updated messages failing authentication
@@ -104,6 +140,7 @@ class InferenceService:
         self.model: LoadedModel = self._initial_model(settings.model_version)
         self.previous: LoadedModel | None = None
         self._decide_seconds = 0.0
+        self._batch: DecisionBatch | None = None  # open while consume() handles a receive batch
 
     def _initial_model(self, version: str) -> LoadedModel:
         """``current``: the last pushed version, so a restart or a new replica never silently
@@ -137,8 +174,9 @@ class InferenceService:
             self.states[symbol] = state
         return state
 
-    def _apply(self, state: SymbolState, bar: Bar) -> float | None:
-        """Feed one bar; returns the decided target (None while warming or refused)."""
+    def _observe(self, state: SymbolState, bar: Bar) -> np.ndarray | None:
+        """Feed one bar to the features; the observation to decide on (None while warming or
+        refused)."""
         if bar.ts_event <= state.last_ts:
             self.counters.stale_bars += 1
             return None
@@ -155,14 +193,20 @@ class InferenceService:
         if row is None:
             self.counters.warming_bars += 1
             return None
+        return build_observation(self.model.normaliser.transform(row), state.position)
+
+    def _apply(self, state: SymbolState, bar: Bar) -> float | None:
+        """Feed one bar; returns the decided target (None while warming or refused)."""
         model = self.model
-        obs = build_observation(model.normaliser.transform(row), state.position)
+        obs = self._observe(state, bar)
+        if obs is None:
+            return None
         target = model.decide(obs)
         state.position = target
         return target
 
-    def on_bar(self, bar: Bar) -> TargetPosition | None:
-        """A live bar: buffer it while the symbol warms, else decide and publish."""
+    def _admit(self, bar: Bar) -> SymbolState | None:
+        """Count a live bar; its symbol's state if warm, None if filtered or buffered."""
         if self._shard and bar.symbol not in self._shard:
             self.counters.filtered_bars += 1
             return None
@@ -173,16 +217,65 @@ class InferenceService:
             if not state.warming:
                 self._start_warm(bar.symbol)
             return None
-        return self._decide_and_publish(state, bar)
+        return state
+
+    def on_bar(self, bar: Bar) -> TargetPosition | None:
+        """A live bar: buffer it while the symbol warms, else decide and publish. Inside a
+        receive batch (``consume``) the decision is queued for one batched ONNX call and this
+        returns None; the signal is published by ``flush_batch``."""
+        state = self._admit(bar)
+        if state is None:
+            return None
+        batch = self._batch
+        if batch is None:
+            return self._decide_and_publish(state, bar)
+        if bar.symbol in batch.symbols or (
+            batch.model is not None and batch.model is not self.model
+        ):
+            self.flush_batch()  # this symbol's next bar needs the position just decided
+        model = self.model
+        obs = self._observe(state, bar)
+        if obs is not None:
+            batch.add(model, state, bar, obs)
+        return None
+
+    def flush_batch(self) -> None:
+        """Decide the queued observations in one ONNX call, then feed back and publish each in
+        arrival order. A failure is a handler error of the bar it hits, as bar by bar."""
+        batch = self._batch
+        if batch is None or batch.model is None:
+            return
+        model, states, bars, rows = batch.model, batch.states, batch.bars, batch.observations
+        batch.clear()
+        targets: list[float] | None = None
+        if len(rows) > 1:
+            try:
+                targets = model.decide_batch(np.stack(rows)).tolist()
+                self.counters.batched_calls += 1
+                self.counters.batched_bars += len(rows)
+            except Exception:  # decide row by row so the failure lands on its own bar
+                targets = None
+        for i, (state, bar) in enumerate(zip(states, bars, strict=True)):
+            try:
+                target = targets[i] if targets is not None else model.decide(rows[i])
+                state.position = target
+                self._publish_signal(state, bar, target, model.version)
+            except Exception:
+                self._handler_failed(bar)
 
     def _decide_and_publish(self, state: SymbolState, bar: Bar) -> TargetPosition | None:
         target = self._apply(state, bar)
         if target is None:
             return None
+        return self._publish_signal(state, bar, target, self.model.version)
+
+    def _publish_signal(
+        self, state: SymbolState, bar: Bar, target: float, version: str
+    ) -> TargetPosition:
         signal = TargetPosition(
             symbol=bar.symbol,
             target_position=target,
-            model_version=self.model.version,
+            model_version=version,
             bar_seq=bar.seq,
             bar_close_ts=bar.ts_event,
             bar_close=bar.close,
@@ -194,6 +287,33 @@ class InferenceService:
         state.last_target = target
         self.counters.signals += 1
         return stamped  # type: ignore[return-value]
+
+    def handle_batch(self, messages: list[Any]) -> None:
+        """One receive batch: bars of distinct symbols share one ONNX call (see the module doc);
+        no exception from a message leaves here, the next message is served."""
+        self._batch = DecisionBatch()
+        try:
+            for message in messages:
+                try:
+                    if isinstance(message, Bar):
+                        self.on_bar(message)
+                    else:
+                        self.flush_batch()  # earlier bars are decided (and published) first
+                        if isinstance(message, ModelUpdated):
+                            self.on_model_updated(message)
+                except Exception:  # a bug in a handler is logged; the next message is served
+                    self._handler_failed(message)
+            self.flush_batch()
+        finally:
+            self._batch = None
+
+    def _handler_failed(self, message: Any) -> None:
+        self.handler_errors += 1
+        try:
+            topic = message.topic()[:80]
+        except Exception:
+            topic = type(message).__name__
+        log.error("handler_failed", exc_info=True, extra={"fields": {"topic": topic}})
 
     # ------------------------------------------------------------------ warm-up
     def _start_warm(self, symbol: str) -> None:
@@ -440,19 +560,7 @@ class InferenceService:
         self._subscriber_stats = subscriber.stats
         try:
             while True:
-                for message in await subscriber.recv_batch():
-                    try:
-                        if isinstance(message, Bar):
-                            self.on_bar(message)
-                        elif isinstance(message, ModelUpdated):
-                            self.on_model_updated(message)
-                    except Exception:  # a bug in a handler is logged; the next message is served
-                        self.handler_errors += 1
-                        log.error(
-                            "handler_failed",
-                            exc_info=True,
-                            extra={"fields": {"topic": message.topic()[:80]}},
-                        )
+                self.handle_batch(await subscriber.recv_batch())
                 await asyncio.sleep(0)  # commands, heartbeats and warm-ups get their turn
         finally:
             subscriber.close()

@@ -409,3 +409,22 @@ async def test_the_policy_sees_the_position_it_decided_last(model_root, bus, ser
         h.service.on_bar(series.bar(i))
     expected = [1.0 - held if n % 2 == 0 else held for n in range(6)]
     assert [s.target_position for s in h.signals()] == expected
+
+
+async def test_a_model_update_inside_a_receive_batch_splits_it(model_root, bus, series) -> None:
+    """Bars queued for a batched decision are decided by the model they arrived under and
+    published before the update's status; the bars after it get the new model."""
+    h = make_service(model_root, bus, series)
+    await warm(h)
+    folder = make_artifact(model_root, "v-short", onnx_bytes=constant_policy_onnx(SIZE, 0))
+    update = _update(bus, "v-short", read_manifest(folder).onnx_sha256)
+    first, second = series.bar(series.first_live), series.bar(series.first_live + 1)
+    h.service.handle_batch([first, update, second])
+    kinds = [(type(m).__name__, getattr(m, "model_version", None)) for m in h.published[-3:]]
+    assert kinds == [
+        ("TargetPosition", BASELINE),
+        ("ModelStatus", None),
+        ("TargetPosition", "v-short"),
+    ]
+    want = expected_targets(series, series.first_live - 300, series.first_live + 1)[-1]
+    assert h.signals()[0].target_position == want and h.signals()[1].target_position == -1.0

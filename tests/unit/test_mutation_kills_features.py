@@ -233,3 +233,72 @@ def test_normaliser_dict_keys_and_defaults() -> None:
     with pytest.raises(ValueError, match="unknown normaliser kind 'pca'"):
         Normaliser.from_dict({"kind": "pca", "mean": [1.0], "std": [2.0]})
     assert n != object() and (n == object()) is False
+
+
+def _flat_bars(close: np.ndarray, volume: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"open": close, "high": close, "low": close, "close": close,
+                         "volume": volume})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rel_std", "flat"),
+    [(0.5e-9, True), (1.25e-9, False), (1e-11, True)],
+)
+def test_bb_zero_width_threshold_is_relative_to_the_price(rel_std: float, flat: bool) -> None:
+    # closes m +- a alternating: the 20-bar population std is exactly a; flat when
+    # 2*k*std <= 2*k*1e-9*|mavg|, i.e. std <= 1e-9 * m
+    m = 1e6
+    n = 150
+    close = m + rel_std * m * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    bars = _flat_bars(close, np.full(n, 1e3))
+    pipe = FeaturePipeline()
+    got = pipe.batch(bars)[-1, pipe.index("bb_pos_20_2")]
+    if flat:
+        assert got == 0.5
+    else:
+        assert got != 0.5 and got == pytest.approx(
+            (close[-1] - close[-20:].mean()) / (4 * rel_std * m) + 0.5
+        )
+    o = pipe.online()
+    row = o.update_many(bars)
+    assert row is not None and row[pipe.index("bb_pos_20_2")] == pytest.approx(got, abs=1e-9)
+
+
+def test_volume_zero_std_threshold_is_relative_to_the_mean() -> None:
+    n = 150
+    vol = 1e6 + 1e-4 * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)  # std 1e-4 < 1e-9 * 1e6
+    close = 100 * np.exp(0.01 * np.sin(np.arange(n)))
+    bars = _flat_bars(close, vol)
+    pipe = FeaturePipeline()
+    assert pipe.batch(bars)[-1, pipe.index("volz_20")] == 0.0
+
+
+def test_vol_regime_is_zero_when_the_short_window_is_flat() -> None:
+    # 130 moving bars, then 30 flat ones: short realised vol 0, long > 0 -> defined as 0.0
+    n = 160
+    close = np.where(np.arange(n) < 130, 100 * np.exp(0.01 * np.sin(np.arange(n))), 0.0)
+    close[130:] = close[129]
+    bars = _flat_bars(close, np.full(n, 1e3))
+    pipe = FeaturePipeline()
+    k = pipe.index("vol_regime_20_100")
+    batch = pipe.batch(bars)
+    assert batch[-1, k] == 0.0
+    assert batch[129, k] != 0.0 and np.isfinite(batch[:, k][pipe.warmup_bars - 1 :]).all()
+    assert pipe.online().update_many(bars)[k] == 0.0
+
+
+@pytest.mark.parametrize("field", ["bb_window", "volume_window"])
+def test_a_window_as_long_as_the_frame_gives_its_one_row(field: str) -> None:
+    kw = dict(return_horizons=(1,), rsi_window=2, macd_fast=2, macd_slow=3, macd_signal=2,
+              bb_window=2, atr_window=2, volume_window=2, vol_short=2, vol_long=3,
+              trend_fast=2, trend_slow=3)  # fmt: skip
+    kw[field] = 6
+    pipe = FeaturePipeline(FeatureConfig(**kw))
+    assert pipe.warmup_bars == 6
+    close = np.array([10.0, 11.0, 10.5, 12.0, 11.5, 12.5])
+    bars = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
+                         "volume": [1.0, 4.0, 2.0, 8.0, 3.0, 5.0]})  # fmt: skip
+    batch = pipe.batch(bars)
+    assert not np.isnan(batch[5]).any()
+    row = pipe.online().update_many(bars)
+    np.testing.assert_allclose(row, batch[5], rtol=0, atol=1e-12)

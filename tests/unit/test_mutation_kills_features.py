@@ -302,3 +302,64 @@ def test_a_window_as_long_as_the_frame_gives_its_one_row(field: str) -> None:
     assert not np.isnan(batch[5]).any()
     row = pipe.online().update_many(bars)
     np.testing.assert_allclose(row, batch[5], rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- config
+
+
+SMALL = dict(return_horizons=(1,), rsi_window=2, macd_fast=2, macd_slow=3, macd_signal=2,
+             bb_window=2, atr_window=2, volume_window=2, vol_short=2, vol_long=3,
+             trend_fast=2, trend_slow=3)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"return_horizons": ()}, "return_horizons: need at least one horizon, all >= 1"),
+        ({"return_horizons": (1, 0)}, "return_horizons: need at least one horizon, all >= 1"),
+        ({"rsi_window": 1}, "rsi_window: must be >= 2"),
+        ({"trend_fast": 1}, "trend_fast: must be >= 2"),
+        ({"macd_fast": 3}, "macd_fast: must be < macd_slow"),
+        ({"vol_short": 3}, "vol_short: must be < vol_long"),
+        ({"trend_fast": 3}, "trend_fast: must be < trend_slow"),
+        ({"bb_dev": 0.0}, "bb_dev: must be > 0"),
+    ],
+)
+def test_config_rules_at_their_edges(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(") + "$"):
+        FeatureConfig(**{**SMALL, **change})
+
+
+def test_config_accepts_its_smallest_values() -> None:
+    cfg = FeatureConfig(**SMALL, bb_dev=1e-9)
+    assert cfg.to_dict() == {**SMALL, "bb_dev": 1e-9}
+    FeatureConfig(**{**SMALL, "return_horizons": (1, 1)})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"return_horizons": (9,)}, 10),
+        ({"rsi_window": 9}, 9),
+        ({"macd_slow": 9, "macd_signal": 4}, 12),
+        ({"bb_window": 9}, 9),
+        ({"atr_window": 9}, 9),
+        ({"volume_window": 9}, 9),
+        ({"vol_long": 9}, 10),
+        ({"trend_slow": 9}, 9),
+        ({}, 4),
+    ],
+)
+def test_warmup_is_the_longest_lookback(change: dict, expected: int) -> None:
+    assert FeaturePipeline(FeatureConfig(**{**SMALL, **change})).warmup_bars == expected
+
+
+def test_fingerprint_by_hand() -> None:
+    import hashlib
+
+    cfg = FeatureConfig(**SMALL)
+    pipe = FeaturePipeline(cfg)
+    payload = {"code_version": "1", "config": cfg.to_dict(), "names": pipe.names}
+    blob = msgspec.json.encode(payload, order="sorted")
+    assert blob.startswith(b'{"code_version":"1","config":{"atr_window":2,"bb_dev":2.0,')
+    assert pipe.fingerprint == hashlib.sha256(blob).hexdigest()

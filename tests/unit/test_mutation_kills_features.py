@@ -197,11 +197,11 @@ def test_normaliser_defaults_and_exact_values() -> None:
 
 
 def test_normaliser_validation_messages() -> None:
-    with pytest.raises(ValueError, match="mean and std must be 1-d and of equal length"):
+    with pytest.raises(ValueError, match=r"^mean and std must be 1-d and of equal length$"):
         Normaliser([0.0, 1.0], [1.0])
     with pytest.raises(ValueError, match="mean and std must be 1-d"):
         Normaliser([[0.0]], [[1.0]])
-    with pytest.raises(ValueError, match="mean must be finite and std > 0"):
+    with pytest.raises(ValueError, match=r"^mean must be finite and std > 0$"):
         Normaliser([math.nan], [1.0])
     with pytest.raises(ValueError, match="1 names for 2 features"):
         Normaliser([0.0, 1.0], [1.0, 1.0], ["a"])
@@ -242,7 +242,7 @@ def _flat_bars(close: np.ndarray, volume: np.ndarray) -> pd.DataFrame:
 
 @pytest.mark.parametrize(
     ("rel_std", "flat"),
-    [(0.5e-9, True), (1.25e-9, False), (1e-11, True)],
+    [(0.5e-9, True), (0.8e-9, True), (1.25e-9, False), (1e-11, True)],
 )
 def test_bb_zero_width_threshold_is_relative_to_the_price(rel_std: float, flat: bool) -> None:
     # closes m +- a alternating: the 20-bar population std is exactly a; flat when
@@ -271,6 +271,7 @@ def test_volume_zero_std_threshold_is_relative_to_the_mean() -> None:
     bars = _flat_bars(close, vol)
     pipe = FeaturePipeline()
     assert pipe.batch(bars)[-1, pipe.index("volz_20")] == 0.0
+    assert pipe.online().update_many(bars)[pipe.index("volz_20")] == 0.0
 
 
 def test_vol_regime_is_zero_when_the_short_window_is_flat() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,8 +243,3 @@ class RefusalCounter:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.counts)
-
-
-def reasons(messages: Iterable[Message]) -> list[str | None]:
-    """``problem`` for each message (handy in tests and fuzzers)."""
-    return [problem(m) for m in messages]

@@ -117,10 +117,9 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
     key = load_or_create_key(env["BUS_SECRET_FILE"])
     ctx = zmq.asyncio.Context()
     # With CURVE on, signals come from the inference identity and bars from marketdata's
-    pub_ctx = ctx
-    publisher = Publisher(pub_ctx, env["BUS_PUB_ENDPOINT"], "inference-bench",
+    publisher = Publisher(ctx, env["BUS_PUB_ENDPOINT"], "inference-bench",
                           security=security_from_env("inference", env))  # fmt: skip
-    bars = Publisher(pub_ctx, env["BUS_PUB_ENDPOINT"], "marketdata-bench",
+    bars = Publisher(ctx, env["BUS_PUB_ENDPOINT"], "marketdata-bench",
                      security=security_from_env("marketdata", env))  # fmt: skip
     subscriber = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["order."],
                             security=security_from_env("monitor", env))  # fmt: skip

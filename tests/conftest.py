@@ -20,10 +20,44 @@ from shared.curve import BusSecurity
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class _PortAllocator:
+    """Hands out TCP ports *below* the kernel's ephemeral range, never the same one twice in a
+    pytest process.
+
+    ``bind(port 0)`` then release is racy: the kernel may give the same port to any other
+    socket (an outbound ZeroMQ connection's local port, another test's bind) before the child
+    process binds it, and the child dies with "Address already in use". Ports below
+    ``ip_local_port_range`` are never chosen by the kernel for port 0 or for outbound
+    connections, so only explicit binds can collide: a per-process counter (started at a
+    pid-derived offset, so concurrent pytest runs walk different stretches) rules out our own
+    reuse and a probe bind skips ports something else holds."""
+
+    LOW, HIGH = 20000, 32000
+
+    def __init__(self) -> None:
+        span = self.HIGH - self.LOW
+        self._next = (os.getpid() * 97) % span
+
+    def take(self) -> int:
+        span = self.HIGH - self.LOW
+        for _ in range(span):
+            port = self.LOW + self._next
+            self._next = (self._next + 1) % span
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError(f"no free TCP port in {self.LOW}-{self.HIGH}")
+
+
+_PORTS = _PortAllocator()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that no other test in this process has been given."""
+    return _PORTS.take()
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ IDENTITIES: tuple[str, ...] = (
 PUBLISH_RIGHTS: Mapping[str, tuple[str, ...]] = {
     "bus": ("hb.bus",),
     "marketdata": ("bar.", "hb.marketdata"),
-    "inference": ("signal.", "model.status", "hb.inference"),
+    "inference": ("signal.", "shadow.", "model.status", "hb.inference"),
     "execution": ("order.", "fill.", "position.", "hb.execution"),
     "trainer": ("model.updated", "hb.trainer"),
     "monitor": ("pnl.", "hb.monitor"),

@@ -44,6 +44,13 @@ class Bar(Message, frozen=True, kw_only=True, tag="bar"):
     low: float
     close: float
     volume: float
+    # Marketdata's epoch: bumped on every marketdata start and every reconnect to the data source.
+    # A subscriber that sees it change knows the stream restarted (seq may restart, bars may be
+    # backfilled) and resets any state that assumed continuity (recurrent state, gap counters).
+    epoch: int = 0
+    # True for a bar published after a reconnect to fill the gap: it closed while the source was
+    # away. Published once, in order, before the first live bar of the new epoch.
+    backfill: bool = False
 
     def topic(self) -> str:
         return f"bar.{self.symbol}"
@@ -70,6 +77,28 @@ class TargetPosition(Message, frozen=True, kw_only=True, tag="signal"):
 
 
 OrderStatus = Literal["submitted", "acknowledged", "filled", "rejected", "cancelled", "skipped"]
+
+
+class ShadowTarget(Message, frozen=True, kw_only=True, tag="shadow"):
+    """What a candidate (shadow) model would hold on the same bar, on ``shadow.<SYM>``.
+
+    The fields of a live ``TargetPosition``, but deliberately NOT a subclass of it: an
+    ``isinstance(msg, TargetPosition)`` in a trading consumer can never take a shadow target
+    for a live one, whatever topic it arrived on. The monitor records ``shadow.`` to compare the
+    candidate with the live model.
+    """
+
+    topic_kind: ClassVar[str] = "shadow"
+    symbol: str
+    target_position: float
+    model_version: str
+    bar_seq: int
+    bar_close_ts: int
+    bar_close: float
+    strategy: str = "rl"
+
+    def topic(self) -> str:
+        return f"shadow.{self.symbol}"
 
 
 class OrderEvent(Message, frozen=True, kw_only=True, tag="order"):
@@ -193,6 +222,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 BusMessage = (
     Bar
     | TargetPosition
+    | ShadowTarget
     | OrderEvent
     | Fill
     | Position
@@ -205,6 +235,7 @@ BusMessage = (
 ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
     Bar,
     TargetPosition,
+    ShadowTarget,
     OrderEvent,
     Fill,
     Position,

@@ -30,6 +30,7 @@ from shared.messages import (
     OrderEvent,
     PnL,
     Position,
+    ShadowTarget,
     TargetPosition,
 )
 
@@ -86,6 +87,8 @@ def _bar(bar: Bar, now_ns: int) -> str | None:
         return "timeframe_too_long"
     if bar.bar_open_ts > bar.ts_event or not _ts_ok(bar.bar_open_ts, now_ns):
         return "bar_open_after_close"
+    if bar.epoch < 0:
+        return "bad_epoch"
     return None
 
 
@@ -180,6 +183,7 @@ def _model_status(status: ModelStatus, now_ns: int) -> str | None:
 _CHECKS: Mapping[type[Message], Callable[[Any, int], str | None]] = {
     Bar: _bar,
     TargetPosition: _target,
+    ShadowTarget: _target,
     OrderEvent: _order,
     Fill: _fill,
     Position: _position,

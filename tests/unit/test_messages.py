@@ -61,6 +61,14 @@ EXAMPLES: list[m.Message] = [
         accepted=False,
         reason="fingerprint mismatch",
     ),
+    m.ShadowTarget(
+        symbol="AAPL",
+        target_position=0.5,
+        model_version="cand-2",
+        bar_seq=7,
+        bar_close_ts=2,
+        bar_close=1.5,
+    ),
 ]
 
 
@@ -80,6 +88,22 @@ def test_topics_carry_kind_and_key() -> None:
     assert EXAMPLES[0].topic() == "bar.AAPL"
     assert EXAMPLES[1].topic() == "signal.AAPL"
     assert EXAMPLES[7].topic() == "model.updated"
+    assert EXAMPLES[-1].topic() == "shadow.AAPL"
+
+
+def test_shadow_target_never_decodes_as_a_live_target() -> None:
+    shadow = EXAMPLES[-1]
+    decoded = m.decode(m.encode(shadow))
+    assert type(decoded) is m.ShadowTarget
+    assert not isinstance(decoded, m.TargetPosition)  # no trading consumer can act on it
+    live = m.decode(m.encode(EXAMPLES[1]))
+    assert type(live) is m.TargetPosition
+
+
+def test_bar_epoch_and_backfill_round_trip() -> None:
+    bar = msgspec.structs.replace(EXAMPLES[0], epoch=3, backfill=True)
+    decoded = m.decode(m.encode(bar))
+    assert decoded == bar and decoded.epoch == 3 and decoded.backfill
 
 
 def test_messages_are_frozen() -> None:

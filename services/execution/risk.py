@@ -6,10 +6,10 @@ Sizing: a target position in [-1, 1] (a fraction of the allowed size) becomes sh
     full_size = min(max_position, floor(equity * risk_per_trade / stop))
     target    = round_half_away(target_position * full_size)
 
-so a full-size position loses ``risk_per_trade`` of equity if the ATR stop is hit. The ATR is the
-seeded Wilder average the ``ta`` package computes (the first true range is high - low, the first
-value is the plain mean of ``period`` true ranges, then ``atr = (atr * (n - 1) + tr) / n``), the
-same definition ``shared.features`` uses, so backtest and live size alike.
+so a full-size position loses ``risk_per_trade`` of equity if the ATR stop is hit. The rule, the
+Wilder ATR and the size limits (gross exposure clip, rebalance threshold) live in
+``shared.sizing``, which the env, the backtester and the evaluation call too (issue 14 item 7);
+they are re-exported here under their old names.
 
 Limits, in the order they are applied to a signal (``RiskManager.decide``):
 
@@ -48,94 +48,33 @@ from typing import Any
 from execution.safety import SafetySwitches
 from shared.logs import event
 from shared.paper_config import PaperTradingConfig, TradingHours
-from shared.validate import MAX_PRICE
+from shared.sizing import (
+    WilderATR,
+    clip_to_gross_exposure,
+    full_size,
+    round_half_away,
+    stop_distance,
+    target_fraction,
+    target_shares,
+    within_rebalance_threshold,
+)
+
+__all__ = [
+    "Decision",
+    "RateLimiter",
+    "RiskLimits",
+    "RiskManager",
+    "TradingHours",
+    "TradingSchedule",
+    "WilderATR",
+    "full_size",
+    "round_half_away",
+    "stop_distance",
+    "target_fraction",
+    "target_shares",
+]
 
 log = logging.getLogger("execution.risk")
-
-
-class WilderATR:
-    """Online Average True Range with ``ta``'s seeding (see the module docstring)."""
-
-    def __init__(self, period: int = 14) -> None:
-        if period < 1:
-            raise ValueError("period: must be >= 1")
-        self.period = period
-        self.bars_seen = 0
-        self._trs: list[float] = []
-        self._atr = math.nan
-        self._prev_close = math.nan
-
-    @property
-    def value(self) -> float | None:
-        return None if math.isnan(self._atr) else self._atr
-
-    def update(self, high: float, low: float, close: float) -> float | None:
-        """Add one bar; a bar with a non-finite or non-positive price is ignored (an infinite
-        high would otherwise make the average infinite for good)."""
-        if not all(math.isfinite(v) and 0 < v <= MAX_PRICE for v in (high, low, close)):
-            return self.value
-        if high < low:
-            return self.value
-        if self.bars_seen == 0:
-            tr = high - low
-        else:
-            prev = self._prev_close
-            tr = max(high - low, abs(high - prev), abs(low - prev))
-        n = self.period
-        if self.bars_seen < n:
-            self._trs.append(tr)
-            if len(self._trs) == n:
-                self._atr = sum(self._trs) / n
-        else:
-            self._atr = (self._atr * (n - 1) + tr) / float(n)
-        self._prev_close = close
-        self.bars_seen += 1
-        return self.value
-
-
-def _snap(x: float) -> float:
-    """Undo float noise before an integer step: 0.29 * 50 is 14.499999999999998 and
-    3000 / 1.2 is 2499.9999999999995 in floats; the rule means 14.5 and 2500 (share counts and
-    fractions of them never need more than 9 decimals)."""
-    return round(x, 9)
-
-
-def round_half_away(x: float) -> int:
-    """0.5 -> 1, -0.5 -> -1 (Python's round() would give 0 for both)."""
-    return int(math.copysign(math.floor(abs(_snap(x)) + 0.5), x))
-
-
-def stop_distance(
-    price: float, atr: float | None, stop_atr_multiple: float, fallback_stop_pct: float
-) -> float:
-    """Distance from entry to the protective stop, in price units."""
-    if atr is not None and atr > 0:
-        return stop_atr_multiple * atr
-    return fallback_stop_pct * price
-
-
-def full_size(equity: float, stop: float, risk_per_trade: float, max_position: int) -> int:
-    """Shares of a full-size position (target = +/-1): risk_per_trade of equity to the stop."""
-    if not (math.isfinite(equity) and math.isfinite(stop) and equity > 0 and stop > 0):
-        return 0
-    return max(0, min(max_position, math.floor(_snap(equity * risk_per_trade / stop))))
-
-
-def target_shares(
-    target_position: float, equity: float, stop: float, risk_per_trade: float, max_position: int
-) -> int:
-    """Signed shares for a target in [-1, 1] (values outside are clipped; NaN/inf raise)."""
-    fraction = target_fraction(target_position)
-    return round_half_away(fraction * full_size(equity, stop, risk_per_trade, max_position))
-
-
-def target_fraction(target_position: float) -> float:
-    """The target clipped to [-1, 1]. A non-finite target is a bug upstream, never a position:
-    ``ValueError`` (``min(1, max(-1, nan))`` would be -1, a full short)."""
-    value = float(target_position)
-    if not math.isfinite(value):
-        raise ValueError(f"target_position must be finite, got {value}")
-    return min(1.0, max(-1.0, value))
 
 
 class TradingSchedule:
@@ -366,19 +305,17 @@ class RiskManager:
             if reduced != target:
                 notes.append("reduce_only")
                 target = reduced
-        if price > 0 and abs(target) * price + other_exposure > self.limits.max_gross_exposure:
-            room = max(0, math.floor((self.limits.max_gross_exposure - other_exposure) / price))
-            same_side = current != 0 and (target > 0) == (current > 0)
-            allowed = max(room, abs(current)) if same_side else room
-            if abs(target) > allowed:
-                target = int(math.copysign(allowed, target)) if allowed else 0
-                notes.append(f"max_gross_exposure {self.limits.max_gross_exposure:g}")
+        clipped = clip_to_gross_exposure(
+            target, current, price, other_exposure, self.limits.max_gross_exposure
+        )
+        if clipped != target:
+            target = clipped
+            notes.append(f"max_gross_exposure {self.limits.max_gross_exposure:g}")
         delta = target - round(position + working)
         if delta == 0:
             return Decision(target=target, delta=0, notes=tuple(notes))
         held = round(position + working)
-        same_side = target != 0 and held != 0 and (target > 0) == (held > 0)
-        if same_side and abs(delta) < self.limits.rebalance_threshold * full:
+        if within_rebalance_threshold(target, held, full, self.limits.rebalance_threshold):
             notes.append(f"rebalance_threshold {self.limits.rebalance_threshold:g}")
             return Decision(target=held, delta=0, notes=tuple(notes))
         if not self.rate.allowed(now):

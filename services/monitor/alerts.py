@@ -36,6 +36,7 @@ class AlertRules:
     drawdown_pct: float = 0.0  # 0 = off
     daily_loss: float = 0.0  # 0 = off
     stale_bar_s: float = 0.0  # 0 = off
+    backtest_deviation: float = 0.0  # 0 = off
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Facts:
     bar_age_s: float | None = None  # since the last bar (or since start when none came)
     broker_connected: bool | None = None  # None: execution not heard from
     killed: bool | None = None
+    backtest_deviation: float | None = None  # newest comparison's verdict.max_deviation
+    backtest_period: str = ""
 
 
 def drawdown_pct(equity: float, peak: float) -> float:
@@ -78,6 +81,13 @@ def conditions(rules: AlertRules, facts: Facts) -> dict[str, str]:
     ):
         active["stale_market_data"] = (
             f"no bar for {facts.bar_age_s:.1f} s (limit {rules.stale_bar_s:g} s)"
+        )
+    deviation = facts.backtest_deviation
+    limit = rules.backtest_deviation
+    if limit > 0 and deviation is not None and deviation > limit:
+        active["backtest_deviation"] = (
+            f"paper deviates from the backtest by {deviation:g} > {rules.backtest_deviation:g}"
+            f" (report {facts.backtest_period or '?'}, verdict.max_deviation)"
         )
     if facts.broker_connected is False:
         active["broker_disconnected"] = "execution reports the broker disconnected"

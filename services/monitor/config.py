@@ -15,6 +15,9 @@ dashboard is pushed (server-sent events) and the alert rules are evaluated. Rule
 ``MONITOR_ALERT_STALE_BAR_S`` (no bar for this many seconds). Broker disconnected, kill switch on
 and model swapped/refused always alert. ``MONITOR_ALERT_WEBHOOK_URL`` (http:// or https://) gets
 each alert as a JSON POST, with ``MONITOR_ALERT_WEBHOOK_TIMEOUT_S``.
+``MONITOR_ALERT_BACKTEST_DEVIATION`` (0 = off) alerts when the newest paper-versus-backtest report
+under ``MONITOR_REPORTS_DIR`` (``make compare``; the dashboard links and serves them read-only)
+says ``verdict.max_deviation`` is above it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class MonitorSettings(msgspec.Struct, frozen=True, kw_only=True):
     alert_stale_bar_s: float = 0.0  # seconds without any bar; 0 = off (markets close)
     alert_webhook_url: str = ""  # POST JSON here on every alert transition; "" = none
     alert_webhook_timeout_s: float = 5.0
+    alert_backtest_deviation: float = 0.0  # newest report's verdict.max_deviation above; 0 = off
+    reports_dir: str = "evaluation_results"  # paper-vs-backtest-<period>/report.{html,json}
 
     def __post_init__(self) -> None:
         require(bool(self.ledger_path), "ledger_path", "must not be empty")
@@ -87,6 +92,12 @@ class MonitorSettings(msgspec.Struct, frozen=True, kw_only=True):
             "alert_webhook_url",
             "must be empty or an http:// or https:// URL",
         )
+        require(
+            math.isfinite(self.alert_backtest_deviation) and self.alert_backtest_deviation >= 0,
+            "alert_backtest_deviation",
+            "must be a finite number >= 0 (0 = off)",
+        )
+        require(bool(self.reports_dir), "reports_dir", "must not be empty")
         require(
             math.isfinite(self.alert_webhook_timeout_s) and 0 < self.alert_webhook_timeout_s <= 60,
             "alert_webhook_timeout_s",

@@ -4,7 +4,11 @@
 Everything is served by the monitor itself (``monitor.http``); the page loads nothing from outside
 (the Content-Security-Policy says so: ``default-src 'self'``). It reads ``/dashboard.json`` once
 and then follows ``/events`` (server-sent events, one snapshot per ``dashboard_interval_s``).
-Read-only: there is no form and no button that changes anything.
+Read-only: there is no form and no button that changes anything; the kill switch is shown with
+how to trip it (execution's signed ``kill`` command, operator key only). The newest
+paper-versus-backtest report's backtest equity is drawn beside the paper equity (its own time
+axis: a backtest of replayed bars runs on the bars' dates, the paper curve on the wall clock), and
+every report is linked (served read-only by ``/reports/<period>/``).
 """
 
 from __future__ import annotations
@@ -39,15 +43,23 @@ HTML = """<!doctype html>
   <div class="card"><h3>Today</h3><p id="daily">-</p></div>
   <div class="card"><h3>Kill switch</h3><p id="killed">-</p></div>
   <div class="card"><h3>Broker</h3><p id="broker">-</p></div>
+  <div class="card wide"><h3>Last fill</h3><p id="last-fill">-</p></div>
 </section>
+<p id="kill-how" class="note"></p>
 <section id="alerts"><h2>Alerts</h2><div id="alerts-active"></div><table id="alerts-recent"></table></section>
-<section><h2>Equity</h2><div id="equity-chart" class="chart"></div></section>
+<section class="grid">
+  <div><h2>Equity (paper, this ledger)</h2><div id="equity-chart" class="chart"></div></div>
+  <div><h2>Backtest of the same bars</h2><p id="comparison-note" class="note"></p>
+    <div id="backtest-chart" class="chart"></div></div>
+</section>
 <section><h2>Drawdown (%)</h2><div id="drawdown-chart" class="chart"></div></section>
 <section class="grid">
   <div><h2>Positions</h2><table id="positions"></table></div>
   <div><h2>Per model version</h2><p id="models-note" class="note"></p><table id="models"></table>
     <table id="instances"></table></div>
 </section>
+<section><h2>Live versus shadow</h2><p id="shadow-note" class="note"></p>
+<table id="shadow"></table></section>
 <section><h2>Recent fills</h2><p class="note">slippage: fill price versus the decision bar's
 close, in basis points, positive = paid worse (blank when the ledger has no decision for it)</p>
 <table id="fills"></table></section>
@@ -57,8 +69,9 @@ close, in basis points, positive = paid worse (blank when the ledger has no deci
   <div><h2>Latency (monitor's clock)</h2><table id="latency"></table>
     <h2>Execution</h2><table id="execution"></table></div>
 </section>
+<section><h2>Paper versus backtest reports</h2><ul id="reports"></ul></section>
 <footer>read-only &middot; charts: uPlot (MIT), served by this monitor &middot;
-<a href="/metrics">/metrics</a> &middot; <a href="/dashboard.json">/dashboard.json</a></footer>
+<a href="/reports">/reports</a> &middot; <a href="/metrics">/metrics</a> &middot; <a href="/dashboard.json">/dashboard.json</a></footer>
 <script src="/static/uplot.js"></script>
 <script src="/static/dashboard.js"></script>
 </body>
@@ -72,7 +85,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.05em; margin: 1.2em 0 .4em; } h3 { ma
   color: #5a6675; font-weight: 600; text-transform: uppercase; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: .6em; }
 .card { background: #fff; border: 1px solid #dde2e8; border-radius: 6px; padding: .5em .8em; }
-.card p { font-size: 1.3em; margin: .2em 0 0; font-variant-numeric: tabular-nums; }
+.card.wide { grid-column: span 2; } .card p { font-size: 1.3em; margin: .2em 0 0; font-variant-numeric: tabular-nums; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5em; }
 table { border-collapse: collapse; background: #fff; font-variant-numeric: tabular-nums; margin-bottom: .5em; }
 th, td { border: 1px solid #dde2e8; padding: 2px 8px; text-align: right; }
@@ -104,7 +117,7 @@ function table(id, header, rows) {
   }
 }
 
-let equityChart = null, drawdownChart = null;
+let equityChart = null, drawdownChart = null, backtestChart = null;
 function inked(ctx) {  // drawn (non-transparent) pixels, sampled: lets a test see the chart rendered
   const {width, height} = ctx.canvas;
   const px = ctx.getImageData(0, 0, width, height).data;
@@ -145,6 +158,30 @@ function render(s) {
   table("alerts-recent", ["time", "alert", "state", "message"],
     s.alerts.recent.map(a => [new Date(a.ts * 1000).toISOString().slice(0, 19), a.alert, a.state, a.message]));
 
+  const lf = s.last_fill;
+  $("last-fill").textContent = lf ? [lf.side, fmt(lf.quantity, 0), lf.symbol, "@", fmt(lf.price, 4)].join(" ") : "none yet";
+  document.body.dataset.lastFill = lf ? lf.exec_id : "";
+  $("kill-how").textContent = "Kill switch: " + ex.kill_switch_how;
+
+  const cmp = s.comparison;
+  $("comparison-note").textContent = cmp.note;
+  if (cmp.backtest && cmp.backtest.t.length) {
+    backtestChart = chart($("backtest-chart"), "backtest equity", "#6a1b9a", [cmp.backtest.t, cmp.backtest.equity], backtestChart);
+  }
+  const list = $("reports");
+  list.replaceChildren();
+  if (!cmp.reports.length) { const li = document.createElement("li"); li.textContent = "no comparison yet: run make compare"; list.appendChild(li); }
+  for (const r of cmp.reports) {
+    const li = document.createElement("li");
+    li.appendChild(document.createTextNode(r.period + " "));
+    for (const [label, href] of [["report", r.html], ["json", r.json]]) {
+      if (!href) continue;
+      const a = document.createElement("a"); a.href = href; a.textContent = label; li.appendChild(a);
+      li.appendChild(document.createTextNode(" "));
+    }
+    list.appendChild(li);
+  }
+
   const c = s.curve;
   if (c.t.length) {
     equityChart = chart($("equity-chart"), "equity", "#1565c0", [c.t, c.equity], equityChart);
@@ -159,6 +196,10 @@ function render(s) {
       fmt(v.realized), fmt(v.net_realized), fmt(v.avg_slippage_bps, 1)]));
   table("instances", ["inference", "serving", "requested", "accepted", "reason"],
     s.models.instances.map(m => [m.instance, m.serving_version, m.requested_version, m.accepted, m.reason]));
+  $("shadow-note").textContent = s.models.shadow.note;
+  table("shadow", ["role", "version", "decisions", "marked", "return %", "bars with live", "shadow same bars %", "live same bars %"],
+    s.models.shadow.rows.map(r => [r.role, r.version, r.decisions, r.marked, fmt(r.return_pct, 3),
+      r.bars_with_live, fmt(r.shadow_on_same_bars_pct, 3), fmt(r.live_on_same_bars_pct, 3)]));
   table("fills", ["time", "symbol", "side", "qty", "price", "decision close", "slip bps", "fee", "model", "order"],
     s.fills.map(f => [time(f.ts_event), f.symbol, f.side, fmt(f.quantity, 0), fmt(f.price, 4),
       fmt(f.bar_close, 4), fmt(f.slippage_bps, 1), fmt(f.commission), f.model_version || "", f.order_ref]));
@@ -171,7 +212,10 @@ function render(s) {
     ["last bar age (s)", fmt(h.last_bar_age_s, 1)], ["sequence gaps", h.gaps],
     ["malformed frames", h.malformed], ["duplicates", h.duplicates],
     ["refused on the bus", count(h.bus_refused)], ["refused / flagged", count(h.refused)],
-    ["quarantined fills", count(h.quarantined)], ["exec-id conflicts", h.conflicts]]);
+    ["quarantined fills", count(h.quarantined)], ["exec-id conflicts", h.conflicts],
+    ["quarantined bars (marketdata)", h.quarantined_bars === null ? (h.marketdata_heard ? "not reported" : "marketdata not heard") : count(typeof h.quarantined_bars === "object" ? h.quarantined_bars : {all: h.quarantined_bars})],
+    ["marketdata epoch", h.epoch === null ? "unknown" : h.epoch],
+    ["reconnects", count(h.reconnects)]]);
   table("bars", ["symbol", "last close", "age (s)"], h.bars.map(b => [b.symbol, fmt(b.close, 4), fmt(b.age_s, 1)]));
   table("latency", ["stage", "n", "p50 ms", "p95 ms", "max ms"],
     Object.entries(h.latency).map(([k, v]) => [k, v.count, fmt(v.p50_ms, 1), fmt(v.p95_ms, 1), fmt(v.max_ms, 1)]));

@@ -7,6 +7,9 @@
     GET /health  -> status counters       GET /pnl    -> equity, PnL, positions
     GET /fills   -> every booked fill     GET /orders -> order events
     GET /quarantine -> fills not booked (no matching order) and exec-id conflicts
+    GET /reports -> the paper-vs-backtest reports (HTML list)   GET /reports.json -> the same
+    GET /reports/<period>/<file> -> one report's file, read-only (``monitor.reports``: plain
+                    names only, inside the reports directory; scripts never run in it)
 
 Read-only: GET (and HEAD) only, anything else is 405; nothing here can change anything that
 trades. Compose publishes the port on 127.0.0.1 only. At most ``MAX_STREAMS`` live streams at
@@ -16,6 +19,7 @@ once (a 503 beyond), so a forgotten tab cannot pile up work.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from monitor import dashboard, vendor_uplot
+from monitor import dashboard, reports, vendor_uplot
 from monitor.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from shared.logs import event
 
@@ -126,7 +130,42 @@ def build_app(routes: dict[str, Route], service: MonitorService | None = None) -
             streams["open"] -= 1
         return response
 
+    async def report_list(request: web.Request) -> web.Response:
+        found = reports.find_reports(service.settings.reports_dir)
+        rows = "".join(
+            f"<li>{html.escape(r['period'])}: "
+            + " ".join(f'<a href="{html.escape(r[k])}">{k}</a>' for k in ("html", "json") if r[k])
+            + "</li>"
+            for r in found
+        )
+        body = (
+            "<!doctype html><meta charset=utf-8><title>paper vs backtest</title>"
+            "<h1>Paper versus backtest reports</h1>"
+            + (f"<ul>{rows}</ul>" if rows else "<p>no comparison yet: run make compare</p>")
+            + '<p><a href="/">dashboard</a></p>'
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    async def report_json(request: web.Request) -> web.Response:
+        return _json_response(reports.find_reports(service.settings.reports_dir))
+
+    async def report_file(request: web.Request) -> web.StreamResponse:
+        found = reports.report_file(
+            service.settings.reports_dir,
+            request.match_info["period"],
+            request.match_info["name"],
+        )
+        if found is None:
+            return _json_response({"error": "no such report file"}, 404)
+        path, content_type = found
+        response = web.FileResponse(path, headers={"Content-Type": content_type})
+        response.headers["Content-Security-Policy"] = reports.REPORT_CSP
+        return response
+
     app.router.add_get("/", index)
+    app.router.add_get("/reports", report_list)
+    app.router.add_get("/reports.json", report_json)
+    app.router.add_get("/reports/{period}/{name}", report_file)
     app.router.add_get("/dashboard", index)
     for path, (body, content_type) in STATIC.items():
         app.router.add_get(path, static(body, content_type))

@@ -16,6 +16,9 @@ Tables:
   order reference execution derives from them (``strategy-symbol-bar_seq``), so a fill can be
   priced against its decision bar (slippage) and attributed to a model version. Bounded: the
   oldest rows beyond ``MAX_SIGNALS`` are dropped.
+* ``shadow_signals``: what candidate (shadow) models would have held (``shadow.<SYM>``), one row
+  per (model version, strategy, symbol, bar), idempotent like ``signals`` and bounded the same
+  way. Never booked, never a trade: only ``monitor.shadow`` reads them, to compare would-be PnL.
 
 Nothing non-finite is ever written: every number is checked before it reaches SQLite.
 """
@@ -29,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.messages import Fill, OrderEvent, PnL, TargetPosition
+from shared.messages import Fill, OrderEvent, PnL, ShadowTarget, TargetPosition
 
 MAX_SIGNALS = 200_000  # signals kept (one per bar per symbol per strategy)
 
@@ -86,6 +89,16 @@ CREATE TABLE IF NOT EXISTS signals (
     bar_close   REAL NOT NULL,
     target      REAL NOT NULL,
     ts_event    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shadow_signals (
+    model_version TEXT NOT NULL,
+    strategy    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    bar_seq     INTEGER NOT NULL,
+    bar_close   REAL NOT NULL,
+    target      REAL NOT NULL,
+    ts_event    INTEGER NOT NULL,
+    PRIMARY KEY (model_version, strategy, symbol, bar_seq)
 );
 CREATE TABLE IF NOT EXISTS pnl (
     ts          INTEGER NOT NULL,
@@ -381,6 +394,46 @@ class Ledger:
     def signal_counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT model_version, COUNT(*) FROM signals GROUP BY 1")
         return {str(version): int(n) for version, n in rows.fetchall()}
+
+    def signal_rows(self) -> list[dict[str, Any]]:
+        """Every live decision (model version, symbol, bar, close, target), oldest bar first."""
+        return self._rows(
+            "SELECT model_version, symbol, bar_seq, bar_close, target FROM signals"
+            " ORDER BY symbol, bar_seq"
+        )
+
+    def record_shadow(self, shadow: ShadowTarget) -> bool:
+        """Keep one shadow decision; True when new (the same one again is ignored)."""
+        _finite(shadow.bar_close, shadow.target_position)
+        cursor = self._db.execute(
+            "INSERT INTO shadow_signals VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            (
+                shadow.model_version,
+                shadow.strategy,
+                shadow.symbol,
+                shadow.bar_seq,
+                shadow.bar_close,
+                shadow.target_position,
+                shadow.ts_event,
+            ),
+        )
+        if cursor.rowcount == 1 and cursor.lastrowid and cursor.lastrowid % 10_000 == 0:
+            self._db.execute(
+                "DELETE FROM shadow_signals WHERE rowid <= (SELECT MAX(rowid) FROM shadow_signals)"
+                " - ?",
+                (MAX_SIGNALS,),
+            )
+        return cursor.rowcount == 1
+
+    def shadow_rows(self) -> list[dict[str, Any]]:
+        """Every shadow decision, oldest bar first."""
+        return self._rows(
+            "SELECT model_version, symbol, bar_seq, bar_close, target FROM shadow_signals"
+            " ORDER BY symbol, bar_seq"
+        )
+
+    def shadow_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM shadow_signals").fetchone()[0])
 
     def fills_in_context(self) -> list[dict[str, Any]]:
         """Every booked fill with its decision (bar close, model version) when one is known."""

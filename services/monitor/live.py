@@ -5,8 +5,14 @@ and the equity curve with its peak and the day's first figure.
 the service's loop: the service guards it). Latencies are measured on the monitor's own clock,
 between the moments *it* received two related messages (bar -> signal for that bar, signal ->
 order event for that decision, order submitted -> first fill), so they include bus delivery but
-no cross-machine clock skew. ``bus_delay`` (receive time minus the producer's ``ts_publish``) does
-compare two clocks: it is only meaningful when the producers share the monitor's host clock.
+no cross-machine clock skew. ``signal_to_ack`` ends at the broker's acknowledgement (the
+order's ``acknowledged`` event). ``bus_delay`` (receive time minus the producer's ``ts_publish``)
+does compare two clocks: it is only meaningful when the producers share the monitor's host clock.
+
+Reconnects are counted as the monitor sees them: the broker's when execution's status goes from
+disconnected to connected, marketdata's when a bar carries a new ``epoch`` (bumped on every
+marketdata start and reconnect to its source). Marketdata's heartbeat detail gives the bars it
+quarantined (``quarantined``) and its ``epoch`` when it reports them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from shared.messages import Bar, Fill, Heartbeat, Message, ModelStatus, OrderEve
 PENDING = 10_000  # decisions / orders remembered for latency matching
 WINDOW = 1_000  # latency samples kept for the dashboard's percentiles
 CURVE = 5_000  # equity points kept in memory (and loaded from the ledger at start)
-LATENCIES = ("bar_to_signal", "signal_to_order", "order_to_fill")
+LATENCIES = ("bar_to_signal", "signal_to_order", "signal_to_ack", "order_to_fill")
 
 
 def _bounded_put(store: OrderedDict[Any, Any], key: Any, value: Any, limit: int = PENDING) -> None:
@@ -61,12 +67,16 @@ class Observer:
         self.execution: dict[str, Any] | None = None  # execution's status detail
         self.execution_seen_ns: int | None = None
         self.execution_source = ""
+        self.marketdata: dict[str, Any] | None = None  # marketdata's heartbeat detail
+        self.epoch: int | None = None  # the last bar's marketdata epoch
+        self.reconnects: dict[str, int] = {"broker": 0, "marketdata": 0}
         self.models: dict[str, dict[str, Any]] = {}  # inference instance -> its last status
         self.model_events: list[tuple[str, str]] = []  # (alert name, message) not yet raised
         self.latency: dict[str, deque[float]] = {n: deque(maxlen=WINDOW) for n in LATENCIES}
         self._bar_seen: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._signal_seen: OrderedDict[str, int] = OrderedDict()  # order_ref -> received ns
         self._order_seen: OrderedDict[str, int] = OrderedDict()  # order_ref -> submitted ns
+        self._acked: OrderedDict[str, int] = OrderedDict()  # order_refs acknowledged
         self.curve: deque[tuple[float, float]] = deque(maxlen=CURVE)  # (ts_s, equity)
         self.peak_equity = -math.inf
         self.day = ""
@@ -85,6 +95,9 @@ class Observer:
                 "received_ns": now,
             }
             self.last_bar_ns = now
+            if self.epoch is not None and message.epoch != self.epoch:
+                self.reconnects["marketdata"] += 1
+            self.epoch = message.epoch
             _bounded_put(self._bar_seen, (message.symbol, message.seq), now)
         elif isinstance(message, TargetPosition):
             ref = f"{message.strategy}-{message.symbol}-{message.bar_seq}"
@@ -99,12 +112,19 @@ class Observer:
                 signal_ns = self._signal_seen.get(message.order_ref)
                 if signal_ns is not None:
                     self._latency("signal_to_order", now - signal_ns)
+            elif message.status == "acknowledged" and message.order_ref not in self._acked:
+                _bounded_put(self._acked, message.order_ref, now)
+                signal_ns = self._signal_seen.get(message.order_ref)
+                if signal_ns is not None:
+                    self._latency("signal_to_ack", now - signal_ns)
         elif isinstance(message, Fill):
             submitted = self._order_seen.pop(message.order_ref, None)  # first fill only
             if submitted is not None:
                 self._latency("order_to_fill", now - submitted)
         elif isinstance(message, Heartbeat) and message.service == "execution":
             self.on_execution_status(dict(message.detail), "heartbeat", now)
+        elif isinstance(message, Heartbeat) and message.service == "marketdata":
+            self.marketdata = {**message.detail, "received_ns": now}
         elif isinstance(message, ModelStatus):
             self.on_model_status(message, now)
 
@@ -116,6 +136,9 @@ class Observer:
     def on_execution_status(
         self, detail: dict[str, Any], source: str, now: int | None = None
     ) -> None:
+        was = None if self.execution is None else self.execution.get("broker_connected")
+        if was is False and detail.get("broker_connected") is True:
+            self.reconnects["broker"] += 1
         self.execution = detail
         self.execution_seen_ns = self.clock_ns() if now is None else now
         self.execution_source = source
@@ -177,6 +200,23 @@ class Observer:
         if self.execution_seen_ns is None:
             return None
         return max(0.0, (self.clock_ns() - self.execution_seen_ns) / 1e9)
+
+    def marketdata_health(self) -> dict[str, Any]:
+        """Quarantined bars and epoch from marketdata's heartbeat (None: not reported)."""
+        detail = self.marketdata or {}
+        quarantined = detail.get("quarantined")
+        epoch = detail.get("epoch", self.epoch)
+        return {
+            "heard": self.marketdata is not None,
+            "quarantined": quarantined if isinstance(quarantined, int | dict) else None,
+            "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
+        }
+
+    def quarantined_bars(self) -> int | None:
+        value = self.marketdata_health()["quarantined"]
+        if isinstance(value, dict):
+            return sum(int(v) for v in value.values() if isinstance(v, int | float))
+        return value
 
     def latency_summary(self) -> dict[str, dict[str, Any]]:
         out = {}

@@ -166,6 +166,58 @@ class _StateCollector(Collector):
                 "Execution reports its broker connected",
                 float(bool(execution.get("broker_connected"))),
             )
+        yield _labelled(
+            CounterMetricFamily,
+            "monitor_reconnects",
+            "Reconnects seen: broker (execution back to connected), marketdata (a new epoch)",
+            "source",
+            obs.reconnects,
+        )
+        yield CounterMetricFamily(
+            "monitor_order_rejections",
+            "Orders rejected (order events with status rejected)",
+            value=s.ledger.order_status_counts().get("rejected", 0),
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "monitor_dropped_frames",
+            "Frames the monitor's subscriber dropped: malformed, duplicate, refused by validation",
+            "reason",
+            {
+                "malformed": stats.malformed,
+                "duplicate": stats.duplicates,
+                "refused": sum(stats.refused.counts.values()),
+            },
+        )
+        quarantined_bars = obs.quarantined_bars()
+        if quarantined_bars is not None:
+            yield _gauge(
+                "monitor_marketdata_quarantined_bars",
+                "Bars marketdata quarantined (its heartbeat's detail)",
+                quarantined_bars,
+            )
+        epoch = obs.marketdata_health()["epoch"]
+        if epoch is not None:
+            yield _gauge("monitor_marketdata_epoch", "Marketdata's current epoch", epoch)
+        yield _labelled(
+            CounterMetricFamily,
+            "monitor_decisions",
+            "Decisions recorded in the ledger per model version (live: signal.*)",
+            "version",
+            s.ledger.signal_counts(),
+        )
+        yield CounterMetricFamily(
+            "monitor_shadow_decisions",
+            "Shadow targets recorded (shadow.*; never traded)",
+            value=s.ledger.shadow_count(),
+        )
+        deviation = s.comparison()["max_deviation"]
+        if deviation is not None:
+            yield _gauge(
+                "monitor_backtest_max_deviation",
+                "verdict.max_deviation of the newest paper-vs-backtest report",
+                deviation,
+            )
         active = {name: 1.0 for name in s.alerts.active}
         for name in s.alert_names():
             active.setdefault(name, 0.0)

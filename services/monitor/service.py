@@ -10,7 +10,9 @@ command is asked too, and a fill whose order becomes known is booked then, exact
 
 Subscriptions: ``fill.`` ``order.`` ``position.`` ``bar.`` for the ledger; ``signal.`` (decisions:
 model version and decision bar close, for slippage and per-model figures), ``model.status`` and
-``hb.execution`` (kill switch, broker connection) for the dashboard and the alerts.
+``hb.execution`` (kill switch, broker connection), ``hb.marketdata`` (quarantined bars, epoch)
+for the dashboard and the alerts; ``shadow.`` (a candidate model's would-be targets) is recorded in
+its own ledger table for the live-versus-shadow comparison and never booked (``monitor.shadow``).
 
 Every ``dashboard_interval_s`` the equity is sampled, the alert rules are evaluated (transitions
 only are logged, see ``monitor.alerts``) and the dashboard's snapshot is rebuilt for its live
@@ -27,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from monitor import reports, view
 from monitor.alerts import AlertBook, AlertRules, Facts, WebhookSender, conditions, drawdown_pct
 from monitor.config import MonitorSettings
 from monitor.core import Accountant
@@ -34,18 +37,21 @@ from monitor.gate import UNKNOWN_ORDER
 from monitor.ledger import Ledger
 from monitor.live import Observer
 from monitor.metrics import MonitorMetrics
+from monitor.view import slippage_bps
 from shared.accounting import Book
 from shared.bus import CommandError, heartbeat_loop
 from shared.logs import event
-from shared.messages import Message, PnL, TargetPosition
+from shared.messages import Message, PnL, ShadowTarget, TargetPosition
 from shared.runtime import BusConnection
+from shared.validate import problem
 
 log = logging.getLogger("monitor")
 
 JOURNAL_LIMIT = 5_000  # orders asked from execution's journal when fills wait for their order
 EXECUTION_STATUS_INTERVAL_S = 5.0
-RECENT = 20  # orders and fills on the dashboard
+REPORTS_REFRESH_S = 10.0  # how often the comparison reports are re-read
 ALWAYS_ON = ("broker_disconnected", "kill_switch", "model_swapped", "model_refused")
+__all__ = ["MonitorService", "slippage_bps"]  # slippage_bps: re-exported, it lived here
 
 
 class MonitorService:
@@ -55,7 +61,17 @@ class MonitorService:
         self.ledger = Ledger(settings.ledger_path)  # LedgerError names the file
         self.accountant = Accountant(self.ledger, settings.initial_cash)
         self.subscriber = bus.subscriber(
-            ["fill.", "order.", "position.", "bar.", "signal.", "model.status", "hb.execution"]
+            [
+                "fill.",
+                "order.",
+                "position.",
+                "bar.",
+                "signal.",
+                "shadow.",
+                "model.status",
+                "hb.execution",
+                "hb.marketdata",
+            ]
         )
         self.execution = bus.command_client("execution")
         self.metrics = MonitorMetrics()
@@ -66,6 +82,7 @@ class MonitorService:
             drawdown_pct=settings.alert_drawdown_pct,
             daily_loss=settings.alert_daily_loss,
             stale_bar_s=settings.alert_stale_bar_s,
+            backtest_deviation=settings.alert_backtest_deviation,
         )
         self.alerts = AlertBook()
         self.webhook = (
@@ -77,7 +94,8 @@ class MonitorService:
         self.snapshot: dict[str, Any] = {}
         self.snapshot_seq = 0
         self.snapshot_changed = asyncio.Event()
-        self._model_cache: tuple[int, int, dict[str, Any]] | None = None
+        self.model_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None  # monitor.view
+        self._comparison: tuple[float, dict[str, Any]] | None = None
 
     @property
     def book(self) -> Book:
@@ -117,6 +135,8 @@ class MonitorService:
         try:
             if isinstance(message, TargetPosition):
                 self.ledger.record_signal(message)
+            elif isinstance(message, ShadowTarget) and problem(message) is None:
+                self.ledger.record_shadow(message)  # recorded for comparison, never booked
             self.observer.observe(message)
         except Exception:  # the dashboard's view must not stop the ledger
             log.exception("observe_failed")
@@ -226,6 +246,7 @@ class MonitorService:
                 ("drawdown", self.rules.drawdown_pct),
                 ("daily_loss", self.rules.daily_loss),
                 ("stale_market_data", self.rules.stale_bar_s),
+                ("backtest_deviation", self.rules.backtest_deviation),
             )
             if limit > 0
         ]
@@ -235,6 +256,7 @@ class MonitorService:
         """Sample equity, evaluate the alert rules, rebuild the dashboard snapshot."""
         self.observer.record_equity(self.book.equity)
         execution = self.observer.execution
+        comparison = self.comparison()
         facts = Facts(
             equity=self.book.equity,
             peak_equity=self.peak_equity(),
@@ -242,6 +264,8 @@ class MonitorService:
             bar_age_s=self.observer.bar_age_s(),
             broker_connected=None if execution is None else bool(execution.get("broker_connected")),
             killed=None if execution is None else bool(execution.get("killed")),
+            backtest_deviation=comparison["max_deviation"],
+            backtest_period=comparison["latest"] or "",
         )
         transitions = self.alerts.update(conditions(self.rules, facts))
         while self.observer.model_events:
@@ -277,145 +301,18 @@ class MonitorService:
             await asyncio.sleep(EXECUTION_STATUS_INTERVAL_S)
 
     def model_performance(self) -> dict[str, Any]:
-        """Per model version: decisions, fills, fees, slippage and the PnL its fills realised
-        (average cost, replayed from the ledger in booking order)."""
-        signals = self.ledger.signal_counts()
-        key = (self.fills_booked, sum(signals.values()))
-        if self._model_cache is not None and self._model_cache[:2] == key:
-            return self._model_cache[2]
-        replay = Book(initial_cash=0.0)
-        versions: dict[str, dict[str, Any]] = {}
-        recent: list[dict[str, Any]] = []
-        for row in self.ledger.fills_in_context():
-            realized = replay.apply_fill(
-                row["symbol"], row["side"], row["quantity"], row["price"], row["commission"]
-            )
-            version = row["model_version"] or "unknown"
-            v = versions.setdefault(
-                version,
-                {"fills": 0, "notional": 0.0, "fees": 0.0, "realized": 0.0, "slip": []},
-            )
-            v["fills"] += 1
-            v["notional"] += row["quantity"] * row["price"]
-            v["fees"] += row["commission"]
-            v["realized"] += realized
-            row["slippage_bps"] = slippage_bps(row["side"], row["price"], row["bar_close"])
-            if row["slippage_bps"] is not None:
-                v["slip"].append(row["slippage_bps"])
-            recent.append(row)
-        table = []
-        for version in sorted(set(versions) | set(signals)):
-            v = versions.get(
-                version, {"fills": 0, "notional": 0.0, "fees": 0.0, "realized": 0.0, "slip": []}
-            )
-            slips = v.pop("slip")
-            table.append(
-                {
-                    "version": version,
-                    "signals": signals.get(version, 0),
-                    **{k: round(x, 6) if isinstance(x, float) else x for k, x in v.items()},
-                    "net_realized": round(v["realized"] - v["fees"], 6),
-                    "avg_slippage_bps": round(sum(slips) / len(slips), 3) if slips else None,
-                }
-            )
-        result = {
-            "known": bool(signals),
-            "note": (
-                "from inference's signals recorded in the ledger (signals table)"
-                if signals
-                else "the ledger does not know the model version yet: no signal.* message "
-                "recorded (fills are listed as 'unknown')"
-            ),
-            "versions": table,
-            "recent_fills": recent[-RECENT:][::-1],
-        }
-        self._model_cache = (*key, result)
-        return result
+        return view.model_performance(self)
 
     def dashboard(self) -> dict[str, Any]:
-        obs = self.observer
-        status = self.status_detail()
-        models = dict(self.model_performance())  # a copy: the result is cached
-        recent_fills = models.pop("recent_fills")
-        curve = list(obs.curve)
-        peak, running = -float("inf"), []
-        for _, equity in curve:
-            peak = max(peak, equity)
-            running.append(round((peak - equity) / peak * 100, 6) if peak > 0 else 0.0)
-        positions = [
-            {
-                "symbol": symbol,
-                "quantity": b.quantity,
-                "avg_cost": round(b.avg_cost, 6),
-                "last_price": b.last_price,
-                "unrealized": round(b.unrealized(), 2),
-                "realized": round(b.realized, 2),
-            }
-            for symbol, b in sorted(self.book.symbols.items())
-            if b.quantity != 0
-        ][:50]
-        execution = obs.execution
-        return {
-            "ts": time.time(),
-            "account": self.settings.account,
-            "equity": round(self.book.equity, 2),
-            "initial_cash": self.settings.initial_cash,
-            "realized": round(self.book.realized, 2),
-            "unrealized": round(self.book.unrealized, 2),
-            "fees": round(self.book.fees, 2),
-            "peak_equity": round(self.peak_equity(), 2),
-            "drawdown_pct": round(self.drawdown_pct(), 4),
-            "daily_pnl": round(self.daily_pnl(), 2),
-            "curve": {
-                "t": [round(t, 3) for t, _ in curve],
-                "equity": [round(e, 2) for _, e in curve],
-                "drawdown_pct": running,
-            },
-            "positions": positions,
-            "orders": self.ledger.recent_order_events(RECENT),
-            "fills": recent_fills,
-            "models": {**models, "instances": list(obs.models.values())},
-            "health": {
-                "last_bar_age_s": round(obs.bar_age_s(), 3),
-                "bars": [
-                    {"symbol": sym, "age_s": round(age, 3), "close": obs.bars[sym]["close"]}
-                    for sym, age in sorted(obs.bar_ages().items())
-                ][:50],
-                "gaps": status["gaps"],
-                "malformed": status["malformed"],
-                "duplicates": self.subscriber.stats.duplicates,
-                "bus_refused": status["bus_refused"],
-                "refused": status["alerts"],
-                "quarantined": status["quarantined"],
-                "conflicts": status["conflicts"],
-                "latency": obs.latency_summary(),
-            },
-            "execution": {
-                "known": execution is not None,
-                "source": obs.execution_source,
-                "age_s": obs.execution_age_s(),
-                **{
-                    k: (execution or {}).get(k)
-                    for k in (
-                        "killed",
-                        "broker_connected",
-                        "halted_day",
-                        "reduce_only",
-                        "dead_man",
-                        "trading_blocked",
-                        "broker",
-                        "paper",
-                    )
-                },
-            },
-            "alerts": self.alerts.snapshot(),
-            "alert_rules": {
-                "drawdown_pct": self.rules.drawdown_pct,
-                "daily_loss": self.rules.daily_loss,
-                "stale_bar_s": self.rules.stale_bar_s,
-                "webhook": self.webhook is not None,
-            },
-        }
+        return view.snapshot(self)
+
+    def comparison(self) -> dict[str, Any]:
+        """The newest paper-vs-backtest report's summary, re-read at most every
+        ``REPORTS_REFRESH_S`` (the files change only when ``make compare`` runs)."""
+        now = time.monotonic()
+        if self._comparison is None or now - self._comparison[0] >= REPORTS_REFRESH_S:
+            self._comparison = (now, reports.summary(self.settings.reports_dir))
+        return self._comparison[1]
 
     async def dashboard_json(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.snapshot or self.dashboard()
@@ -435,11 +332,3 @@ class MonitorService:
         self.subscriber.close()
         self.execution.close()
         self.ledger.close()
-
-
-def slippage_bps(side: str, price: float, decision_close: float | None) -> float | None:
-    """What the fill paid against the decision bar's close, in basis points (> 0 = worse)."""
-    if decision_close is None or not decision_close > 0:
-        return None
-    sign = 1.0 if side == "BUY" else -1.0
-    return round(sign * (price - decision_close) / decision_close * 10_000, 3)

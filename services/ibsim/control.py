@@ -18,6 +18,9 @@ Commands (``cmd``):
 - ``faults`` with optional ``set`` {delay_acks_ms (0..600000), reject_next_n (0..1000000),
   reject_reason (<= 256 chars), reject_code (1..99999), partial_fill_fraction (0..1),
   delay_commission_ms (0..600000), drop_commission_next_n (0..1000000),
+  pacing_error_next_n (0..1000000; error 162 on historical requests),
+  realtime_pacing_next_n (0..1000000; error 420 on reqRealTimeBars),
+  market_data_error (0 | 354 | 10167; no market data subscription, see ``ibsim.faults``),
   drop_connection_now: true | <clientId>, outage_seconds (0 < s <= 86400)} and optional
   ``clear: true`` -> the fault switches after the change.
 - ``executions`` (optional ``order_ref``, ``symbol``) -> the simulator's execution record.
@@ -120,6 +123,9 @@ class FaultChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     partial_fill_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     delay_commission_ms: Annotated[float, msgspec.Meta(ge=0, le=600_000)] | None = None
     drop_commission_next_n: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    pacing_error_next_n: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    realtime_pacing_next_n: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    market_data_error: Literal[0, 354, 10167] | None = None
     drop_connection_now: bool | Annotated[int, msgspec.Meta(ge=0, le=MAX_CLIENT_ID)] | None = None
     outage_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
 
@@ -132,6 +138,9 @@ class FaultChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             "partial_fill_fraction",
             "delay_commission_ms",
             "drop_commission_next_n",
+            "pacing_error_next_n",
+            "realtime_pacing_next_n",
+            "market_data_error",
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 

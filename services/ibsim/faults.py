@@ -10,6 +10,15 @@
   long after the execution (other messages are not held back behind it).
 - ``drop_commission_next_n``: the commission reports of the next n live executions are never sent
   (a ``reqExecutions`` still answers each execution with its report, as IB does).
+- ``pacing_error_next_n``: the next n historical data requests are answered with error 162
+  "Historical data request pacing violation" (as IB does past 60 requests in 10 minutes).
+- ``realtime_pacing_next_n``: the next n ``reqRealTimeBars`` are answered with error 420
+  "Invalid Real-time Query:Historical data request pacing violation".
+- ``market_data_error``: 0 (off), 354 or 10167: an account without a market data subscription.
+  354: historical and real-time bar requests are refused with 354 "Requested market data is not
+  subscribed." unless the client asked for delayed data (``reqMarketDataType(3 or 4)``), which is
+  served after the 10167 warning; 10167: every data request gets the 10167 warning
+  ("... Displaying delayed market data.") and is served.
 - drop the connection now / outage of N seconds (connections refused) are one-shot actions the
   server performs; see ``ibsim.server``.
 """
@@ -22,6 +31,7 @@ from typing import Any
 
 DEFAULT_REJECT_CODE = 201
 DEFAULT_REJECT_REASON = "Simulated rejection"
+MARKET_DATA_ERRORS = (0, 354, 10167)
 
 
 @dataclass(slots=True)
@@ -39,6 +49,9 @@ class FaultSwitches:
     partial_fill_fraction: float = 0.0  # 0 (or 1) means fill the whole remaining quantity
     delay_commission_ms: float = 0.0
     drop_commission_next_n: int = 0
+    pacing_error_next_n: int = 0
+    realtime_pacing_next_n: int = 0
+    market_data_error: int = 0  # 0, 354 or 10167
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply settings from a control command; unknown keys and bad values raise ValueError."""
@@ -57,6 +70,15 @@ class FaultSwitches:
                 self.delay_commission_ms = _number(key, value, low=0.0, high=600_000.0)
             elif key == "drop_commission_next_n":
                 self.drop_commission_next_n = int(_number(key, value, low=0.0, high=1_000_000.0))
+            elif key == "pacing_error_next_n":
+                self.pacing_error_next_n = int(_number(key, value, low=0.0, high=1_000_000.0))
+            elif key == "realtime_pacing_next_n":
+                self.realtime_pacing_next_n = int(_number(key, value, low=0.0, high=1_000_000.0))
+            elif key == "market_data_error":
+                code = int(_number(key, value, low=0.0, high=99_999.0))
+                if code not in MARKET_DATA_ERRORS:
+                    raise ValueError(f"{key} must be one of {MARKET_DATA_ERRORS}, got {code}")
+                self.market_data_error = code
             else:
                 raise ValueError(f"unknown fault {key!r}")
 
@@ -66,6 +88,20 @@ class FaultSwitches:
             return None
         self.reject_next_n -= 1
         return Rejection(self.reject_code, self.reject_reason)
+
+    def take_pacing_error(self) -> bool:
+        """Consume one pending historical pacing error (162): True when this request gets it."""
+        if self.pacing_error_next_n <= 0:
+            return False
+        self.pacing_error_next_n -= 1
+        return True
+
+    def take_realtime_pacing(self) -> bool:
+        """Consume one pending real-time bars error (420): True when this request gets it."""
+        if self.realtime_pacing_next_n <= 0:
+            return False
+        self.realtime_pacing_next_n -= 1
+        return True
 
     def take_commission_drop(self) -> bool:
         """Consume one pending commission-report drop: True when this report is not sent."""

@@ -82,6 +82,12 @@ PACING_VIOLATION = (
     "Historical Market Data Service error message:Historical data request pacing violation"
 )
 NOT_SUBSCRIBED = (354, "Requested market data is not subscribed.")
+DELAYED_DATA = (
+    10167,
+    "Requested market data is not subscribed. Displaying delayed market data.",
+)
+REALTIME_PACING = (420, "Invalid Real-time Query:Historical data request pacing violation")
+DELAYED_TYPES = (3, 4)  # reqMarketDataType: 3 delayed, 4 delayed-frozen
 ERROR_READING_REQUEST = 320
 
 
@@ -135,6 +141,7 @@ class Subscriptions:
     historical: dict[int, HistoricalSubscription] = field(default_factory=dict)
     real_time: dict[int, str] = field(default_factory=dict)  # reqId -> symbol
     account_values_sent: float = 0.0  # time.monotonic() of the last account values push
+    market_data_type: int = 1  # reqMarketDataType: 1 live (default), 2 frozen, 3/4 delayed
 
 
 class ClientSession(asyncio.Protocol):
@@ -350,7 +357,7 @@ class IbServer:
             In.REQ_MANAGED_ACCTS: lambda s, f: s.send(enc.managed_accounts([self.account])),
             In.REQ_MKT_DATA: self._market_data,
             In.CANCEL_MKT_DATA: lambda s, f: None,
-            In.REQ_MARKET_DATA_TYPE: lambda s, f: None,
+            In.REQ_MARKET_DATA_TYPE: self._market_data_type,
         }
         exchange.listener = self
 
@@ -609,7 +616,8 @@ class IbServer:
         req_id, query = parse_contract_details_request(fields)
         contract = self._resolve_or_reject(req_id, query)
         exchange = query.exchange.upper() if query.exchange.upper() in STOCK_EXCHANGES else ""
-        today = dt.datetime.now(dt.UTC).date()
+        # trading hours of the market's day (the replay's simulated clock), as TWS sends them
+        today = dt.datetime.fromtimestamp(self.market_clock() / NS, dt.UTC).date()
         session.send(enc.contract_details(req_id, contract, exchange or "SMART", today))
         session.send(enc.contract_details_end(req_id))
 
@@ -625,6 +633,10 @@ class IbServer:
         request = parse_historical_request(fields)
         req_id = request.req_id
         contract = self._resolve_or_reject(req_id, request.contract)
+        self._check_market_data(session, req_id)
+        if self.faults.take_pacing_error():
+            event(log, "pacing_violation", client_id=session.client_id, req_id=req_id, fault=True)
+            raise RequestRejected(req_id, 162, PACING_VIOLATION)
         if not self.pacing.allow(self.clock()):
             event(log, "pacing_violation", client_id=session.client_id, req_id=req_id)
             raise RequestRejected(req_id, 162, PACING_VIOLATION)
@@ -669,6 +681,9 @@ class IbServer:
     def _real_time_bars(self, session: ClientSession, fields: list[str]) -> None:
         request = parse_real_time_bars_request(fields)
         contract = self._resolve_or_reject(request.req_id, request.contract)
+        self._check_market_data(session, request.req_id)
+        if self.faults.take_realtime_pacing():
+            raise RequestRejected(request.req_id, *REALTIME_PACING)
         if request.bar_size != 5:
             raise RequestRejected(
                 request.req_id, 420, "Invalid Real-time Query:Only 5 second bars are supported"
@@ -677,6 +692,19 @@ class IbServer:
 
     def _cancel_real_time_bars(self, session: ClientSession, fields: list[str]) -> None:
         session.subs.real_time.pop(parse_req_id(fields), None)
+
+    def _market_data_type(self, session: ClientSession, fields: list[str]) -> None:
+        """[59, 1, marketDataType]"""
+        session.subs.market_data_type = FieldReader(fields, 2).integer(default=1)
+
+    def _check_market_data(self, session: ClientSession, req_id: int) -> None:
+        """The ``market_data_error`` fault: an account without the market data subscription."""
+        code = self.faults.market_data_error
+        if code == 0:
+            return
+        if code == NOT_SUBSCRIBED[0] and session.subs.market_data_type not in DELAYED_TYPES:
+            raise RequestRejected(req_id, *NOT_SUBSCRIBED)
+        session.send(enc.error(req_id, *DELAYED_DATA))  # a warning: the data follows, delayed
 
     def _market_data(self, session: ClientSession, fields: list[str]) -> None:
         session.send(enc.error(parse_req_id(fields), *NOT_SUBSCRIBED))

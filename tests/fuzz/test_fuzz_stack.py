@@ -221,6 +221,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "IBSIM_PORT": str(ib_port),
         "IBSIM_CONTROL_PORT": str(control_port),
         "IBSIM_STATE_DIR": str(tmp / "ibsim"),
+        "IBSIM_PRICE_SOURCE": "bus",  # test-only: the simulator fills on the replayed bus bars
         "IB_PORT": str(ib_port),
         "IB_CLIENT_ID": "31",
         "EXECUTION_BROKER": "ib",

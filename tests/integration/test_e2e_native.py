@@ -158,6 +158,7 @@ async def test_stack_trades_real_bars_and_ledger_matches_independent_computation
         "IBSIM_CONTROL_PORT": str(control_port),
         "IBSIM_STATE_DIR": str(tmp_path / "ibsim"),
         "IBSIM_SLIPPAGE_BPS": "1",
+        "IBSIM_PRICE_SOURCE": "bus",  # test-only: the simulator fills on the replayed bus bars
         "IB_PORT": str(ib_port),
         "IB_CLIENT_ID": "21",
         "EXECUTION_BROKER": "ib",

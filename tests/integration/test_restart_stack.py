@@ -58,6 +58,7 @@ def test_stop_and_start_again_keeps_one_coherent_account(busproxy, tmp_path) -> 
         "IBSIM_PORT": str(ib_port),
         "IBSIM_CONTROL_PORT": str(control_port),
         "IBSIM_STATE_DIR": str(tmp_path / "ibsim"),
+        "IBSIM_PRICE_SOURCE": "bus",  # test-only: the simulator fills on the replayed bus bars
         "IB_PORT": str(ib_port),
         "IB_CLIENT_ID": "41",
         "EXECUTION_BROKER": "ib",

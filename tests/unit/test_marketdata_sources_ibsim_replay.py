@@ -34,7 +34,10 @@ def test_replay_settings_are_validated_by_variable() -> None:
         load_settings({"IBSIM_PRICE_SOURCE": "replay", "IBSIM_REPLAY_SPEED": "-1"})
     with pytest.raises(ConfigError, match="IBSIM_REPLAY_START"):
         load_settings({"IBSIM_PRICE_SOURCE": "replay", "IBSIM_REPLAY_START": "soon"})
-    assert load_settings({}).price_source == "bus"  # the default is unchanged
+    default = load_settings({})
+    assert default.price_source == "replay"  # the simulator is the market by default
+    assert default.replay_orders_per_minute is not None
+    assert default.replay_orders_per_minute <= 30  # execution's default order-rate limit
 
 
 async def test_replay_serves_history_then_live_bars_and_fills_at_its_prices() -> None:

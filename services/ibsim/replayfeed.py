@@ -8,6 +8,10 @@ possible. Fills, ``reqHistoricalData`` (keepUpToDate) and ``reqRealTimeBars`` al
 bars. ``IBSIM_REPLAY_AUTOSTART=false`` holds the clock until the control command
 ``replay {"action": "start"}`` (tests start clients first); ``pause`` holds it again, ``status``
 says where it is. The market clock (``now_ns``) answers ``reqCurrentTime``.
+
+Daily bars are stamped at their session's close from the exchange calendar (``shared.sessions``:
+13:00 New York on half days, 16:00 otherwise) and open at 09:30, so the simulator's book and the
+bars marketdata publishes agree.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ibsim.exchange import Exchange
+from shared import sessions
 from shared.data import load_bars
 from shared.logs import event
 
@@ -37,12 +42,26 @@ def bar_length_ns(timeframe: str) -> int:
     return _BAR_LENGTH_NS.get(timeframe, _DAILY_SESSION_NS)
 
 
+def _stamps(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(close, open) ns UTC of each bar: daily bars at their session's close and 09:30 open."""
+    timeframe = str(df.attrs.get("timeframe", "1d"))
+    close_ts = df.index.as_unit("ns").asi8.copy()
+    if timeframe not in _BAR_LENGTH_NS:  # daily
+        days = df.index.tz_convert("America/New_York").date
+        close_ts = sessions.session_closes_ns(list(days))
+        opens = pd.DatetimeIndex(
+            [pd.Timestamp(d).tz_localize("America/New_York") + pd.Timedelta("9h30m") for d in days]
+        )
+        return close_ts, opens.as_unit("ns").asi8.copy()
+    return close_ts, close_ts - bar_length_ns(timeframe)
+
+
 @dataclass
 class _Series:
     symbol: str
     close_ts: np.ndarray  # int64 ns
     ohlcv: np.ndarray  # (n, 5)
-    length_ns: int
+    open_ts: np.ndarray  # int64 ns
 
 
 class ReplayFeed:
@@ -65,13 +84,13 @@ class ReplayFeed:
         end_ns = pd.Timestamp(end, tz="UTC").value if end else None
         for symbol in symbols:
             df = load_bars(dataset, symbol)
-            close_ts = df.index.as_unit("ns").asi8.copy()
+            close_ts, open_ts = _stamps(df)
             keep = close_ts < end_ns if end_ns is not None else np.ones(len(df), dtype=bool)
             self.series[symbol] = _Series(
                 symbol,
                 close_ts[keep],
                 df[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)[keep],
-                bar_length_ns(str(df.attrs.get("timeframe", "1d"))),
+                open_ts[keep],
             )
         self._first_live = {
             s: int(np.searchsorted(v.close_ts, start_ns)) for s, v in self.series.items()
@@ -107,7 +126,8 @@ class ReplayFeed:
         s = self.series[symbol]
         o, h, lo, c, v = (float(x) for x in s.ohlcv[index])
         close_ts = int(s.close_ts[index])
-        self.exchange.on_bar(symbol, close_ts, o, h, lo, c, v, bar_open_ts=close_ts - s.length_ns)
+        open_ts = int(s.open_ts[index])
+        self.exchange.on_bar(symbol, close_ts, o, h, lo, c, v, bar_open_ts=open_ts)
         self.bars_fed += 1
 
     def load_history(self) -> int:

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import sys
 
-from marketdata.config import MarketDataSettings
+from marketdata.config import load_settings
+from marketdata.ib_source import SourceError
 from marketdata.sources import make_source
-from shared.config import ConfigError, from_env
+from shared.config import ConfigError
 from shared.data import DataValidationError
 from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
@@ -17,7 +18,7 @@ from shared.runtime import connect_bus, run_until_stopped
 async def main() -> int:
     log = configure("marketdata")
     try:
-        settings = from_env(MarketDataSettings, "MARKETDATA_")
+        settings = load_settings()
         bus = connect_bus("marketdata")
     except ConfigError as exc:
         event(log, "config_error", logging.ERROR, error=str(exc))
@@ -42,12 +43,19 @@ async def main() -> int:
         "started",
         source=settings.kind,
         symbols=list(settings.symbols),
+        gateway=settings.ib_endpoint if settings.kind == "ib" else None,
+        epoch=service.pipeline.epoch,
         producer=bus.producer,
     )
     try:
         await run_until_stopped([server.serve_forever(), service.heartbeats(), service.run()], log)
+    except SourceError as exc:  # an unknown symbol, no market data subscription: IB's words
+        event(log, "source_refused", logging.ERROR, error=str(exc))
+        print(f"marketdata: {exc}", file=sys.stderr)
+        return 2
     finally:
         server.close()
+        service.pipeline.close()
         bus.close()
         event(log, "stopped", published=service.published)
     return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import msgspec
 import pandas as pd
 
-from shared.config import require
+from shared.config import from_env, require
 from shared.data import parse_column_map
 
 DEFAULT_BARS_PER_SECOND = 0.2
@@ -39,15 +42,21 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     bars_per_second: float = DEFAULT_BARS_PER_SECOND
     start_delay_s: float = 2.0  # give subscribers time to connect before the first bar
     snapshot_size: int = 300  # most bars a snapshot returns
-    state_dir: str = "var/marketdata"  # replay cursor, so a restart resumes instead of replaying
+    state_dir: str = "var/marketdata"  # replay cursor, epoch counter, quarantine, bar store
+    bar_store: str = ""  # SQLite bar store of every published bar; empty: <state_dir>/bars.sqlite
     # At the end of the data: False = stop publishing and log what to do (a restart resumes, so a
     # finished replay stays finished until `make reset` or a new replay_start); True = start again
     # from replay_start (demo stacks).
     loop: bool = False
     # --- source "ib" (ib_async against TWS, IB Gateway or ibsim)
+    # host and port default to IB_HOST / IB_PORT (what execution uses), so switching the whole
+    # stack to a real TWS / IB Gateway is IB_HOST / IB_PORT and nothing else (load_settings)
     ib_host: str = "127.0.0.1"
-    ib_port: int = 4002  # IB Gateway paper port (ibsim's default too)
-    ib_client_id: int = 21  # must differ from execution's client id
+    ib_port: int = 4002  # IB Gateway paper port (ibsim's default too); TWS paper: 7497
+    ib_client_id: int = 21  # must differ from execution's client id (paper config: 17)
+    # No market data subscription (IB error 354 / 10167): refuse with what to subscribe to
+    # (default) or, when true, ask for delayed data (reqMarketDataType 3) and go on with it.
+    ib_allow_delayed: bool = False
     bar_size: str = "1d"  # published bar size: 1d, 1h, 30m, 5m, 1m
     ib_bars: str = "realtime"  # "realtime": 5 s bars aggregated; "keep_up_to_date": IB's updates
     ib_warmup_bars: int = 300  # bars backfilled at start (snapshots / feature warm-up)
@@ -62,6 +71,10 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     file_tz: str = "UTC"  # time zone of naive timestamps
     file_label: str = "close"  # the timestamp is the bar's "close" or its "open" (+ file_bar)
     file_bar: str = ""  # bar length ("1h", "30m", "1d"); needed with file_label=open
+
+    @property
+    def ib_endpoint(self) -> str:
+        return f"{self.ib_host}:{self.ib_port}"
 
     @property
     def kind(self) -> str:
@@ -120,3 +133,13 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
                     pd.Timestamp(value)
                 except ValueError:
                     require(False, name, f"not a date: {value!r}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> MarketDataSettings:
+    """``MARKETDATA_*`` settings; ``MARKETDATA_IB_HOST`` / ``_PORT`` fall back to ``IB_HOST`` /
+    ``IB_PORT`` (the gateway execution trades through), so one pair of variables moves both."""
+    source = dict(os.environ if env is None else env)
+    for name in ("HOST", "PORT"):
+        if f"MARKETDATA_IB_{name}" not in source and f"IB_{name}" in source:
+            source[f"MARKETDATA_IB_{name}"] = source[f"IB_{name}"]
+    return from_env(MarketDataSettings, "MARKETDATA_", source)

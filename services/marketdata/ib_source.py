@@ -9,170 +9,74 @@ On every (re)connection, per symbol:
    and publishes a bar when IB starts the next one;
 2. backfill with ``reqHistoricalData`` up to the market clock (``reqCurrentTime``): at the first
    connection ``MARKETDATA_IB_WARMUP_BARS`` of history (snapshots only, not published); after a
-   reconnect, every bar since the last published one, published once, in close order; bars not
-   yet closed at the market clock are left for the live stream;
+   reconnect, every bar since the last published one, published once, in close order, with
+   ``Bar.backfill=True``; bars not yet closed at the market clock are left for the live stream;
 3. publish the held live bars that are newer than the last published one.
 
-A bar is published only if it closes after the symbol's last published bar, so a bar is never
-published twice. Historical requests go through a client-side pacer (``MARKETDATA_IB_PACING_*``);
-an IB pacing violation (162) backs off and retries, logged, not fatal. An unknown symbol (200)
-stops the source with IB's error text. Daily bars are stamped at 16:00 America/New_York (as the
-packaged history); half days are not modelled yet. ``seq`` is the bar's number since the epoch
-(days for daily bars, bar lengths otherwise), stable across restarts.
+Every bar goes through ``marketdata.pipeline`` (validation, quarantine, epoch, bar store): a bar
+is published only if it is valid and closes after the symbol's last one, so never twice. A
+reconnect starts a new epoch. Historical requests go through a client-side pacer
+(``MARKETDATA_IB_PACING_*``).
+
+IB errors: an unknown symbol (200) stops the source with IB's error text (the process exits 2);
+a pacing violation (162 on historical data, 420 on real-time bars) backs off, doubling, and
+retries, logged, not fatal; no market data subscription (354, or the 10167 delayed-data warning)
+stops the source with what to subscribe to, unless ``MARKETDATA_IB_ALLOW_DELAYED=1``, which asks
+for delayed data (``reqMarketDataType(3)``) and goes on with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 from ib_async import IB, Stock
 
 from marketdata.config import IB_BAR_SIZES, MarketDataSettings
+from marketdata.ib_bars import (
+    BAR_SECONDS,
+    NS,
+    FiveSecondAggregator,
+    Pacer,
+    from_bar_data,
+    ib_duration,
+)
+from marketdata.pipeline import BarPipeline
+from marketdata.validation import Verdict
+from shared import sessions
 from shared.bus import heartbeat_loop
 from shared.logs import event
 from shared.messages import Bar
 from shared.runtime import BusConnection
 
+__all__ = ["FiveSecondAggregator", "IbBarSource", "Pacer", "SourceError", "from_bar_data"]
+
 log = logging.getLogger("marketdata.ib")
 
-NS = 1_000_000_000
-NY = ZoneInfo("America/New_York")
-DAILY_SESSION_NS = (6 * 3600 + 30 * 60) * NS
-BAR_SECONDS = {"1d": 86_400, "1h": 3600, "30m": 1800, "5m": 300, "1m": 60}
 PACING_VIOLATION = 162
+REALTIME_PACING = 420
 NO_SECURITY = 200
+NOT_SUBSCRIBED = 354
+DELAYED_DATA = 10167
+DELAYED = 3  # reqMarketDataType: delayed data where there is no subscription
+
+SUBSCRIPTION_HINT = (
+    "the IB account has no real-time market data subscription for this symbol. Subscribe in "
+    "Client Portal -> Settings -> Market Data Subscriptions (US stocks: 'US Securities Snapshot "
+    "and Futures Value Bundle' plus 'US Equity and Options Add-On Streaming Bundle', i.e. NYSE "
+    "(Network A/CTA), AMEX (Network B/CTA) and NASDAQ (Network C/UTP)); a paper account shares "
+    "the live account's subscriptions once 'share real-time market data' is enabled. Or set "
+    "MARKETDATA_IB_ALLOW_DELAYED=1 to trade on 15-minute delayed data"
+)
 
 
 class SourceError(RuntimeError):
     """The source cannot go on (an unknown symbol, a refused subscription)."""
-
-
-# ---------------------------------------------------------------------------- bar arithmetic
-
-
-def session_close_ns(day: dt.date) -> int:
-    """16:00 New York on ``day``, ns UTC (the label of a daily bar)."""
-    return int(dt.datetime.combine(day, dt.time(16, 0), NY).timestamp()) * NS
-
-
-def make_bar(
-    symbol: str, timeframe: str, close_ns: int, o: float, h: float, lo: float, c: float, v: float
-) -> Bar:
-    if timeframe == "1d":
-        open_ns = close_ns - DAILY_SESSION_NS
-        seq = dt.datetime.fromtimestamp(close_ns / NS, NY).date().toordinal()
-    else:
-        open_ns = close_ns - BAR_SECONDS[timeframe] * NS
-        seq = close_ns // (BAR_SECONDS[timeframe] * NS)
-    return Bar(
-        symbol=symbol,
-        timeframe=timeframe,
-        bar_open_ts=open_ns,
-        open=float(o),
-        high=float(h),
-        low=float(lo),
-        close=float(c),
-        volume=max(0.0, float(v)),
-        ts_event=close_ns,
-        seq=int(seq),
-    )
-
-
-def historical_close_ns(date: dt.date | dt.datetime, timeframe: str) -> int:
-    """Close of an IB historical bar: its date's session close (daily) or start + length."""
-    if timeframe == "1d":
-        day = date.astimezone(NY).date() if isinstance(date, dt.datetime) else date
-        return session_close_ns(day)
-    start = date if isinstance(date, dt.datetime) else dt.datetime.combine(date, dt.time(), dt.UTC)
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=dt.UTC)
-    return int(start.timestamp()) * NS + BAR_SECONDS[timeframe] * NS
-
-
-def from_bar_data(symbol: str, timeframe: str, bar: Any) -> Bar:
-    """ib_async ``BarData`` (reqHistoricalData, keepUpToDate updates) -> ``Bar``."""
-    close_ns = historical_close_ns(bar.date, timeframe)
-    return make_bar(symbol, timeframe, close_ns, bar.open, bar.high, bar.low, bar.close, bar.volume)
-
-
-def bucket_close_ns(start_ns: int, timeframe: str) -> int:
-    """Close of the bar a 5-second bar starting at ``start_ns`` belongs to."""
-    if timeframe == "1d":
-        return session_close_ns(dt.datetime.fromtimestamp(start_ns / NS, NY).date())
-    size = BAR_SECONDS[timeframe] * NS
-    return start_ns - start_ns % size + size
-
-
-def ib_duration(seconds: float, timeframe: str) -> str:
-    """A historical request's duration covering ``seconds`` (IB: > 365 days in years)."""
-    if timeframe != "1d" and seconds <= 86_400:
-        return f"{max(60, math.ceil(seconds))} S"
-    days = max(1, math.ceil(seconds / 86_400))
-    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
-
-
-@dataclass
-class FiveSecondAggregator:
-    """5-second real-time bars -> bars of ``timeframe``, each complete at its close."""
-
-    symbol: str
-    timeframe: str
-    close_ns: int | None = None
-    ohlcv: list[float] = field(default_factory=list)
-
-    def add(self, start_ns: int, o: float, h: float, lo: float, c: float, v: float) -> list[Bar]:
-        done: list[Bar] = []
-        close_ns = bucket_close_ns(start_ns, self.timeframe)
-        if self.close_ns is not None and close_ns != self.close_ns:
-            done.append(self._emit())  # a later bar began: the current one is closed
-        if self.close_ns is None:
-            self.close_ns, self.ohlcv = close_ns, [o, h, lo, c, v]
-        else:
-            agg = self.ohlcv
-            agg[1], agg[2], agg[3], agg[4] = max(agg[1], h), min(agg[2], lo), c, agg[4] + v
-        if start_ns + 5 * NS >= close_ns:  # the 5-second bar ending at the close
-            done.append(self._emit())
-        return done
-
-    def _emit(self) -> Bar:
-        assert self.close_ns is not None
-        bar = make_bar(self.symbol, self.timeframe, self.close_ns, *self.ohlcv)
-        self.close_ns, self.ohlcv = None, []
-        return bar
-
-
-class Pacer:
-    """At most ``max_requests`` in any ``window_s`` (IB: 60 historical requests / 10 min)."""
-
-    def __init__(self, max_requests: int, window_s: float, clock: Callable[[], float]) -> None:
-        self.max = max_requests
-        self.window_s = window_s
-        self.clock = clock
-        self.times: collections.deque[float] = collections.deque()
-
-    def wait_s(self) -> float:
-        now = self.clock()
-        while self.times and now - self.times[0] >= self.window_s:
-            self.times.popleft()
-        if len(self.times) < self.max:
-            return 0.0
-        return self.times[0] + self.window_s - now
-
-    def take(self) -> None:
-        self.times.append(self.clock())
-
-
-# ---------------------------------------------------------------------------- the source
 
 
 class IbBarSource:
@@ -188,7 +92,8 @@ class IbBarSource:
         self.timeframe = settings.bar_size
         self.symbols = [s.upper() for s in settings.symbols]
         self._ib_factory = ib_factory
-        self._publish_fn = publish or (lambda bar: bus.publisher.publish(bar))  # type: ignore[union-attr]
+        publish_fn = publish or (lambda bar: bus.publisher.publish(bar))  # type: ignore[union-attr]
+        self.pipeline = BarPipeline(settings.state_dir, publish_fn, settings.bar_store)
         self.history: dict[str, collections.deque[Bar]] = {
             s: collections.deque(maxlen=settings.snapshot_size) for s in self.symbols
         }
@@ -196,25 +101,34 @@ class IbBarSource:
         self.pacer = Pacer(
             settings.ib_pacing_max_requests, settings.ib_pacing_window_s, time.monotonic
         )
-        self.published = 0
-        self.backfilled = 0  # bars published by reconnect backfills
         self.connections = 0
         self.pacing_violations = 0
         self.connected = False
         self.live = False  # connected, backfilled and subscribed
+        self.delayed = False  # serving delayed data (MARKETDATA_IB_ALLOW_DELAYED)
         self._held: dict[str, list[Bar]] | None = None
         self._errors: dict[int, tuple[int, str]] = {}
+        self._realtime_symbol: dict[int, str] = {}
+        self._fatal: SourceError | None = None
+        self._stop_session: asyncio.Event | None = None
+        self._clock_offset_ns = 0  # market clock (reqCurrentTime) - wall clock
+        self._ib: IB | None = None
+
+    @property
+    def published(self) -> int:
+        return self.pipeline.published
+
+    @property
+    def backfilled(self) -> int:
+        return self.pipeline.backfilled
 
     # ------------------------------------------------------------------ publishing
-    def _accept(self, bar: Bar, publish: bool) -> bool:
-        """Keep ``bar`` (and publish it) unless it is not newer than the last one."""
-        if bar.ts_event <= self.last_close[bar.symbol]:
+    def _accept(self, bar: Bar, publish: bool, backfill: bool = False) -> bool:
+        """Validate ``bar`` and keep it (publish it unless warm-up); False if it was refused."""
+        if self.pipeline.offer(bar, publish=publish, backfill=backfill) is not Verdict.PUBLISH:
             return False
         self.last_close[bar.symbol] = bar.ts_event
         self.history[bar.symbol].append(bar)
-        if publish:
-            self._publish_fn(bar)
-            self.published += 1
         return True
 
     def on_live_bar(self, bar: Bar) -> None:
@@ -236,21 +150,38 @@ class IbBarSource:
             finally:
                 self.connected = self.live = False
                 self._held = None
+                self._ib = None
                 ib.disconnect()
+            if self._fatal is not None:
+                raise self._fatal
             await asyncio.sleep(self.settings.ib_reconnect_s)
 
     async def _session(self, ib: IB) -> None:
         s = self.settings
-        lost = asyncio.Event()
-        ib.disconnectedEvent += lost.set
+        stop = self._stop_session = asyncio.Event()
+        ib.disconnectedEvent += stop.set
         ib.errorEvent += self._on_error
         await ib.connectAsync(
             s.ib_host, s.ib_port, clientId=s.ib_client_id, timeout=s.ib_connect_timeout_s
         )
+        self._ib = ib
         self.connected = True
         first = self.connections == 0
         self.connections += 1
-        event(log, "ib_connected", host=s.ib_host, port=s.ib_port, connection=self.connections)
+        if not first:
+            self.pipeline.new_epoch()  # a reconnect: subscribers see the stream restart
+        event(
+            log,
+            "ib_connected",
+            host=s.ib_host,
+            port=s.ib_port,
+            client_id=s.ib_client_id,
+            connection=self.connections,
+            epoch=self.pipeline.epoch,
+        )
+        if s.ib_allow_delayed:
+            ib.reqMarketDataType(DELAYED)
+        await self._refresh_clock(ib)
         self._held = {sym: [] for sym in self.symbols}
         for sym in self.symbols:
             self._subscribe(ib, sym)
@@ -262,17 +193,72 @@ class IbBarSource:
                 self._accept(bar, publish=True)
         self.live = True
         event(log, "ib_live", symbols=self.symbols, published=self.published)
-        await lost.wait()
-        event(log, "ib_disconnected", logging.WARNING, published=self.published)
+        interval = self._heartbeat_interval()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                await self._refresh_clock(ib)
+        if self._fatal is None:
+            event(log, "ib_disconnected", logging.WARNING, published=self.published)
 
+    def _heartbeat_interval(self) -> float:
+        return self.bus.settings.heartbeat_interval_s if self.bus is not None else 1.0
+
+    async def _refresh_clock(self, ib: IB) -> None:
+        """The market's clock (the simulator's is simulated) for "market closed until ..."."""
+        try:
+            now = await asyncio.wait_for(ib.reqCurrentTimeAsync(), 5.0)
+        except (TimeoutError, ConnectionError):
+            return
+        self._clock_offset_ns = int(now.timestamp() * NS) - time.time_ns()
+
+    def market_now_ns(self) -> int:
+        return time.time_ns() + self._clock_offset_ns
+
+    # ------------------------------------------------------------------ IB errors
     def _on_error(self, req_id: int, code: int, text: str, contract: Any = None) -> None:
         self._errors[req_id] = (code, text)
+        symbol = self._realtime_symbol.get(req_id) or getattr(contract, "symbol", "") or "?"
+        if code == NO_SECURITY and req_id in self._realtime_symbol:
+            self._fail(f"{symbol}: IB error {code}: {text}")
+        elif code == DELAYED_DATA and self.settings.ib_allow_delayed:
+            if not self.delayed:
+                event(log, "ib_delayed_data", logging.WARNING, symbol=symbol, error=text)
+            self.delayed = True
+        elif code in (NOT_SUBSCRIBED, DELAYED_DATA):
+            self._fail(f"{symbol}: IB error {code}: {text} -- {SUBSCRIPTION_HINT}")
+        elif code == REALTIME_PACING and req_id in self._realtime_symbol:
+            self._realtime_paced(req_id, text)
 
+    def _fail(self, message: str) -> None:
+        if self._fatal is None:
+            self._fatal = SourceError(message)
+            event(log, "ib_refused", logging.ERROR, error=message)
+        if self._stop_session is not None:
+            self._stop_session.set()
+
+    def _realtime_paced(self, req_id: int, text: str) -> None:
+        """420 on reqRealTimeBars: back off (doubling per symbol) and subscribe again."""
+        symbol = self._realtime_symbol.pop(req_id)
+        self.pacing_violations += 1
+        backoff = self.settings.ib_pacing_backoff_s
+        event(log, "ib_pacing_violation", logging.WARNING, symbol=symbol, code=420, error=text)
+        ib = self._ib
+
+        def again() -> None:
+            if self._ib is ib and ib is not None and ib.isConnected():
+                self._subscribe(ib, symbol)
+
+        asyncio.get_running_loop().call_later(backoff, again)
+
+    # ------------------------------------------------------------------ subscriptions
     def _subscribe(self, ib: IB, symbol: str) -> None:
         contract = Stock(symbol, "SMART", "USD")
         if self.settings.ib_bars == "realtime":
             agg = FiveSecondAggregator(symbol, self.timeframe)
             bars = ib.reqRealTimeBars(contract, 5, "TRADES", True)
+            self._realtime_symbol[bars.reqId] = symbol
 
             def on_realtime(bars: Any, has_new: bool) -> None:
                 small = bars[-1]
@@ -323,11 +309,13 @@ class IbBarSource:
                 True,
                 2,
             )
+            if self._fatal is not None:
+                raise self._fatal
             if bars:
                 return list(bars)
             errors = list(self._errors.values())
             if any(code == NO_SECURITY for code, _ in errors):
-                raise SourceError(f"{symbol}: {errors[0][1]}")
+                raise SourceError(f"{symbol}: IB error {NO_SECURITY}: {errors[0][1]}")
             if any(code == PACING_VIOLATION and "pacing" in text.lower() for code, text in errors):
                 self.pacing_violations += 1
                 event(log, "ib_pacing_violation", logging.WARNING, symbol=symbol, backoff_s=backoff)
@@ -353,9 +341,10 @@ class IbBarSource:
         for bar in bars:
             if bar.ts_event > now_ns:
                 continue  # not closed yet: the live stream publishes it at its close
-            if self._accept(bar, publish=not first):
+            if bar.ts_event <= self.last_close[symbol]:
+                continue  # already published before the drop
+            if self._accept(bar, publish=not first, backfill=not first):
                 count += 0 if first else 1
-        self.backfilled += count
         event(log, "ib_backfilled", symbol=symbol, bars=len(bars), published=count, warmup=first)
 
     # ------------------------------------------------------------------ commands
@@ -371,17 +360,24 @@ class IbBarSource:
         return self.status_detail()
 
     def status_detail(self) -> dict[str, Any]:
+        if not self.connected:
+            market = "unknown (not connected)"
+        else:
+            market = sessions.market_closed_until(self.market_now_ns()) or "open"
         return {
             "ready": True,
             "source": "ib",
+            "gateway": self.settings.ib_endpoint,
+            "client_id": self.settings.ib_client_id,
             "connected": self.connected,
             "live": self.live,
+            "delayed": self.delayed,
+            "market": market,
             "connections": self.connections,
-            "published": self.published,
-            "backfilled": self.backfilled,
             "pacing_violations": self.pacing_violations,
             "last_close": dict(self.last_close),
             "symbols": self.symbols,
+            **self.pipeline.status(),
         }
 
     async def heartbeats(self) -> None:

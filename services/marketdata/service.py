@@ -1,5 +1,8 @@
 """The replay loop: publish every symbol's bars in close-time order at a fixed pace.
 
+Every bar goes through ``marketdata.pipeline`` (validated, stamped with the epoch, stored), as
+with the other sources.
+
 The cursor (how many timeline steps were published) is saved after each step, so a restarted
 marketdata resumes where it stopped instead of publishing the same bars again. A replay that
 reached the end stays finished across restarts; ``replay_finished`` (INFO) says so and what to do:
@@ -22,6 +25,7 @@ import msgspec
 import numpy as np
 
 from marketdata.config import MarketDataSettings, worst_case_orders_per_minute
+from marketdata.pipeline import BarPipeline
 from marketdata.replay import SymbolSeries
 from shared.bus import heartbeat_loop
 from shared.logs import event
@@ -59,9 +63,14 @@ class MarketDataService:
         self._next_index = {sym: s.first_live for sym, s in self.series.items()}
         self._cursor_file = Path(settings.state_dir) / f"cursor-{cursor_name or dataset}.json"
         self.cursor = 0
-        self.published = 0
+        # validation, quarantine, epoch and bar store (marketdata.pipeline)
+        self.pipeline = BarPipeline(settings.state_dir, bus.publisher.publish, settings.bar_store)
         self.finished = False
         self._restore_cursor()
+
+    @property
+    def published(self) -> int:
+        return self.pipeline.published
 
     # ------------------------------------------------------------------ cursor persistence
     def _restore_cursor(self) -> None:
@@ -108,11 +117,10 @@ class MarketDataService:
         for sym, s in self.series.items():
             i = self._next_index[sym]
             if i < len(s) and s.close_ts[i] == ts:
-                self.bus.publisher.publish(s.bar(i))
+                self.pipeline.offer(s.bar(i))
                 self._next_index[sym] = i + 1
                 count += 1
         self.cursor += 1
-        self.published += count
         return count
 
     async def run(self) -> None:
@@ -172,9 +180,9 @@ class MarketDataService:
             "ready": True,
             "cursor": self.cursor,
             "steps": len(self.timeline),
-            "published": self.published,
             "finished": self.finished,
             "symbols": list(self.series),
+            **self.pipeline.status(),
         }
 
     async def heartbeats(self) -> None:

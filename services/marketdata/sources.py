@@ -1,13 +1,15 @@
 """Where marketdata's bars come from: one interface, three sources (``MARKETDATA_SOURCE``).
 
-* ``replay`` (default): packaged history (``shared.data``) replayed at
+* ``replay`` (the code default; research and tests): packaged history (``shared.data``) replayed at
   ``MARKETDATA_BARS_PER_SECOND`` (``marketdata.service.MarketDataService``, unchanged behaviour).
-* ``ib``: TWS / IB Gateway / ibsim through ib_async (``marketdata.ib_source``): the warm-up window
+* ``ib`` (the default of ``make run``, ``make paper-trading`` and compose): TWS / IB Gateway /
+  ibsim through ib_async (``marketdata.ib_source``): the warm-up window
   is backfilled with ``reqHistoricalData`` (pacing respected), then live bars are published at
   their close; a reconnect backfills the missed bars once, in order.
 * ``file``: a user's CSV or Parquet (``marketdata.file_source``), replayed like ``replay``.
 
-Every source publishes the same ``shared.messages.Bar`` (``bar.<SYM>``), answers ``snapshot`` and
+Every source hands its bars to ``marketdata.pipeline`` (validation, quarantine, epoch, bar
+store) and publishes the same ``shared.messages.Bar`` (``bar.<SYM>``), answers ``snapshot`` and
 ``status`` on the command port and sends heartbeats.
 """
 
@@ -16,13 +18,17 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from marketdata.config import MarketDataSettings
+from marketdata.pipeline import BarPipeline
 from shared.runtime import BusConnection
 
 
 class BarSource(Protocol):
     """What ``python -m marketdata`` runs, whatever the source."""
 
-    published: int
+    pipeline: BarPipeline
+
+    @property
+    def published(self) -> int: ...
 
     async def run(self) -> None: ...
 

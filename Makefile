@@ -51,6 +51,9 @@ tune: install ## hyperparameter search only -> optimization_results/
 evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evaluation_results/ (MODEL=...)
 	$(PY) -m trainer.evaluate --model $(or $(MODEL),baseline)
 
+compare: install ## paper vs backtest of the stored bars -> evaluation_results/paper-vs-backtest-<period>/ (PERIOD=start..end)
+	$(PY) -m monitor.compare --period "$(PERIOD)" --ledger $(STATE_DIR)/ledger/ledger.sqlite --store $(STATE_DIR)/marketdata/bars.sqlite
+
 export: install ## export the best model -> best_models/ and paper_trading/
 	$(PY) -m trainer.export
 

@@ -11,6 +11,10 @@ Environment (defaults in brackets):
 * ``EXECUTION_STATE_DIR`` [var/execution]: order journal (and the sim broker's state).
 * ``EXECUTION_CONFIRM_LIVE`` [""]: must be ``yes-i-mean-live`` (and ``allow_live`` true in the file)
   to trade an account that is not a paper account.
+* ``EXECUTION_LIVE_TRACK_SESSIONS`` [20], ``EXECUTION_LIVE_TRACK_BOUND`` [0.005],
+  ``EXECUTION_REPORTS_DIR`` [evaluation_results]: the third condition for a live account: the
+  last N sessions of the ``make compare`` reports there each within the deviation bound
+  (``execution.live_record``). Never consulted for a paper account.
 * Overrides of the file's risk settings, each unset by default: ``EXECUTION_SYMBOLS``,
   ``EXECUTION_RISK_PER_TRADE``, ``EXECUTION_MAX_POSITION``, ``EXECUTION_MAX_GROSS_EXPOSURE``,
   ``EXECUTION_MAX_ORDERS_PER_MINUTE``, ``EXECUTION_MAX_DAILY_LOSS``, ``EXECUTION_ORDER_TYPE``,
@@ -38,6 +42,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from execution.live_record import read_track_record
 from shared.config import ConfigError, from_env, require
 from shared.costs import CostModel
 from shared.paper_config import (
@@ -69,6 +74,9 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
     reconnect_max_s: float = 30.0
     commission_wait_s: float = 2.0
     warmup_bars: bool = True
+    live_track_sessions: int = 20
+    live_track_bound: float = 0.005
+    reports_dir: str = "evaluation_results"
     # overrides of the paper trading config (None: keep the file's value)
     symbols: list[str] | None = None
     strategy: str | None = None
@@ -105,6 +113,17 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
             "confirm_live",
             f"must be empty or exactly {LIVE_CONFIRMATION!r}",
         )
+        require(
+            1 <= self.live_track_sessions <= 10_000,
+            "live_track_sessions",
+            f"must be a whole number of sessions in [1, 10000], got {self.live_track_sessions}",
+        )
+        require(
+            math.isfinite(self.live_track_bound) and 0 <= self.live_track_bound <= 1,
+            "live_track_bound",
+            f"must be a deviation fraction in [0, 1], got {self.live_track_bound}",
+        )
+        require(bool(self.reports_dir), "reports_dir", "must not be empty")
         if self.sim_costs:
             try:
                 CostModel.from_dict(msgspec.json.decode(self.sim_costs))
@@ -156,6 +175,11 @@ class ExecutionConfig:
     @property
     def live_confirmed(self) -> bool:
         return self.paper.allow_live and self.settings.confirm_live == LIVE_CONFIRMATION
+
+    def live_track_refusal(self) -> str:
+        """Why the paper track record does not allow a live account yet ('' when it does)."""
+        s = self.settings
+        return read_track_record(s.reports_dir, s.live_track_sessions, s.live_track_bound).message
 
 
 def paper_config_path(env: Mapping[str, str] | None = None) -> Path:

@@ -68,6 +68,7 @@ class Reconciler:
         log_trades: bool = True,
         live_confirmed: bool = False,
         paper_path: Any = "",
+        track_record: Callable[[], str] | None = None,
     ) -> None:
         self.broker = broker
         self.journal = journal
@@ -81,6 +82,8 @@ class Reconciler:
         self.log_trades = log_trades
         self.live_confirmed = live_confirmed
         self.paper_path = paper_path
+        # the paper track record a live account needs beyond the two keys ('' = enough)
+        self.track_record = track_record
         self.reconciliations = 0
 
     # ------------------------------------------------------------------ events
@@ -214,15 +217,18 @@ class Reconciler:
     # ------------------------------------------------------------------ (re)connection
     def check_live_guard(self) -> None:
         paper = self.broker.is_paper()
-        self.safety.observe_account(
-            paper=paper,
-            confirmed=self.live_confirmed,
-            refusal=(
-                f"account {self.broker.account} is a LIVE account: refusing to trade (set"
-                f" allow_live in {self.paper_path} AND"
-                " EXECUTION_CONFIRM_LIVE=yes-i-mean-live)"
-            ),
+        confirmed = self.live_confirmed
+        refusal = (
+            f"account {self.broker.account} is a LIVE account: refusing to trade (set"
+            f" allow_live in {self.paper_path} AND"
+            " EXECUTION_CONFIRM_LIVE=yes-i-mean-live)"
         )
+        if not paper and confirmed and self.track_record is not None:
+            missing = self.track_record()  # read now: a new report counts at the next connect
+            if missing:
+                confirmed = False
+                refusal = f"account {self.broker.account} is a LIVE account: {missing}"
+        self.safety.observe_account(paper=paper, confirmed=confirmed, refusal=refusal)
         if paper:
             return
         if self.safety.live_refused:

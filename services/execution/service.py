@@ -128,6 +128,7 @@ class ExecutionService:
             log_trades=self.paper.logging.log_trades,
             live_confirmed=config.live_confirmed,
             paper_path=config.paper_path,
+            track_record=config.live_track_refusal,
         )
         self.router = OrderRouter(  # journal first, then the broker; OrderEvents on the bus
             broker=broker,

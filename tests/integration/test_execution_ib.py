@@ -13,6 +13,7 @@ import pytest
 
 from shared.messages import Fill, OrderEvent, Position
 from tests.integration.execution_stack import ExecutionStack, trading_days
+from tests.track_records import write_passing_track_record
 
 pytestmark = pytest.mark.integration
 
@@ -261,6 +262,9 @@ async def test_live_account_is_refused(
     tmp_path: Path, busproxy: dict[str, str], confirm: bool
 ) -> None:
     execution_env = {"EXECUTION_CONFIRM_LIVE": "yes-i-mean-live"} if confirm else {}
+    if confirm:  # the third condition: a paper track record (make compare reports)
+        write_passing_track_record(tmp_path / "reports")
+        execution_env["EXECUTION_REPORTS_DIR"] = str(tmp_path / "reports")
     s = await ExecutionStack(
         tmp_path,
         busproxy,

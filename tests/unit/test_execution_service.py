@@ -23,6 +23,7 @@ from shared.config import BusSettings
 from shared.costs import CostModel
 from shared.messages import Bar, Fill, Message, OrderEvent, Position, TargetPosition
 from shared.paper_config import PaperTradingConfig
+from tests.track_records import write_passing_track_record
 
 pytestmark = pytest.mark.unit
 
@@ -64,13 +65,23 @@ class Clock:
 
 class Harness:
     def __init__(
-        self, tmp: Path, broker: SimBroker | None = None, *, confirm_live: str = "", **paper: Any
+        self,
+        tmp: Path,
+        broker: SimBroker | None = None,
+        *,
+        confirm_live: str = "",
+        reports_dir: str = "evaluation_results",
+        **paper: Any,
     ) -> None:
         paper.setdefault("symbols", ["AAPL", "MSFT"])
         paper.setdefault("max_position", 1000)
         self.paper = PaperTradingConfig(**paper)
         self.settings = ExecutionSettings(
-            broker="sim", state_dir=str(tmp), warmup_bars=False, confirm_live=confirm_live
+            broker="sim",
+            state_dir=str(tmp),
+            warmup_bars=False,
+            confirm_live=confirm_live,
+            reports_dir=reports_dir,
         )
         self.config = ExecutionConfig(
             settings=self.settings, paper=self.paper, paper_path="test.json"
@@ -328,11 +339,25 @@ async def test_live_account_is_refused_unless_confirmed_twice(tmp_path: Path) ->
     await h.signal(b1, 1.0)
     assert h.sent(OrderEvent, status="skipped") and not h.sent(OrderEvent, status="submitted")
     h.close()
+    # both keys, and no paper track record (make compare reports): still refused
     h = await Harness(
         tmp_path / "c",
         LiveSimBroker(COSTS, 100_000.0),
         allow_live=True,
         confirm_live="yes-i-mean-live",
+        reports_dir=str(tmp_path / "no-reports"),
+    ).start()
+    b1 = await h.bar(MONDAY, 99, 101, 98, 100)
+    await h.signal(b1, 1.0)
+    assert "track record" in h.sent(OrderEvent, status="skipped")[0].reason
+    h.close()
+    write_passing_track_record(tmp_path / "reports")
+    h = await Harness(
+        tmp_path / "d",
+        LiveSimBroker(COSTS, 100_000.0),
+        allow_live=True,
+        confirm_live="yes-i-mean-live",
+        reports_dir=str(tmp_path / "reports"),
     ).start()
     b1 = await h.bar(MONDAY, 99, 101, 98, 100)
     await h.signal(b1, 1.0)

@@ -4,11 +4,20 @@ Timing convention (shared with ``shared.env``): a decision taken at the CLOSE of
 target position held during bar *t+1*; the order is filled at the OPEN of bar *t+1* at
 ``CostModel.fill_price`` and pays ``CostModel.commission``. Equity is marked at every close.
 
-A *target* is a fraction in [-1, 1] (clipped to [0, 1] without shorting); it becomes a share
-quantity ``trunc(target * risk_fraction * equity / open)`` (integer shares by default) computed
-with the equity at the fill bar's open. An order is sent only when the target CHANGES: an unchanged
-target keeps the quantity (no daily re-sizing churn), exactly as the env and the execution
-service behave.
+A *target* is a fraction in [-1, 1] (clipped to [0, 1] without shorting). It becomes whole shares
+through ``shared.sizing`` -- THE rule the execution service trades with (issue 14 item 7): sized at
+the decision bar's CLOSE with the Wilder ATR known at that close and the equity marked at that
+close (``risk_per_trade`` of equity to a ``stop_atr_multiple`` x ATR stop, capped at
+``max_position`` and ``max_gross_exposure``). Like execution, the size is re-computed at every
+decision (a signal per bar); a change smaller than ``rebalance_threshold`` x the full size that
+keeps the side is not traded. The ATR runs over every bar handed in, ``warmup`` bars included
+(bars before the slice that are read for nothing else), as execution's runs over its snapshot
+and live bars. The first bar's decision (taken before the slice) is sized at the last warm-up
+bar's close, or at the first bar's open with the fallback stop when there is no warm-up.
+
+``AccountConfig.sizer = "risk_fraction"`` keeps the old rule for re-scoring old manifests
+(``trunc(target * risk_fraction * equity / open)`` with the equity at the fill bar's open, an
+order only when the target changes); it is not what execution trades.
 
 ``targets`` arrays below are aligned with the bars: ``targets[i]`` is the position held during bar
 ``i`` (decided at the close of bar ``i-1``); the position before the first bar is flat.
@@ -31,7 +40,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -40,6 +49,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from shared.costs import CostModel
 from shared.metrics import compute_metrics, infer_periods_per_year
+from shared.sizing import SizingConfig, atr_series, position_after
 
 __all__ = [
     "AccountConfig",
@@ -81,15 +91,21 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     Attributes:
         initial_cash: equity before the first bar (account currency).
-        risk_fraction: a target of +-1 means a position worth ``risk_fraction * equity``
-            (the seed's "risk fraction"; 1.0 = fully invested, no leverage).
-        integer_shares: round quantities toward zero to whole shares (stocks); False for
-            fractional quantities (crypto/FX).
+        sizer: "shared" (default) = ``shared.sizing``, the rule execution trades with,
+            configured by ``sizing``; "risk_fraction" = the old rule, kept only so that old
+            manifests can be re-scored as they were scored (see the module docstring).
+        sizing: the paper-trading config's sizing keys (``SizingConfig.from_paper_config``).
+        risk_fraction: "risk_fraction" sizer only: a target of +-1 means a position worth
+            ``risk_fraction * equity``. Ignored by the shared sizer.
+        integer_shares: "risk_fraction" sizer only: round quantities toward zero to whole
+            shares; False for fractional quantities. The shared sizer trades whole shares.
         allow_short: whether negative targets are allowed (else clipped to 0).
         costs: the :class:`~shared.costs.CostModel` charged on every fill.
     """
 
     initial_cash: float = 100_000.0
+    sizer: Literal["shared", "risk_fraction"] = "shared"
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
     risk_fraction: float = 1.0
     integer_shares: bool = True
     allow_short: bool = True
@@ -152,6 +168,51 @@ def rebalance(
     """
     equity = cash + qty * ref_price
     new_qty = order_quantity(target, equity, ref_price, acct)
+    dq = new_qty - qty
+    if dq == 0.0:
+        return cash, qty, 0.0, 0.0, 0.0
+    costs = acct.costs
+    price = costs.fill_price(1 if dq > 0 else -1, ref_price)
+    fee = costs.commission(dq, price)
+    return cash - dq * price - fee, new_qty, dq, price, fee
+
+
+def decision_refs(
+    bars: pd.DataFrame, warmup: pd.DataFrame | None, atr_period: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(close, ATR) each bar's position is sized at: those of the bar BEFORE it (the decision
+    bar), the ATR run over ``warmup`` and ``bars``. Bar 0 without warm-up: its open and no ATR."""
+    frames = [bars] if warmup is None or not len(warmup) else [warmup, bars]
+    cols = {c: np.concatenate([f[c].to_numpy(np.float64) for f in frames]) for c in _HLC}
+    atr = atr_series(cols["high"], cols["low"], cols["close"], atr_period)
+    w = len(cols["close"]) - len(bars)
+    ref_close = np.empty(len(bars))
+    ref_atr = np.empty(len(bars))
+    if len(bars):
+        ref_close[1:] = cols["close"][w : w + len(bars) - 1]
+        ref_atr[1:] = atr[w : w + len(bars) - 1]
+        ref_close[0] = cols["close"][w - 1] if w else float(bars["open"].iloc[0])
+        ref_atr[0] = atr[w - 1] if w else math.nan
+    return ref_close, ref_atr
+
+
+_HLC = ("high", "low", "close")
+
+
+def resize(
+    cash: float,
+    qty: float,
+    target: float,
+    decision_close: float,
+    decision_atr: float,
+    ref_price: float,
+    acct: AccountConfig,
+) -> tuple[float, float, float, float, float]:
+    """The shared sizer's decision at a close (equity marked at ``decision_close``), filled at
+    the next open ``ref_price``; returns what :func:`rebalance` returns."""
+    equity = cash + qty * decision_close
+    atr = decision_atr if math.isfinite(decision_atr) else None
+    new_qty = float(position_after(target, equity, decision_close, atr, round(qty), acct.sizing))
     dq = new_qty - qty
     if dq == 0.0:
         return cash, qty, 0.0, 0.0, 0.0
@@ -387,8 +448,12 @@ def run_backtest(
     periods_per_year: float | None = None,
     params: dict[str, Any] | None = None,
     exit_costs: bool = False,
+    warmup: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Vectorised backtest of ``targets`` (``targets[i]`` held during bar ``i``) over ``bars``.
+
+    ``warmup``: bars right before ``bars`` (same columns), read only by the shared sizer (its
+    ATR, and the close the first decision is sized at); never traded, not in the result.
 
     ``exit_costs=True`` closes a position still open after the last bar at that bar's CLOSE,
     paying spread, slippage and commission like any fill (one extra fill row, ``target`` 0,
@@ -406,20 +471,32 @@ def run_backtest(
     if n:
         prev[0] = 0.0
         prev[1:] = tgt[:-1]
-    change = np.flatnonzero(tgt != prev)
-    k = len(change)
-    post_cash = np.empty(k)
-    post_qty = np.empty(k)
     f_bar: list[int] = []
     f_qty: list[float] = []
     f_ref: list[float] = []
     f_price: list[float] = []
     f_fee: list[float] = []
+    if acct.sizer == "shared":
+        # a decision at every bar (execution re-sizes on every signal): work only where a
+        # position is held or wanted, flat-and-flat bars cannot trade
+        ref_close, ref_atr = decision_refs(bars, warmup, acct.sizing.atr_period)
+        change = np.flatnonzero((tgt != 0.0) | (prev != 0.0))
+    else:
+        ref_close = ref_atr = np.empty(0)
+        change = np.flatnonzero(tgt != prev)
+    k = len(change)
+    post_cash = np.empty(k)
+    post_qty = np.empty(k)
     cash, qty = float(acct.initial_cash), 0.0
     opens = open_[change].tolist()
     tl = tgt[change].tolist()
     for i, (j, ref, target) in enumerate(zip(change.tolist(), opens, tl, strict=True)):
-        cash, qty, dq, price, fee = rebalance(cash, qty, target, ref, acct)
+        if acct.sizer == "shared":
+            cash, qty, dq, price, fee = resize(
+                cash, qty, target, float(ref_close[j]), float(ref_atr[j]), ref, acct
+            )
+        else:
+            cash, qty, dq, price, fee = rebalance(cash, qty, target, ref, acct)
         post_cash[i] = cash
         post_qty[i] = qty
         if dq != 0.0:
@@ -488,6 +565,7 @@ def run_backtest_reference(
     *,
     name: str = "strategy",
     periods_per_year: float | None = None,
+    warmup: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """The plain pandas loop: one row at a time, its own arithmetic and pandas metrics.
 
@@ -507,8 +585,25 @@ def run_backtest_reference(
     rows = []
     fills = []
     adverse = (c.spread_bps / 2.0 + c.slippage_bps) / 10_000.0
+    if acct.sizer == "shared":
+        sized = _reference_shared_sizing(bars, df["target"].tolist(), warmup, acct)
     for i, (ts, row) in enumerate(df.iterrows()):
-        if row["target"] != prev_target:
+        if acct.sizer == "shared":
+            want, o = float(sized(i, cash, qty)), row["open"]
+            trade = want - qty
+            if trade != 0:
+                px = o * (1 + adverse) if trade > 0 else o * (1 - adverse)
+                shares = abs(trade)
+                fee = shares * c.commission_per_share + shares * px * c.commission_bps / 10_000.0
+                if c.commission_max_pct > 0:
+                    fee = min(fee, shares * px * c.commission_max_pct)
+                fee = max(fee, c.commission_min)
+                cash = cash - trade * px - fee
+                qty = want
+                fills.append(
+                    (ts, i, "buy" if trade > 0 else "sell", trade, o, px, fee, row["target"])
+                )
+        elif row["target"] != prev_target:
             o = row["open"]
             eq_open = cash + qty * o
             want = 0.0
@@ -557,6 +652,60 @@ def run_backtest_reference(
         metrics=metrics,
         account=acct,
     )
+
+
+def _reference_shared_sizing(
+    bars: pd.DataFrame, targets: list[float], warmup: pd.DataFrame | None, acct: AccountConfig
+) -> Callable[[int, float, float], int]:
+    """The oracle's own reading of the execution sizing rule: its own ATR (pandas true range,
+    seeded mean, Wilder recursion) and its own arithmetic (tolerances, not a decimal snap)."""
+    cfg = acct.sizing
+    hist = bars if warmup is None or not len(warmup) else pd.concat([warmup, bars])
+    prev_close = hist["close"].shift(1)
+    tr = pd.concat(
+        [
+            hist["high"] - hist["low"],
+            (hist["high"] - prev_close).abs(),
+            (hist["low"] - prev_close).abs(),
+        ],
+        axis=1,
+    ).max(axis=1)
+    tr.iloc[0] = hist["high"].iloc[0] - hist["low"].iloc[0]
+    p = cfg.atr_period
+    atr = [math.nan] * len(hist)
+    for k, value in enumerate(tr.tolist()):
+        if k == p - 1:
+            atr[k] = sum(tr.iloc[:p].tolist()) / p
+        elif k >= p:
+            atr[k] = (atr[k - 1] * (p - 1) + value) / float(p)
+    w = len(hist) - len(bars)
+    closes = hist["close"].tolist()
+    first_open = float(bars["open"].iloc[0]) if len(bars) else math.nan
+
+    def sized(i: int, cash: float, qty: float) -> int:
+        k = w + i - 1  # the decision bar in ``hist``
+        px, a = (closes[k], atr[k]) if k >= 0 else (first_open, math.nan)
+        held = round(qty)
+        stop = cfg.stop_atr_multiple * a if a == a and a > 0 else cfg.fallback_stop_pct * px
+        equity = cash + qty * px
+        full = 0
+        if equity > 0 and stop > 0:
+            ratio = equity * cfg.risk_per_trade / stop
+            full = min(cfg.max_position, math.floor(ratio + 5e-10))
+        frac = targets[i]
+        size = abs(frac) * full
+        want = math.floor(size + 0.5 + 5e-10) * (1 if frac >= 0 else -1)
+        if abs(want) * px > cfg.max_gross_exposure:
+            room = int(cfg.max_gross_exposure // px)
+            if held and (want > 0) == (held > 0):
+                room = max(room, abs(held))
+            want = max(-room, min(room, want))
+        same_side = want != 0 and held != 0 and (want > 0) == (held > 0)
+        if want != held and same_side and abs(want - held) < cfg.rebalance_threshold * full:
+            return held
+        return want
+
+    return sized
 
 
 def _pandas_metrics(
@@ -723,6 +872,7 @@ def run_policy(
         name=name,
         periods_per_year=periods_per_year,
         exit_costs=exit_costs,
+        warmup=bars.iloc[:start] if start > 0 else None,
     )
 
 

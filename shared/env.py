@@ -9,9 +9,13 @@ Timing (the same as ``shared.backtest`` and the live stack):
   at bar ``t+1``'s close and the reward is computed from that mark. Nothing after bar ``t+1`` is
   read by a step, nothing after bar ``t`` by an observation (tested by perturbing the future).
 
-Sizing and cash are ``shared.backtest``'s accounting (``rebalance``): a target of +-1 is a
-position worth ``risk_fraction * equity``, whole shares by default, orders only when the target
-changes. Hence an env episode with a fixed action sequence reproduces ``run_backtest`` exactly.
+Sizing and cash are ``shared.backtest``'s accounting, and the size is ``shared.sizing``'s, the
+rule the execution service trades with (issue 14 item 7): at every step the target is sized at
+bar t's close with the Wilder ATR known then (run over every bar of the market, warm-up included)
+and the equity marked at that close, and the order (if any) fills at bar t+1's open. So the
+training reward is earned with the quantities execution would trade, and an env episode with a
+fixed action sequence reproduces ``run_backtest`` (with the bars before the episode as its
+``warmup``) exactly. ``sizer="risk_fraction"`` keeps the old rule for old manifests.
 
 Rewards (``EnvConfig.reward``), all minus ``costs.position_change_penalty * |target change|``:
 
@@ -44,9 +48,10 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from shared.backtest import AccountConfig, clip_target, rebalance, rebalance_arrays
+from shared.backtest import AccountConfig, clip_target, rebalance, rebalance_arrays, resize
 from shared.costs import CostModel
 from shared.observation import build_observation, build_observations
+from shared.sizing import SizingConfig, atr_series, position_after_array
 
 __all__ = [
     "ENV_ID",
@@ -94,9 +99,10 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         allow_short: negative targets allowed (else clipped to 0).
 
     Account (see ``shared.backtest.AccountConfig``)
-        initial_cash, risk_fraction (position size as a fraction of equity), integer_shares,
-        costs (``CostModel``: commission, spread, slippage, position-change penalty; ON by
-        default).
+        initial_cash, sizer ("shared" = ``shared.sizing`` with ``sizing``, the paper-trading
+        config's sizing keys: the rule execution trades with; "risk_fraction" = the old rule,
+        for old manifests only, with risk_fraction and integer_shares), costs (``CostModel``:
+        commission, spread, slippage, position-change penalty; ON by default).
         ruin_fraction: the episode terminates when equity < ruin_fraction * initial_cash.
 
     Reward
@@ -118,6 +124,8 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     action_space: ActionKind = "discrete"
     allow_short: bool = True
     initial_cash: float = 100_000.0
+    sizer: Literal["shared", "risk_fraction"] = "shared"
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
     risk_fraction: float = 1.0
     integer_shares: bool = True
     costs: CostModel = msgspec.field(default_factory=CostModel)
@@ -166,6 +174,8 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     def account(self) -> AccountConfig:
         return AccountConfig(
             initial_cash=self.initial_cash,
+            sizer=self.sizer,
+            sizing=self.sizing,
             risk_fraction=self.risk_fraction,
             integer_shares=self.integer_shares,
             allow_short=self.allow_short,
@@ -202,6 +212,8 @@ class MarketData:
     index: pd.DatetimeIndex
     open: NDArray[np.float64]
     close: NDArray[np.float64]
+    high: NDArray[np.float64]
+    low: NDArray[np.float64]
     features: NDArray[np.float64]  # normalised; NaN during the warm-up
     obs: NDArray[np.float32]  # build_observations(features, 0); rows < first are zeros
     first: int  # first bar at which a decision can be taken
@@ -223,6 +235,10 @@ class MarketData:
             return 1e-4
         v = (self.sq_ret_cumsum[t] - self.sq_ret_cumsum[lo - 1]) / (t - lo + 1)
         return float(v) if v > 0 else 1e-4
+
+    def atr(self, period: int) -> NDArray[np.float64]:
+        """The Wilder ATR known at each bar's close (NaN while warming up), from the first bar."""
+        return atr_series(self.high, self.low, self.close, period)
 
 
 def _utc(value: Any) -> pd.Timestamp:
@@ -295,6 +311,8 @@ def _build_market(cfg: EnvConfig, bars: pd.DataFrame) -> MarketData:
         index=pd.DatetimeIndex(bars.index),
         open=np.ascontiguousarray(bars["open"].to_numpy(np.float64)),
         close=close,
+        high=np.ascontiguousarray(bars["high"].to_numpy(np.float64)),
+        low=np.ascontiguousarray(bars["low"].to_numpy(np.float64)),
         features=feats,
         obs=obs,
         first=first,
@@ -343,6 +361,8 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         m = self.market
         self._open = m.open.tolist()
         self._close = m.close.tolist()
+        self._shared_sizer = self.account.sizer == "shared"
+        self._atr = m.atr(self.account.sizing.atr_period).tolist() if self._shared_sizer else []
         self._targets = self.config.action_targets
         self._discrete = self.config.action_space == "discrete"
         self._penalty = self.config.costs.position_change_penalty
@@ -361,7 +381,9 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         self.equity = float(self.account.initial_cash)
         self.peak = self.equity
         self.dsr_a = 0.0
-        self.dsr_b = self.market.prior_variance(self.t) * self.account.risk_fraction**2
+        self.dsr_b = self.market.prior_variance(self.t) * _exposure(
+            self.account, self.market, self.t
+        )
         self.fees = 0.0
         self.steps = 0
 
@@ -431,7 +453,20 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         j = self.t + 1
         dq = price = fee = 0.0
         prev_target = self.target
-        if target != prev_target:
+        if self._shared_sizer:  # re-sized at every decision, as execution does
+            t = self.t
+            self.cash, self.qty, dq, price, fee = resize(
+                self.cash,
+                self.qty,
+                target,
+                self._close[t],
+                self._atr[t],
+                self._open[j],
+                self.account,
+            )
+            self.target = target
+            self.fees += fee
+        elif target != prev_target:
             self.cash, self.qty, dq, price, fee = rebalance(
                 self.cash, self.qty, target, self._open[j], self.account
             )
@@ -528,6 +563,8 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         self.dsr_b = np.zeros(n)
         self._autoreset = np.zeros(n, dtype=bool)
         self._rows = np.arange(n)
+        self._shared_sizer = self.account.sizer == "shared"
+        self._atr = self.market.atr(self.account.sizing.atr_period)
 
     def _draw(self, k: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         m = self.market
@@ -562,8 +599,10 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         self.equity[rows] = init
         self.peak[rows] = init
         self.dsr_a[rows] = 0.0
-        rf2 = self.account.risk_fraction**2
-        self.dsr_b[rows] = [self.market.prior_variance(int(t)) * rf2 for t in s]
+        self.dsr_b[rows] = [
+            self.market.prior_variance(int(t)) * _exposure(self.account, self.market, int(t))
+            for t in s
+        ]
 
     def _observe(self) -> NDArray[np.float32]:
         obs = self.market.obs[self.t]  # fancy indexing copies
@@ -607,9 +646,21 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         ref = self.market.open[j]
         changed = stepping & (target != self.position)
         prev_pos = self.position
-        cash, qty, _, _ = rebalance_arrays(
-            self.cash, self.qty, target, ref, self.account, active=changed
-        )
+        if self._shared_sizer:
+            t = self.t
+            new_qty = position_after_array(
+                target,
+                self.equity,
+                self.market.close[t],
+                self._atr[t],
+                self.qty,
+                self.account.sizing,
+            )
+            cash, qty = _fill_arrays(self.cash, self.qty, new_qty, ref, self.account, stepping)
+        else:
+            cash, qty, _, _ = rebalance_arrays(
+                self.cash, self.qty, target, ref, self.account, active=changed
+            )
         eq = cash + qty * self.market.close[j]
         prev_eq = self.equity
         reward = self._reward(prev_eq, eq, stepping)
@@ -661,6 +712,35 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         self.dsr_a = np.where(stepping, a + cfg.dsr_eta * da, a)
         self.dsr_b = np.where(stepping, b + cfg.dsr_eta * db, b)
         return np.clip(d, -cfg.dsr_clip, cfg.dsr_clip)
+
+
+def _exposure(account: AccountConfig, market: MarketData, t: int) -> float:
+    """Squared fraction of equity a full position is worth at bar ``t`` (scales the underlying's
+    variance into the differential Sharpe ratio's prior): the shared sizer's cap in money, or
+    the old rule's risk fraction."""
+    if account.sizer != "shared":
+        return account.risk_fraction**2
+    cap = min(
+        account.sizing.max_position * float(market.close[t]), account.sizing.max_gross_exposure
+    )
+    return (cap / account.initial_cash) ** 2
+
+
+def _fill_arrays(
+    cash: NDArray[np.float64],
+    qty: NDArray[np.float64],
+    new_qty: NDArray[np.float64],
+    ref_price: NDArray[np.float64],
+    account: AccountConfig,
+    active: NDArray[np.bool_],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Move the ``active`` rows to ``new_qty`` at the open ``ref_price`` (``resize``'s fill,
+    row by row bit-identical)."""
+    dq = np.where(active, new_qty - qty, 0.0)
+    price = account.costs.fill_prices(np.sign(dq), ref_price)
+    fee = account.costs.commissions(dq, price)
+    traded = dq != 0.0
+    return np.where(traded, cash - dq * price - fee, cash), np.where(traded, qty + dq, qty)
 
 
 # ------------------------------------------------------------------------------ RLlib / gym glue

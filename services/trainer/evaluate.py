@@ -317,8 +317,14 @@ def evaluate_model(
             history, policy, account, start=i0, end=i1, name="model", exit_costs=exit_costs
         )
         policy_meta = {"decisions": policy.calls}
+    warmup = history.iloc[:i0]  # the shared sizer's ATR, as the model's run_policy has it
     results["buy_and_hold"] = run_backtest(
-        test, buy_and_hold_targets(len(test)), account, name="buy_and_hold", exit_costs=exit_costs
+        test,
+        buy_and_hold_targets(len(test)),
+        account,
+        name="buy_and_hold",
+        exit_costs=exit_costs,
+        warmup=warmup,
     )
     ma_targets = ma_crossover_targets(
         history["close"].to_numpy(np.float64), fast, slow, long_short=ma_long_short
@@ -330,6 +336,7 @@ def evaluate_model(
         name="ma_crossover",
         params={"fast": fast, "slow": slow, "objective": ma_objective},
         exit_costs=exit_costs,
+        warmup=warmup,
     )
 
     metrics = {name: _clean(r.metrics) for name, r in results.items()}

@@ -20,6 +20,7 @@ from shared.backtest import (
     run_policy,
 )
 from shared.costs import ZERO_COSTS, CostModel
+from shared.sizing import SizingConfig
 
 pytestmark = pytest.mark.unit
 
@@ -49,10 +50,17 @@ def aapl() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(
-    ("kind", "integer", "short"),
-    [("discrete", True, True), ("continuous", False, True), ("continuous", True, False)],
+    ("kind", "integer", "short", "sizer"),
+    [
+        ("discrete", True, True, "risk_fraction"),
+        ("continuous", False, True, "risk_fraction"),
+        ("continuous", True, False, "risk_fraction"),
+        ("discrete", True, True, "shared"),
+        ("continuous", True, True, "shared"),
+        ("continuous", True, False, "shared"),
+    ],
 )
-def test_vectorised_equals_pandas_loop(kind: str, integer: bool, short: bool) -> None:
+def test_vectorised_equals_pandas_loop(kind: str, integer: bool, short: bool, sizer: str) -> None:
     bars = make_bars(800, seed=1)
     rng = np.random.default_rng(2)
     if kind == "discrete":
@@ -61,13 +69,16 @@ def test_vectorised_equals_pandas_loop(kind: str, integer: bool, short: bool) ->
     else:
         targets = np.round(rng.uniform(-1, 1, len(bars)), 1)
     acct = AccountConfig(
+        sizer=sizer,  # type: ignore[arg-type]
+        sizing=SizingConfig(max_position=800, max_gross_exposure=60_000.0),
         integer_shares=integer,
         allow_short=short,
         risk_fraction=0.7,
         costs=CostModel(commission_bps=2.0, spread_bps=4.0, slippage_bps=3.0),
     )
-    fast = run_backtest(bars, targets, acct)
-    ref = run_backtest_reference(bars, targets, acct)
+    warmup = make_bars(40, seed=9) if sizer == "shared" else None
+    fast = run_backtest(bars, targets, acct, warmup=warmup)
+    ref = run_backtest_reference(bars, targets, acct, warmup=warmup)
     np.testing.assert_array_equal(fast.equity, ref.equity)
     np.testing.assert_array_equal(fast.qty, ref.qty)
     np.testing.assert_array_equal(fast.cash, ref.cash)
@@ -86,7 +97,7 @@ def test_ma_crossover_equals_independent_pandas(aapl: pd.DataFrame) -> None:
     """SMA via pandas rolling, signal at close t held from the open of t+1, loop accounting."""
     bars = aapl.iloc[-700:]
     costs = CostModel()
-    acct = AccountConfig(costs=costs)
+    acct = AccountConfig(costs=costs, sizer="risk_fraction")  # the hand loop sizes that way
     result = run_backtest(bars, ma_crossover_targets(bars["close"].to_numpy(), 10, 30), acct)
 
     df = bars[["open", "close"]].copy()
@@ -120,7 +131,7 @@ def test_ma_crossover_equals_independent_pandas(aapl: pd.DataFrame) -> None:
 
 def test_buy_and_hold_pnl(aapl: pd.DataFrame) -> None:
     bars = aapl.loc["2020-01-01":"2023-09-22"]
-    acct = AccountConfig()
+    acct = AccountConfig(sizer="risk_fraction")  # the hand computation below sizes that way
     c = acct.costs
     res = run_backtest(bars, buy_and_hold_targets(len(bars)), acct)
     o0, last = bars["open"].iloc[0], bars["close"].iloc[-1]
@@ -131,7 +142,7 @@ def test_buy_and_hold_pnl(aapl: pd.DataFrame) -> None:
     assert res.metrics["pnl"] == pytest.approx(qty * (last - fill) - fee, rel=1e-12)
     assert res.metrics["fees_paid"] == fee > 0
     # without costs and with fractional shares the return is exactly last close / first open
-    free = AccountConfig(costs=ZERO_COSTS, integer_shares=False)
+    free = AccountConfig(costs=ZERO_COSTS, integer_shares=False, sizer="risk_fraction")
     res0 = run_backtest(bars, buy_and_hold_targets(len(bars)), free)
     assert res0.metrics["total_return"] == pytest.approx(last / o0 - 1.0, rel=1e-12)
     assert res0.metrics["pnl"] > res.metrics["pnl"]  # costs reduce PnL

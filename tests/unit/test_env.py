@@ -185,7 +185,8 @@ def test_episodes_random_and_sequential(bars: pd.DataFrame, norm: dict) -> None:
 
 
 def test_ruin_terminates(bars: pd.DataFrame, norm: dict) -> None:
-    env = TradingEnv(cfg(norm, ruin_fraction=0.999, reward="pnl"), bars=bars)
+    big = {"max_position": 100_000, "max_gross_exposure": 1e9, "risk_per_trade": 0.05}
+    env = TradingEnv(cfg(norm, ruin_fraction=0.999, reward="pnl", sizing=big), bars=bars)
     env.reset(options={"start": 300})
     done = False
     for _ in range(200):

@@ -139,14 +139,16 @@ def test_exit_costs_are_charged_at_the_end(aapl: pd.DataFrame) -> None:
     acct = AccountConfig()
     held = run_backtest(bars, buy_and_hold_targets(len(bars)), acct, name="bh")
     out = run_backtest(bars, buy_and_hold_targets(len(bars)), acct, name="bh", exit_costs=True)
-    assert len(held.fills) == 1 and len(out.fills) == 2
+    # the shared sizer re-sizes a held target when the ATR moves it past the rebalance threshold
+    assert (held.qty > 0).all() and len(out.fills) == len(held.fills) + 1
     qty = held.qty[-1]
     assert qty > 0 and out.qty[-1] == 0.0
     exit_fill = out.fills.iloc[-1]
     assert exit_fill["qty"] == -qty and exit_fill["ref_price"] == bars["close"].iloc[-1]
     assert exit_fill["price"] < exit_fill["ref_price"] and exit_fill["commission"] > 0
     cost = qty * (exit_fill["ref_price"] - exit_fill["price"]) + exit_fill["commission"]
-    assert held.equity[-1] - out.equity[-1] == pytest.approx(cost, rel=1e-12)
+    # a difference of two ~1e5 equities: exact to their float resolution (~1.5e-11), not 1e-12 of it
+    assert held.equity[-1] - out.equity[-1] == pytest.approx(cost, rel=1e-12, abs=1e-9)
     assert out.equity[-1] == out.cash[-1]
     assert not out.trades["open"].any() and held.trades["open"].all()
     assert np.array_equal(held.equity[:-1], out.equity[:-1])

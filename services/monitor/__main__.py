@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -15,8 +16,13 @@ from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
 
 
-async def main() -> int:
-    log = configure("monitor")
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__)
+    parser.add_argument(
+        "--pretty", action="store_true", help="blotter log lines for people (LOG_FORMAT=pretty)"
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    log = configure("monitor", fmt="pretty" if args.pretty else None)
     try:
         settings = from_env(MonitorSettings, "MONITOR_")
         bus = connect_bus("monitor")

@@ -12,7 +12,7 @@ FORCE ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-docker lint format typecheck \
-        bench train tune evaluate export baseline-model paper-trading push rollback models reset \
+        bench train tune evaluate export example-model baseline-model paper-trading push rollback models reset \
         clean test-fuzz test-all keys mutate
 
 help: ## list the commands (every target, the Docker ones too)
@@ -42,14 +42,21 @@ baseline-model: install ## rebuild the shipped baseline ONNX policy (determinist
 	$(PY) scripts/make_baseline_model.py
 
 # ---------------------------------------------------------------- training and evaluation
-train: install ## tune -> train -> evaluate -> export -> push (PROFILE=quick|full)
-	$(PY) -m trainer.pipeline --profile $(PROFILE)
+# Own data: SOURCE=file DATA=my.csv (CSV/Parquet, see README) or SOURCE=barstore
+# DATA=var/marketdata/bars.sqlite (what the stack saw); SYMBOLS=AAPL,AMZN picks symbols.
+DATA_ARGS = $(if $(SOURCE),--source $(SOURCE),) $(if $(DATA),--path $(DATA),) $(if $(SYMBOLS),--symbols $(SYMBOLS),)
 
-tune: install ## hyperparameter search only -> optimization_results/
-	$(PY) -m trainer.tune --profile $(PROFILE)
+train: install ## tune -> 3 seeds (median promoted) -> export -> gate -> push (PROFILE=quick|full, SOURCE/DATA/SYMBOLS)
+	$(PY) -m trainer.pipeline --profile $(PROFILE) $(DATA_ARGS)
 
-evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evaluation_results/ (MODEL=...)
-	$(PY) -m trainer.evaluate --model $(or $(MODEL),baseline)
+tune: install ## hyperparameter search only -> optimization_results/ (SOURCE/DATA/SYMBOLS as train)
+	$(PY) -m trainer.tune --profile $(PROFILE) $(DATA_ARGS)
+
+evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evaluation_results/ (MODEL=..., SOURCE=file DATA=...)
+	$(PY) -m trainer.evaluate --model $(or $(MODEL),baseline) $(if $(SOURCE),--source $(SOURCE),) $(if $(DATA),--path $(DATA),) $(if $(SYMBOLS),--symbol $(SYMBOLS),)
+
+example-model: install ## rebuild the committed example model from a clean clone of HEAD -> models/example/
+	$(PY) scripts/make_example_model.py
 
 compare: install ## paper vs backtest of the stored bars -> evaluation_results/paper-vs-backtest-<period>/ (PERIOD=start..end)
 	$(PY) -m monitor.compare --period "$(PERIOD)" --ledger $(STATE_DIR)/ledger/ledger.sqlite --store $(STATE_DIR)/marketdata/bars.sqlite

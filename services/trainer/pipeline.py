@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from trainer.config import TrainConfig, trainer_settings
+from trainer.config import TrainConfig, add_source_args, source_overrides, trainer_settings
 from trainer.progress import say, setup
 
 
@@ -128,29 +128,53 @@ def run_pipeline(
     push: bool = True,
     tune_changes: dict[str, Any] | None = None,
     plots: bool = True,
-    spread_seeds: int = 0,
+    seeds: int | None = None,
+    per_symbol: bool = False,
 ) -> dict[str, Any]:
-    """``spread_seeds`` (``--spread-seeds``) matters without a search (``--skip-tune``): the
-    configured policy is also trained on that many seeds (its own included) with the Tune trial
-    budget, and the validation-fold objective's spread over them is recorded with the gate.
-    With a search, Tune's own ``spread_seeds`` re-runs of the best trial are used."""
+    """``seeds`` (``--seeds``; default ``PROFILE_SEEDS``: quick 3, full 5): the chosen config is
+    trained with the full budget on that many seeds and the MEDIAN one is exported and gated
+    (``trainer.seed_spread``). ``per_symbol`` (``--per-symbol``): one pipeline, so one policy,
+    per symbol of the config instead of one policy for all of them."""
+    from trainer.config import PROFILE_SEEDS
     from trainer.export import ExportInputs, export_model
-    from trainer.train import load_slice, train
+    from trainer.seed_spread import SeedRuns, results_table
+    from trainer.train import load_slice, prepare_data
     from trainer.tune import tune_run, tune_settings
+
+    if per_symbol:
+        base = TrainConfig.profile(profile, **(overrides or {}))
+        return {
+            "per_symbol": {
+                sym: run_pipeline(
+                    profile,
+                    output_dir=output_dir,
+                    skip_tune=skip_tune,
+                    from_tune=from_tune,
+                    overrides={**(overrides or {}), "symbol": sym, "symbols": [sym]},
+                    force=force,
+                    push=push,
+                    tune_changes=tune_changes,
+                    plots=plots,
+                    seeds=seeds,
+                )
+                for sym in base.symbol_list
+            }
+        }
+    n_seeds = seeds if seeds is not None else PROFILE_SEEDS.get(profile, 3)
 
     t0 = time.perf_counter()
     out = Path(output_dir)
     overrides = dict(overrides or {})
     timings: dict[str, float] = {}
     trial_id = ""
-    seeds: dict[str, int] = {}
+    seed_record: dict[str, int] = {}
 
     # 1. search (or reuse one)
     if from_tune:
         opt_dir = Path(from_tune)
         best = json.loads((opt_dir / "best_trial.json").read_text())
         if "search_seed" in best:
-            seeds["tune_search"] = int(best["search_seed"])
+            seed_record["tune_search"] = int(best["search_seed"])
         say("pipeline", f"using the search in {opt_dir}: {best['trial_id']}")
     elif not skip_tune:
         say("pipeline", f"profile {profile}: step 1/4 hyperparameter search")
@@ -159,8 +183,11 @@ def run_pipeline(
             settings = msgspec.structs.replace(
                 settings, trial_overrides={**settings.trial_overrides, **overrides}
             )
-        opt_dir, best = tune_run(settings, TrainConfig.profile(profile, **overrides), out)
-        seeds["tune_search"] = settings.seed
+        # spread=False: the seed spread below retrains the chosen config with the full budget.
+        opt_dir, best = tune_run(
+            settings, TrainConfig.profile(profile, **overrides), out, spread=False
+        )
+        seed_record["tune_search"] = settings.seed
         timings["tune_s"] = time.perf_counter() - t0
     else:
         opt_dir, best = None, None
@@ -175,25 +202,19 @@ def run_pipeline(
     else:
         cfg = TrainConfig.profile(profile, **overrides)
         run_dir = out / "runs" / f"{profile}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    say("pipeline", f"step 2/4 train {trial_id or 'the configured policy'} -> {run_dir}")
-    result = train(cfg, run_dir, keep_algo=True, label="final")
+    seed_list = [cfg.seed + k for k in range(max(1, n_seeds))]
+    say(
+        "pipeline",
+        f"step 2/4 train {trial_id or 'the configured policy'} on {len(cfg.symbol_list)} "
+        f"symbol(s) {cfg.symbol_list}, seeds {seed_list} -> {run_dir}",
+    )
+    data = prepare_data(cfg)
+    runs = SeedRuns.train(cfg, seed_list, run_dir, data)
+    result = runs.best
+    cfg = result.config
     timings["train_s"] = time.perf_counter() - t1
-    spread = (best or {}).get("seed_spread")
-    if spread is None and spread_seeds > 0:
-        from trainer.tune import TUNE_PROFILES, seed_spread
-
-        t_s = time.perf_counter()
-        budget = TUNE_PROFILES.get(profile, {}).get("trial_overrides", {})
-        spread_list = [cfg.seed + k for k in range(spread_seeds)]
-        say("pipeline", f"seed spread: seeds {spread_list} with the trial budget {budget}")
-        spread = seed_spread(cfg.with_overrides(budget), spread_list, run_dir / "seeds")
-        spread["budget"] = budget
-        timings["seed_spread_s"] = time.perf_counter() - t_s
-        say(
-            "pipeline",
-            f"seed spread of the mean validation-fold {cfg.metric}: mean {spread['mean']:.3f} "
-            f"std {spread['std']:.3f} worst {spread['min']:.3f} best {spread['max']:.3f}",
-        )
+    spread = runs.export_info()
+    say("pipeline", f"chosen: {spread['chosen_by']}")
 
     # 3. export + evaluate + gate
     t2 = time.perf_counter()
@@ -204,13 +225,17 @@ def run_pipeline(
         "validation": result.data.validation,
         "test": load_slice(cfg, "test", result.data.normaliser),
     }
+    for sym in cfg.symbol_list[1:]:
+        slices[f"train:{sym}"] = result.data.trains[sym]
+        slices[f"validation:{sym}"] = result.data.validations[sym]
+        slices[f"test:{sym}"] = load_slice(cfg, "test", result.data.normaliser, sym)
     exported = export_model(
         ExportInputs(
             cfg=cfg,
             head=result.head,
             normaliser=result.data.normaliser,
             slices=slices,
-            seeds={"train": cfg.seed, **seeds},
+            seeds={"train": cfg.seed, **seed_record},
             trial_id=trial_id,
             provenance={"run": str(run_dir), "checkpoint": str(result.checkpoint)},
             seed_spread=spread,
@@ -218,8 +243,19 @@ def run_pipeline(
         out,
         force=force,
         plots=plots,
+        version_suffix=runs.suffix,
+        score_other_seeds=runs.score_holdout,
     )
-    result.algo.stop()
+    runs.stop()
+    assert exported.evaluation_dir is not None
+    runs.write(exported.evaluation_dir)
+    table = results_table(
+        runs, exported.manifest.validation_metrics, exported.manifest.test_metrics
+    )
+    (exported.evaluation_dir / "results.md").write_text(
+        f"# {exported.version}: {exported.gate.verdict}\n\n{spread['chosen_by']}\n\n{table}"
+    )
+    say("pipeline", "results (net of costs):\n" + table)
     timings["export_s"] = time.perf_counter() - t2
 
     # 4. push
@@ -240,10 +276,18 @@ def run_pipeline(
         "reason": exported.gate.reason,
         "forced": exported.gate.forced,
         "validation_folds": exported.gate.folds,
+        "symbols": cfg.symbol_list,
+        "chosen_by": spread["chosen_by"],
         "seed_spread": {
-            k: v for k, v in exported.manifest.validation_metrics.items() if k.startswith("seed_")
-        }
-        or "not run (--skip-tune)",
+            "validation": {
+                k: v
+                for k, v in exported.manifest.validation_metrics.items()
+                if k.startswith("seed_")
+            },
+            "holdout": {
+                k: v for k, v in exported.manifest.test_metrics.items() if k.startswith("seed_")
+            },
+        },
         "gate_numbers": exported.gate.numbers(),
         "holdout": {
             k: v for k, v in exported.manifest.test_metrics.items() if k.startswith("holdout_")
@@ -257,6 +301,7 @@ def run_pipeline(
         "validation_objective": result.objective,
         "train_steps_per_s": round(result.steps_per_s, 1),
         "tune_run": str(opt_dir) if opt_dir else None,
+        "run": str(result.out_dir),  # the promoted seed's run folder (checkpoint)
         "trial_id": trial_id,
         "paper_trading": str(exported.paper_dir) if exported.paper_dir else None,
         "paper_config_changes": exported.paper_changes,
@@ -295,17 +340,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-push", action="store_true")
     parser.add_argument(
+        "--seeds",
         "--spread-seeds",
+        dest="seeds",
         type=int,
-        default=0,
-        help="with --skip-tune: also train this many seeds (trial budget) for the seed spread",
+        default=None,
+        help="train the chosen config on this many seeds, promote the median (quick 3, full 5)",
     )
+    parser.add_argument(
+        "--per-symbol",
+        action="store_true",
+        help="one policy per symbol instead of one policy for all the config's symbols",
+    )
+    parser.add_argument("--symbols", default=None, help="comma-separated, e.g. AAPL,AMZN")
+    add_source_args(parser)
+    parser.add_argument("--source", default=None, help="packaged name | file | barstore")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--output-dir", default=None, help="default TRAINER_OUTPUT_DIR or .")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     setup(args.json)
     overrides = parse_sets(args.set)
+    symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
+    if symbols:
+        overrides.update(symbol=symbols[0], symbols=symbols)
+    if args.source in ("file", "barstore"):
+        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
+        overrides.update(
+            source_overrides(
+                args.source,
+                args.path,
+                symbols=symbols or None,
+                columns=args.columns,
+                tz=args.tz,
+                label=args.label,
+                bar=args.bar,
+                dated=dated,
+            )
+        )
+    elif args.source:
+        overrides["source"] = args.source
     tune_changes: dict[str, Any] = {}
     if args.samples is not None:
         tune_changes["num_samples"] = args.samples
@@ -322,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         push=not args.no_push,
         tune_changes=tune_changes,
         plots=not args.no_plots,
-        spread_seeds=args.spread_seeds,
+        seeds=args.seeds,
+        per_symbol=args.per_symbol,
     )
     print(json.dumps(summary, default=str))
     return 0

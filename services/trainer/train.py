@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 
 from shared.backtest import AccountConfig, BacktestResult, run_policy
-from shared.env import ENV_ID, EnvConfig, MarketData, env_creator, prepare_market
+from shared.env import ENV_ID, EnvConfig, MarketData, prepare_market
 from shared.observation import build_observations
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, add_source_args, source_overrides
 from trainer.progress import quiet_ray, say, setup
 
 RLLIB_ENV = "rltrader-trading"
@@ -60,6 +60,8 @@ def init_ray(num_cpus: int = 2) -> None:
     """Join ``RAY_ADDRESS`` if set, else start a private local Ray with ``num_cpus``."""
     import ray
     from ray.tune.registry import register_env
+
+    from trainer.multi_symbol import env_creator
 
     if ray.is_initialized():  # inside a Tune trial, or called twice
         register_env(RLLIB_ENV, env_creator)
@@ -138,9 +140,22 @@ class SliceData:
 
 @dataclass
 class PreparedData:
+    """The training and validation slices of every symbol (``train``/``validation``: the
+    first symbol's, ``trains``/``validations``: all, by symbol) and the one normaliser."""
+
     train: SliceData
     validation: SliceData
     normaliser: dict[str, Any]
+    trains: dict[str, SliceData] = field(default_factory=dict)
+    validations: dict[str, SliceData] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.trains = self.trains or {self.train.env_config.symbol: self.train}
+        self.validations = self.validations or {self.validation.env_config.symbol: self.validation}
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.validations)
 
     def slice(self, cfg: TrainConfig, split: str) -> SliceData:
         if split == "train":
@@ -150,12 +165,15 @@ class PreparedData:
         return load_slice(cfg, split, self.normaliser)
 
 
-def load_slice(cfg: TrainConfig, split: str, normaliser: dict[str, Any] | None) -> SliceData:
+def load_slice(
+    cfg: TrainConfig, split: str, normaliser: dict[str, Any] | None, symbol: str | None = None
+) -> SliceData:
     from shared.data import load_bars
 
-    env_cfg = cfg.env_config(split, normaliser)
+    symbol = symbol or cfg.symbol
+    env_cfg = cfg.env_config(split, normaliser, symbol)
     market = prepare_market(env_cfg)
-    bars = load_bars(cfg.source, cfg.symbol)
+    bars = load_bars(cfg.source, symbol)
     bars = bars.iloc[: len(market.index)]  # prepare_market cut at the slice's end the same way
     if not bars.index.equals(market.index):
         raise RuntimeError(f"{split}: bars and env market data are not aligned")
@@ -163,18 +181,32 @@ def load_slice(cfg: TrainConfig, split: str, normaliser: dict[str, Any] | None) 
 
 
 def prepare_data(cfg: TrainConfig) -> PreparedData:
-    train = load_slice(cfg, "train", None)
-    normaliser = train.market.normaliser.to_dict()
-    train = SliceData("train", cfg.env_config("train", normaliser), train.market, train.bars)
-    validation = load_slice(cfg, "validation", normaliser)
-    return PreparedData(train, validation, normaliser)
+    """One symbol: the normaliser is fitted on its training slice (as the env does). Several: one
+    pooled normaliser over every symbol's training rows (``trainer.multi_symbol``)."""
+    symbols = cfg.symbol_list
+    if len(symbols) == 1:
+        train = load_slice(cfg, "train", None, symbols[0])
+        normaliser = train.market.normaliser.to_dict()
+    else:
+        from trainer.multi_symbol import pooled_normaliser
+
+        normaliser = pooled_normaliser(
+            cfg.source, symbols, start=cfg.train_start, end=cfg.train_end, features=cfg.features
+        )
+    trains = {s: load_slice(cfg, "train", normaliser, s) for s in symbols}
+    validations = {s: load_slice(cfg, "validation", normaliser, s) for s in symbols}
+    first = symbols[0]
+    return PreparedData(trains[first], validations[first], normaliser, trains, validations)
 
 
 # ----------------------------------------------------------------------------- 3. RLlib config
 
 
 def build_algo_config(cfg: TrainConfig, env_config: EnvConfig) -> Any:
-    """The RLlib ``AlgorithmConfig`` for ``cfg`` (new API stack), env config included."""
+    """The RLlib ``AlgorithmConfig`` for ``cfg`` (new API stack), env config included.
+
+    Several symbols (``cfg.symbol_list``): the env is ``trainer.multi_symbol``'s pooled vector
+    env, ``env_config``'s symbol replaced by each of them in turn."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     if cfg.algorithm == "PPO":
@@ -215,6 +247,10 @@ def build_algo_config(cfg: TrainConfig, env_config: EnvConfig) -> Any:
         raise ValueError(f"unknown algorithm {cfg.algorithm!r}")
 
     env_dict = env_config.to_dict()
+    if len(cfg.symbol_list) > 1:
+        from trainer.multi_symbol import SYMBOLS_KEY
+
+        env_dict[SYMBOLS_KEY] = cfg.symbol_list
     config = (
         config.environment(RLLIB_ENV, env_config=env_dict)
         .env_runners(
@@ -335,6 +371,36 @@ def backtest_folds(
     return per, sum(values) / len(values), min(values)
 
 
+def validate_symbols(
+    head: PolicyHead, data: PreparedData, folds: dict[str, Any], metric: str
+) -> tuple[dict[str, float], float, float]:
+    """The greedy policy on every symbol's validation slice and walk-forward folds.
+
+    Returns (metrics, objective, worst): metrics are the whole-slice backtest metrics (the mean
+    over symbols) plus ``fold_mean_<metric>``/``fold_worst_<metric>`` and, per symbol,
+    ``<SYM>:fold_mean_<metric>``/``<SYM>:fold_worst_<metric>``; the objective is the mean over
+    symbols of each symbol's mean fold, the worst the worst fold of any symbol.
+    """
+    whole: list[dict[str, float]] = []
+    out: dict[str, float] = {}
+    means, worsts = [], []
+    for sym, validation in data.validations.items():
+        whole.append(dict(backtest_policy(head, validation).metrics))
+        _per, mean, worst = backtest_folds(head, validation, folds[sym], metric)
+        out[f"{sym}:fold_mean_{metric}"] = mean
+        out[f"{sym}:fold_worst_{metric}"] = worst
+        means.append(mean)
+        worsts.append(worst)
+    for key, value in whole[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            vals = [float(m.get(key, math.nan)) for m in whole]
+            out.setdefault(key, sum(vals) / len(vals))
+    objective = sum(means) / len(means)
+    out[f"fold_mean_{metric}"] = objective
+    out[f"fold_worst_{metric}"] = min(worsts)
+    return out, objective, min(worsts)
+
+
 def policy_decider(head: PolicyHead, data: SliceData) -> Callable[[int, float], float]:
     """``decide(t, position)`` of the greedy policy over the slice's bars."""
     env_cfg = data.env_config
@@ -425,15 +491,17 @@ def train(
 
     from trainer.selection import slice_folds
 
-    folds = slice_folds(cfg, len(data.validation.bars), data.validation.start)
-    algo = build_algo_config(cfg, data.train.env_config).build_algo()
+    folds = {sym: slice_folds(cfg, len(v.bars), v.start) for sym, v in data.validations.items()}
+    # Prepared data may be shared by several seeds' runs: the env's sampler takes this run's seed.
+    algo = build_algo_config(cfg, data.train.env_config.replace(seed=cfg.seed)).build_algo()
     head = PolicyHead(algo.get_module(), cfg.algorithm, cfg.action_space == "discrete")
     say(
         label,
-        f"{cfg.algorithm} {cfg.symbol} seed={cfg.seed} hiddens={cfg.hiddens} lr={cfg.lr:g} "
+        f"{cfg.algorithm} {','.join(data.symbols)} seed={cfg.seed} hiddens={cfg.hiddens} "
+        f"lr={cfg.lr:g} "
         f"batch={cfg.train_batch_size} envs={cfg.num_envs_per_env_runner} "
-        f"train bars={data.train.market.n_decisions} "
-        f"val bars={len(data.validation.bars) - data.validation.start}",
+        f"train bars={sum(t.market.n_decisions for t in data.trains.values())} "
+        f"val bars={sum(len(v.bars) - v.start for v in data.validations.values())}",
     )
 
     curve: list[dict[str, Any]] = []
@@ -460,10 +528,7 @@ def train(
         }
         last = iteration == cfg.iterations or (0 < cfg.max_env_steps <= env_steps)
         if iteration % cfg.eval_every == 0 or last:
-            val_metrics = dict(backtest_policy(head, data.validation).metrics)
-            _per, objective, worst = backtest_folds(head, data.validation, folds, cfg.metric)
-            val_metrics[f"fold_mean_{cfg.metric}"] = objective
-            val_metrics[f"fold_worst_{cfg.metric}"] = worst
+            val_metrics, objective, worst = validate_symbols(head, data, folds, cfg.metric)
             row["val_metric"] = objective
             row["val_worst_fold"] = worst
             row["val_total_return"] = val_metrics.get("total_return", math.nan)
@@ -524,7 +589,10 @@ def summary(result: TrainResult) -> dict[str, Any]:
         "objective": result.objective,
         "validation": {k: (v if math.isfinite(v) else None) for k, v in result.validation.items()},
         "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "data": [result.data.train.describe(), result.data.validation.describe()],
+        "data": [
+            *(t.describe() for t in result.data.trains.values()),
+            *(v.describe() for v in result.data.validations.values()),
+        ],
     }
 
 
@@ -559,15 +627,41 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The profile with every ``--<field>`` given; ``--source file|barstore --path P`` becomes
+    a source spec (``trainer.config.source_overrides``), ``--symbols A,B`` a list."""
     overrides: dict[str, Any] = {}
     for name in TrainConfig.__struct_fields__:
         raw = getattr(args, name, None)
         if raw is None:
             continue
+        if name == "symbols" and not raw.lstrip().startswith("["):
+            overrides[name] = [s.strip() for s in raw.split(",") if s.strip()]
+            continue
         try:
             overrides[name] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[name] = raw
+    if overrides.get("symbols") and "symbol" not in overrides:
+        overrides["symbol"] = overrides["symbols"][0]
+    if overrides.get("source") in ("file", "barstore"):
+        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
+        given = overrides.get("symbols") or (
+            [overrides["symbol"]] if "symbol" in overrides else None
+        )
+        overrides.update(
+            source_overrides(
+                overrides["source"],
+                getattr(args, "path", None),
+                symbols=given,
+                columns=getattr(args, "columns", None),
+                tz=getattr(args, "tz", "UTC"),
+                label=getattr(args, "label", "close"),
+                bar=getattr(args, "bar", None),
+                dated=dated,
+            )
+        )
+    elif getattr(args, "path", None):
+        raise SystemExit("--path needs --source file or --source barstore")
     return TrainConfig.profile(args.profile, **overrides)
 
 
@@ -576,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m trainer.train", description=__doc__.split("\n")[0]
     )
     add_config_args(parser)
+    add_source_args(parser)
     parser.add_argument("--out", default=None, help="run folder (default runs/train-<time>)")
     parser.add_argument("--json", action="store_true", help="JSON log lines instead of text")
     args = parser.parse_args(argv)

@@ -53,7 +53,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from trainer.config import TrainConfig, parse_key_values
+from trainer.config import TrainConfig, add_source_args, parse_key_values, source_overrides
 from trainer.progress import say, setup
 
 # Space spec: field -> {"choice": [...]} | {"loguniform": [lo, hi]} | {"uniform": [lo, hi]}.
@@ -104,11 +104,13 @@ class TuneSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 TUNE_PROFILES: dict[str, dict[str, Any]] = {
+    # quick: small enough that `make train` (this search, then 3 seeds of the chosen config on
+    # 6 symbols, then the export) stays under 15 minutes on 2 shared cores.
     "quick": {
-        "num_samples": 8,
-        "grace_period": 2,
+        "num_samples": 4,
+        "grace_period": 1,
         "spread_seeds": 2,
-        "trial_overrides": {"iterations": 8, "eval_every": 2},
+        "trial_overrides": {"iterations": 4, "eval_every": 2},
     },
     "full": {
         "num_samples": 40,
@@ -683,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", default=".")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--source", default=None, help="packaged name | file | barstore")
+    parser.add_argument("--symbols", default=None, help="comma-separated, e.g. AAPL,AMZN")
+    add_source_args(parser)
     args = parser.parse_args(argv)
     setup(args.json)
     changes: dict[str, Any] = {"seed": args.seed}
@@ -695,6 +700,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.spread_seeds is not None:
         changes["spread_seeds"] = args.spread_seeds
     overrides = parse_sets(args.set)
+    symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
+    if symbols:
+        overrides.update(symbol=symbols[0], symbols=symbols)
+    if args.source in ("file", "barstore"):
+        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
+        overrides.update(
+            source_overrides(
+                args.source,
+                args.path,
+                symbols=symbols or None,
+                columns=args.columns,
+                tz=args.tz,
+                label=args.label,
+                bar=args.bar,
+                dated=dated,
+            )
+        )
+    elif args.source:
+        overrides["source"] = args.source
     if args.narrow_from:
         settings, base = settings_from_narrow(Path(args.narrow_from), **changes)
         base = base.with_overrides(overrides)

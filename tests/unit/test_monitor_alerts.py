@@ -148,6 +148,7 @@ class FakeBus:
 
 
 def make_service(tmp_path: Path, **settings: Any) -> MonitorService:
+    settings.setdefault("reports_dir", str(tmp_path / "reports"))  # not the repository's
     config = MonitorSettings(
         ledger_path=str(tmp_path / "ledger.sqlite"), http_port=0, initial_cash=10_000, **settings
     )

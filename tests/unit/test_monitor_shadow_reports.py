@@ -234,7 +234,8 @@ def test_metrics_carry_reconnects_rejections_drops_and_marketdata_health(tmp_pat
         svc,
         replace(bar(10.0, seq=1), epoch=1),
         replace(bar(10.0, seq=2), epoch=2),  # marketdata restarted
-        hb("execution", broker_connected=True),
+        hb("execution", broker_connected=False),  # starting: not connected yet
+        hb("execution", broker_connected=True),  # the first connection: no reconnect
         hb("execution", broker_connected=False),
         hb("execution", broker_connected=True),  # one broker reconnect
         hb("marketdata", quarantined=3, epoch=2),

@@ -55,6 +55,13 @@ tune: install ## hyperparameter search only -> optimization_results/ (SOURCE/DAT
 evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evaluation_results/ (MODEL=..., SOURCE=file DATA=...)
 	$(PY) -m trainer.evaluate --model $(or $(MODEL),baseline) $(if $(SOURCE),--source $(SOURCE),) $(if $(DATA),--path $(DATA),) $(if $(SYMBOLS),--symbol $(SYMBOLS),)
 
+.PHONY: lookahead-analysis warmup-analysis
+lookahead-analysis: install ## perturb the future at many bars: no feature, decision or size at/before t may change (MODEL=dir|baseline|none, SYMBOL=..)
+	$(PY) -m trainer.analysis lookahead --model $(or $(MODEL),baseline) $(if $(SYMBOL),--symbol $(SYMBOL),) $(if $(SOURCE),--source $(SOURCE),)
+
+warmup-analysis: install ## the warm-up N (live snapshot) where features and decisions match the backtest to 1e-9 (MODEL=..., SYMBOL=..)
+	$(PY) -m trainer.analysis warmup --model $(or $(MODEL),baseline) $(if $(SYMBOL),--symbol $(SYMBOL),) $(if $(SOURCE),--source $(SOURCE),)
+
 example-model: install ## rebuild the committed example model from a clean clone of HEAD -> models/example/
 	$(PY) scripts/make_example_model.py
 

@@ -24,8 +24,9 @@ What is compared:
 * **slippage** (versus the decision bar's close), **fees**, **PnL** and **Sharpe** of three
   curves: *paper* (ledger fills marked at the stored closes), *backtest-priced* (the same paper
   quantities at the backtest's fill prices and commissions) and *backtest* (the backtester's own
-  run, with its own sizing: ``shared.backtest.run_backtest``; informational, since the
-  execution service sizes positions by ATR risk, not by target x equity).
+  run, ``shared.backtest.run_backtest``, sized by ``shared.sizing`` with the paper config's keys
+  like execution; one account per symbol, so quantities can differ from a multi-symbol paper
+  account whose equity is shared: ``qty_deviation`` per order).
 
 Sessions are exchange dates (the bar's close in America/New_York). A session's ``deviation`` is
 ``|paper PnL - backtest-priced PnL| / equity at the session's start``: what execution (prices,
@@ -41,7 +42,6 @@ execution service's live guard counts the sessions within its own bound.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,19 +51,23 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from monitor.compare_inputs import (
+    CompareError,
+    default_paper_config,
+    find_model,
+    parse_period,
+    read_ledger,
+)
 from shared.backtest import AccountConfig, ModelPolicy, clip_target, run_backtest
 from shared.barstore import BarStore
 from shared.costs import CostModel
-from shared.manifest import LoadedModel, list_versions, load_artifact
+from shared.manifest import LoadedModel, load_artifact
 from shared.metrics import infer_periods_per_year, returns_from_equity, sharpe_ratio
+from shared.sizing import SizingConfig
 
 SESSION_TZ = "America/New_York"
 DEFAULT_MODEL_ROOTS = ("models", "paper_trading/models", "best_models")
 TARGET_TOLERANCE = 1e-9  # targets are action values (0, +-1 ...): any real difference is larger
-
-
-class CompareError(Exception):
-    """The comparison cannot run; the message names the file, version or period at fault."""
 
 
 class CompareOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +77,8 @@ class CompareOptions(msgspec.Struct, frozen=True, kw_only=True):
     start: str | None = None  # first session (exchange date, inclusive); None: the ledger's first
     end: str | None = None  # last session (inclusive); None: the ledger's last
     costs: CostModel = msgspec.field(default_factory=CostModel)
+    # execution's sizing keys (the paper config it trades with): the backtester sizes alike
+    sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
     initial_cash: float = 1_000_000.0  # the paper account (the simulator's default account)
     allow_short: bool = True
     bound: float = 0.005  # session deviation allowed (fraction of the session's start equity)
@@ -82,62 +88,6 @@ class CompareOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise CompareError(f"initial_cash must be > 0, got {self.initial_cash!r}")
         if not (math.isfinite(self.bound) and self.bound >= 0):
             raise CompareError(f"bound must be a finite number >= 0, got {self.bound!r}")
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def read_ledger(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(signals, fills) from the monitor's ledger, opened read-only."""
-    file = Path(path)
-    if not file.is_file():
-        raise CompareError(f"{file}: no ledger here (the monitor writes it)")
-    try:
-        db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            signals = pd.read_sql_query(
-                "SELECT order_ref, symbol, bar_seq, model_version, bar_close, target, ts_event"
-                " FROM signals ORDER BY ts_event, order_ref",
-                db,
-            )
-            fills = pd.read_sql_query(
-                "SELECT exec_id, symbol, order_ref, side, quantity, price, commission, ts_event"
-                " FROM fills ORDER BY ts_event, exec_id",
-                db,
-            )
-        finally:
-            db.close()
-    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
-        raise CompareError(f"{file}: cannot read the ledger: {exc}") from None
-    return signals, fills
-
-
-def find_model(roots: Sequence[str | Path], version: str) -> Path:
-    """The artifact folder named ``version`` under the first root that has it."""
-    for root in roots:
-        for rel in list_versions(root):
-            if Path(rel).name == version:
-                return Path(root) / rel
-    raise CompareError(
-        f"model version {version!r} (recorded in the ledger's signals) is in none of "
-        f"{[str(r) for r in roots]}: restore its artifact folder or pass --models"
-    )
-
-
-def parse_period(text: str | None) -> tuple[str | None, str | None]:
-    """``"2024-01-02..2024-01-31"`` -> both ends (exchange dates, inclusive); empty = open."""
-    if not text:
-        return None, None
-    if ".." not in text:
-        raise CompareError(f"PERIOD={text!r}: expected <start>..<end> (either may be empty)")
-    first, last = (part.strip() or None for part in text.split("..", 1))
-    for value in (first, last):
-        if value is not None:
-            try:
-                pd.Timestamp(value)
-            except ValueError:
-                raise CompareError(f"PERIOD={text!r}: {value!r} is not a date") from None
-    return first, last
 
 
 # --------------------------------------------------------------------------- one symbol
@@ -206,8 +156,15 @@ def compare_symbol(
     last = max(int(signals["bar"].max()) + 1, max((o["bar"] for o in orders), default=s0))
     e = min(last, n - 1)
     span = bars.iloc[s0 : e + 1]
-    acct = AccountConfig(initial_cash=opts.initial_cash, costs=costs, allow_short=opts.allow_short)
-    bt = run_backtest(span, np.concatenate([[0.0], decided[s0:e]]), acct, name="backtest")
+    acct = AccountConfig(
+        initial_cash=opts.initial_cash,
+        costs=costs,
+        allow_short=opts.allow_short,
+        sizing=opts.sizing,
+    )
+    targets = np.concatenate([[0.0], decided[s0:e]])
+    warmup = bars.iloc[:s0] if s0 else None  # the sizer's ATR and first decision close
+    bt = run_backtest(span, targets, acct, name="backtest", warmup=warmup)
     bt_fees = np.zeros(len(span))
     np.add.at(bt_fees, bt.fills["bar"].to_numpy(np.int64), bt.fills["commission"].to_numpy())
     bt_fill = {int(b) + s0: float(q) for b, q in zip(bt.fills["bar"], bt.fills["qty"], strict=True)}
@@ -251,6 +208,7 @@ def compare_symbol(
             decision_bar=_iso(bars.index[decision]),
             model_version=versions[decision],
             backtest_qty=bt_fill.get(b, 0.0),
+            qty_deviation=q - bt_fill.get(b, 0.0),
             ref_price=ref,
             backtest_price=model_price,
             price_deviation=dev,
@@ -422,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from monitor.compare_report import build_report, write_report
+    from shared.config import ConfigError
+    from shared.paper_config import load_paper_config
 
     parser = argparse.ArgumentParser(prog="python -m monitor.compare", description=__doc__)
     parser.add_argument("--period", default="", help="<start>..<end> sessions (default: all)")
@@ -431,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="evaluation_results")
     parser.add_argument("--costs", default="", help="CostModel JSON (default: EXECUTION_SIM_COSTS)")
     parser.add_argument("--initial-cash", type=float, default=None)
+    parser.add_argument(
+        "--paper-config",
+        default="",
+        help="sizing keys (default: PAPER_TRADING_CONFIG, else paper_trading/*.json as execution)",
+    )
     parser.add_argument("--bound", type=float, default=0.005)
     args = parser.parse_args(argv)
     try:
@@ -441,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError) as exc:
             raise CompareError(f"--costs: not a CostModel JSON object: {exc}") from None
         cash = args.initial_cash or float(os.environ.get("MONITOR_INITIAL_CASH", 1_000_000.0))
+        paper = load_paper_config(args.paper_config or default_paper_config())
         opts = CompareOptions(
+            sizing=SizingConfig.from_paper_config(paper),
             ledger=args.ledger,
             store=args.store,
             model_roots=tuple(p for p in args.models.split(",") if p),
@@ -453,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         runs, models = run_compare(opts)
         report = build_report(runs, models, opts)
-    except (CompareError, ValueError) as exc:
+    except (CompareError, ConfigError, ValueError) as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return 2
     folder = write_report(report, args.out)

@@ -13,6 +13,7 @@ import html
 import json
 import math
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,19 @@ def build_report(
     sessions = [s for s in by_session.index if _in_period(s, opts)]
     if not sessions:
         raise ValueError(f"no session of the ledger falls in {opts.start}..{opts.end}")
-    decisions = [d for r in runs for d in r.decisions if d["session"] in set(sessions)]
-    orders = [o for r in runs for o in r.orders if o["session"] in set(sessions)]
+    wanted = set(sessions)
+    decisions = [d for r in runs for d in r.decisions if d["session"] in wanted]
+    orders = [o for r in runs for o in r.orders if o["session"] in wanted]
+    day_decisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    day_orders: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in decisions:
+        day_decisions[d["session"]].append(d)
+    for o in orders:
+        day_orders[o["session"]].append(o)
     rows = [
-        _session_row(s, by_session.loc[s], float(start_equity[s]), decisions, orders, opts)
+        _session_row(
+            s, by_session.loc[s], float(start_equity[s]), day_decisions[s], day_orders[s], opts
+        )
         for s in sessions
     ]
     curves = equity_curves(runs, opts.initial_cash)
@@ -138,8 +148,7 @@ def _session_row(
     orders: list[dict[str, Any]],
     opts: CompareOptions,
 ) -> dict[str, Any]:
-    ds = [d for d in decisions if d["session"] == session]
-    os_ = [o for o in orders if o["session"] == session]
+    ds, os_ = decisions, orders  # this session's
     matched = [o for o in os_ if o.get("matched")]
     paper_fees = sum(o["paper_fee"] for o in os_ if "paper_fee" in o)
     priced_fees = sum(o.get("backtest_fee", o.get("paper_fee", 0.0)) for o in os_)
@@ -155,6 +164,7 @@ def _session_row(
         "orders": len([o for o in os_ if "paper_qty" in o]),
         "unmatched_orders": len([o for o in os_ if "paper_qty" in o and not o["matched"]]),
         "missed_orders": len([o for o in os_ if o.get("missed")]),
+        "quantity_mismatches": sum(1 for o in matched if o["qty_deviation"] != 0.0),
         "fills_outside_slippage_model": sum(1 for o in matched if not o["within_slippage_model"]),
         "max_abs_deviation_bps": max((abs(o["deviation_bps"]) for o in matched), default=0.0),
         "mean_slippage_paper_bps": _mean([o["slippage_paper_bps"] for o in matched]),
@@ -190,6 +200,7 @@ def _order_summary(orders: list[dict[str, Any]]) -> dict[str, Any]:
         "unmatched": len([o for o in orders if "paper_qty" in o and not o["matched"]]),
         "missed": len([o for o in orders if o.get("missed")]),
         "outside_slippage_model": sum(1 for o in matched if not o["within_slippage_model"]),
+        "quantity_mismatches": sum(1 for o in matched if o["qty_deviation"] != 0.0),
         "max_abs_price_deviation": max((abs(o["price_deviation"]) for o in matched), default=0.0),
         "max_abs_deviation_bps": max((abs(o["deviation_bps"]) for o in matched), default=0.0),
     }

@@ -2,9 +2,9 @@
 
 The paper side is produced the way the stack produces it: inference's online features and the
 real ONNX model bar by bar (warm-up bars decided but not published, like inference's snapshot
-replay), and a simulated broker that fills each changed target at the next bar's open moved by
-the cost model (``execution.sim_broker``'s rule), with its own share sizing (10 shares per unit of
-target: NOT the backtester's sizing, which the verdict must not depend on).
+replay), execution's sizing (``shared.sizing.position_after`` with the ATR after the decision bar
+and the account marked at its close) and a simulated broker that fills at the next bar's open moved
+by the cost model (``execution.sim_broker``'s rule).
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from shared.features import FeaturePipeline
 from shared.manifest import load_artifact
 from shared.messages import Bar, Fill, TargetPosition
 from shared.observation import build_observation
+from shared.sizing import SizingConfig, WilderATR, position_after
 from tests.model_artifacts import baseline_folder, make_artifact, position_flipping_onnx
 
 pytestmark = pytest.mark.unit
 
 DAY_NS = 86_400 * 10**9
-SHARES_PER_TARGET = 10.0
+INITIAL_CASH = 100_000.0
+SIZING = SizingConfig()  # the paper config's defaults
 FIRST_SIGNAL = 200  # bars before it are the warm-up inference replays without publishing
 COSTS = CostModel()
 
@@ -78,7 +80,9 @@ def simulate(
     ledger = Ledger(str(session.ledger))
     store = BarStore(session.store)
     position = 0.0  # the policy's own last target (inference's SymbolState.position)
-    held = 0.0  # shares the simulated broker holds
+    held = 0  # shares the simulated broker holds
+    cash = INITIAL_CASH
+    atr = WilderATR(SIZING.atr_period)
     opens = bars["open"].to_numpy()
     n_orders = 0
     for t, (ts, row) in enumerate(bars.iterrows()):
@@ -99,6 +103,7 @@ def simulate(
         )
         version = [v for first, v in versions if first <= t][-1]
         model = models[version]
+        atr.update(row["high"], row["low"], row["close"])  # execution: on the bar, before signals
         feats = online.update(row["open"], row["high"], row["low"], row["close"], row["volume"])
         if feats is None:
             continue
@@ -117,7 +122,8 @@ def simulate(
         )
         ledger.record_signal(signal)
         session.signals.append(signal)
-        want = target * SHARES_PER_TARGET
+        equity = cash + held * float(row["close"])
+        want = position_after(target, equity, float(row["close"]), atr.value, held, SIZING)
         if want == held:
             continue
         q = want - held
@@ -136,6 +142,7 @@ def simulate(
         )
         ledger.record_fill(fill, recorded_ns=close_ns)
         session.fills.append(fill)
+        cash -= q * price + fill.commission
         held = want
         n_orders += 1
     ledger.close()
@@ -149,7 +156,8 @@ def options(s: PaperSession, **kw: object) -> CompareOptions:
         store=str(s.store),
         model_roots=(str(baseline_folder().parent.parent), str(s.models)),
         costs=COSTS,
-        initial_cash=100_000.0,
+        initial_cash=INITIAL_CASH,
+        sizing=SIZING,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -170,6 +178,9 @@ def test_simulator_filling_at_the_backtest_prices_shows_no_deviation(tmp_path: P
     assert orders["compared"] == len(s.fills) and orders["unmatched"] == 0
     assert orders["missed"] == 0 and orders["outside_slippage_model"] == 0
     assert orders["max_abs_price_deviation"] == 0.0
+    # execution's sizing on both sides: the same shares, order by order
+    assert orders["quantity_mismatches"] == 0
+    assert all(o["backtest_qty"] == o["paper_qty"] for o in report["orders"])
     verdict = report["verdict"]
     # daily bars: one decision per session, plus the session the last decision fills in
     assert verdict["sessions"] == len(s.signals) + 1
@@ -177,6 +188,8 @@ def test_simulator_filling_at_the_backtest_prices_shows_no_deviation(tmp_path: P
     summary = report["summary"]
     assert summary["paper"]["pnl"] == pytest.approx(summary["backtest_priced"]["pnl"], abs=1e-6)
     assert summary["paper"]["fees"] == pytest.approx(summary["backtest_priced"]["fees"])
+    assert summary["paper"]["pnl"] == pytest.approx(summary["backtest"]["pnl"], abs=1e-6)
+    assert summary["paper"]["sharpe"] == pytest.approx(summary["backtest"]["sharpe"], rel=1e-9)
     # both model versions were replayed, each on its own bars
     assert set(report["inputs"]["models"]) == {"ma-crossover-10-50-v1", "flipper"}
     assert {d["model_version"] for d in report["decisions"]} == set(report["inputs"]["models"])

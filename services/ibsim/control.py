@@ -28,6 +28,9 @@ Commands (``cmd``):
 - ``push_bar`` {symbol, open, high, low, close, volume (>= 0, default 0), ts (bar close, ns UTC;
   default now), bar_open_ts (optional, before ts)} -> number of fills the bar caused.
 - ``positions`` / ``account`` -> positions, cash and the account figures.
+- ``bars`` {symbol, start_ns (default 0), end_ns (default: the latest)} -> the simulator's own
+  book: every bar it has seen for ``symbol`` closing in (start_ns, end_ns], oldest first (what
+  its fills and historical answers come from; tests compare marketdata and fills with it).
 - ``replay`` {action: "start" | "pause" | "status" (default)} -> the replay price source's clock
   and cursor (``IBSIM_PRICE_SOURCE=replay`` only).
 - ``reset`` -> forget orders, executions (the journal too), positions, bars, faults and pacing.
@@ -145,6 +148,12 @@ class FaultChanges(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
+class BarsArgs(_Args):
+    symbol: Symbol
+    start_ns: Annotated[int, msgspec.Meta(ge=0, le=MAX_TS_NS)] = 0
+    end_ns: TimestampNs = MAX_TS_NS
+
+
 class ReplayArgs(_Args):
     action: Literal["start", "pause", "status"] = "status"
 
@@ -231,6 +240,7 @@ class ControlServer:
             "orders": (OrdersArgs, self._orders),
             "push_bar": (PushBarArgs, self._push_bar),
             "positions": (NoArgs, self._positions),
+            "bars": (BarsArgs, self._bars),
             "account": (NoArgs, self._account),
             "reset": (NoArgs, self._reset),
             "replay": (ReplayArgs, self._replay),
@@ -305,7 +315,7 @@ class ControlServer:
             raise CommandError("cmd", f"unknown cmd {name[:40]!r}")
         kind, handler = entry
         reply = handler(parse_args(request, kind))
-        if name not in ("ping", "executions", "orders", "positions", "account"):
+        if name not in ("ping", "executions", "orders", "positions", "account", "bars"):
             event(log, "control", cmd=name)
         return {"ok": True, **reply}
 
@@ -381,6 +391,10 @@ class ControlServer:
             if p.quantity != 0
         }
         return {"positions": positions, "cash": exchange.cash}
+
+    def _bars(self, args: BarsArgs) -> dict[str, Any]:
+        window = self.sim.exchange.bars.window(args.symbol.upper(), args.start_ns, args.end_ns)
+        return {"bars": [asdict(b) for b in window]}
 
     def _account(self, args: NoArgs) -> dict[str, Any]:
         return {

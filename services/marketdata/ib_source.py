@@ -47,7 +47,6 @@ from marketdata.ib_bars import (
     ib_duration,
 )
 from marketdata.pipeline import BarPipeline
-from marketdata.validation import Verdict
 from shared import sessions
 from shared.bus import heartbeat_loop
 from shared.logs import event
@@ -125,10 +124,11 @@ class IbBarSource:
     # ------------------------------------------------------------------ publishing
     def _accept(self, bar: Bar, publish: bool, backfill: bool = False) -> bool:
         """Validate ``bar`` and keep it (publish it unless warm-up); False if it was refused."""
-        if self.pipeline.offer(bar, publish=publish, backfill=backfill) is not Verdict.PUBLISH:
+        stamped = self.pipeline.offer(bar, publish=publish, backfill=backfill)
+        if stamped is None:
             return False
         self.last_close[bar.symbol] = bar.ts_event
-        self.history[bar.symbol].append(bar)
+        self.history[bar.symbol].append(stamped)
         return True
 
     def on_live_bar(self, bar: Bar) -> None:
@@ -354,7 +354,12 @@ class IbBarSource:
             raise ValueError(f"unknown symbol {symbol!r}; serving {self.symbols}")
         n = min(int(args.get("n", self.settings.snapshot_size)), self.settings.snapshot_size)
         bars = list(self.history[symbol])[-n:] if n > 0 else []
-        return {"symbol": symbol, "bars": [msgspec.to_builtins(b) for b in bars]}
+        # the current epoch on every bar: a subscriber warming up from it is in this epoch
+        epoch = self.pipeline.epoch
+        return {
+            "symbol": symbol,
+            "bars": [msgspec.to_builtins(msgspec.structs.replace(b, epoch=epoch)) for b in bars],
+        }
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.status_detail()

@@ -76,20 +76,23 @@ class BarPipeline:
         event(log, "epoch", epoch=self.epoch)
         return self.epoch
 
-    def offer(self, bar: Bar, *, publish: bool = True, backfill: bool = False) -> Verdict:
-        """Validate ``bar``; publish (and store) it when it passes and ``publish`` is set.
-        ``publish=False`` (warm-up history) only teaches the validator what came before."""
-        verdict = self.validator.check(bar)
-        if verdict is not Verdict.PUBLISH or not publish:
-            return verdict
-        bar = msgspec.structs.replace(bar, epoch=self.epoch, backfill=backfill)
+    def offer(self, bar: Bar, *, publish: bool = True, backfill: bool = False) -> Bar | None:
+        """Validate ``bar``; stamp it with the epoch and publish (and store) it when it passes
+        and ``publish`` is set. ``publish=False`` (warm-up history) only teaches the validator
+        what came before. Returns the stamped bar, or None when it was dropped (an exact
+        duplicate) or quarantined."""
+        if self.validator.check(bar) is not Verdict.PUBLISH:
+            return None
+        bar = msgspec.structs.replace(bar, epoch=self.epoch, backfill=backfill and publish)
+        if not publish:
+            return bar
         self._publish(bar)
         self.published += 1
         self.backfilled += int(backfill)
         self.last_bar_close_ts = max(self.last_bar_close_ts, bar.ts_event)
         if self.store is not None:
             self._store(bar)
-        return verdict
+        return bar
 
     def _store(self, bar: Bar) -> None:
         assert self.store is not None

@@ -169,7 +169,11 @@ class MarketDataService:
         n = min(int(args.get("n", self.settings.snapshot_size)), self.settings.snapshot_size)
         s = self.series[symbol]
         end = self._next_index[symbol]
-        bars = [msgspec.to_builtins(s.bar(i)) for i in range(max(0, end - n), end)]
+        epoch = self.pipeline.epoch  # a subscriber warming up from it is in this epoch
+        bars = [
+            msgspec.to_builtins(msgspec.structs.replace(s.bar(i), epoch=epoch))
+            for i in range(max(0, end - n), end)
+        ]
         return {"symbol": symbol, "bars": bars}
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,10 @@ up on history the same way). That gives the backtest's decision at every bar.
 What is compared:
 
 * **decisions**: per decision bar, paper's target versus the backtest's; a bar the backtest
-  decides on (features warm) with no paper signal is *missing*.
+  decides on (features warm) with no paper signal is *missing*. A paper decision on a bar whose
+  features the stored bars cannot warm up yet (inference warmed up on history from before the
+  first stored bar) is *unverifiable*: the backtest follows it (so the position it feeds the
+  policy stays the paper's) and its session cannot count as within bound.
 * **fills**: per paper order (its fills grouped by order reference; the reference names the
   decision bar), the volume-weighted paper price versus the backtest's fill of that decision:
   ``CostModel.fill_price(side, open of the next bar)``. The deviation is signed so that positive is
@@ -147,9 +150,14 @@ def compare_symbol(
     held = 0.0
     for t in range(n):
         policy = policies[versions[t]]
-        held = clip_target(policy(t, held), opts.allow_short)
-        decided[t] = held
         valid[t] = bool(policy.valid[t])
+        if not valid[t] and t in paper_target:
+            # the store lacks the history inference warmed up on (its snapshot came from before
+            # the first stored bar): follow the paper's decision, compare from the first warm bar
+            held = clip_target(paper_target[t], opts.allow_short)
+        else:
+            held = clip_target(policy(t, held), opts.allow_short)
+        decided[t] = held
 
     orders = _paper_orders(fills, ref_bar, closes_ns)
     s0 = int(signals["bar"].min())
@@ -254,8 +262,14 @@ def compare_symbol(
                 "model_version": versions[t],
                 "paper_target": paper,
                 "backtest_target": float(decided[t]),
-                "mismatch": paper is not None and abs(paper - decided[t]) > TARGET_TOLERANCE,
+                "mismatch": (
+                    paper is not None
+                    and bool(valid[t])
+                    and abs(paper - decided[t]) > TARGET_TOLERANCE
+                ),
                 "missing": paper is None,
+                # a paper decision the stored bars cannot reproduce (features not warm yet)
+                "unverifiable": paper is not None and not valid[t],
             }
         )
     return SymbolRun(

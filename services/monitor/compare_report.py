@@ -105,6 +105,7 @@ def build_report(
                 "compared": sum(1 for d in decisions if not d["missing"]),
                 "mismatches": sum(1 for d in decisions if d["mismatch"]),
                 "missing": sum(1 for d in decisions if d["missing"]),
+                "unverifiable": sum(1 for d in decisions if d["unverifiable"]),
             },
             "orders": _order_summary(orders),
             "signals_without_stored_bar": sum(r.unknown_signals for r in runs),
@@ -155,12 +156,14 @@ def _session_row(
     deviation = abs(float(pnl["paper"]) - float(pnl["priced"])) / start_equity
     mismatches = sum(1 for d in ds if d["mismatch"])
     missing = sum(1 for d in ds if d["missing"])
+    unverifiable = sum(1 for d in ds if d["unverifiable"])
     return {
         "session": session,
         "bars": int(pnl["bars"]),
         "decisions": len(ds) - missing,
         "decision_mismatches": mismatches,
         "missing_decisions": missing,
+        "unverifiable_decisions": unverifiable,
         "orders": len([o for o in os_ if "paper_qty" in o]),
         "unmatched_orders": len([o for o in os_ if "paper_qty" in o and not o["matched"]]),
         "missed_orders": len([o for o in os_ if o.get("missed")]),
@@ -177,7 +180,9 @@ def _session_row(
         "pnl_backtest": float(pnl["backtest"]),
         "start_equity": start_equity,
         "deviation": deviation,
-        "within_bound": mismatches == 0 and missing == 0 and deviation <= opts.bound,
+        "within_bound": (
+            mismatches == 0 and missing == 0 and unverifiable == 0 and deviation <= opts.bound
+        ),
     }
 
 
@@ -335,14 +340,17 @@ def _html(report: dict[str, Any], images: list[tuple[str, Path]]) -> str:
         for o in report["orders"]
         if not o.get("matched") or not o.get("within_slippage_model", True)
     ]
-    differing = [d for d in report["decisions"] if d["mismatch"] or d["missing"]]
+    differing = [
+        d for d in report["decisions"] if d["mismatch"] or d["missing"] or d["unverifiable"]
+    ]
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
         "<h2>Verdict</h2>",
         _table([verdict], "within_bound"),
         "<p>A session is within bound when every decision equals the backtest's, none is "
-        "missing, and |paper PnL - PnL of the same trades at the backtest's prices and fees| "
+        "missing or unverifiable (the stored bars cannot warm the features yet), and "
+        "|paper PnL - PnL of the same trades at the backtest's prices and fees| "
         "/ the session's start equity is at most the bound.</p>",
         "<h2>PnL, Sharpe, fees</h2>",
         _table(curves),

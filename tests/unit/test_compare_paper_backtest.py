@@ -59,12 +59,15 @@ def simulate(
     *,
     fill_at_open: bool = False,
     shift: dict[int, float] | None = None,
+    store_from: int = 0,
 ) -> PaperSession:
     """Run inference + a simulated broker over the bars; record what the monitor would.
 
     ``versions``: (first bar, model version) in order: the model served from that bar on.
     ``fill_at_open``: the simulator fills at the open itself (no spread, no slippage).
     ``shift``: order number -> amount added to that order's fill price.
+    ``store_from``: the first bar marketdata published (and stored); inference warmed up on the
+    earlier ones from its snapshot.
     """
     bars = _bars()
     root = tmp / "models"
@@ -87,20 +90,21 @@ def simulate(
     n_orders = 0
     for t, (ts, row) in enumerate(bars.iterrows()):
         close_ns = int(ts.value)
-        store.append(
-            Bar(
-                symbol="AAPL",
-                timeframe="1d",
-                ts_event=close_ns,
-                bar_open_ts=close_ns - DAY_NS // 4,
-                open=row["open"],
-                high=row["high"],
-                low=row["low"],
-                close=row["close"],
-                volume=row["volume"],
-                seq=t + 1,
+        if t >= store_from:
+            store.append(
+                Bar(
+                    symbol="AAPL",
+                    timeframe="1d",
+                    ts_event=close_ns,
+                    bar_open_ts=close_ns - DAY_NS // 4,
+                    open=row["open"],
+                    high=row["high"],
+                    low=row["low"],
+                    close=row["close"],
+                    volume=row["volume"],
+                    seq=t + 1,
+                )
             )
-        )
         version = [v for first, v in versions if first <= t][-1]
         model = models[version]
         atr.update(row["high"], row["low"], row["close"])  # execution: on the bar, before signals
@@ -294,3 +298,20 @@ def test_write_report_replaces_the_json_atomically(tmp_path: Path) -> None:
     again = write_report(report, tmp_path / "out")
     assert folder == again and not (folder / "report.json.tmp").exists()
     assert np.isfinite(json.loads((folder / "report.json").read_text())["verdict"]["max_deviation"])
+
+
+def test_decisions_the_store_cannot_warm_up_are_unverifiable_not_wrong(tmp_path: Path) -> None:
+    """Inference warmed up on history marketdata never published: the first signals cannot be
+    reproduced from the store; they are followed, flagged, and their sessions do not count."""
+    s = simulate(tmp_path, [(0, "ma-crossover-10-50-v1")], store_from=150)
+    report = report_of(s)
+    decisions = report["summary"]["decisions"]
+    assert decisions["mismatches"] == 0 and decisions["missing"] == 0
+    assert 0 < decisions["unverifiable"] < len(s.signals)
+    flagged = [r for r in report["sessions"] if r["unverifiable_decisions"]]
+    assert flagged and not any(r["within_bound"] for r in flagged)
+    last_flagged = max(r["session"] for r in flagged)
+    later = [r for r in report["sessions"] if r["session"] > last_flagged]
+    assert later and all(r["within_bound"] for r in later)
+    assert report["verdict"]["sessions_within_bound"] == len(later)
+    assert report["summary"]["orders"]["max_abs_price_deviation"] == 0.0

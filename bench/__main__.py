@@ -46,6 +46,11 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
     ),
     ("bench.bench_execution", "bench_execution", ["signal_to_order_ack"]),
     (
+        "bench.bench_live_data",
+        "bench_live_data",
+        ["live_bar_to_order_ack", "sim_bar_to_marketdata_publish"],
+    ),
+    (
         "bench.bench_env_eval",
         "bench_env_eval",
         ["env_step", "eval_2500_daily", "eval_175k_intraday"],

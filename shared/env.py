@@ -453,19 +453,21 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         j = self.t + 1
         dq = price = fee = 0.0
         prev_target = self.target
-        if self._shared_sizer:  # re-sized at every decision, as execution does
-            t = self.t
-            self.cash, self.qty, dq, price, fee = resize(
-                self.cash,
-                self.qty,
-                target,
-                self._close[t],
-                self._atr[t],
-                self._open[j],
-                self.account,
-            )
+        if self._shared_sizer:
+            # re-sized at every decision, as execution does (flat and staying flat: no order)
+            if target != 0.0 or self.qty != 0.0:
+                t = self.t
+                self.cash, self.qty, dq, price, fee = resize(
+                    self.cash,
+                    self.qty,
+                    target,
+                    self._close[t],
+                    self._atr[t],
+                    self._open[j],
+                    self.account,
+                )
+                self.fees += fee
             self.target = target
-            self.fees += fee
         elif target != prev_target:
             self.cash, self.qty, dq, price, fee = rebalance(
                 self.cash, self.qty, target, self._open[j], self.account

@@ -124,7 +124,7 @@ def trading_monitor(
         MONITOR_DASHBOARD_INTERVAL_S="0.2",
         MONITOR_ALERT_WEBHOOK_URL=url,
         MONITOR_ALERT_DRAWDOWN_PCT="5",
-        MONITOR_REPORTS_DIR=str(tmp_path / "no-reports-yet"),
+        MONITOR_REPORTS_DIR=str(tmp_path / "reports"),  # empty until a test writes one
     )
     key = load_or_create_key(busproxy["BUS_SECRET_FILE"])
     endpoint = busproxy["MONITOR_CMD_ENDPOINT"]
@@ -198,6 +198,7 @@ def trading_monitor(
             "ledger": ledger,
             "proc": proc,
             "publish_bar": lambda close, seq: marketdata.publish(bar(close, seq)),
+            "reports": tmp_path / "reports",
         }
     finally:
         for pub in (execution, marketdata, inference):
@@ -283,6 +284,20 @@ def test_dashboard_metrics_stream_and_alerts_over_the_real_bus(trading_monitor) 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)
     assert refused.value.code == 405
+
+
+def write_comparison(root: Path, period: str) -> None:
+    """A paper-vs-backtest report as ``make compare`` leaves it (the fields the monitor reads)."""
+    folder = root / f"paper-vs-backtest-{period}"
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text("<h1>paper vs backtest</h1>")
+    day = 86_400
+    curve = {
+        "t": [1_700_000_000 + i * day for i in range(5)],
+        "equity": [1e6, 1.01e6, 1.005e6, 1.02e6, 1.03e6],
+    }
+    report = {"verdict": {"max_deviation": 0.01}, "backtest": {"equity": curve}}
+    (folder / "report.json").write_text(json.dumps(report))
 
 
 def chromium() -> str | None:
@@ -415,6 +430,27 @@ def test_the_dashboard_renders_in_headless_chromium(trading_monitor, tmp_path: P
                     f" && Math.abs(equityChart.data[1].at(-1) - {expected}) < 0.01",
                     "the new point on the equity chart",
                 )
+                # a comparison report appears: its backtest is drawn beside the paper curve
+                # and linked (re-read within the monitor's REPORTS_REFRESH_S)
+                write_comparison(trading_monitor["reports"], "2026-11-30")
+                await page.until(
+                    "Number(document.getElementById('backtest-chart').dataset.pixels || 0) > 100",
+                    "the backtest equity chart",
+                    timeout_s=40,
+                )
+                assert "2026-11-30" in await page.evaluate(
+                    "document.getElementById('comparison-note').textContent"
+                )
+                links = await page.evaluate(
+                    "[...document.querySelectorAll('#reports a')].map(a => a.getAttribute('href'))"
+                )
+                assert links == [
+                    "/reports/2026-11-30/report.html",
+                    "/reports/2026-11-30/report.json",
+                ]
+                status, headers, body = get(port, links[0])
+                assert status == 200 and b"paper vs backtest" in body
+                assert "sandbox" in headers["Content-Security-Policy"]
                 png = await page.send("Page.captureScreenshot", format="png")
                 shot.write_bytes(base64.b64decode(png["data"]))
 

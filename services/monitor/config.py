@@ -17,7 +17,8 @@ and model swapped/refused always alert. ``MONITOR_ALERT_WEBHOOK_URL`` (http:// o
 each alert as a JSON POST, with ``MONITOR_ALERT_WEBHOOK_TIMEOUT_S``.
 ``MONITOR_ALERT_BACKTEST_DEVIATION`` (0 = off) alerts when the newest paper-versus-backtest report
 under ``MONITOR_REPORTS_DIR`` (``make compare``; the dashboard links and serves them read-only)
-says ``verdict.max_deviation`` is above it.
+says ``verdict.max_deviation`` is above it (the report's units: the largest session deviation
+as a fraction of that session's start equity, e.g. 0.005).
 """
 
 from __future__ import annotations

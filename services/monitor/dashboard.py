@@ -166,7 +166,16 @@ function render(s) {
   const cmp = s.comparison;
   $("comparison-note").textContent = cmp.note;
   if (cmp.backtest && cmp.backtest.t.length) {
-    backtestChart = chart($("backtest-chart"), "backtest equity", "#6a1b9a", [cmp.backtest.t, cmp.backtest.equity], backtestChart);
+    const bt = cmp.backtest, el = $("backtest-chart");
+    const data = bt.paper ? [bt.t, bt.equity, bt.paper] : [bt.t, bt.equity];
+    if (backtestChart && backtestChart.series.length !== data.length) { backtestChart.destroy(); backtestChart = null; }
+    if (backtestChart) { backtestChart.setData(data); } else {
+      const series = [{}, {label: "backtest", stroke: "#6a1b9a", width: 2}];
+      if (bt.paper) series.push({label: "paper (report)", stroke: "#1565c0", width: 2});
+      backtestChart = new uPlot({width: Math.max(300, el.clientWidth - 10), height: 240, series,
+        axes: [{}, {size: 80}], scales: {x: {time: true}},
+        hooks: {draw: [u => { el.dataset.pixels = String(inked(u.ctx)); }]}}, data, el);
+    }
   }
   const list = $("reports");
   list.replaceChildren();

@@ -13,8 +13,10 @@ beside them). The monitor only reads that tree (``MONITOR_REPORTS_DIR``, default
   input) and the backtest's equity curve for the dashboard.
 
 The JSON is another service's output: every field is optional here and a report that does not
-parse is shown as such, never raised. The backtest curve is looked for at ``backtest.equity``,
-``curves.backtest_equity`` or ``equity.backtest``, as ``{"t": [...], "equity": [...]}``, a list
+parse is shown as such, never raised. The backtest curve is looked for at
+``curves.backtest_equity`` (what ``monitor.compare_report`` writes), ``backtest.equity`` or
+``equity.backtest``, and the report's paper curve (``curves.paper_equity``, drawn with it when it
+has the same bars), as ``{"t": [...], "equity": [...]}``, a list
 of ``[t, equity]`` pairs or a list of ``{"ts"|"t", "equity"}`` objects; ``t`` in seconds,
 milliseconds or nanoseconds since the epoch (scaled to seconds), or an ISO date.
 """
@@ -170,10 +172,14 @@ def summary(root: str | Path) -> dict[str, Any]:
     if isinstance(deviation, int | float) and not isinstance(deviation, bool):
         out["max_deviation"] = float(deviation) if math.isfinite(deviation) else None
     curve = _points(
-        _find(data, ("backtest", "equity"), ("curves", "backtest_equity"), ("equity", "backtest"))
+        _find(data, ("curves", "backtest_equity"), ("backtest", "equity"), ("equity", "backtest"))
     )
     if curve:
-        out["backtest"] = {"t": [t for t, _ in curve], "equity": [round(v, 2) for _, v in curve]}
+        times = [t for t, _ in curve]
+        out["backtest"] = {"t": times, "equity": [round(v, 2) for _, v in curve], "paper": None}
+        paper = _points(_find(data, ("curves", "paper_equity"), ("paper", "equity")))
+        if [t for t, _ in paper] == times:  # the same bars: drawn on the same axis
+            out["backtest"]["paper"] = [round(v, 2) for _, v in paper]
         out["note"] = f"backtest of the bars of {latest['period']} (report.json)"
     else:
         out["note"] = f"report {latest['period']} has no backtest equity curve"

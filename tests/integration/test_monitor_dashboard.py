@@ -291,12 +291,12 @@ def write_comparison(root: Path, period: str) -> None:
     folder = root / f"paper-vs-backtest-{period}"
     folder.mkdir(parents=True)
     (folder / "report.html").write_text("<h1>paper vs backtest</h1>")
-    day = 86_400
-    curve = {
-        "t": [1_700_000_000 + i * day for i in range(5)],
-        "equity": [1e6, 1.01e6, 1.005e6, 1.02e6, 1.03e6],
+    stamps = [f"2016-01-0{d}T21:00:00+00:00" for d in range(4, 9)]  # as compare_report writes
+    curves = {
+        "backtest_equity": {"t": stamps, "equity": [1e6, 1.01e6, 1.005e6, 1.02e6, 1.03e6]},
+        "paper_equity": {"t": stamps, "equity": [1e6, 1.008e6, 1.004e6, 1.018e6, 1.027e6]},
     }
-    report = {"verdict": {"max_deviation": 0.01}, "backtest": {"equity": curve}}
+    report = {"verdict": {"max_deviation": 0.003}, "curves": curves}
     (folder / "report.json").write_text(json.dumps(report))
 
 
@@ -441,6 +441,7 @@ def test_the_dashboard_renders_in_headless_chromium(trading_monitor, tmp_path: P
                 assert "2026-11-30" in await page.evaluate(
                     "document.getElementById('comparison-note').textContent"
                 )
+                assert await page.evaluate("backtestChart.series.length") == 3  # + the paper
                 links = await page.evaluate(
                     "[...document.querySelectorAll('#reports a')].map(a => a.getAttribute('href'))"
                 )

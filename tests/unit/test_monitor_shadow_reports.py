@@ -131,7 +131,32 @@ def test_the_newest_report_gives_the_backtest_curve_and_deviation(tmp_path: Path
     out = reports.summary(tmp_path)
     assert [r["period"] for r in out["reports"]] == ["2026-02", "2026-01"]
     assert out["latest"] == "2026-02" and out["max_deviation"] == 0.25
-    assert out["backtest"] == {"t": [1_600_000_000.0, 1_600_086_400.0], "equity": [100.0, 101.5]}
+    assert out["backtest"] == {
+        "t": [1_600_000_000.0, 1_600_086_400.0],
+        "equity": [100.0, 101.5],
+        "paper": None,
+    }
+
+
+def test_the_compare_reports_curves_are_read_with_the_paper_curve_on_the_same_bars(
+    tmp_path: Path,
+) -> None:
+    """``monitor.compare_report`` writes ``curves.<name> = {"t": [ISO], "equity": [...]}``."""
+    stamps = ["2016-01-04T21:00:00+00:00", "2016-01-05T21:00:00+00:00"]
+    curves = {
+        "backtest_equity": {"t": stamps, "equity": [1e6, 1.001e6]},
+        "paper_equity": {"t": stamps, "equity": [1e6, 1.0005e6]},
+        "backtest_priced_equity": {"t": stamps, "equity": [1e6, 1.0004e6]},
+    }
+    write_report(tmp_path, "2016-01", {"verdict": {"max_deviation": 0.0002}, "curves": curves})
+    out = reports.summary(tmp_path)
+    assert out["max_deviation"] == 0.0002
+    assert out["backtest"] == {
+        "t": [1_451_941_200.0, 1_452_027_600.0],
+        "equity": [1e6, 1.001e6],
+        "paper": [1e6, 1.0005e6],
+    }
+    assert out["note"] == "backtest of the bars of 2016-01 (report.json)"
 
 
 def test_an_unreadable_report_is_shown_never_raised(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ Warm-up: the live service warms a symbol from a snapshot of N bars (inference's
 features over the whole history. For several bars T (seeded) the online features after N bars
 ending at T are compared with the backtest's row T; per feature the smallest N where every T
 matches to 1e-9 is stated (found on a grid, then bisected), and with a model the smallest N
-where the decisions match. Exit status 1 when the snapshot size is smaller than the N needed.
+where the decisions match; likewise for the shared sizer's ATR, which execution warms from its
+own snapshot (3 x atr_period bars). Exit status 1 when a snapshot is shorter than the N needed.
 
 Both write JSON (+ a per-feature CSV) to ``evaluation_results/analysis-<model>/``.
 """
@@ -43,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from shared.backtest import AccountConfig, ModelPolicy, clip_target, run_backtest
+from shared.sizing import SizingConfig, WilderATR, atr_series
 
 LOOKAHEAD_TOL = 1e-12
 WARMUP_TOL = 1e-9
@@ -209,20 +211,28 @@ class WarmupReport:
     snapshot_bars: int
     diff_at_snapshot: dict[str, float]
     max_n: int
+    has_model: bool = False
+    sizing_atr_needed: int | None = None  # execution's sizing ATR (shared.sizing.WilderATR)
+    atr_warmup_bars: int = 0  # what execution warms its ATR with (MarketState.warm_up)
 
     @property
     def overall(self) -> int | None:
-        values = [*self.needed.values()]
-        if self.decisions_needed is not None or any(v is None for v in values):
-            values.append(self.decisions_needed)
+        """Largest N over the features (and the decisions, with a model); None if one never
+        matched within ``max_n``."""
+        values = [*self.needed.values(), *([self.decisions_needed] if self.has_model else [])]
         if any(v is None for v in values):
             return None
-        return max(v for v in values if v is not None)
+        return max((v for v in values if v is not None), default=0)
 
     @property
     def ok(self) -> bool:
         overall = self.overall
         return overall is not None and overall <= self.snapshot_bars
+
+    @property
+    def atr_ok(self) -> bool:
+        need = self.sizing_atr_needed
+        return need is not None and need <= self.atr_warmup_bars
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,7 +245,26 @@ class WarmupReport:
             "needed": self.overall,
             "max_diff_at_snapshot": self.diff_at_snapshot,
             "verdict": "OK" if self.ok else "SNAPSHOT TOO SHORT",
+            "sizing_atr_needed": self.sizing_atr_needed,
+            "execution_atr_warmup_bars": self.atr_warmup_bars,
+            "sizing_atr_verdict": "OK" if self.atr_ok else "ATR WARM-UP TOO SHORT",
         }
+
+
+def _smallest_on_grid(grid: Sequence[int], ok: Callable[[int], bool]) -> int | None:
+    """First N of the sorted ``grid`` where ``ok`` holds, bisected down from the previous grid
+    point (the differences shrink with N: an EWM's start weight decays, a window fills once)."""
+    ordered = sorted(set(grid))
+    prev = ordered[0] - 1
+    for g in ordered:
+        if ok(g):
+            lo, hi = prev, g
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+            return hi
+        prev = g
+    return None
 
 
 def online_row(pipeline: Any, bars: pd.DataFrame, end: int, n_bars: int) -> np.ndarray:
@@ -255,6 +284,8 @@ def warmup_analysis(
     seed: int = 0,
     snapshot_bars: int = 300,
     max_n: int = 2000,
+    sizing: SizingConfig | None = None,
+    atr_warmup_bars: int | None = None,
     progress: Progress = lambda _: None,
 ) -> WarmupReport:
     """Smallest warm-up N per feature (and for decisions) that reproduces the backtest's row."""
@@ -309,18 +340,7 @@ def warmup_analysis(
         progress(f"  N={g:5d}: worst feature diff {float(fd.max()):.3g}, decision diff {dd:.3g}")
 
     def smallest(ok: Callable[[int], bool]) -> int | None:
-        """First grid N where ``ok`` holds, bisected down from the previous grid point (the
-        differences shrink with N: an EWM's start weight decays, a window fills once)."""
-        prev = None
-        for g in grid:
-            if ok(g):
-                lo_, hi = (prev if prev is not None else lo - 1), g
-                while hi - lo_ > 1:
-                    mid = (lo_ + hi) // 2
-                    lo_, hi = (lo_, mid) if ok(mid) else (mid, hi)
-                return hi
-            prev = g
-        return None
+        return _smallest_on_grid(grid, ok)
 
     def feature_matches(k: int) -> Callable[[int], bool]:
         return lambda m: bool(at(m)[0][k] <= WARMUP_TOL)
@@ -331,6 +351,24 @@ def warmup_analysis(
         progress(f"  {name:28s} N >= {needed[name]}")
     decisions = smallest(lambda m: at(m)[1] <= WARMUP_TOL) if model is not None else None
     snap = at(min(snapshot_bars, max_n))[0]
+    sizing = sizing or SizingConfig()
+    full_atr = atr_series(bars["high"], bars["low"], bars["close"], sizing.atr_period)
+
+    def atr_matches(m: int) -> bool:
+        for t in ts:
+            atr = WilderATR(sizing.atr_period)
+            for h, lw, c in (
+                bars[["high", "low", "close"]]
+                .iloc[t - m + 1 : t + 1]
+                .itertuples(index=False, name=None)
+            ):
+                atr.update(h, lw, c)
+            if atr.value is None or abs(atr.value - full_atr[t]) > WARMUP_TOL:
+                return False
+        return True
+
+    atr_needed = _smallest_on_grid([sizing.atr_period, *grid], atr_matches)
+    progress(f"  {'sizing ATR (execution)':28s} N >= {atr_needed}")
     return WarmupReport(
         points=ts,
         names=list(pipeline.names),
@@ -339,6 +377,9 @@ def warmup_analysis(
         snapshot_bars=snapshot_bars,
         diff_at_snapshot=dict(zip(pipeline.names, snap.tolist(), strict=True)),
         max_n=max_n,
+        has_model=model is not None,
+        sizing_atr_needed=atr_needed,
+        atr_warmup_bars=atr_warmup_bars if atr_warmup_bars is not None else 3 * sizing.atr_period,
     )
 
 
@@ -378,6 +419,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snapshot-bars", type=int, default=300, help="inference's snapshot_bars")
+    p.add_argument(
+        "--atr-warmup-bars",
+        type=int,
+        default=0,
+        help="bars execution warms its sizing ATR with (0: its 3 x atr_period)",
+    )
+    p.add_argument(
+        "--paper-config", default=None, help="sizing keys (default: the paper config defaults)"
+    )
     p.add_argument("--out", default=None, help="default evaluation_results/analysis-<model>")
     args = p.parse_args(argv)
 
@@ -387,6 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
 
     model, pipeline, name = _load(args.model, args.features)
+    sizing = SizingConfig()
+    if args.paper_config:
+        from shared.paper_config import load_paper_config
+
+        sizing = SizingConfig.from_paper_config(load_paper_config(args.paper_config))
     bars = load_bars(args.source, args.symbol)
     if args.kind == "lookahead":
         bars = bars.iloc[-(args.bars or 1500) :]
@@ -399,7 +454,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.kind == "lookahead":
         rep = lookahead_analysis(
-            bars, pipeline, model, points=args.points or 24, seed=args.seed, progress=say
+            bars,
+            pipeline,
+            model,
+            points=args.points or 24,
+            seed=args.seed,
+            account=AccountConfig(sizing=sizing),
+            progress=say,
         )
         doc: dict[str, Any] = rep.to_dict()
         for block, d in rep.blocks().items():
@@ -425,14 +486,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             points=args.points or 6,
             seed=args.seed,
             snapshot_bars=args.snapshot_bars,
+            sizing=sizing,
+            atr_warmup_bars=args.atr_warmup_bars or None,
             progress=say,
         )
         doc = wrep.to_dict()
         verdict = (
             f"{doc['verdict']}: features and decisions match the backtest to 1e-9 from a "
-            f"warm-up of N = {wrep.overall} bars (live snapshot: {wrep.snapshot_bars})"
+            f"warm-up of N = {wrep.overall} bars (live snapshot: {wrep.snapshot_bars}); "
+            f"{doc['sizing_atr_verdict']}: the sizing ATR matches from N = "
+            f"{wrep.sizing_atr_needed} bars (execution warms it with {wrep.atr_warmup_bars})"
         )
-        rc = 0 if wrep.ok else 1
+        rc = 0 if wrep.ok and wrep.atr_ok else 1
         rows = [
             {
                 "feature": k,

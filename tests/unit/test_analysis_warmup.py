@@ -4,6 +4,7 @@ whole history never matches; the CLI's verdict against the live snapshot size.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,10 +83,14 @@ def test_cli_verdict_against_the_snapshot_size(
     short = main([*common, "--snapshot-bars", "120", "--out", str(tmp_path / "a")])
     text = capsys.readouterr().out
     assert short == 1 and "SNAPSHOT TOO SHORT" in text and "rsi_14" in text
-    long = main([*common, "--snapshot-bars", "700", "--out", str(tmp_path / "b")])
+    atr_short = main([*common, "--snapshot-bars", "700", "--out", str(tmp_path / "c")])
+    assert atr_short == 1 and "ATR WARM-UP TOO SHORT" in capsys.readouterr().out  # 42 bars
+    wide = ["--snapshot-bars", "700", "--atr-warmup-bars", "700"]
+    long = main([*common, *wide, "--out", str(tmp_path / "b")])
     assert long == 0 and "verdict: OK" in capsys.readouterr().out
     doc = json.loads((tmp_path / "b" / "warmup.json").read_text())
     assert doc["needed"] <= 700 and doc["snapshot_bars"] == 700
+    assert 14 < doc["sizing_atr_needed"] <= 700 and doc["sizing_atr_verdict"] == "OK"
     assert set(doc["needed_per_feature"]) == set(FeaturePipeline().names)
     table = pd.read_csv(tmp_path / "b" / "warmup.csv")
     assert list(table.columns) == ["feature", "block", "needed_n", "diff_at_snapshot"]
@@ -112,3 +117,24 @@ def test_decisions_need_a_warm_up_too(bars: pd.DataFrame) -> None:
     assert rep.decisions_needed is not None
     assert pipe.warmup_bars <= rep.decisions_needed <= 700
     assert rep.overall is not None and rep.overall >= rep.decisions_needed and rep.ok
+    never = dataclasses.replace(rep, decisions_needed=None)  # decisions that never match
+    assert never.overall is None and not never.ok
+
+
+def test_the_sizing_atr_needed_is_checked_by_hand(bars: pd.DataFrame, report) -> None:  # type: ignore[no-untyped-def]
+    from shared.sizing import WilderATR, atr_series
+
+    n = report.sizing_atr_needed
+    assert n is not None and 14 < n <= 700 and not report.atr_ok  # execution warms with 42
+    full = atr_series(bars["high"], bars["low"], bars["close"], 14)
+
+    def worst(m: int) -> float:
+        out = 0.0
+        for t in report.points:
+            atr = WilderATR(14)
+            for h, lo, c in bars[["high", "low", "close"]].iloc[t - m + 1 : t + 1].to_numpy():
+                atr.update(h, lo, c)
+            out = max(out, abs(atr.value - full[t]))
+        return out
+
+    assert worst(n) <= WARMUP_TOL < worst(n - 1)

@@ -98,3 +98,22 @@ def test_pipeline_stamps_epoch_publishes_once_and_stores(tmp_path) -> None:
     with BarStore(tmp_path / "bars.sqlite") as store:  # every published bar, nothing else
         assert store.count() == 2
     assert EpochCounter(tmp_path / "epoch.json").bump() == 3  # persisted: a restart goes on
+
+
+def test_ib_heartbeat_says_when_a_closed_market_opens_and_carries_epoch(tmp_path) -> None:
+    import time
+
+    from marketdata.config import MarketDataSettings
+    from marketdata.ib_source import IbBarSource
+
+    settings = MarketDataSettings(source="ib", symbols=("AAPL",), state_dir=str(tmp_path))
+    source = IbBarSource(settings, None, publish=lambda bar: None)
+    assert source.status_detail()["market"] == "unknown (not connected)"
+    source.connected = True
+    saturday = pd.Timestamp("2023-11-25 12:00", tz="UTC").value
+    source._clock_offset_ns = saturday - time.time_ns()  # the gateway's clock says Saturday
+    detail = source.status_detail()
+    assert detail["market"].startswith("closed until 2023-11-27T14:3")
+    assert detail["epoch"] == 1 and detail["quarantined"] == 0
+    assert "last_bar_close_ts" in detail
+    source.pipeline.close()

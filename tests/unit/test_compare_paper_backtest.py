@@ -163,7 +163,7 @@ def options(s: PaperSession, **kw: object) -> CompareOptions:
         costs=COSTS,
         initial_cash=INITIAL_CASH,
         sizing=SIZING,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

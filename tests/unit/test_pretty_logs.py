@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,13 @@ def test_blotter_lines_are_one_per_event_and_aligned() -> None:
 
 def test_pnl_lines_show_the_drawdown_from_the_peak() -> None:
     f = PrettyFormatter()
-    pnl = dict(realized=0.0, unrealized=0.0, fees=0.0, positions={}, positions_omitted=0)
+    pnl: dict[str, Any] = {
+        "realized": 0.0,
+        "unrealized": 0.0,
+        "fees": 0.0,
+        "positions": {},
+        "positions_omitted": 0,
+    }
     first = line(f, "pnl", **{**pnl, "equity": 1_000_000.0})
     assert "drawdown  0.00%" in first and first.endswith("flat")
     line(f, "fill", symbol="AAPL", side="BUY", quantity=1.0, price=1.0, equity=1_100_000.0)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import msgspec
 
 from execution.broker import Broker, WorkingOrder
+from execution.live_record import TrackRecord
 from execution.order_journal import OrderJournal
 from execution.positions import PositionBook
 from execution.safety import SafetySwitches
@@ -115,11 +116,21 @@ class ExecutionCommands:
         }
 
 
-def track_record(journal: OrderJournal) -> dict[str, Any]:
-    """Paper track record from the daily equity journal: days traded, PnL, Sharpe, drawdown."""
+def track_record(journal: OrderJournal, live: TrackRecord | None = None) -> dict[str, Any]:
+    """Paper track record from the daily equity journal: days traded, PnL, Sharpe, drawdown;
+    with ``live``, also what the live guard reads from the compare reports (``live_track_record``:
+    ok, sessions within bound, reports read, what is missing)."""
+    extra = {"live_track_record": live.describe()} if live is not None else {}
     days = journal.equity_days()
     if not days:
-        return {"days": 0, "days_traded": 0, "pnl": 0.0, "sharpe": None, "max_drawdown": 0.0}
+        return {
+            "days": 0,
+            "days_traded": 0,
+            "pnl": 0.0,
+            "sharpe": None,
+            "max_drawdown": 0.0,
+            **extra,
+        }
     closes = [d.last_equity for d in days]
     returns = [d.last_equity / d.start_equity - 1.0 for d in days if d.start_equity > 0]
     sharpe = sharpe_ratio(returns, 252.0)
@@ -132,4 +143,5 @@ def track_record(journal: OrderJournal) -> dict[str, Any]:
         "pnl": round(days[-1].last_equity - days[0].start_equity, 2),
         "sharpe": None if math.isnan(sharpe) else round(sharpe, 4),
         "max_drawdown": round(mdd, 6),
+        **extra,
     }

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from execution.live_record import read_track_record
+from execution.live_record import TrackRecord, read_track_record
 from shared.config import ConfigError, from_env, require
 from shared.costs import CostModel
 from shared.paper_config import (
@@ -176,10 +176,14 @@ class ExecutionConfig:
     def live_confirmed(self) -> bool:
         return self.paper.allow_live and self.settings.confirm_live == LIVE_CONFIRMATION
 
+    def live_track_record(self) -> TrackRecord:
+        """The compare reports' track record, as the live guard judges it (read now)."""
+        s = self.settings
+        return read_track_record(s.reports_dir, s.live_track_sessions, s.live_track_bound)
+
     def live_track_refusal(self) -> str:
         """Why the paper track record does not allow a live account yet ('' when it does)."""
-        s = self.settings
-        return read_track_record(s.reports_dir, s.live_track_sessions, s.live_track_bound).message
+        return self.live_track_record().message
 
 
 def paper_config_path(env: Mapping[str, str] | None = None) -> Path:

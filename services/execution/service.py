@@ -446,8 +446,9 @@ class ExecutionService:
 
     # ================================================================== status and bus output
     def track_record(self) -> dict[str, Any]:
-        """Paper track record from the daily equity journal (commands.track_record)."""
-        return track_record(self.journal)
+        """Paper track record from the daily equity journal and the compare reports the live
+        guard reads (commands.track_record)."""
+        return track_record(self.journal, self.config.live_track_record())
 
     def status_detail(self) -> dict[str, Any]:
         """The status snapshot (status.py): the ``status`` command and the heartbeat's detail."""

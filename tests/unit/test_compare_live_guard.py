@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 from execution.broker import BrokerFill, BrokerPosition, ConnectionChange, WorkingOrder
+from execution.commands import track_record
 from execution.config import EXAMPLE_PAPER_CONFIG, ExecutionConfig, ExecutionSettings
 from execution.live_record import read_track_record
 from execution.order_journal import OrderJournal
@@ -125,7 +126,7 @@ async def guard(tmp: Path, cfg: ExecutionConfig, paper: bool) -> SafetySwitches:
     journal = OrderJournal(tmp / "journal.sqlite")
     safety = SafetySwitches(journal)
     rec = Reconciler(
-        broker=LiveBroker(paper),
+        broker=LiveBroker(paper),  # type: ignore[arg-type, unused-ignore]
         journal=journal,
         book=PositionBook(),
         safety=safety,
@@ -185,3 +186,14 @@ async def test_the_track_record_never_replaces_the_keys_nor_touches_paper(tmp_pa
 def test_bad_track_record_settings_name_the_key(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):
         from_env(ExecutionSettings, "EXECUTION_", {key: value})
+
+
+def test_the_track_record_command_shows_what_the_live_guard_reads(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    path = write(reports, "a", sessions(1, 5), 1)
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    shown = track_record(journal, config(reports).live_track_record())["live_track_record"]
+    assert shown["ok"] is False and shown["required_sessions"] == 20
+    assert shown["sessions_within_bound"] == 5 and shown["reports"] == [str(path)]
+    assert "15 more sessions needed" in shown["missing"]
+    assert "live_track_record" not in track_record(journal)  # the journal-only form is unchanged

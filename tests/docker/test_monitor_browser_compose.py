@@ -9,6 +9,7 @@ the DevTools protocol as the native dashboard test does, no WebDriver needed) an
 * once trading is stopped (marketdata stopped: no new bar, so no new mark and no new order) and
   the ledger has settled, the equity, the open positions and the last fill shown on the page
   equal the ledger's, read from the monitor's JSON API (``/pnl``, ``/fills``);
+* ``/metrics`` parses with ``prometheus_client``'s parser and says the same fills and equity;
 * the equity chart has drawn pixels.
 
 A screenshot goes to the test's ``tmp_path`` and, when ``RLTRADER_SCREENSHOT_DIR`` is set, there
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.docker.test_compose import REPO, Stack, _ensure_engine, _wait
 from tests.integration.test_monitor_dashboard import DevTools, chromium, start_chromium
@@ -156,6 +158,14 @@ def test_the_dashboard_shows_the_ledger_while_the_stack_trades(
                 ledger = _settled(base)
                 fills = _get_json(base, "/fills")
                 last = fills[-1]
+                with urllib.request.urlopen(f"{base}/metrics", timeout=10) as reply:
+                    metrics = {
+                        (s.name, tuple(sorted(s.labels.items()))): s.value
+                        for family in text_string_to_metric_families(reply.read().decode())
+                        for s in family.samples
+                    }
+                assert metrics[("monitor_fills_total", ())] == len(fills)
+                assert metrics[("monitor_equity", ())] == pytest.approx(ledger["equity"], abs=0.01)
                 await page.until(
                     f"Math.abs(Number(document.body.dataset.equity) - {ledger['equity']}) < 0.01"
                     f" && document.body.dataset.lastFill === {json.dumps(last['exec_id'])}",

@@ -119,6 +119,32 @@ class Promotion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     reason: str = ""
 
 
+class PolicySpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What kind of graph ``model.onnx`` is, so a server knows what to feed it (issue 15).
+
+    ``mlp``: stateless, ``obs`` [batch, size] -> ``logits`` (what inference serves today).
+    ``ensemble``: one stateless graph with the MLP's input/output names combining ``members``
+    by ``combination``. ``lstm``: ``obs`` plus the recurrent state (``state_inputs``, each
+    [batch, *state_shape]) -> ``logits`` plus the next state (``state_outputs``). ``attention``:
+    ``obs_window`` [batch, window, size] (the last ``window`` observations, oldest first,
+    zero rows before the first bar) -> ``logits``. ``reset``: when a server must start the
+    state (or window) from zeros again."""
+
+    kind: Literal["mlp", "ensemble", "lstm", "attention"] = "mlp"
+    state_inputs: list[str] = msgspec.field(default_factory=list)
+    state_outputs: list[str] = msgspec.field(default_factory=list)
+    state_shape: list[int] = msgspec.field(default_factory=list)
+    window: int = 0
+    reset: str = ""
+    members: list[str] = msgspec.field(default_factory=list)
+    combination: str = ""
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def stateful(self) -> bool:
+        return self.kind in ("lstm", "attention")
+
+
 class ModelManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     version: str
     created_at: str  # ISO-8601 UTC
@@ -144,6 +170,7 @@ class ModelManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     test_metrics: dict[str, float | None] = msgspec.field(default_factory=dict)
     provenance: str = ""
     manifest_schema: int = MANIFEST_SCHEMA_VERSION
+    policy: PolicySpec | None = None  # None = a plain MLP (manifests before issue 15)
 
 
 _json_encoder = msgspec.json.Encoder(order="deterministic")
@@ -462,6 +489,11 @@ def load_artifact(
             f"{folder / MODEL_FILE}: sha256 {actual} != announced {expected_sha256}"
         )
     check_compatible(manifest, pipeline, folder)
+    if manifest.policy is not None and manifest.policy.stateful:
+        raise ArtifactError(
+            f"{folder}: policy.kind {manifest.policy.kind!r} needs per-symbol state "
+            f"({manifest.policy.reset}); this loader serves stateless graphs only"
+        )
     normaliser = Normaliser.from_dict(manifest.normaliser)
 
     try:

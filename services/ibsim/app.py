@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,8 @@ class Simulator:
                 settings.replay_end,
                 settings.replay_speed,
                 settings.replay_autostart,
+                # a restart resumes the market where it stopped (state dir only)
+                Path(settings.state_dir) / "replay-cursor.json" if settings.state_dir else None,
             )
             self.ib_server.market_clock = self.replay.now_ns
         self._zmq: zmq.asyncio.Context | None = None

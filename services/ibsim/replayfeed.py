@@ -9,6 +9,11 @@ bars. ``IBSIM_REPLAY_AUTOSTART=false`` holds the clock until the control command
 ``replay {"action": "start"}`` (tests start clients first); ``pause`` holds it again, ``status``
 says where it is. The market clock (``now_ns``) answers ``reqCurrentTime``.
 
+With a state dir (``IBSIM_STATE_DIR``) the replay's cursor is saved after every step
+(``replay-cursor.json``), so a restarted simulator resumes the market where it stopped (the bars
+already replayed become history) instead of going back to ``IBSIM_REPLAY_START``; a different
+dataset, symbol list, start or end ignores the saved cursor.
+
 Daily bars are stamped at their session's close from the exchange calendar (``shared.sessions``:
 13:00 New York on half days, 16:00 otherwise) and open at 09:30, so the simulator's book and the
 bars marketdata publishes agree.
@@ -17,9 +22,12 @@ bars marketdata publishes agree.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,8 +84,11 @@ class ReplayFeed:
         end: str = "",
         speed: float = 1.0,
         autostart: bool = True,
+        cursor_file: Path | None = None,
     ) -> None:
         self.exchange = exchange
+        self.cursor_file = cursor_file
+        self._identity = {"dataset": dataset, "symbols": symbols, "start": start, "end": end}
         self.speed = speed
         self.series: dict[str, _Series] = {}
         start_ns = pd.Timestamp(start, tz="UTC").value
@@ -113,6 +124,33 @@ class ReplayFeed:
         ]
         if history:
             self._clock_ns = max(history)
+        self._restore()
+
+    # ------------------------------------------------------------------ cursor persistence
+    def _restore(self) -> None:
+        if self.cursor_file is None or not self.cursor_file.exists():
+            return
+        saved = json.loads(self.cursor_file.read_text())
+        if saved.get("identity") != self._identity:
+            event(log, "replay_cursor_ignored", reason="different dataset, symbols or period")
+            return
+        self.cursor = min(int(saved["cursor"]), len(self.timeline))
+        if self.cursor == 0:
+            return
+        horizon = int(self.timeline[self.cursor - 1])
+        for symbol, s in self.series.items():
+            self._next[symbol] = int(np.searchsorted(s.close_ts, horizon, side="right"))
+        self._clock_ns = horizon
+        self.finished = self.cursor >= len(self.timeline)
+        event(log, "replay_resumed", cursor=self.cursor, of=len(self.timeline), at_ns=horizon)
+
+    def _save(self) -> None:
+        if self.cursor_file is None:
+            return
+        self.cursor_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cursor_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"identity": self._identity, "cursor": self.cursor}))
+        os.replace(tmp, self.cursor_file)
 
     # ------------------------------------------------------------------ clock
     def now_ns(self) -> int:
@@ -131,9 +169,10 @@ class ReplayFeed:
         self.bars_fed += 1
 
     def load_history(self) -> int:
-        """Hand every bar before the replay start to the exchange (what backfills answer)."""
+        """Hand every bar before the replay start, and every bar a resumed replay already
+        played, to the exchange (what backfills answer)."""
         count = 0
-        for symbol, first in self._first_live.items():
+        for symbol, first in self._next.items():
             for i in range(first):
                 self._feed(symbol, i)
                 count += 1
@@ -189,6 +228,7 @@ class ReplayFeed:
                         event(log, "bar_refused", logging.WARNING, symbol=symbol, error=str(exc))
                     self._next[symbol] = i + 1
             self.cursor += 1
+            self._save()
             # the clock is re-anchored at this close so sleeping never drifts
             self._clock_ns = close_ns
             self._anchor_wall = time.monotonic()

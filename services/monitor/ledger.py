@@ -395,11 +395,17 @@ class Ledger:
         rows = self._db.execute("SELECT model_version, COUNT(*) FROM signals GROUP BY 1")
         return {str(version): int(n) for version, n in rows.fetchall()}
 
-    def signal_rows(self) -> list[dict[str, Any]]:
-        """Every live decision (model version, symbol, bar, close, target), oldest bar first."""
+    def signal_rows(self, limit: int = MAX_SIGNALS) -> list[dict[str, Any]]:
+        """The newest ``limit`` live decisions (model version, symbol, bar, close, target),
+        by symbol and bar."""
+        return self._decisions("signals", limit)
+
+    def _decisions(self, table: str, limit: int) -> list[dict[str, Any]]:
         return self._rows(
-            "SELECT model_version, symbol, bar_seq, bar_close, target FROM signals"
-            " ORDER BY symbol, bar_seq"
+            "SELECT model_version, symbol, bar_seq, bar_close, target FROM (SELECT rowid,"
+            f" model_version, symbol, bar_seq, bar_close, target FROM {table}"
+            " ORDER BY rowid DESC LIMIT ?) ORDER BY symbol, bar_seq",
+            (limit,),
         )
 
     def record_shadow(self, shadow: ShadowTarget) -> bool:
@@ -425,12 +431,9 @@ class Ledger:
             )
         return cursor.rowcount == 1
 
-    def shadow_rows(self) -> list[dict[str, Any]]:
-        """Every shadow decision, oldest bar first."""
-        return self._rows(
-            "SELECT model_version, symbol, bar_seq, bar_close, target FROM shadow_signals"
-            " ORDER BY symbol, bar_seq"
-        )
+    def shadow_rows(self, limit: int = MAX_SIGNALS) -> list[dict[str, Any]]:
+        """The newest ``limit`` shadow decisions, by symbol and bar."""
+        return self._decisions("shadow_signals", limit)
 
     def shadow_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM shadow_signals").fetchone()[0])

@@ -95,6 +95,7 @@ class MonitorService:
         self.snapshot_seq = 0
         self.snapshot_changed = asyncio.Event()
         self.model_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None  # monitor.view
+        self.shadow_cache: tuple[float, tuple[int, int], float, list[Any]] | None = None
         self._comparison: tuple[float, dict[str, Any]] | None = None
 
     @property

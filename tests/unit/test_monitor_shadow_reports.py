@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from monitor import reports
 from monitor.http import build_app
 from monitor.shadow import live_vs_shadow
+from monitor.view import shadow_table
 from msgspec.structs import replace
 
 from shared.messages import Heartbeat, OrderEvent, ShadowTarget, TargetPosition
@@ -304,4 +305,40 @@ def test_signal_to_ack_latency_is_measured_at_the_acknowledgement(tmp_path: Path
     got = samples(svc.metrics.render().decode())
     assert got[("monitor_latency_seconds_count", (("stage", "signal_to_ack"),))] == 1
     assert svc.observer.latency_summary()["signal_to_ack"]["count"] == 1
+    svc.close()
+
+
+def test_live_vs_shadow_is_recomputed_when_decisions_arrive_but_throttled_by_its_cost(
+    tmp_path: Path,
+) -> None:
+    svc = make_service(tmp_path)
+    feed(
+        svc,
+        decision(TargetPosition, 1, 10.0, 1.0, "v1"),
+        decision(TargetPosition, 2, 11.0, 0.0, "v1"),
+    )
+    first = shadow_table(svc)
+    assert [r["marked"] for r in first] == [1]
+    assert shadow_table(svc) is first  # nothing new: the cached rows
+    when, key, _, rows = svc.shadow_cache  # type: ignore[misc]
+    svc.shadow_cache = (when, key, 0.0, rows)  # as if the last pass had cost nothing
+    feed(svc, decision(ShadowTarget, 1, 10.0, -1.0, "cand"))
+    assert [r["role"] for r in shadow_table(svc)] == ["live", "shadow"]  # recomputed at once
+    when, key, _, rows = svc.shadow_cache  # type: ignore[misc]
+    svc.shadow_cache = (when, key, 3600.0, rows)  # as if the last pass had taken an hour
+    feed(svc, decision(ShadowTarget, 2, 11.0, 0.0, "cand"))
+    assert shadow_table(svc) is rows  # throttled: not before 20 x that duration
+    svc.shadow_cache = (when - 20 * 3600.0, key, 3600.0, rows)
+    assert shadow_table(svc)[1]["decisions"] == 2
+    svc.close()
+
+
+def test_the_comparison_reads_only_the_newest_decisions(tmp_path: Path) -> None:
+    svc = make_service(tmp_path)
+    for seq in range(1, 6):
+        feed(svc, decision(ShadowTarget, seq, 10.0 + seq, 1.0, "cand"))
+        feed(svc, decision(TargetPosition, seq, 10.0 + seq, 1.0, "v1"))
+    assert [r["bar_seq"] for r in svc.ledger.shadow_rows(2)] == [4, 5]
+    assert [r["bar_seq"] for r in svc.ledger.signal_rows(3)] == [3, 4, 5]
+    assert len(svc.ledger.signal_rows()) == 5
     svc.close()

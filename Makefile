@@ -135,3 +135,17 @@ clean: ## remove all of var/, the bus secret included (reset keeps it); models a
 	rm -rf $(STATE_DIR)
 
 -include docker/docker.mk
+
+# ---------------------------------------------------------------- shadow model (issue 16)
+.PHONY: shadow promote-shadow drop-shadow
+shadow: install ## run a candidate beside the live model: MODEL=best_models/<version> (shadow.<SYM>, never traded)
+	@test -n "$(MODEL)" || { echo "usage: make shadow MODEL=best_models/<version>"; exit 2; }
+	@$(PY) -m trainer.ctl shadow $(if $(wildcard $(MODEL)/manifest.json),path=$(abspath $(MODEL)),version=$(MODEL)) \
+		|| { echo "shadow failed: is the stack running (make run)?"; exit 1; }
+
+promote-shadow: install ## the shadow model becomes live (old one kept for rollback) [FORCE=1]
+	@$(PY) -m trainer.ctl promote_shadow $(if $(FORCE),force=true,) \
+		|| { echo "promote failed: is a shadow loaded (make shadow)?"; exit 1; }
+
+drop-shadow: install ## stop running the shadow model
+	@$(PY) -m trainer.ctl drop_shadow || { echo "drop failed: is the stack running (make run)?"; exit 1; }

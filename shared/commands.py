@@ -65,6 +65,10 @@ class VersionArgs(_Args, frozen=True, kw_only=True):
     version: Text = ""
 
 
+class ForceArgs(_Args, frozen=True, kw_only=True):
+    force: bool = False
+
+
 class TrainArgs(_Args, frozen=True, kw_only=True):
     profile: Text = ""
     from_tune: Path_ = ""
@@ -99,10 +103,13 @@ ARGS: Mapping[tuple[str, str], type[_Args]] = {
     ("marketdata", "snapshot"): SnapshotArgs,
     ("inference", "push_model"): InferencePushArgs,
     ("inference", "rollback"): VersionArgs,
+    ("inference", "shadow_load"): InferencePushArgs,
     ("trainer", "train"): TrainArgs,
     ("trainer", "tune"): TuneArgs,
     ("trainer", "push_model"): TrainerPushArgs,
     ("trainer", "rollback"): VersionArgs,
+    ("trainer", "shadow"): TrainerPushArgs,
+    ("trainer", "promote_shadow"): ForceArgs,
 }
 
 OPERATOR = frozenset({"operator"})
@@ -116,11 +123,17 @@ RIGHTS: Mapping[tuple[str, str], frozenset[str]] = {
     ("execution", "flatten"): OPERATOR,
     ("inference", "push_model"): MODEL_PUSHERS,
     ("inference", "rollback"): MODEL_PUSHERS,
+    ("inference", "shadow_load"): MODEL_PUSHERS,
+    ("inference", "shadow_promote"): MODEL_PUSHERS,
+    ("inference", "shadow_drop"): MODEL_PUSHERS,
     ("trainer", "train"): OPERATOR,
     ("trainer", "tune"): OPERATOR,
     ("trainer", "cancel"): OPERATOR,
     ("trainer", "push_model"): OPERATOR,
     ("trainer", "rollback"): OPERATOR,
+    ("trainer", "shadow"): OPERATOR,
+    ("trainer", "promote_shadow"): OPERATOR,
+    ("trainer", "drop_shadow"): OPERATOR,
 }
 
 

@@ -184,7 +184,8 @@ class ModelUpdated(Message, frozen=True, kw_only=True, tag="model_updated"):
     version: str
     path: str
     onnx_sha256: str
-    action: Literal["push", "rollback"] = "push"
+    # shadow / drop_shadow: load or drop a candidate beside the live model (inference.shadow)
+    action: Literal["push", "rollback", "shadow", "drop_shadow"] = "push"
     nonce: str = ""
     mac: str = ""
 

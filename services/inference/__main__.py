@@ -42,11 +42,16 @@ async def main() -> int:
     server.register("push_model", service.cmd_push_model)
     server.register("rollback", service.cmd_rollback)
     server.register("status", service.cmd_status)
+    server.register("shadow_load", service.cmd_shadow_load)
+    server.register("shadow_promote", service.cmd_shadow_promote)
+    server.register("shadow_drop", service.cmd_shadow_drop)
     event(
         log,
         "started",
         model=service.model.describe(),
         symbols=list(settings.symbols) or "all",
+        shard_mode=settings.shard_mode,
+        shadow=service.shadow.version if service.shadow is not None else None,
         producer=bus.producer,
         fingerprint=service.pipeline.fingerprint,
     )
@@ -57,6 +62,7 @@ async def main() -> int:
                 service.consume(),
                 service.warm_known_symbols(),
                 service.heartbeats(),
+                service.membership(),
             ],
             log,
         )

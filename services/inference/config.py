@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from shared.config import require
@@ -23,6 +25,12 @@ class InferenceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # stays the same across model swaps (a swapped model never re-orders an already-seen bar).
     strategy: str = "rl"
     instance: str = ""  # name in model.status / heartbeats; default: the bus producer id
+    # ``all``: serve every bar received (or the static ``symbols`` shard). ``rendezvous``: replicas
+    # split the symbols among themselves (``inference.sharding``; ``--scale inference=N``).
+    shard_mode: Literal["all", "rendezvous"] = "all"
+    # Rendezvous only; 0 = derived from BUS_HEARTBEAT_INTERVAL_S (3x and 2x the interval).
+    peer_timeout_s: float = 0.0  # a silent peer's share is taken over after this
+    join_grace_s: float = 0.0  # a new replica listens this long before taking its share
 
     def __post_init__(self) -> None:
         require(bool(self.model_dir), "model_dir", "must not be empty")
@@ -31,6 +39,8 @@ class InferenceSettings(msgspec.Struct, frozen=True, kw_only=True):
         require(self.snapshot_timeout_s > 0, "snapshot_timeout_s", "must be > 0")
         require(self.snapshot_attempts >= 1, "snapshot_attempts", "must be >= 1")
         require(bool(self.strategy), "strategy", "must not be empty")
+        require(self.peer_timeout_s >= 0, "peer_timeout_s", "must be >= 0 (0: 3 heartbeats)")
+        require(self.join_grace_s >= 0, "join_grace_s", "must be >= 0 (0: 2 heartbeats)")
         for symbol in self.symbols:
             require(
                 symbol.replace("-", "").replace("_", "").replace(".", "").isalnum(),

@@ -4,7 +4,8 @@ Per symbol an ``OnlineFeatures`` (the same pipeline the env trains on) is fed ev
 Once warm, each bar gives an observation ``[normalised features, current position]`` (the
 position is the last target this instance decided for the symbol, as in the env), the model
 decides a target, and ``signal.<SYM>`` (``TargetPosition``) is published with the model version
-and the bar's ``seq`` and close time.
+and the bar's ``seq`` and close time. A shadow model, when loaded, decides on the same feature
+row and publishes ``shadow.<SYM>`` (``inference.shadow``); model slots: ``inference.models``.
 
 Warm-up: for every symbol (configured, announced by marketdata's ``status``, or first seen on the
 bus) the service asks marketdata's ``snapshot`` for the last N bars and replays them through the
@@ -13,17 +14,21 @@ the position the policy would hold. Live bars that arrive meanwhile are buffered
 the snapshot (bars already covered by it are skipped by close time). If marketdata does not answer,
 the symbol starts cold and warms on live bars.
 
+Sharding (``INFERENCE_SHARD_MODE=rendezvous``): replicas split the symbols by rendezvous hashing
+over the replicas announced in ``hb.inference``; the hand-over rule is in ``inference.sharding``.
+``all`` (the default) serves every bar received (or the static ``INFERENCE_SYMBOLS`` shard).
+
+Epochs: a bar whose ``epoch`` differs from the symbol's last one means marketdata restarted or
+reconnected: the symbol's continuity state (feature window, position, seq-gap count) is dropped
+and re-warmed from the snapshot, bars after the last signalled one are signalled, the change is
+logged (``epoch_changed``) and counted (``epoch_changes`` in ``status``).
+
 Batching: the bars of one ``recv_batch`` from the bus (e.g. every symbol's bar of the same close
 time) are decided in ONE ONNX call (``LoadedModel.decide_batch``) instead of one call per symbol.
 Each bar still goes through its symbol's features when it is received; its observation is queued
 and the queue is decided and published, in arrival order, when a symbol repeats (its next bar needs
 the position just decided), before any other message (a model update), and at the end of the
 receive batch. Targets, signals and their order are the same as deciding bar by bar.
-
-Hot swap: ``model.updated`` (HMAC-verified) and the ``push_model`` / ``rollback`` commands load the
-new artifact next to the serving one with ``shared.manifest.load_artifact``; only an artifact that
-passes every check replaces it. Either way ``model.status`` says what is served and why a model was
-refused; a refused model never interrupts serving.
 
 No ray, no torch: this module imports onnxruntime (through ``shared.manifest``) and numpy only.
 """
@@ -41,7 +46,10 @@ import msgspec
 import numpy as np
 
 from inference.config import InferenceSettings
-from shared.auth import AuthError, Verifier
+from inference.models import ModelControl
+from inference.shadow import ShadowSlot
+from inference.sharding import Sharding, replica_id
+from shared.auth import Verifier
 from shared.bus import CommandError, heartbeat_loop
 from shared.features import FeaturePipeline, OnlineFeatures
 from shared.logs import event
@@ -52,7 +60,7 @@ from shared.manifest import (
     load_artifact,
     resolve_artifact,
 )
-from shared.messages import Bar, ModelStatus, ModelUpdated, TargetPosition
+from shared.messages import Bar, Heartbeat, ModelUpdated, TargetPosition
 from shared.observation import build_observation
 from shared.runtime import BusConnection
 
@@ -71,6 +79,10 @@ class SymbolState:
     bars: int = 0
     signals: int = 0
     last_target: float | None = None
+    last_signal_ts: int | None = None  # close time of the last bar signalled for this symbol
+    epoch: int | None = None  # marketdata's epoch of the last bar applied
+    last_seq: int = 0
+    gaps: int = 0  # bars missing by seq within one epoch
 
 
 @dataclass
@@ -80,13 +92,17 @@ class DecisionBatch:
     model: LoadedModel | None = None  # the model the observations were built for
     states: list[SymbolState] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)  # feature rows (for the shadow)
     observations: list[np.ndarray] = field(default_factory=list)
     symbols: set[str] = field(default_factory=set)
 
-    def add(self, model: LoadedModel, state: SymbolState, bar: Bar, obs: np.ndarray) -> None:
+    def add(
+        self, model: LoadedModel, state: SymbolState, bar: Bar, row: np.ndarray, obs: np.ndarray
+    ) -> None:
         self.model = model
         self.states.append(state)
         self.bars.append(bar)
+        self.rows.append(row)
         self.observations.append(obs)
         self.symbols.add(state.symbol)
 
@@ -94,6 +110,7 @@ class DecisionBatch:
         self.model = None
         self.states = []
         self.bars = []
+        self.rows = []
         self.observations = []
         self.symbols = set()
 
@@ -108,6 +125,7 @@ class Counters:
     filtered_bars: int = 0  # bars of symbols outside this shard
     snapshot_bars: int = 0
     snapshot_failures: int = 0
+    caught_up_bars: int = 0  # snapshot bars signalled after a hand-over or an epoch change
     batched_calls: int = (
         0  # decide_batch calls (one ONNX call each unless the graph has a fixed batch)
     )
@@ -115,9 +133,13 @@ class Counters:
     models_accepted: int = 0
     models_rejected: int = 0
     updates_refused: int = 0  # model.updated messages failing authentication
+    shadow_signals: int = 0
+    shadow_errors: int = 0  # a failing shadow never touches the live signal
+    epoch_changes: int = 0
+    seq_gaps: int = 0
 
 
-class InferenceService:
+class InferenceService(ModelControl):
     def __init__(
         self,
         settings: InferenceSettings,
@@ -139,8 +161,18 @@ class InferenceService:
         self.handler_errors = 0
         self.model: LoadedModel = self._initial_model(settings.model_version)
         self.previous: LoadedModel | None = None
-        self._decide_seconds = 0.0
+        self.shadow: ShadowSlot | None = None
+        self.load_recorded_shadow()
         self._batch: DecisionBatch | None = None  # open while consume() handles a receive batch
+        self.sharding: Sharding | None = None
+        if settings.shard_mode == "rendezvous" and not settings.symbols:
+            interval = bus.settings.heartbeat_interval_s
+            self.sharding = Sharding(
+                me=replica_id(bus.producer),
+                started=time.monotonic(),
+                join_grace_s=settings.join_grace_s or 2.0 * interval,
+                peer_timeout_s=settings.peer_timeout_s or 3.0 * interval,
+            )
 
     def _initial_model(self, version: str) -> LoadedModel:
         """``current``: the last pushed version, so a restart or a new replica never silently
@@ -165,6 +197,8 @@ class InferenceService:
     # ------------------------------------------------------------------ bars -> signals
     def topics(self) -> list[str]:
         bars = [f"bar.{s}" for s in self.settings.symbols] or ["bar."]
+        if self.sharding is not None:  # membership, and the last signal of every symbol
+            return [*bars, "model.updated", "hb.inference", "signal."]
         return [*bars, "model.updated"]
 
     def _state(self, symbol: str) -> SymbolState:
@@ -174,8 +208,8 @@ class InferenceService:
             self.states[symbol] = state
         return state
 
-    def _observe(self, state: SymbolState, bar: Bar) -> np.ndarray | None:
-        """Feed one bar to the features; the observation to decide on (None while warming or
+    def _features(self, state: SymbolState, bar: Bar) -> np.ndarray | None:
+        """Feed one bar to the features; the feature row to decide on (None while warming or
         refused)."""
         if bar.ts_event <= state.last_ts:
             self.counters.stale_bars += 1
@@ -188,21 +222,27 @@ class InferenceService:
                 log, "bar_refused", logging.WARNING, symbol=bar.symbol, seq=bar.seq, error=str(exc)
             )
             return None
+        if state.last_seq and bar.seq > state.last_seq + 1:
+            state.gaps += bar.seq - state.last_seq - 1
+            self.counters.seq_gaps += bar.seq - state.last_seq - 1
+        state.last_seq = bar.seq
         state.last_ts = bar.ts_event
+        state.epoch = bar.epoch
         state.bars += 1
         if row is None:
             self.counters.warming_bars += 1
-            return None
-        return build_observation(self.model.normaliser.transform(row), state.position)
+        return row
 
     def _apply(self, state: SymbolState, bar: Bar) -> float | None:
-        """Feed one bar; returns the decided target (None while warming or refused)."""
-        model = self.model
-        obs = self._observe(state, bar)
-        if obs is None:
+        """Feed one bar and decide, publishing nothing (warm-up replay); the shadow follows."""
+        row = self._features(state, bar)
+        if row is None:
             return None
-        target = model.decide(obs)
+        model = self.model
+        target = model.decide(build_observation(model.normaliser.transform(row), state.position))
         state.position = target
+        if self.shadow is not None:
+            self._shadow_decide(state.symbol, row)
         return target
 
     def _admit(self, bar: Bar) -> SymbolState | None:
@@ -210,13 +250,48 @@ class InferenceService:
         if self._shard and bar.symbol not in self._shard:
             self.counters.filtered_bars += 1
             return None
+        sharding = self.sharding
+        if sharding is not None and bar.symbol not in sharding.serves:
+            if bar.symbol not in sharding.symbols:  # a new symbol: maybe ours from this bar on
+                sharding.symbols.add(bar.symbol)
+                self.rebalance()
+            if bar.symbol not in sharding.serves:
+                self.counters.filtered_bars += 1
+                return None
         self.counters.bars += 1
         state = self._state(bar.symbol)
+        if state.epoch is not None and bar.epoch != state.epoch:
+            state = self._epoch_changed(state, bar)
         if not state.warm:
             state.pending.append(bar)
             if not state.warming:
                 self._start_warm(bar.symbol)
             return None
+        return state
+
+    def _epoch_changed(self, old: SymbolState, bar: Bar) -> SymbolState:
+        """Marketdata restarted or reconnected: forget what assumed a continuous stream and
+        re-warm from the snapshot; bars after the last one signalled are signalled once."""
+        self.counters.epoch_changes += 1
+        event(
+            log,
+            "epoch_changed",
+            logging.WARNING,
+            symbol=bar.symbol,
+            old_epoch=old.epoch,
+            new_epoch=bar.epoch,
+            last_ts=old.last_ts,
+            gaps_reset=old.gaps,
+        )
+        return self._reset_symbol(bar.symbol, old.last_signal_ts)
+
+    def _reset_symbol(self, symbol: str, publish_after: int | None) -> SymbolState:
+        self._flush_symbol(symbol)
+        state = SymbolState(symbol, self.pipeline.online())
+        self.states[symbol] = state
+        if self.shadow is not None:
+            self.shadow.forget(symbol)
+        self._start_warm(symbol, publish_after)
         return state
 
     def on_bar(self, bar: Bar) -> TargetPosition | None:
@@ -233,10 +308,11 @@ class InferenceService:
             batch.model is not None and batch.model is not self.model
         ):
             self.flush_batch()  # this symbol's next bar needs the position just decided
-        model = self.model
-        obs = self._observe(state, bar)
-        if obs is not None:
-            batch.add(model, state, bar, obs)
+        row = self._features(state, bar)
+        if row is not None:
+            model = self.model
+            obs = build_observation(model.normaliser.transform(row), state.position)
+            batch.add(model, state, bar, row, obs)
         return None
 
     def flush_batch(self) -> None:
@@ -245,29 +321,43 @@ class InferenceService:
         batch = self._batch
         if batch is None or batch.model is None:
             return
-        model, states, bars, rows = batch.model, batch.states, batch.bars, batch.observations
+        model, states, bars, obs = batch.model, batch.states, batch.bars, batch.observations
+        rows = batch.rows
         batch.clear()
         targets: list[float] | None = None
-        if len(rows) > 1:
+        if len(obs) > 1:
             try:
-                targets = model.decide_batch(np.stack(rows)).tolist()
+                targets = model.decide_batch(np.stack(obs)).tolist()
                 self.counters.batched_calls += 1
-                self.counters.batched_bars += len(rows)
+                self.counters.batched_bars += len(obs)
             except Exception:  # decide row by row so the failure lands on its own bar
                 targets = None
         for i, (state, bar) in enumerate(zip(states, bars, strict=True)):
             try:
-                target = targets[i] if targets is not None else model.decide(rows[i])
+                target = targets[i] if targets is not None else model.decide(obs[i])
                 state.position = target
                 self._publish_signal(state, bar, target, model.version)
             except Exception:
                 self._handler_failed(bar)
+        if self.shadow is not None:
+            self._shadow_batch(bars, rows)
+
+    def _flush_symbol(self, symbol: str) -> None:
+        """Decide what is queued before a symbol's state is replaced or handed over."""
+        if self._batch is not None and symbol in self._batch.symbols:
+            self.flush_batch()
 
     def _decide_and_publish(self, state: SymbolState, bar: Bar) -> TargetPosition | None:
-        target = self._apply(state, bar)
-        if target is None:
+        row = self._features(state, bar)
+        if row is None:
             return None
-        return self._publish_signal(state, bar, target, self.model.version)
+        model = self.model
+        target = model.decide(build_observation(model.normaliser.transform(row), state.position))
+        state.position = target
+        signal = self._publish_signal(state, bar, target, model.version)
+        if self.shadow is not None:
+            self._shadow_publish(bar, self._shadow_decide(state.symbol, row))
+        return signal
 
     def _publish_signal(
         self, state: SymbolState, bar: Bar, target: float, version: str
@@ -285,9 +375,41 @@ class InferenceService:
         stamped = self.bus.publisher.publish(signal)
         state.signals += 1
         state.last_target = target
+        state.last_signal_ts = bar.ts_event
         self.counters.signals += 1
+        if self.sharding is not None:
+            self.sharding.note_signal(bar.symbol, bar.ts_event)
         return stamped  # type: ignore[return-value]
 
+    # ------------------------------------------------------------------ shadow
+    def _shadow_decide(self, symbol: str, row: np.ndarray) -> float | None:
+        shadow = self.shadow
+        if shadow is None:
+            return None
+        try:
+            return shadow.decide(symbol, row)
+        except Exception:  # the candidate's failure is counted, never the live signal's
+            self.counters.shadow_errors += 1
+            log.warning("shadow_failed", exc_info=True, extra={"fields": {"symbol": symbol}})
+            return None
+
+    def _shadow_publish(self, bar: Bar, target: float | None) -> None:
+        if target is None or self.shadow is None:
+            return
+        self.bus.publisher.publish(self.shadow.message(bar, target, self.settings.strategy))
+        self.counters.shadow_signals += 1
+
+    def _shadow_batch(self, bars: list[Bar], rows: list[np.ndarray]) -> None:
+        shadow = self.shadow
+        assert shadow is not None
+        try:
+            targets: list[float | None] = list(shadow.decide_batch([b.symbol for b in bars], rows))
+        except Exception:
+            targets = [self._shadow_decide(b.symbol, r) for b, r in zip(bars, rows, strict=True)]
+        for bar, target in zip(bars, targets, strict=True):
+            self._shadow_publish(bar, target)
+
+    # ------------------------------------------------------------------ receive loop
     def handle_batch(self, messages: list[Any]) -> None:
         """One receive batch: bars of distinct symbols share one ONNX call (see the module doc);
         no exception from a message leaves here, the next message is served."""
@@ -297,10 +419,15 @@ class InferenceService:
                 try:
                     if isinstance(message, Bar):
                         self.on_bar(message)
+                    elif isinstance(message, TargetPosition):
+                        if self.sharding is not None:
+                            self.sharding.note_signal(message.symbol, message.bar_close_ts)
                     else:
                         self.flush_batch()  # earlier bars are decided (and published) first
                         if isinstance(message, ModelUpdated):
                             self.on_model_updated(message)
+                        elif isinstance(message, Heartbeat):
+                            self.on_peer_heartbeat(message)
                 except Exception:  # a bug in a handler is logged; the next message is served
                     self._handler_failed(message)
             self.flush_batch()
@@ -315,18 +442,76 @@ class InferenceService:
             topic = type(message).__name__
         log.error("handler_failed", exc_info=True, extra={"fields": {"topic": topic}})
 
+    # ------------------------------------------------------------------ sharding
+    def on_peer_heartbeat(self, hb: Heartbeat) -> None:
+        sharding = self.sharding
+        now = time.monotonic()
+        if (
+            sharding is not None
+            and hb.service == "inference"
+            and sharding.on_heartbeat(hb.producer, hb.detail, now)
+        ):
+            self.rebalance()
+
+    def rebalance(self) -> None:
+        """Apply the hand-over rule (``inference.sharding``) and announce any change at once."""
+        sharding = self.sharding
+        if sharding is None:
+            return
+        changes = sharding.reconcile(time.monotonic())
+        for symbol in changes.released:
+            self._flush_symbol(symbol)
+            self.states.pop(symbol, None)
+            if self.shadow is not None:
+                self.shadow.forget(symbol)
+            event(log, "symbol_released", symbol=symbol)
+        for symbol in changes.acquired:
+            cutoff = sharding.last_signal_ts.get(symbol)
+            event(log, "symbol_acquired", symbol=symbol, catch_up_after=cutoff)
+            self._reset_symbol(symbol, cutoff)
+        if changes:
+            self.publish_heartbeat()
+
+    async def membership(self) -> None:
+        """Expire silent peers and end the join grace; hand-overs follow at once."""
+        sharding = self.sharding
+        if sharding is None:
+            return
+        tick = min(0.1, self.bus.settings.heartbeat_interval_s / 4)
+        was_joining = True
+        while True:
+            now = time.monotonic()
+            expired = sharding.expire(now)
+            joining = sharding.joining(now)
+            if expired or (was_joining and not joining):
+                self.rebalance()
+                self.publish_heartbeat()
+            was_joining = joining
+            await asyncio.sleep(tick)
+
+    def publish_heartbeat(self, leaving: bool = False) -> None:
+        detail = self.status_detail()
+        if leaving:
+            detail = {**detail, "leaving": True, "serves": []}
+        self.bus.publisher.publish(
+            Heartbeat(service="inference", ready=True, detail=detail, ts_event=time.time_ns())
+        )
+
     # ------------------------------------------------------------------ warm-up
-    def _start_warm(self, symbol: str) -> None:
+    def _start_warm(self, symbol: str, publish_after: int | None = None) -> None:
         state = self._state(symbol)
         state.warming = True
-        task = asyncio.get_running_loop().create_task(self.warm(symbol))
+        task = asyncio.get_running_loop().create_task(self.warm(symbol, publish_after, state))
         self._warm_tasks.add(task)
         task.add_done_callback(self._warm_tasks.discard)
 
-    async def warm(self, symbol: str) -> int:
+    async def warm(
+        self, symbol: str, publish_after: int | None = None, state: SymbolState | None = None
+    ) -> int:
         """Apply marketdata's snapshot of ``symbol`` then the buffered live bars; returns the
-        number of snapshot bars applied."""
-        state = self._state(symbol)
+        number of snapshot bars applied. Snapshot bars closed after ``publish_after`` (a
+        hand-over's or an epoch change's catch-up) are signalled, the others only replayed."""
+        state = state if state is not None else self._state(symbol)
         state.warming = True
         applied = 0
         bars: list[Bar] = []
@@ -351,11 +536,18 @@ class InferenceService:
                 )
                 if attempt < self.settings.snapshot_attempts:
                     await asyncio.sleep(min(2.0, 0.2 * attempt))
+        if self.states.get(symbol) is not state:  # released or reset meanwhile: not ours now
+            return 0
+        caught_up = 0
         for bar in sorted(bars, key=lambda b: b.ts_event):
             if bar.symbol == symbol and bar.ts_event > state.last_ts:
-                self._apply(state, bar)
+                if publish_after is not None and bar.ts_event > publish_after:
+                    caught_up += self._decide_and_publish(state, bar) is not None
+                else:
+                    self._apply(state, bar)
                 applied += 1
         self.counters.snapshot_bars += applied
+        self.counters.caught_up_bars += caught_up
         pending, state.pending = state.pending, []
         state.warm = True
         state.warming = False
@@ -369,6 +561,7 @@ class InferenceService:
             "symbol_warm",
             symbol=symbol,
             snapshot_bars=applied,
+            caught_up=caught_up,
             buffered=len(pending),
             ready=state.features.ready,
             position=state.position,
@@ -376,7 +569,8 @@ class InferenceService:
         return applied
 
     async def warm_known_symbols(self) -> None:
-        """At start: warm the configured symbols, or the ones marketdata announces."""
+        """At start: warm the configured symbols, or the ones marketdata announces (sharded:
+        only learn them; the replica takes its share when its join grace ends)."""
         symbols = list(self.settings.symbols)
         if not symbols:
             try:
@@ -386,6 +580,10 @@ class InferenceService:
                 symbols = [str(s) for s in status.get("symbols", [])]
             except (CommandError, AttributeError) as exc:
                 event(log, "marketdata_status_failed", logging.WARNING, error=str(exc)[:300])
+        if self.sharding is not None:
+            self.sharding.symbols.update(symbols)
+            self.rebalance()
+            return
         for symbol in symbols:
             if symbol not in self.states or not (
                 self.states[symbol].warm or self.states[symbol].warming
@@ -394,138 +592,19 @@ class InferenceService:
         if self._warm_tasks:
             await asyncio.gather(*list(self._warm_tasks), return_exceptions=True)
 
-    # ------------------------------------------------------------------ models
-    def _relative_target(self, target: str) -> str:
-        path = Path(target)
-        if path.is_absolute():
-            root = self.root.resolve()
-            resolved = path.resolve()
-            if root not in resolved.parents:
-                raise ArtifactError(f"{target} is outside the model root {root}")
-            return str(resolved.relative_to(root))
-        return target
-
-    def _publish_status(self, requested: str, accepted: bool, reason: str) -> None:
-        self.bus.publisher.publish(
-            ModelStatus(
-                instance=self.instance,
-                serving_version=self.model.version,
-                requested_version=requested,
-                accepted=accepted,
-                reason=reason,
-                ts_event=time.time_ns(),
-            )
-        )
-
-    def swap(
-        self, target: str, expected_sha256: str = "", requested_by: str = ""
-    ) -> dict[str, Any]:
-        """Load ``target`` (a version path under the root) beside the serving model; swap only if
-        it passes every check. Never raises for a bad artifact: the reply says why."""
-        try:
-            folder = resolve_artifact(self.root, self._relative_target(target))
-            candidate = load_artifact(
-                folder, self.pipeline, expected_sha256=expected_sha256 or None
-            )
-        except ArtifactError as exc:
-            return self._reject(target, str(exc), requested_by)
-        except Exception as exc:  # anything unexpected in a candidate must not stop serving
-            return self._reject(target, f"{type(exc).__name__}: {exc}", requested_by)
-        old = self.model
-        self.previous, self.model = old, candidate
-        self.counters.models_accepted += 1
-        event(
-            log,
-            "model_swapped",
-            old=old.version,
-            new=candidate.version,
-            by=requested_by,
-            path=str(candidate.path),
-        )
-        self._publish_status(candidate.version, True, f"swapped from {old.version}")
-        return {"accepted": True, "serving": candidate.version, "previous": old.version}
-
-    def _reject(self, target: str, reason: str, requested_by: str) -> dict[str, Any]:
-        self.counters.models_rejected += 1
-        self.last_rejection = reason
-        event(
-            log,
-            "model_rejected",
-            logging.WARNING,
-            requested=target,
-            reason=reason,
-            serving=self.model.version,
-            by=requested_by,
-        )
-        self._publish_status(target, False, reason)
-        return {"accepted": False, "serving": self.model.version, "reason": reason}
-
-    def rollback(self, requested_by: str = "") -> dict[str, Any]:
-        """Serve the previous model again (the one replaced by the last swap)."""
-        if self.previous is None:
-            reason = "no previous model to roll back to"
-            self._publish_status("", False, reason)
-            return {"accepted": False, "serving": self.model.version, "reason": reason}
-        self.model, self.previous = self.previous, self.model
-        self.counters.models_accepted += 1
-        event(
-            log,
-            "model_rolled_back",
-            serving=self.model.version,
-            replaced=self.previous.version,
-            by=requested_by,
-        )
-        self._publish_status(self.model.version, True, f"rolled back from {self.previous.version}")
-        return {"accepted": True, "serving": self.model.version, "previous": self.previous.version}
-
-    def _verify_update(self, msg: ModelUpdated) -> None:
-        """HMAC check of a ``model.updated``; freshness is judged on ``ts_event``."""
-        self._verifier.verify(msg, msg.ts_event)
-
-    def on_model_updated(self, msg: ModelUpdated) -> dict[str, Any] | None:
-        try:
-            self._verify_update(msg)
-        except AuthError as exc:
-            self.counters.updates_refused += 1
-            event(
-                log,
-                "model_update_refused",
-                logging.WARNING,
-                version=msg.version,
-                producer=msg.producer,
-                reason=str(exc),
-            )
-            self._publish_status(msg.version, False, f"unauthorised model.updated: {exc}")
-            return None
-        if msg.action == "rollback" and not msg.path and not msg.version:
-            return self.rollback(requested_by=msg.producer)
-        return self.swap(msg.path or msg.version, msg.onnx_sha256, requested_by=msg.producer)
-
     # ------------------------------------------------------------------ commands
-    async def cmd_push_model(self, args: dict[str, Any]) -> dict[str, Any]:
-        target = str(args.get("path") or args.get("version") or "")
-        if not target:
-            raise ValueError("push_model needs 'version' (or 'path') under the model root")
-        result = self.swap(target, str(args.get("sha256", "")), requested_by="command")
-        if not result["accepted"]:
-            raise ArtifactError(f"refused {target}: {result['reason']}")
-        return result
-
-    async def cmd_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
-        version = str(args.get("version") or "")
-        result = self.swap(version, requested_by="command") if version else self.rollback("command")
-        if not result["accepted"]:
-            raise ArtifactError(result["reason"])
-        return result
-
     async def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.status_detail()
 
     def status_detail(self) -> dict[str, Any]:
         stats = getattr(self, "_subscriber_stats", None)
         c = self.counters
+        sharding = self.sharding.describe(time.monotonic()) if self.sharding is not None else {}
         return {
             "ready": True,
+            **sharding,  # replica, joining, serves, peers, handovers: read by the peers
+            "shadow_model": self.shadow.describe() if self.shadow is not None else None,
+            "epoch_changes": c.epoch_changes,
             "instance": self.instance,
             "model": self.model.describe(),
             "previous_model": self.previous.version if self.previous else None,
@@ -538,6 +617,8 @@ class InferenceService:
                     "signals": s.signals,
                     "position": s.position,
                     "atr": s.features.atr,
+                    "epoch": s.epoch,
+                    "seq_gaps": s.gaps,
                 }
                 for s in self.states.values()
             },
@@ -574,6 +655,8 @@ class InferenceService:
         )
 
     def close(self) -> None:
+        if self.sharding is not None:  # peers take over this replica's share at once
+            self.publish_heartbeat(leaving=True)
         for task in list(self._warm_tasks):
             task.cancel()
         self._snapshot_client.close()

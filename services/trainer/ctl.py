@@ -4,6 +4,9 @@
     python -m trainer.ctl list_models
     python -m trainer.ctl push_model version=model_20260101120000 [force=true]
     python -m trainer.ctl rollback
+    python -m trainer.ctl shadow version=model_20260101120000   (a candidate beside the live one)
+    python -m trainer.ctl promote_shadow [force=true]            (it becomes live; rollback works)
+    python -m trainer.ctl drop_shadow
     python -m trainer.ctl train profile=quick
     python -m trainer.ctl tune profile=quick pipeline=true
 

@@ -13,6 +13,8 @@ Commands (signed, on ``TRAINER_CMD_ENDPOINT``; ``python -m trainer.ctl <command>
   rejected needs ``force`` (logged).
 * ``rollback``: re-announce the version pushed before the current one (or the baseline).
 * ``cancel``: stop the running job.
+* ``shadow {version | path}``, ``promote_shadow {force?}``, ``drop_shadow``: a candidate beside
+  the live model on every inference replica (``trainer.shadow``).
 
 Jobs are child processes (one at a time: a training run uses both cores), watched from the asyncio
 loop; their JSON log lines are forwarded to this service's stdout.
@@ -34,6 +36,7 @@ from shared.bus import heartbeat_loop
 from shared.logs import event
 from shared.runtime import BusConnection
 from trainer import registry
+from trainer import shadow as shadow_verbs
 from trainer.config import TrainerSettings
 
 log = logging.getLogger("trainer")
@@ -82,6 +85,8 @@ class TrainerService:
     # ------------------------------------------------------------------ wiring
     def register(self, server: Any) -> None:
         for name in ("train", "tune", "status", "list_models", "push_model", "rollback", "cancel"):
+            server.register(name, getattr(self, f"cmd_{name}"))
+        for name in ("shadow", "promote_shadow", "drop_shadow"):
             server.register(name, getattr(self, f"cmd_{name}"))
 
     async def heartbeats(self) -> None:
@@ -238,6 +243,51 @@ class TrainerService:
         event(log, "model_rolled_back", **result)
         return result
 
+    async def cmd_shadow(self, args: dict[str, Any]) -> dict[str, Any]:
+        version = str(args.get("version") or "")
+        source_root = self.output_dir / "best_models"
+        path = Path(str(args.get("path") or ""))
+        if args.get("path") and path.is_dir():  # an export outside our output dir (same host)
+            source_root, version = path.parent, path.name
+        if not version:
+            raise ValueError("shadow needs 'version' (a folder under best_models/) or 'path'")
+        try:
+            result = shadow_verbs.load_shadow(
+                version,
+                source_root=source_root,
+                model_dir=self.model_dir,
+                key=self.bus.key,
+                publish=self._publish,
+            )
+        except registry.PushError as exc:
+            event(log, "shadow_refused", logging.WARNING, version=version, reason=str(exc))
+            raise
+        event(log, "shadow_loaded", **result)
+        return result
+
+    async def cmd_promote_shadow(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = shadow_verbs.promote_shadow(
+                model_dir=self.model_dir,
+                key=self.bus.key,
+                publish=self._publish,
+                force=bool(args.get("force", False)),
+                log=self._log,
+            )
+        except registry.PushError as exc:
+            event(log, "promote_shadow_refused", logging.WARNING, reason=str(exc))
+            raise
+        self.pushes += 1
+        event(log, "shadow_promoted", **result)
+        return result
+
+    async def cmd_drop_shadow(self, args: dict[str, Any]) -> dict[str, Any]:
+        result = shadow_verbs.drop_shadow(
+            model_dir=self.model_dir, key=self.bus.key, publish=self._publish
+        )
+        event(log, "shadow_dropped", **result)
+        return result
+
     async def cmd_list_models(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return registry.list_models(self.output_dir / "best_models", self.model_dir)
 
@@ -252,6 +302,7 @@ class TrainerService:
             "job": self.job.describe() if self.job is not None else None,
             "finished_jobs": [j.describe() | {"tail": []} for j in self.history],
             "current_model": registry.current_version(self.model_dir),
+            "shadow_model": shadow_verbs.shadow_status(self.model_dir),
             "model_dir": str(self.model_dir),
             "output_dir": str(self.output_dir),
             "pushes": self.pushes,

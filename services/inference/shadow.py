@@ -1,0 +1,103 @@
+"""Shadow mode: a candidate model decides beside the live one on the same bars, and only talks.
+
+The candidate is a second ``LoadedModel`` (its own onnxruntime session) loaded with the same
+checks as a push (``shared.manifest.load_artifact``: manifest, sha256, feature fingerprint,
+observation size). Each bar's feature row, computed once for the live model, is normalised with
+the candidate's own normaliser and paired with the candidate's own previous target (as if it were
+live), and the would-be target is published as ``ShadowTarget`` on ``shadow.<SYM>``: a different
+type and topic prefix from ``signal.``, so execution (subscribed to ``signal.`` and reading
+``TargetPosition`` only) can never trade it. The monitor records it.
+
+A shadow loaded mid-stream starts every symbol flat (position 0), like a model that just started.
+
+The shadow is announced by the trainer (``shadow`` / ``promote_shadow`` / ``drop_shadow`` verbs)
+with a signed ``model.updated`` (action ``shadow`` / ``drop_shadow``) so every replica loads or
+drops it, and recorded in ``<model root>/shadow.json`` so a restarted or newly scaled replica
+loads it at start. Promotion is a plain push of the shadow's version through the existing
+hot-swap path (the old live model is kept for rollback); the replica then drops its shadow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.logs import event
+from shared.manifest import LoadedModel
+from shared.messages import Bar, ShadowTarget
+from shared.observation import build_observation
+
+log = logging.getLogger("inference")
+
+# Written by the trainer's ``shadow`` verb (trainer/shadow.py), next to pushes.json.
+SHADOW_FILE = "shadow.json"
+
+
+def read_shadow_record(model_root: Path) -> dict[str, Any] | None:
+    """``{"version": ..., "sha256": ...}`` of the recorded shadow, None if there is none (or the
+    file is unreadable: a broken record must not stop inference from starting)."""
+    try:
+        record = json.loads((model_root / SHADOW_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not record.get("version"):
+        return None
+    return record
+
+
+@dataclass
+class ShadowSlot:
+    model: LoadedModel
+    positions: dict[str, float] = field(default_factory=dict)
+    published: int = 0
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def observation(self, symbol: str, row: np.ndarray) -> np.ndarray:
+        return build_observation(
+            self.model.normaliser.transform(row), self.positions.get(symbol, 0.0)
+        )
+
+    def decide(self, symbol: str, row: np.ndarray) -> float:
+        target = self.model.decide(self.observation(symbol, row))
+        self.positions[symbol] = target
+        return target
+
+    def decide_batch(self, symbols: list[str], rows: list[np.ndarray]) -> list[float]:
+        """One ONNX call for the bars of distinct symbols (as the live batch)."""
+        obs = np.stack([self.observation(s, r) for s, r in zip(symbols, rows, strict=True)])
+        targets: list[float] = self.model.decide_batch(obs).tolist()
+        for symbol, target in zip(symbols, targets, strict=True):
+            self.positions[symbol] = target
+        return targets
+
+    def message(self, bar: Bar, target: float, strategy: str) -> ShadowTarget:
+        self.published += 1
+        return ShadowTarget(
+            symbol=bar.symbol,
+            target_position=target,
+            model_version=self.model.version,
+            bar_seq=bar.seq,
+            bar_close_ts=bar.ts_event,
+            bar_close=bar.close,
+            strategy=strategy,
+            ts_event=bar.ts_event,
+        )
+
+    def forget(self, symbol: str) -> None:
+        """A symbol handed to another replica (or re-warmed): its shadow position starts over."""
+        self.positions.pop(symbol, None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"version": self.model.version, "published": self.published}
+
+
+def log_shadow(name: str, **fields: Any) -> None:
+    event(log, name, **fields)

@@ -1,0 +1,174 @@
+"""Deterministic sharding of symbols over inference replicas (``INFERENCE_SHARD_MODE=rendezvous``).
+
+Membership. Every replica publishes ``hb.inference`` with ``detail.replica`` (its id: the suffix
+of its bus producer id, ``inference@<host:pid:rand>`` -> ``<host:pid:rand>``; the CURVE identity
+stays ``inference`` for all of them), ``detail.serves`` (the symbols it decides right now),
+``detail.joining`` (still in its join grace) and, when it stops cleanly, ``detail.leaving``. A
+replica counts a peer as live from its first heartbeat until ``peer_timeout_s`` (default three
+heartbeat intervals) without one, or until the peer says it is leaving. Peers that are joining
+are not counted in the assignment (they own nothing yet).
+
+Assignment. The desired owner of a symbol is the live, non-joining replica with the highest
+rendezvous score ``blake2b(symbol NUL replica)``: every replica with the same view computes the
+same owner, and a replica joining or dying changes the owner only of the symbols whose top score
+it holds (its share); every other symbol stays where it is.
+
+Hand-over rule (what makes "served exactly once" hold):
+
+1. Join grace: a new replica serves nothing for ``join_grace_s`` (default two heartbeat
+   intervals) after its start; by then it has heard every live peer's heartbeat.
+2. Release: a replica that is no longer a symbol's desired owner stops deciding it at once (the
+   bar being handled is its last) and publishes a heartbeat without it immediately.
+3. Acquire: a replica starts deciding a symbol it desires only when no live peer lists the
+   symbol in ``serves`` (the previous owner announced the release, or its heartbeat expired).
+   All bars, heartbeats and signals reach a replica through the same forwarder on one SUB
+   socket, in the order the forwarder received them, so a replica that sees the release has
+   already seen every signal the previous owner published for that symbol.
+4. Catch-up: on acquiring, the replica re-warms the symbol from marketdata's snapshot (the
+   feature window and the policy's position replayed, nothing published) except the bars that
+   closed after the last signal seen for that symbol on the bus (from any replica): those are
+   decided AND published, in order. So a bar that arrived between a release (or a death) and
+   the acquisition still gets exactly one signal, late by at most the hand-over time, and a bar
+   already signalled is never signalled again. With no signal ever seen for the symbol (a first
+   start), nothing from the snapshot is published.
+5. Conflict (a safety net for views that disagreed): when a live peer lists a symbol this
+   replica serves and the peer's score is higher, this replica releases it.
+
+Hand-over time: a clean release or a clean stop (``leaving``) is handed over within one
+heartbeat's trip; a replica killed without a word is handed over after ``peer_timeout_s``, which
+must stay below the bar interval (1 s heartbeats, 3 s timeout, bars of a minute or more) for "no
+symbol unserved for more than one bar interval" to hold; the catch-up above then signals what
+closed in between.
+
+This module is pure bookkeeping (no sockets, no clock of its own: ``now`` is passed in), so it
+is unit-tested directly; ``InferenceService`` wires it to the bus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def replica_id(producer: str) -> str:
+    """The replica id is the producer id's suffix after ``@`` (unique per process start)."""
+    return producer.split("@", 1)[1] if "@" in producer else producer
+
+
+def score(symbol: str, replica: str) -> int:
+    """Rendezvous weight of ``replica`` for ``symbol`` (stable across processes and hosts)."""
+    digest = hashlib.blake2b(f"{symbol}\0{replica}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner(symbol: str, replicas: set[str] | frozenset[str]) -> str | None:
+    """The replica with the highest score for ``symbol`` (ties broken by id); None if none."""
+    if not replicas:
+        return None
+    return max(replicas, key=lambda r: (score(symbol, r), r))
+
+
+@dataclass
+class Peer:
+    replica: str
+    last_seen: float
+    serves: frozenset[str] = frozenset()
+    joining: bool = False
+
+
+@dataclass
+class Changes:
+    acquired: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.acquired or self.released)
+
+
+@dataclass
+class Sharding:
+    """One replica's view of the membership and of which symbols it serves."""
+
+    me: str
+    started: float
+    join_grace_s: float
+    peer_timeout_s: float
+    peers: dict[str, Peer] = field(default_factory=dict)
+    symbols: set[str] = field(default_factory=set)  # every symbol heard of (bars, status, peers)
+    serves: set[str] = field(default_factory=set)
+    last_signal_ts: dict[str, int] = field(default_factory=dict)  # symbol -> close ts, any replica
+    handovers: int = 0  # symbols acquired after the join grace from a peer (or a dead peer)
+
+    def joining(self, now: float) -> bool:
+        return now - self.started < self.join_grace_s
+
+    def live_peers(self, now: float) -> dict[str, Peer]:
+        return {r: p for r, p in self.peers.items() if now - p.last_seen <= self.peer_timeout_s}
+
+    def members(self, now: float) -> set[str]:
+        """Replicas the assignment is computed over: live, past their join grace."""
+        members = {r for r, p in self.live_peers(now).items() if not p.joining}
+        if not self.joining(now):
+            members.add(self.me)
+        return members
+
+    def on_heartbeat(self, producer: str, detail: dict[str, Any], now: float) -> bool:
+        """Record a peer's heartbeat; True when the membership or a peer's set changed."""
+        replica = replica_id(producer)
+        if replica == self.me:
+            return False
+        if detail.get("leaving"):
+            return self.peers.pop(replica, None) is not None
+        serves = frozenset(str(s) for s in detail.get("serves") or ())
+        joining = bool(detail.get("joining"))
+        old = self.peers.get(replica)
+        self.peers[replica] = Peer(replica, now, serves, joining)
+        self.symbols |= serves
+        return old is None or old.serves != serves or old.joining != joining
+
+    def expire(self, now: float) -> bool:
+        """Forget peers silent for longer than the timeout; True if any was forgotten."""
+        dead = [r for r, p in self.peers.items() if now - p.last_seen > self.peer_timeout_s]
+        for replica in dead:
+            del self.peers[replica]
+        return bool(dead)
+
+    def note_signal(self, symbol: str, close_ts: int) -> None:
+        if close_ts > self.last_signal_ts.get(symbol, -1):
+            self.last_signal_ts[symbol] = close_ts
+
+    def reconcile(self, now: float) -> Changes:
+        """Apply rules 2, 3 and 5 of the module doc over every known symbol."""
+        changes = Changes()
+        if self.joining(now):
+            return changes
+        members = self.members(now)
+        live = self.live_peers(now)
+        claimed: dict[str, list[str]] = {}
+        for peer in live.values():
+            for symbol in peer.serves:
+                claimed.setdefault(symbol, []).append(peer.replica)
+        for symbol in sorted(self.symbols):
+            mine = owner(symbol, members) == self.me
+            others = claimed.get(symbol, [])
+            if symbol in self.serves:
+                outranked = any(score(symbol, r) > score(symbol, self.me) for r in others)
+                if not mine or outranked:
+                    self.serves.discard(symbol)
+                    changes.released.append(symbol)
+            elif mine and not others:
+                self.serves.add(symbol)
+                changes.acquired.append(symbol)
+                if symbol in self.last_signal_ts:
+                    self.handovers += 1
+        return changes
+
+    def describe(self, now: float) -> dict[str, Any]:
+        return {
+            "replica": self.me,
+            "joining": self.joining(now),
+            "serves": sorted(self.serves),
+            "peers": {r: sorted(p.serves) for r, p in sorted(self.live_peers(now).items())},
+            "handovers": self.handovers,
+        }

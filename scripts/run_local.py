@@ -18,7 +18,8 @@ simulator's executions and account (``var/ibsim``) and the bus secret (``var/sec
 second `make run` resumes from it; ``make reset`` clears it (keeping the secret, models and
 results).
 
-``RUN_SKIP=trainer,monitor`` leaves services out.
+``RUN_SKIP=trainer,monitor`` leaves services out. ``IB_HOST``/``IB_PORT`` (a real TWS / IB
+Gateway) leave the simulator out too, unless ``IBSIM_PORT`` is set as well.
 """
 
 from __future__ import annotations
@@ -194,13 +195,24 @@ class Supervisor:
         return killed
 
 
+def services_to_skip(env: Mapping[str, str]) -> set[str]:
+    """``RUN_SKIP``, plus the simulator when ``IB_HOST``/``IB_PORT`` point at a real gateway:
+    switching to TWS / IB Gateway is those two variables and nothing else (a simulator on the
+    gateway's port would only collide with it). Setting ``IBSIM_PORT`` too keeps the simulator
+    (``make paper-trading`` does, when it runs on one)."""
+    skip = set(filter(None, env.get("RUN_SKIP", "").split(",")))
+    if ("IB_HOST" in env or "IB_PORT" in env) and "IBSIM_PORT" not in env:
+        skip.add("ibsim")
+    return skip
+
+
 def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name, value in STATE_DEFAULTS.items():
         env.setdefault(name, value)
     if "MARKETDATA_SYMBOLS" in env:  # the simulator plays what marketdata asks for
         env.setdefault("IBSIM_REPLAY_SYMBOLS", env["MARKETDATA_SYMBOLS"])
-    skip = set(filter(None, env.get("RUN_SKIP", "").split(",")))
+    skip = services_to_skip(env)
     timeout_s = float(env.get("RUN_STOP_TIMEOUT_S", STOP_TIMEOUT_S))
     commands = [(n, [sys.executable, "-m", m]) for n, m in SERVICES if n not in skip]
     supervisor = Supervisor(commands, env=env, colour=sys.stdout.isatty())

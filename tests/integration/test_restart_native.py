@@ -150,6 +150,7 @@ def test_make_run_stops_on_ctrl_c_within_its_deadline_and_a_rerun_resumes(
     env = {
         **_marketdata_env(bus_env, tmp_path / "md", MARKETDATA_REPLAY_END="2023-09-15"),
         "RUN_SKIP": "ibsim,monitor,execution,inference,trainer",
+        "MARKETDATA_SOURCE": "replay",  # make run's default is ib; this is about the replay cursor
     }
     argv = [sys.executable, str(REPO / "scripts" / "run_local.py")]
     first = Process(argv, env)

@@ -18,7 +18,7 @@ from marketdata.replay import SymbolSeries
 
 from shared.features import FeaturePipeline
 from shared.manifest import MODEL_FILE, load_artifact
-from shared.messages import Bar, Message, TargetPosition
+from shared.messages import Bar, Message, ShadowTarget, TargetPosition
 from shared.observation import build_observation, observation_names
 from shared.runtime import BusConnection, connect_bus
 from tests.conftest import free_port
@@ -73,11 +73,14 @@ async def served(
     all_series: dict[str, SymbolSeries],
     version: str,
     batches: list[list[Bar]] | None,
+    shadow: str | None = None,
 ) -> tuple[InferenceService, list[Message]]:
     """A service warmed on each symbol's snapshot, then fed the live bars either in receive
     batches (``handle_batch``) or, when ``batches`` is None, bar by bar (``on_bar``)."""
     settings = InferenceSettings(model_dir=str(model_root), model_version=version)
     service = InferenceService(settings, bus)
+    if shadow is not None:
+        assert service.load_shadow(shadow)["accepted"]
     published: list[Message] = []
 
     def publish(message: Message) -> Message:
@@ -209,3 +212,30 @@ async def test_fixed_batch_model_falls_back_to_one_call_per_row(
     )
     assert [r[:4] for r in signal_rows(batched_out)] == [r[:4] for r in signal_rows(single_out)]
     assert batched.handler_errors == 0
+
+
+def shadow_rows(published: list[Message]) -> list[tuple[Any, ...]]:
+    return [
+        (m.symbol, m.bar_seq, m.bar_close_ts, m.target_position, m.model_version)
+        for m in published
+        if isinstance(m, ShadowTarget)
+    ]
+
+
+async def test_batched_shadow_equals_bar_by_bar_and_the_shadow_served_live(
+    model_root, bus, all_series
+) -> None:
+    """With a shadow loaded, batching changes nothing: the live signals are those without a
+    shadow, and the shadow's targets (batched or not) are what it decides when served live."""
+    _, plain_out = await served(model_root, bus, all_series, "baseline", None)
+    _, single_out = await served(model_root, bus, all_series, "baseline", None, "v-flip")
+    batched, batched_out = await served(
+        model_root, bus, all_series, "baseline", by_close_time(all_series), "v-flip"
+    )
+    _, flip_live_out = await served(model_root, bus, all_series, "v-flip", None)
+    assert signal_rows(single_out) == signal_rows(batched_out) == signal_rows(plain_out)
+    want = [(*row[:4], "v-flip") for row in signal_rows(flip_live_out)]
+    assert shadow_rows(single_out) == shadow_rows(batched_out) == want
+    assert len(want) == LIVE * len(SYMBOLS)
+    assert batched.counters.shadow_signals == LIVE * len(SYMBOLS)
+    assert batched.counters.shadow_errors == 0

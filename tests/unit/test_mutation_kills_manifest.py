@@ -1,0 +1,132 @@
+"""Kill mutants of inference's decision core, ``shared.manifest.LoadedModel`` (issue 17).
+
+Real ONNX graphs (``obs @ W + b``) whose outputs are chosen in the test, so the expected target
+of every observation is known without running the model: ties, non-finite outputs, the clip of
+a continuous action, batches and a graph with a fixed batch dimension, and a policy that reads
+only its position input.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.features import FeaturePipeline
+from shared.manifest import ActionSpace, load_artifact
+from shared.observation import observation_names
+from tests.model_artifacts import linear_onnx, make_artifact, position_flipping_onnx
+
+pytestmark = pytest.mark.unit
+
+SIZE = len(observation_names(FeaturePipeline()))
+
+
+def position_logits(out_of_position: list[float], bias: list[float]) -> bytes:
+    """Logits = position x ``out_of_position`` + ``bias`` (every other input ignored)."""
+    weights = np.zeros((SIZE, len(bias)), dtype=np.float32)
+    weights[-1] = out_of_position
+    return linear_onnx(weights, np.asarray(bias, dtype=np.float32))
+
+
+def obs_with(position: float) -> np.ndarray:
+    obs = np.zeros(SIZE, dtype=np.float32)
+    obs[-1] = position
+    return obs
+
+
+def fixed_batch(onnx_bytes: bytes) -> bytes:
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    for value in (*model.graph.input, *model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_param")
+        dim.dim_value = 1
+    return bytes(model.SerializeToString())
+
+
+def test_a_tie_goes_to_the_first_action_like_argmax(tmp_path: Path) -> None:
+    # logits at position p: [p, 1, 1 - p]; p = 0: tie of actions 1 and 2 -> action 1 (flat);
+    # p = 1: tie of actions 0 and 1 -> action 0 (short); p = 0.5: all 0.5/1/0.5 -> flat
+    model = load_artifact(
+        make_artifact(tmp_path, "ties", onnx_bytes=position_logits([1, 0, -1], [0, 1, 1]))
+    )
+    assert model.decide(obs_with(0.0)) == 0.0
+    assert model.decide(obs_with(1.0)) == -1.0
+    assert model.decide(obs_with(2.0)) == -1.0  # logits 2, 1, -1
+    assert model.decide(obs_with(-1.0)) == 1.0  # logits -1, 1, 2
+    batch = np.stack([obs_with(p) for p in (0.0, 1.0, 2.0, -1.0)])
+    np.testing.assert_array_equal(model.decide_batch(batch), [0.0, -1.0, -1.0, 1.0])
+
+
+def test_non_finite_outputs_are_flat_and_counted(tmp_path: Path) -> None:
+    model = load_artifact(
+        make_artifact(tmp_path, "inf", onnx_bytes=position_logits([0, 0, 1], [0, 0, 0]))
+    )
+    assert model.nonfinite_outputs == 0
+    assert model.decide(obs_with(1.0)) == 1.0
+    assert model.decide(obs_with(math.inf)) == 0.0  # logit +inf: broken, never a position
+    assert model.nonfinite_outputs == 1
+    assert model.decide(obs_with(math.nan)) == 0.0
+    assert model.nonfinite_outputs == 2
+    batch = np.stack([obs_with(1.0), obs_with(math.inf), obs_with(-math.inf), obs_with(1.0)])
+    np.testing.assert_array_equal(model.decide_batch(batch), [1.0, 0.0, 0.0, 1.0])
+    assert model.nonfinite_outputs == 4  # one per broken row
+
+
+def test_continuous_actions_are_clipped_to_the_manifest_bounds(tmp_path: Path) -> None:
+    weights = np.zeros((SIZE, 1), dtype=np.float32)
+    weights[-1, 0] = 1.0  # action = position
+    folder = make_artifact(
+        tmp_path,
+        "cont",
+        onnx_bytes=linear_onnx(weights, np.zeros(1, dtype=np.float32), output_name="action"),
+        action_space=ActionSpace(kind="continuous", low=-0.25, high=0.75),
+        onnx_output="action",
+    )
+    model = load_artifact(folder)
+    assert [model.decide(obs_with(p)) for p in (-1.0, -0.25, 0.5, 0.75, 1.0)] == [
+        -0.25, -0.25, 0.5, 0.75, 0.75,
+    ]  # fmt: skip
+    batch = np.stack([obs_with(p) for p in (-1.0, 0.5, 1.0)])
+    np.testing.assert_array_equal(model.decide_batch(batch), [-0.25, 0.5, 0.75])
+    assert model.decide(obs_with(0.5).astype(np.float64)) == 0.5  # float64 in: same answer
+    assert model.decide(obs_with(math.nan)) == 0.0 and model.nonfinite_outputs == 1
+
+
+def test_the_policy_sees_the_position_it_is_given(tmp_path: Path) -> None:
+    model = load_artifact(make_artifact(tmp_path, "flip", onnx_bytes=position_flipping_onnx(SIZE)))
+    assert model.decide(obs_with(0.0)) == 1.0  # flat -> long
+    assert model.decide(obs_with(1.0)) == 0.0  # long -> flat
+    np.testing.assert_array_equal(
+        model.decide_batch(np.stack([obs_with(0.0), obs_with(1.0), obs_with(0.0)])),
+        [1.0, 0.0, 1.0],
+    )
+
+
+def test_outputs_and_batches_have_their_shapes(tmp_path: Path) -> None:
+    model = load_artifact(
+        make_artifact(tmp_path, "shape", onnx_bytes=position_logits([1, 2, 3], [0, 0, 0]))
+    )
+    one = model.outputs(obs_with(1.0).astype(np.float64))
+    assert one.shape == (1, 3) and one.dtype == np.float64
+    np.testing.assert_array_equal(one, [[1.0, 2.0, 3.0]])
+    many = model.outputs(np.stack([obs_with(1.0), obs_with(2.0)]))
+    np.testing.assert_array_equal(many, [[1.0, 2.0, 3.0], [2.0, 4.0, 6.0]])
+    empty = model.decide_batch(np.zeros((0, SIZE)))
+    assert empty.shape == (0,) and empty.dtype == np.float64
+    with pytest.raises(ValueError, match=r"expected a batch of observations \(n, size\)"):
+        model.decide_batch(obs_with(1.0))
+    single = model.decide_batch(obs_with(-1.0)[None, :])
+    assert single.dtype == np.float64 and single.tolist() == [-1.0]
+
+
+def test_a_fixed_batch_graph_decides_row_by_row(tmp_path: Path) -> None:
+    onnx_bytes = fixed_batch(position_logits([1, 0, -1], [0, 0.5, 0]))
+    model = load_artifact(make_artifact(tmp_path, "fixed", onnx_bytes=onnx_bytes))
+    assert not model.batchable
+    batch = np.stack([obs_with(p) for p in (1.0, 0.0, -1.0)])
+    np.testing.assert_array_equal(model.decide_batch(batch), [-1.0, 0.0, 1.0])

@@ -149,3 +149,14 @@ promote-shadow: install ## the shadow model becomes live (old one kept for rollb
 
 drop-shadow: install ## stop running the shadow model
 	@$(PY) -m trainer.ctl drop_shadow || { echo "drop failed: is the stack running (make run)?"; exit 1; }
+
+# ---------------------------------------------------------------- Ray cluster profile (issue 16)
+.PHONY: cluster-up cluster-down
+cluster-up: docker-engine docker-wheels ## Ray head + 2 workers (compose profile `cluster`); RAY_DASHBOARD=1: dashboard on 127.0.0.1:8265
+	$(DOCKER_ENV) $(COMPOSE) build trainer
+	RAY_DASHBOARD=$(if $(RAY_DASHBOARD),true,false) $(COMPOSE) -f compose.yaml \
+		$(if $(RAY_DASHBOARD),-f docker/ray-dashboard.yaml,) --profile cluster up -d --wait ray-head ray-worker
+	@echo "train on it: RAY_ADDRESS=ray://ray-head:10001 RAY_AUTH_MODE=disabled for the trainer (README: Ray cluster)"
+
+cluster-down: ## stop the Ray cluster profile (the rest of the stack keeps running)
+	$(COMPOSE) --profile cluster rm -sf ray-head ray-worker

@@ -44,6 +44,11 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
             "inference_rss_mb",
         ],
     ),
+    (
+        "bench.bench_sharding",
+        "bench_sharding",
+        [f"sharding_{n}_{kind}" for n in (1, 2, 3) for kind in ("burst", "throughput")],
+    ),
     ("bench.bench_execution", "bench_execution", ["signal_to_order_ack"]),
     (
         "bench.bench_live_data",

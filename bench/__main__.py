@@ -61,6 +61,11 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
         ["env_step", "eval_2500_daily", "eval_175k_intraday"],
     ),
     ("bench.bench_rllib", "bench_rllib_rows", ["rllib_steps_per_s"]),
+    (
+        "bench.bench_policies",
+        "bench_policies",
+        ["onnx_call_lstm", "onnx_call_attention", "onnx_call_ensemble"],
+    ),
 ]
 
 

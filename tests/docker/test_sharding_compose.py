@@ -66,10 +66,10 @@ def stack() -> Iterator[Stack]:
     s = Stack(f"rltrader-shard-{uuid.uuid4().hex[:8]}", env)
     try:
         s.compose("build", "keygen", timeout=1800)  # the one light image every service runs
-        s.compose(
-            "up", "-d", "--wait", "--wait-timeout", str(STARTUP_LIMIT_S),
-            "--scale", "inference=2", *SERVICES, timeout=STARTUP_LIMIT_S + 60,
-        )  # fmt: skip
+        # no --wait: the simulator's own healthcheck is not what this test is about; the
+        # replicas are healthy only once marketdata (hence ibsim) is
+        s.compose("up", "-d", "--scale", "inference=2", *SERVICES, timeout=STARTUP_LIMIT_S)
+        s.wait_healthy("inference", STARTUP_LIMIT_S, count=2)
         yield s
     except BaseException:
         print(s.logs())

@@ -42,15 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from inference.config import InferenceSettings
+from inference.membership import ShardMembership
 from inference.models import ModelControl
 from inference.shadow import ShadowSlot
 from inference.sharding import Sharding, replica_id
+from inference.warmup import WarmUp
 from shared.auth import Verifier
-from shared.bus import CommandError, heartbeat_loop
+from shared.bus import heartbeat_loop
 from shared.features import FeaturePipeline, OnlineFeatures
 from shared.logs import event
 from shared.manifest import (
@@ -139,7 +140,7 @@ class Counters:
     seq_gaps: int = 0
 
 
-class InferenceService(ModelControl):
+class InferenceService(ModelControl, ShardMembership, WarmUp):
     def __init__(
         self,
         settings: InferenceSettings,
@@ -449,156 +450,6 @@ class InferenceService(ModelControl):
         except Exception:
             topic = type(message).__name__
         log.error("handler_failed", exc_info=True, extra={"fields": {"topic": topic}})
-
-    # ------------------------------------------------------------------ sharding
-    def on_peer_heartbeat(self, hb: Heartbeat) -> None:
-        sharding = self.sharding
-        now = time.monotonic()
-        if (
-            sharding is not None
-            and hb.service == "inference"
-            and sharding.on_heartbeat(hb.producer, hb.detail, now)
-        ):
-            self.rebalance()
-
-    def rebalance(self) -> None:
-        """Apply the hand-over rule (``inference.sharding``) and announce any change at once."""
-        sharding = self.sharding
-        if sharding is None:
-            return
-        changes = sharding.reconcile(time.monotonic())
-        for symbol in changes.released:
-            self._flush_symbol(symbol)
-            self.states.pop(symbol, None)
-            if self.shadow is not None:
-                self.shadow.forget(symbol)
-            event(log, "symbol_released", symbol=symbol)
-        for symbol in changes.acquired:
-            cutoff = sharding.last_signal_ts.get(symbol)
-            event(log, "symbol_acquired", symbol=symbol, catch_up_after=cutoff)
-            self._reset_symbol(symbol, cutoff)
-        if changes:
-            self.publish_heartbeat()
-
-    async def membership(self) -> None:
-        """Expire silent peers and end the join grace; hand-overs follow at once."""
-        sharding = self.sharding
-        if sharding is None:
-            return
-        tick = min(0.1, self.bus.settings.heartbeat_interval_s / 4)
-        was_joining = True
-        while True:
-            now = time.monotonic()
-            expired = sharding.expire(now)
-            joining = sharding.joining(now)
-            if expired or (was_joining and not joining):
-                self.rebalance()
-                self.publish_heartbeat()
-            was_joining = joining
-            await asyncio.sleep(tick)
-
-    def publish_heartbeat(self, leaving: bool = False) -> None:
-        detail = self.status_detail()
-        if leaving:
-            detail = {**detail, "leaving": True, "serves": []}
-        self.bus.publisher.publish(
-            Heartbeat(service="inference", ready=True, detail=detail, ts_event=time.time_ns())
-        )
-
-    # ------------------------------------------------------------------ warm-up
-    def _start_warm(self, symbol: str, publish_after: int | None = None) -> None:
-        state = self._state(symbol)
-        state.warming = True
-        task = asyncio.get_running_loop().create_task(self.warm(symbol, publish_after, state))
-        self._warm_tasks.add(task)
-        task.add_done_callback(self._warm_tasks.discard)
-
-    async def warm(
-        self, symbol: str, publish_after: int | None = None, state: SymbolState | None = None
-    ) -> int:
-        """Apply marketdata's snapshot of ``symbol`` then the buffered live bars; returns the
-        number of snapshot bars applied. Snapshot bars closed after ``publish_after`` (a
-        hand-over's or an epoch change's catch-up) are signalled, the others only replayed."""
-        state = state if state is not None else self._state(symbol)
-        state.warming = True
-        applied = 0
-        bars: list[Bar] = []
-        for attempt in range(1, self.settings.snapshot_attempts + 1):
-            try:
-                reply = await self._snapshot_client.request(
-                    "snapshot",
-                    {"symbol": symbol, "n": self.settings.snapshot_bars},
-                    timeout_s=self.settings.snapshot_timeout_s,
-                )
-                bars = [msgspec.convert(b, Bar) for b in reply.get("bars", [])]
-                break
-            except (CommandError, msgspec.ValidationError, AttributeError, TypeError) as exc:
-                self.counters.snapshot_failures += 1
-                event(
-                    log,
-                    "snapshot_failed",
-                    logging.WARNING,
-                    symbol=symbol,
-                    attempt=attempt,
-                    error=str(exc)[:300],
-                )
-                if attempt < self.settings.snapshot_attempts:
-                    await asyncio.sleep(min(2.0, 0.2 * attempt))
-        if self.states.get(symbol) is not state:  # released or reset meanwhile: not ours now
-            return 0
-        caught_up = 0
-        for bar in sorted(bars, key=lambda b: b.ts_event):
-            if bar.symbol == symbol and bar.ts_event > state.last_ts:
-                if publish_after is not None and bar.ts_event > publish_after:
-                    caught_up += self._decide_and_publish(state, bar) is not None
-                else:
-                    self._apply(state, bar)
-                applied += 1
-        self.counters.snapshot_bars += applied
-        self.counters.caught_up_bars += caught_up
-        pending, state.pending = state.pending, []
-        state.warm = True
-        state.warming = False
-        for bar in sorted(pending, key=lambda b: b.ts_event):
-            if bar.ts_event > state.last_ts:
-                self._decide_and_publish(state, bar)
-            else:
-                self.counters.stale_bars += 1
-        event(
-            log,
-            "symbol_warm",
-            symbol=symbol,
-            snapshot_bars=applied,
-            caught_up=caught_up,
-            buffered=len(pending),
-            ready=state.features.ready,
-            position=state.position,
-        )
-        return applied
-
-    async def warm_known_symbols(self) -> None:
-        """At start: warm the configured symbols, or the ones marketdata announces (sharded:
-        only learn them; the replica takes its share when its join grace ends)."""
-        symbols = list(self.settings.symbols)
-        if not symbols:
-            try:
-                status = await self._snapshot_client.request(
-                    "status", {}, timeout_s=self.settings.snapshot_timeout_s
-                )
-                symbols = [str(s) for s in status.get("symbols", [])]
-            except (CommandError, AttributeError) as exc:
-                event(log, "marketdata_status_failed", logging.WARNING, error=str(exc)[:300])
-        if self.sharding is not None:
-            self.sharding.symbols.update(symbols)
-            self.rebalance()
-            return
-        for symbol in symbols:
-            if symbol not in self.states or not (
-                self.states[symbol].warm or self.states[symbol].warming
-            ):
-                self._start_warm(symbol)
-        if self._warm_tasks:
-            await asyncio.gather(*list(self._warm_tasks), return_exceptions=True)
 
     # ------------------------------------------------------------------ commands
     async def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -126,3 +126,36 @@ def test_members_that_cannot_be_one_model_are_refused(members: list[Path], tmp_p
         build_ensemble([members[0], dqn], tmp_path / "out")
     with pytest.raises(EnsembleError, match="at least two"):
         build_ensemble([members[0]], tmp_path / "out")
+
+
+def test_continuous_members_average_their_targets(tmp_path: Path) -> None:
+    """Gaussian-mean members (continuous actions): the graph's output is the mean target."""
+    import gymnasium as gym
+    import torch
+
+    base = read_manifest(baseline_folder())
+    size = base.observation.size
+    cfg = TrainConfig(hiddens=[16], action_space="continuous")
+    folders = []
+    for seed in (7, 8):
+        torch.manual_seed(seed)
+        module = build_module(
+            cfg,
+            gym.spaces.Box(-np.inf, np.inf, (size,), np.float32),
+            gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+        )
+        onnx_bytes = export_onnx(PolicyHead(module, "PPO", False), size)
+        manifest = msgspec.structs.replace(
+            base,
+            version=f"cont_{seed}",
+            algorithm="PPO",
+            action_space=ActionSpace(kind="continuous", low=-1.0, high=1.0, action_values=[]),
+            action_meaning="Gaussian mean clipped to [-1, 1] = target position",
+        )
+        folders.append(write_artifact(tmp_path / "members", manifest, onnx_bytes))
+    folder = build_ensemble(folders, tmp_path, version="cont-ens")
+    manifest = read_manifest(folder)
+    assert manifest.policy is not None and manifest.policy.combination == "mean_target"
+    obs = np.random.default_rng(2).normal(0.0, 3.0, size=(500, size)).astype(np.float32)
+    want = np.mean([_run(f, obs) for f in folders], axis=0)
+    np.testing.assert_allclose(_run(folder, obs), want, atol=1e-6)

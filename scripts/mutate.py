@@ -23,7 +23,10 @@ loaded 2-core machine stays bounded; a module that hits its limit is reported as
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -32,6 +35,9 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+
+import mutate_quick  # scripts/ is on sys.path when run as a script
+from mutation_equivalents import EQUIVALENT
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_ROOT = REPO / "var" / "mutate"
@@ -70,185 +76,77 @@ MODULES: dict[str, list[str]] = {
     ],
     "shared/backtest.py": [
         "tests/unit/test_backtest.py",
+        "tests/unit/test_sizing_parity_decision.py",
         "tests/unit/test_mutation_kills_backtest.py",
     ],
     "shared/features.py": [
         "tests/unit/test_features.py",
         "tests/unit/test_mutation_kills_features.py",
+        "tests/unit/test_mutation_kills_features_edges.py",
+    ],
+    "shared/manifest.py": [
+        "tests/unit/test_manifest.py",
+        "tests/unit/test_mutation_kills_manifest.py",
     ],
     "services/inference/service.py": [
         "tests/unit/test_inference_service.py",
         "tests/unit/test_mutation_kills_inference.py",
     ],
 }
+# Modules mutated only in some functions (mutmut name stems): the money path of a large module.
+# shared/backtest.py: the accounting and sizing path that turns targets into fills, cash and
+# round trips; not the pandas reference loop and its metrics (the test oracle itself), the MA
+# grid search, the vector env's rebalance_arrays (test_env's) or ModelPolicy (inference's).
+SCOPE: dict[str, list[str]] = {
+    "shared/backtest.py": [
+        "x_clip_targets",
+        "x_clip_target",
+        "x_order_quantity",
+        "x_rebalance",
+        "x_decision_refs",
+        "x_resize",
+        "x_round_trips",
+        "x_run_backtest",
+        "x_run_policy",
+    ],
+    # shared/manifest.py: inference's decision core (LoadedModel: ONNX outputs -> target), not
+    # the artifact loading and validation around it
+    "shared/manifest.py": [
+        "xǁLoadedModelǁ__init__",
+        "xǁLoadedModelǁoutputs",
+        "xǁLoadedModelǁ_target",
+        "xǁLoadedModelǁdecide",
+        "xǁLoadedModelǁdecide_batch",
+        "xǁLoadedModelǁnormalise",
+    ],
+}
 QUICK_SAMPLE = ["shared/costs.py", "shared/accounting.py"]
+# --quick: the whole run's budget (make's cap is 300 s; staging and reporting need the rest),
+# and how many mutants of the changed functions a module outside QUICK_ELIGIBLE gets
+QUICK_BUDGET_S = 270.0
+QUICK_MAX_MUTANTS = 24
 # modules whose whole run takes under a minute here (2 cores): the ones CI may pick when changed
 QUICK_ELIGIBLE = ["shared/costs.py", "shared/accounting.py"]
 
 # Free-text notes for the report: modules not run or not yet at the goal, and why.
 NOTES: list[str] = [
-    "A module marked *not run* was not run when this report was written: the first session had a "
-    "60-minute budget on a shared 2-core machine and went to the execution modules first; "
-    "`make mutate` (or `scripts/mutate.py <module>`) runs it and fills its row. Their staging "
-    "(the inference tests read models/baseline and start subprocesses from the repository root) "
-    "has not been tried yet: a first run may need its test selection adjusted.",
+    "`shared/backtest.py` and `shared/manifest.py` are mutated only in the functions named in "
+    "SCOPE (scripts/mutate.py): the backtest's accounting and sizing path (clip, size, "
+    "rebalance, decision_refs, resize, round_trips, run_backtest, run_policy; not the pandas "
+    "reference loop and its metrics, which are the tests' oracle) and `LoadedModel`, "
+    "inference's decision core (ONNX outputs -> target). The backtest's selection leaves out "
+    "`test_selection_evaluate.py` (its CLI test alone runs 35 s; the exit costs it checks are "
+    "checked by hand in `test_mutation_kills_backtest.py`).",
+    "`services/inference/service.py` is *not run*: it was being rewritten (shadow models, "
+    "sharding) while this report was made; the position the policy sees is covered at the "
+    "model level (`test_mutation_kills_manifest.py`) and through the service by the "
+    "position-flipping policy in `test_inference_service.py`/`test_inference_batching.py`.",
     "The stage rewrites `services.execution` / `services.inference` imports in the copied tests to "
     "the package names, so those tests exercise the mutated module (the repository's tests are "
     "not changed).",
 ]
 
-# Surviving mutants judged equivalent (no input can tell them from the original) or accepted,
-# each with its reason. Keyed by mutmut's mutant name; the report lists them beside the diff.
-EQUIVALENT: dict[str, str] = {
-    # shared/costs.py
-    "shared.costs.xǁCostModelǁcommissions__mutmut_10": (
-        "equivalent for numbers: `price` is multiplied by the float64 array `q`, so any int or "
-        "float32 price is promoted to float64 exactly as `dtype=np.float64` would"
-    ),
-    "shared.costs.xǁCostModelǁcommissions__mutmut_12": (
-        "equivalent for numbers: same as commissions__mutmut_10 (the dtype argument dropped)"
-    ),
-    "shared.costs.xǁCostModelǁfill_prices__mutmut_9": (
-        "equivalent for numbers: `ref_price` is multiplied by the float64 array "
-        "`1.0 + s * adverse_fraction`, which promotes an int or float32 price to float64 exactly"
-    ),
-    "shared.costs.xǁCostModelǁfill_prices__mutmut_11": (
-        "equivalent for numbers: same as fill_prices__mutmut_9 (the dtype argument dropped)"
-    ),
-    "shared.costs.xǁCostModelǁfrom_dict__mutmut_4": (
-        "equivalent: msgspec.convert treats strict=None like strict=False (checked: string "
-        "numbers are converted under both)"
-    ),
-    # services/execution/decision.py
-    "execution.decision.x_build_order__mutmut_5": (
-        "equivalent: `delta >= 0` differs only at delta 0, and decide_order answers OnTarget "
-        "for a zero delta, so build_order never sees one"
-    ),
-    "execution.decision.x_build_order__mutmut_26": (
-        "equivalent: same as build_order__mutmut_5 (side of a zero delta)"
-    ),
-    "execution.decision.x_build_order__mutmut_51": (
-        "equivalent: with |target| == |position| the bracket test |target| - |position| == "
-        "|delta| is 0 == |delta|, false for any order"
-    ),
-    "execution.decision.x_build_order__mutmut_56": (
-        "equivalent: `target >= 0` differs only at target 0, already excluded by `target != 0`"
-    ),
-    "execution.decision.x_build_order__mutmut_57": (
-        "equivalent: `target > 1` differs only for target 1 with a long position 0 < p < 1; then "
-        "|target| - |position| is not a whole number and never equals the integer |delta|"
-    ),
-    "execution.decision.x_build_order__mutmut_59": (
-        "equivalent: `position >= 0` differs only at 0, where `position == 0` short-circuits"
-    ),
-    # services/execution/risk.py
-    "execution.risk.xǁWilderATRǁ__init____mutmut_12": (
-        "equivalent: the previous close is read only from the second accepted bar on, after the"
-        " first has set it"
-    ),
-    "execution.risk.x_full_size__mutmut_7": (
-        "equivalent: with equity 0 the size is floor(0) = 0 either way"
-    ),
-    "execution.risk.xǁTradingScheduleǁlocal__mutmut_3": (
-        "equivalent on a host whose local zone has no DST (UTC, as CI): a naive local datetime "
-        "converted with astimezone is the same instant; on a DST host it differs only inside "
-        "the repeated autumn hour"
-    ),
-    "execution.risk.xǁTradingScheduleǁlocal__mutmut_5": (
-        "equivalent: same as local__mutmut_3 (tz argument dropped)"
-    ),
-    "execution.risk.xǁTradingScheduleǁrefusal__mutmut_20": (
-        "equivalent: session bounds are whole minutes and (s + us/1000001)/60 stays in [0, 1) "
-        "like (s + us/1e6)/60, so no comparison with a whole minute changes"
-    ),
-    "execution.risk.xǁTradingScheduleǁrefusal__mutmut_21": (
-        "equivalent: same argument, seconds/61 and seconds/60 are both in [0, 1) and zero together"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_1": (
-        "equivalent for every admissible config: rebalance_threshold < 1 (PaperTradingConfig), "
-        "so threshold * 1 < 1 <= |delta| and the default full=1 suppresses nothing, as full=0 "
-        "does"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_44": (
-        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_47": (
-        "equivalent: `current >= 0` differs only at 0, where `current == 0` short-circuits"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_74": (
-        "equivalent up to float rounding: at exposure == limit the room floor((limit - "
-        "other)/price) is |target|, so nothing is clipped either way"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_88": (
-        "equivalent: a target of 0 is never above `allowed`, so the side test does not matter"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_91": (
-        "equivalent: `current >= 0` differs only at 0, excluded by `current != 0`"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_105": (
-        "equivalent: int(copysign(0, t)) == 0, the `else` value"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_137": (
-        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_140": (
-        "equivalent: `held >= 0` differs only at 0, excluded by `held != 0`"
-    ),
-    # services/execution/order_journal.py
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_2": (
-        "equivalent: the value of PRAGMA synchronous is case-insensitive (normal == NORMAL)"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_5": (
-        "equivalent: always creating the parent folder only adds mkdir('.') for ':memory:', "
-        "which exists"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_7": (
-        "equivalent: same as __init____mutmut_5 (the ':memory:' test never matches, mkdir('.') "
-        "is a no-op)"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_8": (
-        "equivalent: same as __init____mutmut_5"
-    ),
-    "execution.order_journal.xǁOrderJournalǁset_value__mutmut_11": (
-        "equivalent: json.dumps treats allow_nan=None like False (falsy): NaN is refused either way"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_1": (
-        "equivalent: SQLite maps an unknown PRAGMA synchronous value to NORMAL (1), the "
-        "intended setting (checked: the pragma reads 1 either way)"
-    ),
-    "execution.order_journal.xǁOrderJournalǁsave_fill__mutmut_22": (
-        "equivalent: only the letter case of SQL identifiers changed (continuation line of the "
-        "upsert)"
-    ),
-    "execution.order_journal.xǁOrderJournalǁset_value__mutmut_9": (
-        "equivalent: only the letter case of SQL identifiers changed (continuation line of the "
-        "upsert)"
-    ),
-    # shared/accounting.py
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_22": (
-        "equivalent: `quantity >= 0` differs from `> 0` only at 0, where `quantity == 0` "
-        "already short-circuits the `or`"
-    ),
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_25": (
-        "equivalent: `signed_qty >= 0` differs only at 0, which is refused two lines above"
-    ),
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_46": (
-        "equivalent: in the closing branch the position is never 0 (0 takes the same-direction "
-        "branch), so `>= 0` and `> 0` agree"
-    ),
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_51": (
-        "equivalent: `direction` is exactly +1.0 or -1.0, and x / ±1.0 == x * ±1.0 in IEEE 754"
-    ),
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_56": "equivalent: x / ±1.0 == x * ±1.0",
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_59": "equivalent: x / ±1.0 == x * ±1.0",
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_61": (
-        "accepted: `<= 1e-12` vs `< 1e-12` differs only for a residual of exactly 1e-12 shares, "
-        "the boundary of a dust tolerance; pinning it would test the constant, not behaviour"
-    ),
-    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_68": (
-        "accepted: same dust-tolerance boundary (a flip remainder of exactly 1e-12 shares)"
-    ),
-}
+# Surviving mutants judged equivalent (or accepted), with reasons: scripts/mutation_equivalents.py
 
 
 def import_path(repo_path: str) -> str:
@@ -283,9 +181,11 @@ def stage(module: str, tests: list[str]) -> Path:
     # the shipped baseline model: tests that serve a policy load it from the repository root
     if (REPO / "models" / "baseline").is_dir():
         shutil.copytree(REPO / "models" / "baseline", root / "models" / "baseline", ignore=ignore)
+    # test_manifest.py runs scripts/make_baseline_model.py from the repository root
+    shutil.copytree(REPO / "scripts", root / "scripts", ignore=ignore)
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
     mm = dict(cfg["tool"]["mutmut"])
-    mm["also_copy"] = [*mm.get("also_copy", []), "models"]
+    mm["also_copy"] = [*mm.get("also_copy", []), "models", "scripts"]
     mm["only_mutate"] = [import_path(module)]
     mm["pytest_add_cli_args_test_selection"] = [t for t in tests if (REPO / t).exists()]
     pytest_opts = cfg["tool"]["pytest"]["ini_options"]
@@ -347,7 +247,8 @@ def equivalence(name: str, diff: str) -> str | None:
 STATUS_RE = re.compile(r"^\s+(\S+): (.+)$")
 
 
-def run_module(module: str, limit_s: float, children: int) -> dict:
+def run_module(module: str, limit_s: float, children: int, only: list[str] | None = None) -> dict:
+    """mutmut over ``module`` (every mutant, or just the names in ``only``), judged and scored."""
     tests = MODULES[module]
     root = stage(module, tests)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -358,7 +259,7 @@ def run_module(module: str, limit_s: float, children: int) -> dict:
     with log.open("w") as out:
         try:
             proc = subprocess.run(
-                [*mutmut, "run", "--max-children", str(children)],
+                [*mutmut, "run", "--max-children", str(children), *(only or [])],
                 cwd=root,
                 env=env,
                 stdout=out,
@@ -383,6 +284,10 @@ def run_module(module: str, limit_s: float, children: int) -> dict:
         m = STATUS_RE.match(line)
         if m:
             statuses[m.group(1)] = m.group(2).strip()
+    if only is not None:  # a sample or a scope: judge only the mutants that were asked for
+        asked = {n: s for n, s in statuses.items() if any(fnmatch.fnmatch(n, p) for p in only)}
+        asked.update({n: "not checked" for n in only if "*" not in n and n not in statuses})
+        statuses = asked
     counts: dict[str, int] = {}
     for s in statuses.values():
         counts[s] = counts.get(s, 0) + 1
@@ -432,28 +337,68 @@ def run_module(module: str, limit_s: float, children: int) -> dict:
         "seconds": round(elapsed, 1),
         "survivors": survivors,
         "log": str(log.relative_to(REPO)),
+        "sampled": None if only is None else len(only),
+        "source_sha256": hashlib.sha256((REPO / module).read_bytes()).hexdigest(),
+    }
+
+
+def merge_rerun(prev: dict, rerun: dict) -> dict:
+    """A full run's result with its survivors re-judged by ``rerun`` (the same mutants, run
+    again against today's tests): killed mutants stay killed when tests are only added."""
+    counts = dict(prev["counts"])
+    for sv in prev["survivors"].values():
+        counts[sv["status"]] -= 1
+    for status, n in rerun["counts"].items():
+        counts[status] = counts.get(status, 0) + n
+    counts = {k: v for k, v in counts.items() if v}
+    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
+    judged = prev["judged"]
+    equivalent = sum(1 for sv in rerun["survivors"].values() if sv["reason"])
+    return {
+        **prev,
+        "counts": counts,
+        "killed": killed,
+        "score": 100.0 * killed / judged if judged else 0.0,
+        "equivalent": equivalent,
+        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
+        "finished": prev["finished"] and rerun["finished"],
+        "survivors": rerun["survivors"],
+        "tests": rerun["tests"],
+        "rerun": {
+            "mutants": rerun["total"],
+            "killed": rerun["killed"],
+            "seconds": rerun["seconds"],
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+        "source_sha256": rerun["source_sha256"],
     }
 
 
 def changed_modules() -> list[str]:
     """Money-path modules changed vs the merge base (origin/main, else HEAD~1), working tree too."""
-    base = None
-    for ref in ("origin/main", "main"):
-        r = subprocess.run(
-            ["git", "merge-base", "HEAD", ref], cwd=REPO, capture_output=True, text=True
-        )
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-        )
-        if r.returncode == 0 and r.stdout.strip() != head.stdout.strip():
-            base = r.stdout.strip()
-            break
-    base = base or "HEAD~1"
-    r = subprocess.run(
-        ["git", "diff", "--name-only", base], cwd=REPO, capture_output=True, text=True
-    )
-    names = set(r.stdout.split()) if r.returncode == 0 else set()
+    names = mutate_quick.changed_files(REPO, mutate_quick.diff_base(REPO))
     return [m for m in MODULES if m in names]
+
+
+def scope_patterns(module: str) -> list[str] | None:
+    """mutmut name patterns of the functions in SCOPE[module], or None (the whole module)."""
+    if module not in SCOPE:
+        return None
+    prefix = import_path(module).removesuffix(".py").replace("/", ".")
+    return [f"{prefix}.{stem}__mutmut_*" for stem in SCOPE[module]]
+
+
+def quick_sample(module: str, limit: int) -> list[str]:
+    """Full mutant names of (at most ``limit``) mutants in the functions changed in ``module``."""
+    base = mutate_quick.diff_base(REPO)
+    lines = mutate_quick.changed_lines(REPO, base, module)
+    source = (REPO / module).read_text()
+    stems = mutate_quick.changed_functions(source, lines)
+    if module in SCOPE:
+        stems = [s for s in stems if s in SCOPE[module]]
+    names = mutate_quick.mutants_of(import_path(module), source, stems)
+    prefix = import_path(module).removesuffix(".py").replace("/", ".")
+    return [f"{prefix}.{n}" for n in mutate_quick.spread(names, limit)]
 
 
 def write_json(results: list[dict]) -> Path:
@@ -506,19 +451,25 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
         adj = 100.0 * r["killed"] / (r["judged"] - eq) if r["judged"] - eq > 0 else 0.0
         status = "" if r["finished"] else " (did not finish)"
         tests = ", ".join(f"`{Path(t).name}`" for t in r["tests"])
+        seconds = f"{r['seconds']} s"
+        if r.get("rerun"):
+            re = r["rerun"]
+            seconds += f" (+ {re['mutants']} survivors re-run {re['when']}: {re['seconds']} s)"
         out.append(
             f"| {module} | {r['total']} | {r['killed']} | {c.get('survived', 0)} | "
-            f"{other or '-'} | {r['score']:.1f} %{status} | {adj:.1f} % | {r['seconds']} s | "
+            f"{other or '-'} | {r['score']:.1f} %{status} | {adj:.1f} % | {seconds} | "
             f"{tests} |"
         )
     out += [
         "",
         "How to run: `make mutate` (every module above, one at a time, 30 min cap each; rewrites",
         "this file), `.venv/bin/python scripts/mutate.py <module> ...` for some (merged into this",
-        "report), `make mutate QUICK=1` for the CI gate (changed modules among "
+        "report), `make mutate QUICK=1` for the CI gate (300 s cap): the changed modules among "
         + ", ".join(f"`{m}`" for m in QUICK_ELIGIBLE)
-        + ", else both; 300 s cap; fails when a module is not fully judged or its score without",
-        "the listed equivalents is under the goal). Work folders: `var/mutate/<module>/`",
+        + f" in full, and of every other changed module at most {QUICK_MAX_MUTANTS} mutants of "
+        "the functions the change touched (scripts/mutate_quick.py); nothing changed: both "
+        "small modules in full. It fails when a module is not fully judged or its score without",
+        "the listed equivalents is under the goal. Work folders: `var/mutate/<module>/`",
         "(`mutmut results`, `mutmut show <name>` work there).",
     ]
     if NOTES:
@@ -557,6 +508,12 @@ def main() -> int:
     ap.add_argument("--goal", type=float, default=GOAL)
     ap.add_argument("--no-report", action="store_true", help="do not rewrite the report")
     ap.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="re-run only the last full run's survivors against the current tests and merge "
+        "(valid while the module is unchanged since that run; its sha256 is checked when known)",
+    )
+    ap.add_argument(
         "--report-only", action="store_true", help="rewrite the report from var/mutate/history.json"
     )
     args = ap.parse_args()
@@ -564,10 +521,20 @@ def main() -> int:
     if args.report_only:
         write_report([], REPORT, args.goal)
         return 0
+    samples: dict[str, list[str]] = {}
     if args.quick:
-        # bounded: the changed modules whose full run fits CI's budget, else the fixed sample
-        modules = [m for m in (args.modules or changed_modules()) if m in QUICK_ELIGIBLE]
-        modules = modules[:2] or QUICK_SAMPLE
+        # bounded: the changed modules whose full run fits CI's budget in full, the other
+        # changed ones as a sample of their changed functions' mutants; nothing changed: the
+        # fixed sample (costs + accounting in full)
+        changed = args.modules or changed_modules()
+        modules = [m for m in changed if m in QUICK_ELIGIBLE]
+        for m in changed:
+            if m in MODULES and m not in QUICK_ELIGIBLE:
+                names = quick_sample(m, QUICK_MAX_MUTANTS)
+                if names:
+                    samples[m] = names
+                    modules.append(m)
+        modules = modules or QUICK_SAMPLE
         limit = args.limit or 120.0
     else:
         modules = args.modules or list(MODULES)
@@ -577,9 +544,30 @@ def main() -> int:
         ap.error(f"not a money-path module: {unknown}; known: {list(MODULES)}")
 
     results = []
+    deadline = time.monotonic() + QUICK_BUDGET_S if args.quick else math.inf
     for module in modules:
-        print(f"[mutate] {module} (limit {limit:.0f} s) ...", flush=True)
-        r = run_module(module, limit, args.children)
+        budget = max(10.0, min(limit, deadline - time.monotonic()))
+        only = samples.get(module) or scope_patterns(module)
+        what = (
+            f"{len(only)} mutants of its changed functions"
+            if module in samples
+            else f"the mutants of {len(only)} functions"
+            if only
+            else "every mutant"
+        )
+        print(f"[mutate] {module}: {what} (limit {budget:.0f} s) ...", flush=True)
+        prev = None
+        if args.survivors_only:
+            history = STAGE_ROOT / "history.json"
+            prev = json.loads(history.read_text()).get(module) if history.exists() else None
+            sha = hashlib.sha256((REPO / module).read_bytes()).hexdigest()
+            if prev is None or prev.get("source_sha256", sha) != sha or not prev["survivors"]:
+                ap.error(f"{module}: no full run of this source to re-run the survivors of")
+            only = list(prev["survivors"])
+            print(f"[mutate] {module}: re-running the {len(only)} survivors of the last run")
+        r = run_module(module, budget, args.children, only)
+        if prev is not None:
+            r = merge_rerun(prev, r)
         results.append(r)
         print(
             f"[mutate] {module}: score {r['score']:.1f} % ({r['killed']}/{r['judged']}), "

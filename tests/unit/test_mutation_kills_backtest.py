@@ -303,3 +303,108 @@ def test_run_policy_from_the_first_bar_and_with_an_end() -> None:
     seen.clear()
     assert run_policy(bars, decide, long_only).targets.tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
     assert [p for _, p in seen][:3] == [0.0, 1.0, 0.0]
+
+
+def test_small_equity_and_prices_below_one_still_size() -> None:
+    # nothing special happens at 1.0: equity 1 buys 4 shares at 0.25, 100 buys 200 at 0.5
+    acct = AccountConfig(sizer="risk_fraction")
+    assert order_quantity(1.0, 1.0, 0.25, acct) == 4.0
+    assert order_quantity(1.0, 100.0, 0.5, acct) == 200.0
+    assert order_quantity(-1.0, 0.5, 0.125, acct) == -4.0
+
+
+def test_a_one_share_buy_pays_the_buy_side() -> None:
+    # 100 cash at 60: trunc(100 / 60) = 1 share, bought at 60 x 1.001 (not sold at 59.94)
+    acct = AccountConfig(sizer="risk_fraction", costs=COSTS)
+    cash, qty, dq, px, f = rebalance(100.0, 0.0, 1.0, 60.0, acct)
+    assert (qty, dq, f) == (1.0, 1.0, 1.0)
+    assert px == pytest.approx(60.06, rel=1e-15)
+    assert cash == pytest.approx(100.0 - 60.06 - 1.0, rel=1e-15)
+    # and a one-share sell the sell side
+    cash, qty, dq, px, f = rebalance(0.0, 1.0, 0.0, 60.0, acct)
+    assert (qty, dq) == (0.0, -1.0) and px == pytest.approx(59.94, rel=1e-15)
+
+
+def test_resize_without_a_change_returns_no_order() -> None:
+    from shared.backtest import resize
+
+    acct = AccountConfig(sizing=SIZING, costs=COSTS)
+    # equity 100k at close 100, ATR 2: full 250, already held: nothing to do, nothing paid
+    assert resize(75_000.0, 250.0, 1.0, 100.0, 2.0, 101.0, acct) == (75_000.0, 250.0, 0, 0, 0)
+    # a change: 125 sold at the next open 101 x 0.999, equity marked at the decision close
+    cash, qty, dq, px, f = resize(75_000.0, 250.0, 0.5, 100.0, 2.0, 101.0, acct)
+    assert (qty, dq) == (125.0, -125.0) and px == pytest.approx(100.899, rel=1e-15)
+    assert f == pytest.approx(1.25, rel=1e-15) and cash == pytest.approx(75_000.0 + 125 * px - f)
+
+
+def test_run_policy_passes_its_settings_to_the_backtest() -> None:
+    bars = frame(
+        [100.0, 101.0, 103.0, 102.0, 104.0, 106.0], [101.0, 102.0, 103.0, 105.0, 104.0, 107.0]
+    )
+
+    def long(t: int, position: float) -> float:
+        return 1.0
+
+    acct = AccountConfig(sizer="risk_fraction", costs=COSTS, initial_cash=10_000.0)
+    plain = run_policy(bars, long, acct)
+    assert plain.name == "policy" and plain.account is acct
+    # default: the position stays open after the last bar (no exit fill)
+    assert plain.qty[-1] == float(math.trunc(10_000.0 / 101.0)) and len(plain.fills) == 1
+    assert plain.fills["price"].iloc[0] == pytest.approx(101.0 * (1 + ADVERSE), rel=1e-15)
+    named = run_policy(bars, long, acct, name="mine", exit_costs=True)
+    assert named.name == "mine" and named.qty[-1] == 0.0 and len(named.fills) == 2
+    assert named.fills["price"].iloc[-1] == pytest.approx(107.0 * (1 - ADVERSE), rel=1e-15)
+    # periods per year reach the metrics: the annualised volatility scales with sqrt(ppy)
+    monthly = run_policy(bars, long, acct, periods_per_year=12.0)
+    daily = run_policy(bars, long, acct, periods_per_year=252.0)
+    ratio = daily.metrics["annualised_volatility"] / monthly.metrics["annualised_volatility"]
+    assert ratio == pytest.approx(math.sqrt(252.0 / 12.0), rel=1e-12)
+
+
+def test_run_policy_hands_the_bars_before_start_to_the_sizer() -> None:
+    acct = AccountConfig(initial_cash=100_000.0, sizing=SIZING, costs=ZERO_COSTS)
+
+    def long(t: int, position: float) -> float:
+        return 1.0
+
+    # start 4 on calm bars: bars 0..3 give ATR 2, stop 4: 250 shares (no warm-up would size
+    # at bar 4's open with the 5 % fallback stop: 1000 / 5 = 200)
+    res = run_policy(calm_bars(8), long, acct, start=4)
+    assert res.fills["qty"].tolist()[0] == 250.0 and len(res.equity) == 4
+    # start 1: one bar of history, no ATR yet: sized at bar 0's close 100 (stop 5): 200 shares;
+    # without it, at bar 1's open 200 (stop 10): 100 shares
+    bars = frame([100.0, 200.0, 200.0], [100.0, 200.0, 200.0], 1.0)
+    one = run_policy(bars, long, acct, start=1)
+    assert one.fills["qty"].tolist()[0] == 200.0
+
+
+def test_resize_one_share_buy_pays_the_buy_side() -> None:
+    from shared.backtest import resize
+
+    # equity 400 at close 100, ATR 2, stop 4: full size floor(4 / 4) = 1 share, bought at 101.101
+    acct = AccountConfig(sizing=SIZING, costs=COSTS)
+    cash, qty, dq, px, f = resize(400.0, 0.0, 1.0, 100.0, 2.0, 101.0, acct)
+    assert (qty, dq, f) == (1.0, 1.0, 1.0)
+    assert px == pytest.approx(101.101, rel=1e-15) and cash == pytest.approx(400.0 - px - 1.0)
+
+
+def test_run_backtest_default_name_and_shape_error() -> None:
+    bars = frame(OPEN, CLOSE)
+    assert run_backtest(bars, np.zeros(6)).name == "strategy"
+    assert run_backtest(bars, np.zeros(6), name="mine").name == "mine"
+    with pytest.raises(ValueError, match=r"^targets has shape \(3,\), bars has 6 rows$"):
+        run_backtest(bars, np.zeros(3))
+
+
+def test_exit_costs_sell_a_long_opened_on_the_last_bar() -> None:
+    # 1 share bought at bar 5's open (99 x 1.001), sold at bar 5's close (98 x 0.999)
+    bars = frame(OPEN, CLOSE)
+    acct = AccountConfig(initial_cash=150.0, sizer="risk_fraction", costs=COSTS)
+    res = run_backtest(bars, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0], acct, exit_costs=True)
+    buy_px, sell_px = 99.0 * (1 + ADVERSE), 98.0 * (1 - ADVERSE)
+    flat = 150.0 - buy_px - 1.0 + sell_px - 1.0
+    assert res.fills["qty"].tolist() == [1.0, -1.0]
+    assert res.fills["side"].tolist() == ["buy", "sell"]
+    np.testing.assert_allclose(res.fills["price"], [buy_px, sell_px], rtol=1e-15)
+    assert res.qty[-1] == 0.0 and res.equity[-1] == pytest.approx(flat, rel=1e-15)
+    assert res.equity[:-1].tolist() == [150.0] * 5

@@ -130,3 +130,66 @@ def test_a_fixed_batch_graph_decides_row_by_row(tmp_path: Path) -> None:
     assert not model.batchable
     batch = np.stack([obs_with(p) for p in (1.0, 0.0, -1.0)])
     np.testing.assert_array_equal(model.decide_batch(batch), [-1.0, 0.0, 1.0])
+
+
+class CountingSession:
+    """An onnxruntime session that counts its ``run`` calls."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def run(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        return self.inner.run(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def test_a_batch_is_one_onnx_call_and_a_model_batches_by_default(tmp_path: Path) -> None:
+    from shared.manifest import LoadedModel
+
+    folder = make_artifact(tmp_path, "count", onnx_bytes=position_logits([1, 0, -1], [0, 0.5, 0]))
+    loaded = load_artifact(folder)
+    session = CountingSession(loaded._session)
+    # built without saying: batchable (a symbolic batch dimension is the normal export)
+    model = LoadedModel(loaded.path, loaded.manifest, loaded.normaliser, session, "obs", "logits")
+    assert model.batchable and model.path == folder
+    assert model.describe()["path"] == str(folder) and model.describe()["version"] == "count"
+    for n in (2, 3):
+        session.calls = 0
+        batch = np.stack([obs_with(p) for p in (1.0, 0.0, -1.0)[:n]])
+        np.testing.assert_array_equal(model.decide_batch(batch), [-1.0, 0.0, 1.0][:n])
+        assert session.calls == 1, n
+    session.calls = 0
+    assert model.decide_batch(obs_with(-1.0)[None, :]).tolist() == [1.0]
+    assert session.calls == 1
+
+
+def test_the_manifest_output_is_read_not_the_first_one(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.zeros((SIZE, 3), dtype=np.float32)
+    weights[-1] = [1.0, 0.0, -1.0]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["obs", "W"], ["mm"]),
+            helper.make_node("Add", ["mm", "b"], ["logits"]),
+            helper.make_node("Neg", ["logits"], ["aux"]),
+        ],
+        "two_outputs",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", SIZE])],
+        [  # "aux" (= -logits) first: a model that read output 0 would pick the opposite side
+            helper.make_tensor_value_info("aux", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(np.zeros(3, dtype=np.float32), "b"),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(proto)
+    folder = make_artifact(tmp_path, "two", onnx_bytes=proto.SerializeToString())
+    model = load_artifact(folder)
+    assert model.decide(obs_with(1.0)) == -1.0  # logits 1, 0, -1: short
+    assert model.decide(obs_with(-1.0)) == 1.0

@@ -1,0 +1,493 @@
+"""Surviving mutants of the money paths judged equivalent or accepted, each with its reason.
+
+Read by scripts/mutate.py (kept apart so the runner stays small). Keys are mutmut's mutant names;
+the report lists each beside its diff. "equivalent": no input tells the mutant from the original;
+"accepted": it differs only at an exact floating-point boundary or in how often an exact re-sum
+runs, which a test could pin only by testing a constant, not behaviour.
+"""
+
+from __future__ import annotations
+
+# Surviving mutants judged equivalent (no input can tell them from the original) or accepted,
+# each with its reason. Keyed by mutmut's mutant name; the report lists them beside the diff.
+EQUIVALENT: dict[str, str] = {
+    # shared/costs.py
+    "shared.costs.xǁCostModelǁcommissions__mutmut_10": (
+        "equivalent for numbers: `price` is multiplied by the float64 array `q`, so any int or "
+        "float32 price is promoted to float64 exactly as `dtype=np.float64` would"
+    ),
+    "shared.costs.xǁCostModelǁcommissions__mutmut_12": (
+        "equivalent for numbers: same as commissions__mutmut_10 (the dtype argument dropped)"
+    ),
+    "shared.costs.xǁCostModelǁfill_prices__mutmut_9": (
+        "equivalent for numbers: `ref_price` is multiplied by the float64 array "
+        "`1.0 + s * adverse_fraction`, which promotes an int or float32 price to float64 exactly"
+    ),
+    "shared.costs.xǁCostModelǁfill_prices__mutmut_11": (
+        "equivalent for numbers: same as fill_prices__mutmut_9 (the dtype argument dropped)"
+    ),
+    "shared.costs.xǁCostModelǁfrom_dict__mutmut_4": (
+        "equivalent: msgspec.convert treats strict=None like strict=False (checked: string "
+        "numbers are converted under both)"
+    ),
+    # services/execution/decision.py
+    "execution.decision.x_build_order__mutmut_5": (
+        "equivalent: `delta >= 0` differs only at delta 0, and decide_order answers OnTarget "
+        "for a zero delta, so build_order never sees one"
+    ),
+    "execution.decision.x_build_order__mutmut_26": (
+        "equivalent: same as build_order__mutmut_5 (side of a zero delta)"
+    ),
+    "execution.decision.x_build_order__mutmut_51": (
+        "equivalent: with |target| == |position| the bracket test |target| - |position| == "
+        "|delta| is 0 == |delta|, false for any order"
+    ),
+    "execution.decision.x_build_order__mutmut_56": (
+        "equivalent: `target >= 0` differs only at target 0, already excluded by `target != 0`"
+    ),
+    "execution.decision.x_build_order__mutmut_57": (
+        "equivalent: `target > 1` differs only for target 1 with a long position 0 < p < 1; then "
+        "|target| - |position| is not a whole number and never equals the integer |delta|"
+    ),
+    "execution.decision.x_build_order__mutmut_59": (
+        "equivalent: `position >= 0` differs only at 0, where `position == 0` short-circuits"
+    ),
+    # services/execution/risk.py
+    "execution.risk.xǁWilderATRǁ__init____mutmut_12": (
+        "equivalent: the previous close is read only from the second accepted bar on, after the"
+        " first has set it"
+    ),
+    "execution.risk.x_full_size__mutmut_7": (
+        "equivalent: with equity 0 the size is floor(0) = 0 either way"
+    ),
+    "execution.risk.xǁTradingScheduleǁlocal__mutmut_3": (
+        "equivalent on a host whose local zone has no DST (UTC, as CI): a naive local datetime "
+        "converted with astimezone is the same instant; on a DST host it differs only inside "
+        "the repeated autumn hour"
+    ),
+    "execution.risk.xǁTradingScheduleǁlocal__mutmut_5": (
+        "equivalent: same as local__mutmut_3 (tz argument dropped)"
+    ),
+    "execution.risk.xǁTradingScheduleǁrefusal__mutmut_20": (
+        "equivalent: session bounds are whole minutes and (s + us/1000001)/60 stays in [0, 1) "
+        "like (s + us/1e6)/60, so no comparison with a whole minute changes"
+    ),
+    "execution.risk.xǁTradingScheduleǁrefusal__mutmut_21": (
+        "equivalent: same argument, seconds/61 and seconds/60 are both in [0, 1) and zero together"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_1": (
+        "equivalent for every admissible config: rebalance_threshold < 1 (PaperTradingConfig), "
+        "so threshold * 1 < 1 <= |delta| and the default full=1 suppresses nothing, as full=0 "
+        "does"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_44": (
+        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_47": (
+        "equivalent: `current >= 0` differs only at 0, where `current == 0` short-circuits"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_74": (
+        "equivalent up to float rounding: at exposure == limit the room floor((limit - "
+        "other)/price) is |target|, so nothing is clipped either way"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_88": (
+        "equivalent: a target of 0 is never above `allowed`, so the side test does not matter"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_91": (
+        "equivalent: `current >= 0` differs only at 0, excluded by `current != 0`"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_105": (
+        "equivalent: int(copysign(0, t)) == 0, the `else` value"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_137": (
+        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
+    ),
+    "execution.risk.xǁRiskManagerǁdecide__mutmut_140": (
+        "equivalent: `held >= 0` differs only at 0, excluded by `held != 0`"
+    ),
+    # services/execution/order_journal.py
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_2": (
+        "equivalent: the value of PRAGMA synchronous is case-insensitive (normal == NORMAL)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_5": (
+        "equivalent: always creating the parent folder only adds mkdir('.') for ':memory:', "
+        "which exists"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_7": (
+        "equivalent: same as __init____mutmut_5 (the ':memory:' test never matches, mkdir('.') "
+        "is a no-op)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_8": (
+        "equivalent: same as __init____mutmut_5"
+    ),
+    "execution.order_journal.xǁOrderJournalǁset_value__mutmut_11": (
+        "equivalent: json.dumps treats allow_nan=None like False (falsy): NaN is refused either way"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_1": (
+        "equivalent: SQLite maps an unknown PRAGMA synchronous value to NORMAL (1), the "
+        "intended setting (checked: the pragma reads 1 either way)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁsave_fill__mutmut_22": (
+        "equivalent: only the letter case of SQL identifiers changed (continuation line of the "
+        "upsert)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁset_value__mutmut_9": (
+        "equivalent: only the letter case of SQL identifiers changed (continuation line of the "
+        "upsert)"
+    ),
+    # shared/accounting.py
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_22": (
+        "equivalent: `quantity >= 0` differs from `> 0` only at 0, where `quantity == 0` "
+        "already short-circuits the `or`"
+    ),
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_25": (
+        "equivalent: `signed_qty >= 0` differs only at 0, which is refused two lines above"
+    ),
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_46": (
+        "equivalent: in the closing branch the position is never 0 (0 takes the same-direction "
+        "branch), so `>= 0` and `> 0` agree"
+    ),
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_51": (
+        "equivalent: `direction` is exactly +1.0 or -1.0, and x / ±1.0 == x * ±1.0 in IEEE 754"
+    ),
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_56": "equivalent: x / ±1.0 == x * ±1.0",
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_59": "equivalent: x / ±1.0 == x * ±1.0",
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_61": (
+        "accepted: `<= 1e-12` vs `< 1e-12` differs only for a residual of exactly 1e-12 shares, "
+        "the boundary of a dust tolerance; pinning it would test the constant, not behaviour"
+    ),
+    "shared.accounting.xǁSymbolBookǁapply_fill__mutmut_68": (
+        "accepted: same dust-tolerance boundary (a flip remainder of exactly 1e-12 shares)"
+    ),
+    # shared/features.py
+    # -- dtype arguments: float64 either way
+    "shared.features.x__safe_div_where__mutmut_4": (
+        "equivalent: np.full with a Python float fill (0.5 or 0.0) makes a float64 array "
+        "without dtype"
+    ),
+    "shared.features.x__safe_div_where__mutmut_7": "equivalent: same as _safe_div_where__mutmut_4",
+    "shared.features.x__batch__mutmut_17": (
+        "equivalent: high is used only beside float64 low and close (ta's true range: high - "
+        "low, high - prev close), so a float32 high widens exactly (the float32 test kills the "
+        "close column's mutant)"
+    ),
+    "shared.features.x__batch__mutmut_25": (
+        "equivalent: same as _batch__mutmut_17 for low (always combined with float64 high/close)"
+    ),
+    "shared.features.x__batch__mutmut_43": (
+        "equivalent: ta's RSI of the float64 close series is a float64 series; to_numpy() keeps it"
+    ),
+    "shared.features.x__batch__mutmut_59": "equivalent: same as _batch__mutmut_43 (ta MACD line)",
+    "shared.features.x__batch__mutmut_62": "equivalent: same as _batch__mutmut_43 (MACD diff)",
+    "shared.features.x__batch__mutmut_71": "equivalent: same as _batch__mutmut_43 (BB mavg)",
+    "shared.features.x__batch__mutmut_127": (
+        "equivalent: ta's ATR is built on np.zeros (float64); to_numpy() keeps float64"
+    ),
+    "shared.features.x__batch__mutmut_210": "equivalent: same as _batch__mutmut_43 (SMA fast)",
+    "shared.features.x__batch__mutmut_216": "equivalent: same as _batch__mutmut_43 (SMA slow)",
+    "shared.features.x__batch__mutmut_225": (
+        "equivalent: astype(None) means float64 in numpy, and the stack is float64 already"
+    ),
+    "shared.features.x__batch__mutmut_226": (
+        "equivalent: copy only decides whether a fresh array is made; column_stack's result "
+        "is a new array nobody else holds"
+    ),
+    "shared.features.x__batch__mutmut_228": "equivalent: same as _batch__mutmut_226",
+    "shared.features.x__batch__mutmut_230": "equivalent: same as _batch__mutmut_226",
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_202": (
+        "equivalent: the row is a list of Python floats, which np.array makes float64"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_204": (
+        "equivalent: same as update__mutmut_202"
+    ),
+    "shared.features.xǁNormaliserǁtransform__mutmut_4": (
+        "equivalent: self.mean is float64, so the subtraction is float64 for any numeric input "
+        "(int and float32 widen exactly)"
+    ),
+    "shared.features.xǁNormaliserǁtransform__mutmut_7": "equivalent: same as transform__mutmut_4",
+    "shared.features.xǁNormaliserǁinverse__mutmut_4": (
+        "equivalent: z is multiplied by the float64 std, so any int/float32 z widens exactly"
+    ),
+    "shared.features.xǁNormaliserǁinverse__mutmut_6": "equivalent: same as inverse__mutmut_4",
+    # -- pandas index arguments: RangeIndex(len(bars)) is pandas' default index
+    "shared.features.x__batch__mutmut_2": (
+        "equivalent: pd.Series(values, index=None) gets RangeIndex(len) itself"
+    ),
+    "shared.features.x__batch__mutmut_6": "equivalent: same as _batch__mutmut_2 (default index)",
+    "shared.features.x__batch__mutmut_8": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_14": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_16": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_22": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_24": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_30": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_32": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_164": "equivalent: same as _batch__mutmut_2",
+    "shared.features.x__batch__mutmut_166": "equivalent: same as _batch__mutmut_2",
+    "shared.features.xǁOnlineFeaturesǁupdate_many__mutmut_2": (
+        "equivalent: itertuples(index=None) is falsy like False: no index field"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate_many__mutmut_4": (
+        "equivalent: without name=None the rows are namedtuples, which unpack the same"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate_many__mutmut_17": (
+        "equivalent: update() deletes `open` unread (no feature uses it)"
+    ),
+    # -- NaN plumbing that the warm-up rows cover
+    "shared.features.x__batch__mutmut_69": (
+        "equivalent: only bollinger_mavg() is read from ta's bands, and it ignores window_dev"
+    ),
+    "shared.features.x__batch__mutmut_109": (
+        "equivalent: np.where(.., None, ..) gives an object column whose None the final "
+        "astype(np.float64) turns into NaN"
+    ),
+    "shared.features.x__batch__mutmut_114": (
+        "equivalent: mavg (ta rolling mean) and mstd (two-pass window) are NaN on the same rows "
+        "(a window short of bars or holding a NaN), so & and | agree"
+    ),
+    "shared.features.x__batch__mutmut_128": (
+        "equivalent: assigning None into a float64 array stores NaN"
+    ),
+    "shared.features.x__batch__mutmut_130": (
+        "equivalent: row atr_window - 2 lies inside the warm-up rows (warmup_bars >= atr_window)"
+        " that are set to NaN at the end"
+    ),
+    "shared.features.x__batch__mutmut_156": "equivalent: same as _batch__mutmut_109 (None->NaN)",
+    "shared.features.x__batch__mutmut_201": "equivalent: same as _batch__mutmut_109 (None->NaN)",
+    "shared.features.x__batch__mutmut_206": (
+        "equivalent: rv_s's window is the tail of rv_l's, so rv_l is NaN wherever rv_s is (a "
+        "NaN return in the short window is in the long one too); rv_l NaN alone is the warm-up, "
+        "set to NaN at the end"
+    ),
+    "shared.features.x__batch__mutmut_231": (
+        "equivalent: assigning None into a float64 array stores NaN"
+    ),
+    # -- zero-width thresholds at exact equality
+    "shared.features.x__batch__mutmut_86": (
+        "accepted: `<` vs `<=` differs only when the band width equals 2k*1e-9*|mavg| to the "
+        "bit (mavg > 0 for prices > 0, so a zero width is flat either way); the threshold's "
+        "sides are tested at 0.5e-9/0.8e-9/1.25e-9"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_154": (
+        "accepted: same as _batch__mutmut_86 (online %B threshold at exact equality)"
+    ),
+    "shared.features.x__batch__mutmut_185": (
+        "accepted: differs only when the long realised vol is exactly 0 and the short one is "
+        "not; the short window is the tail of the long one, so that needs rounding in the mean "
+        "of identical returns (not found for constant-growth series: both are 0 or both > 0)"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_195": (
+        "accepted: same as _batch__mutmut_185 (online: rl == 0 < rs)"
+    ),
+    # -- the online state that is rebuilt or never read
+    "shared.features.xǁ_Ewmǁpush__mutmut_6": (
+        "equivalent: _den = (1 - a) + a rounds to exactly 1.0 for every a in [0, 1] (checked: "
+        "1e6 random a, and 1/n, 2/(n+1) for n < 1e5), and x / 1.0 == x * 1.0"
+    ),
+    "shared.features.xǁ_Rollingǁ__init____mutmut_4": (
+        "equivalent: every buffer slot is written in the first n pushes before _resum or the "
+        "eviction reads it"
+    ),
+    "shared.features.xǁ_Rollingǁ__init____mutmut_6": (
+        "equivalent: the ring starts one slot later; the n slots still hold the last n values "
+        "and the next write still evicts the oldest"
+    ),
+    "shared.features.xǁ_Rollingǁ__init____mutmut_9": (
+        "equivalent: the first push sets _anchor before anything reads it"
+    ),
+    "shared.features.xǁ_Rollingǁ__init____mutmut_10": "equivalent: same as __init____mutmut_9",
+    "shared.features.xǁ_Rollingǁ__init____mutmut_12": (
+        "equivalent: the n-th push re-sums _anchor/_s/_s2 from the buffer, and no window is "
+        "read before it is full (warmup_bars > every window; the kill tests read full windows)"
+    ),
+    "shared.features.xǁ_Rollingǁ__init____mutmut_14": "equivalent: same as __init____mutmut_12",
+    "shared.features.xǁ_Rollingǁ__init____mutmut_16": (
+        "equivalent: the first re-sum still happens at the n-th push (count reaches n there) "
+        "and resets _since to 0"
+    ),
+    "shared.features.xǁ_Rollingǁpush__mutmut_4": (
+        "equivalent: the anchor set at the second push instead of the first only makes the "
+        "sums of the first n pushes inconsistent; the n-th push re-sums them from the buffer "
+        "before any read (see __init____mutmut_12)"
+    ),
+    "shared.features.xǁ_Rollingǁpush__mutmut_37": (
+        "accepted: re-summing every n/2 pushes instead of every n only makes the sums more "
+        "exact: same mean/std up to rounding (tested to 1e-12 / 1e-15)"
+    ),
+    "shared.features.xǁ_Rollingǁpush__mutmut_38": (
+        "accepted: same as push__mutmut_37 (re-sums on every push once full)"
+    ),
+    "shared.features.xǁ_Rollingǁ_resum__mutmut_14": (
+        "accepted: same as push__mutmut_37 (re-sums every n - 1 pushes)"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_7": (
+        "accepted: the stale-anchor re-sum then runs on every std() of a full window: more "
+        "exact, same value up to rounding"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_8": (
+        "accepted: re-sums whenever the window is full and its mean is off the anchor: more "
+        "re-sums, same value up to rounding"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_10": (
+        "accepted: the re-sum heuristic at exact equality m*m == 16*var: either branch gives "
+        "the std up to rounding"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_12": (
+        "accepted: 16 vs 17 is the heuristic's cut-off for re-anchoring; between them the "
+        "cancellation costs at most ~4 bits, below the tests' 1e-7 tolerance on std"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_14": (
+        "accepted: the heuristic's `|m| > 1e-12 |anchor|` at exact equality: either branch "
+        "gives the std up to rounding"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_15": (
+        "accepted: a different (looser or tighter) cut-off only changes when the exact re-sum "
+        "runs, not the std beyond rounding"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_20": (
+        "equivalent up to rounding: right after _resum, _s = fsum of deviations from the exact "
+        "mean is at rounding level, so m*m (or (s*n)^2) is below var's last bit"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_22": (
+        "equivalent up to rounding: same as std__mutmut_20"
+    ),
+    "shared.features.xǁ_Rollingǁstd__mutmut_28": "equivalent: sqrt(0.0) == 0.0",
+    "shared.features.xǁOnlineFeaturesǁ__init____mutmut_14": (
+        "equivalent: a longer ring of closes; closes[(last - h) % len] is still the close h "
+        "bars back, and every slot read is written by warm-up"
+    ),
+    "shared.features.xǁOnlineFeaturesǁ__init____mutmut_18": (
+        "equivalent: the ring of closes starts one slot later; indexing is relative to _ci"
+    ),
+    "shared.features.xǁOnlineFeaturesǁ__init____mutmut_19": (
+        "equivalent: _prev_close is read only when not the first bar, after it is set"
+    ),
+    "shared.features.xǁOnlineFeaturesǁ__init____mutmut_20": (
+        "equivalent: _prev_high is never read"
+    ),
+    "shared.features.xǁOnlineFeaturesǁ__init____mutmut_21": ("equivalent: _prev_low is never read"),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_115": ("equivalent: _prev_high is never read"),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_116": "equivalent: _prev_low is never read",
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_47": (
+        "equivalent: at diff == 0 the up-move is 0 either way (diff itself is 0.0)"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_54": (
+        "equivalent: at diff == 0 the down-move is -0.0 vs 0.0; the EWM and RSI values are equal"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_65": (
+        "equivalent: macd is read only after warm-up (>= macd_slow + macd_signal - 1 bars), "
+        "when the MACD branch has always set it"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_66": "equivalent: same as update__mutmut_65",
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_69": (
+        "equivalent: both EMAs are pushed every bar, so their nobs are equal; nobs >= macd_slow "
+        "> macd_fast (validated) makes `> macd_fast` true whenever `>= macd_slow` is"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_75": (
+        "equivalent: on the first bar prev is NaN, and Python's max keeps its first argument "
+        "(high - low) when the later ones are NaN (NaN > x is false)"
+    ),
+    # shared/backtest.py
+    "shared.backtest.x_order_quantity__mutmut_2": (
+        "equivalent: at equity 0 the size is trunc(target * rf * 0 / price) = +-0.0, the same "
+        "no-position as the early 0.0 (-0.0 == 0.0 trades nothing)"
+    ),
+    "shared.backtest.x_rebalance__mutmut_28": (
+        "equivalent: CostModel.fill_price reads only the sign of its side (+2 is a buy)"
+    ),
+    "shared.backtest.x_rebalance__mutmut_32": "equivalent: same as rebalance__mutmut_28 (-2)",
+    "shared.backtest.x_rebalance__mutmut_29": (
+        "equivalent: `dq >= 0` differs only at dq == 0, returned (no order) two lines above"
+    ),
+    "shared.backtest.x_resize__mutmut_38": "equivalent: same as rebalance__mutmut_28 (+2)",
+    "shared.backtest.x_resize__mutmut_42": "equivalent: same as rebalance__mutmut_28 (-2)",
+    "shared.backtest.x_resize__mutmut_39": "equivalent: same as rebalance__mutmut_29",
+    "shared.backtest.x_resize__mutmut_6": (
+        "equivalent: a NaN ATR handed on fails stop_distance's `atr > 0` exactly like None: "
+        "the fallback stop either way"
+    ),
+    "shared.backtest.x_decision_refs__mutmut_9": (
+        "equivalent: atr_series widens high/low/close to float64 itself, and the decision "
+        "closes are written into float64 arrays: int or float32 columns widen exactly"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_18": (
+        "equivalent: prev[0] = NaN only puts bar 0 among the bars evaluated; bar 0 starts flat, "
+        "so a flat target there trades nothing and any other target is evaluated anyway"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_19": (
+        "accepted: prev[0] is then np.empty_like's leftover memory; like __mutmut_18 that only "
+        "adds bar 0 to the evaluated bars, unless the leftover equals the first target exactly"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_47": (
+        "equivalent: ref_close/ref_atr are read only in the shared sizer's branch, which sets "
+        "them; this is the risk_fraction branch"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_49": "equivalent: same as run_backtest__mutmut_47",
+    "shared.backtest.x_run_policy__mutmut_15": "equivalent: np.zeros is float64 by default",
+    "shared.backtest.x_run_policy__mutmut_17": "equivalent: np.zeros is float64 by default",
+    "shared.backtest.x_run_policy__mutmut_61": (
+        "equivalent: with start 0 the warm-up is bars.iloc[:0], empty, which decision_refs "
+        "treats as no warm-up"
+    ),
+    "shared.backtest.x_run_policy__mutmut_62": "equivalent: same as run_policy__mutmut_61",
+    "shared.backtest.x_run_backtest__mutmut_145": (
+        "equivalent: with k == 0 (no bar evaluated) `has` is all False, so np.where never "
+        "picks the placeholder"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_156": "equivalent: same as run_backtest__mutmut_145",
+    "shared.backtest.x_run_backtest__mutmut_161": (
+        "equivalent: `exited` is only tested for truth; None is falsy like False"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_187": "equivalent: same as rebalance__mutmut_28 (-2)",
+    "shared.backtest.x_run_backtest__mutmut_190": "equivalent: same as rebalance__mutmut_28 (+2)",
+    "shared.backtest.x_run_backtest__mutmut_188": (
+        "equivalent: last_q == 0 never reaches the exit (`qty_s[-1] != 0.0` above)"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_67": (
+        "equivalent: change, opens and tl are built from the same index array, equal lengths"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_71": "equivalent: same as run_backtest__mutmut_67",
+    "shared.backtest.x_run_backtest__mutmut_72": "equivalent: same as run_backtest__mutmut_67",
+    # shared/manifest.py (LoadedModel)
+    "shared.manifest.xǁLoadedModelǁ_target__mutmut_11": (
+        "equivalent: starting the argmax loop at 0 first compares out[0] with itself (not >)"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide__mutmut_2": (
+        "equivalent: np.asarray of a float32 array with dtype float32 is the same array"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide__mutmut_20": (
+        "equivalent: numpy (2.4, checked) treats any negative reshape size as 'infer', so "
+        "reshape(1, -2) == reshape(1, -1)"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide__mutmut_25": (
+        "equivalent: same as decide__mutmut_20 (reshape(-2) == reshape(-1))"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_3": (
+        "equivalent: both paths convert to float32 themselves (outputs() and decide()), and "
+        "the ndim/shape checks do not depend on the dtype"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_5": (
+        "equivalent: same as decide_batch__mutmut_3"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_13": (
+        "equivalent: np.empty is float64 by default"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_15": (
+        "equivalent: np.empty is float64 by default"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_19": (
+        "equivalent: x.shape[1] is the observation size (> 1), so the test becomes "
+        "`not batchable`; a single row then takes the batch path: one call, the same target"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_23": (
+        "equivalent: np.array of Python floats is float64"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_25": (
+        "equivalent: np.array of Python floats is float64"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_30": (
+        "equivalent: np.array of Python floats is float64"
+    ),
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_32": (
+        "equivalent: np.array of Python floats is float64"
+    ),
+}

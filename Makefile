@@ -159,7 +159,7 @@ cluster-up: docker-engine docker-wheels ## Ray head + 2 workers (compose profile
 	$(DOCKER_ENV) $(COMPOSE) build trainer
 	RAY_DASHBOARD=$(if $(RAY_DASHBOARD),true,false) $(COMPOSE) -f compose.yaml \
 		$(if $(RAY_DASHBOARD),-f docker/ray-dashboard.yaml,) --profile cluster up -d --wait ray-head ray-worker
-	@echo "train on it: RAY_ADDRESS=ray://ray-head:10001 RAY_AUTH_MODE=disabled for the trainer (README: Ray cluster)"
+	@echo "train on it: the README, Ray cluster (a driver joins as a 0-CPU node, RAY_ADDRESS=ray-head:6379)"
 
 cluster-down: ## stop the Ray cluster profile (the rest of the stack keeps running)
 	$(COMPOSE) --profile cluster rm -sf ray-head ray-worker

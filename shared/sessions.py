@@ -66,6 +66,21 @@ def session_closes_ns(days: Sequence[dt.date], calendar: str = DEFAULT_CALENDAR)
     return np.array([session_close_ns(d, calendar) for d in days], dtype=np.int64)
 
 
+def session_number(day: dt.date, calendar: str = DEFAULT_CALENDAR) -> int:
+    """1 + the number of sessions before ``day`` since ``CALENDAR_START``: consecutive trading days
+    get consecutive numbers, so a daily bar's sequence number has no weekend or holiday gaps (a
+    subscriber counts a real gap only) and is the same whatever process computes it (order
+    references derived from it survive restarts). Past the calendar's range, weekdays count."""
+    days, _ = _closes(calendar)
+    key = pd.Timestamp(day).value
+    if key < days[0]:
+        return 1
+    if key <= days[-1]:
+        return int(np.searchsorted(days, key, side="right"))
+    last = pd.Timestamp(days[-1]).date()
+    return len(days) + int(np.busday_count(last + dt.timedelta(days=1), day + dt.timedelta(days=1)))
+
+
 def is_session(day: dt.date, calendar: str = DEFAULT_CALENDAR) -> bool:
     days, _ = _closes(calendar)
     key = pd.Timestamp(day).value

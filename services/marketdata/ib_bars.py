@@ -42,7 +42,7 @@ def make_bar(
     if timeframe == "1d":
         day = dt.datetime.fromtimestamp(close_ns / NS, NY).date()
         open_ns = session_open_ns(day)
-        seq = day.toordinal()
+        seq = sessions.session_number(day)  # consecutive trading days: no weekend 'gaps'
     else:
         open_ns = close_ns - BAR_SECONDS[timeframe] * NS
         seq = close_ns // (BAR_SECONDS[timeframe] * NS)

@@ -130,13 +130,15 @@ print(json.dumps({"announced": corrupt, "sha256": sha}))
 
 # Subscribe to signal.* and collect the signals published after ``after_ns`` until every one of
 # ``producers`` instances was seen ``each`` times (or the limit). Prints the signals.
+STACK_SYMBOLS = ("AAPL", "NVDA")  # compose.yaml's default MARKETDATA_SYMBOLS
+
 SIGNALS_PROBE = """
 import json, sys, time
 import zmq
 from shared.bus import security_from_env
 from shared.config import bus_settings
 from shared.messages import TargetPosition, decode
-after_ns, producers, each = (int(a) for a in sys.argv[1:4])
+after_ns, symbols, each = (int(a) for a in sys.argv[1:4])
 limit = float(sys.argv[4])
 sock = zmq.Context.instance().socket(zmq.SUB)
 sock.setsockopt(zmq.LINGER, 0)
@@ -146,13 +148,13 @@ sock.setsockopt(zmq.SUBSCRIBE, b"signal.")
 seen, counts = [], {}
 deadline = time.monotonic() + limit
 while time.monotonic() < deadline:
-    if len(counts) >= producers and min(counts.values()) >= each:
+    if len(counts) >= symbols and min(counts.values()) >= each:
         break
     if not sock.poll(1000):
         continue
     message = decode(sock.recv_multipart()[-1])
     if isinstance(message, TargetPosition) and message.ts_publish > after_ns:
-        counts[message.producer] = counts.get(message.producer, 0) + 1
+        counts[message.symbol] = counts.get(message.symbol, 0) + 1
         seen.append({"producer": message.producer, "symbol": message.symbol,
                      "model_version": message.model_version, "bar_seq": message.bar_seq})
 print(json.dumps(seen))
@@ -713,13 +715,18 @@ def test_model_pushed_from_trainer_is_served_without_restart(
     trainer = stack.command("trainer", "status")
     assert trainer["ok"] and trainer["result"]["current_model"] == version, trainer
 
-    # Signals published after the swap carry the new version, from every instance.
+    # Signals published after the swap carry the new version, for every symbol. The replicas
+    # shard the symbols (rendezvous hashing), so each symbol comes from exactly one replica,
+    # whichever it is: with 2 symbols one replica may legitimately serve both.
     signals = stack.exec_py(
-        "monitor", SIGNALS_PROBE, str(after_ns), str(len(replicas)), "2", str(SIGNAL_LIMIT_S),
+        "monitor", SIGNALS_PROBE, str(after_ns), str(len(STACK_SYMBOLS)), "2", str(SIGNAL_LIMIT_S),
         timeout=SIGNAL_LIMIT_S + 60,
     )  # fmt: skip
-    producers = Counter(s["producer"] for s in signals)
-    assert len(producers) == len(replicas) and min(producers.values()) >= 2, producers
+    per_symbol = Counter(s["symbol"] for s in signals)
+    assert set(per_symbol) == set(STACK_SYMBOLS) and min(per_symbol.values()) >= 2, per_symbol
+    for symbol in STACK_SYMBOLS:
+        served_by = {s["producer"] for s in signals if s["symbol"] == symbol}
+        assert len(served_by) == 1, f"{symbol} served by {served_by}: sharding serves it once"
     assert {s["model_version"] for s in signals} == {version}, signals[:10]
 
     # A corrupted file that reaches the model root anyway (a correctly signed model.updated
@@ -740,7 +747,7 @@ def test_model_pushed_from_trainer_is_served_without_restart(
         assert _started(c) == before[c], f"inference {c[:12]} was restarted"
     after_ns = time.time_ns()
     signals = stack.exec_py(
-        "monitor", SIGNALS_PROBE, str(after_ns), str(len(replicas)), "1", str(SIGNAL_LIMIT_S),
+        "monitor", SIGNALS_PROBE, str(after_ns), str(len(STACK_SYMBOLS)), "1", str(SIGNAL_LIMIT_S),
         timeout=SIGNAL_LIMIT_S + 60,
     )  # fmt: skip
     assert signals and {s["model_version"] for s in signals} == {version}, signals[:10]

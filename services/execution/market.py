@@ -26,8 +26,9 @@ SnapshotRequest = Callable[..., Awaitable[Any]]
 
 
 class MarketState:
-    def __init__(self, atr_period: int) -> None:
+    def __init__(self, atr_period: int, warmup_bars: int = 300) -> None:
         self.atr_period = atr_period
+        self.warmup_bars = warmup_bars  # snapshot bars the ATR is warmed with
         self.atr: dict[str, WilderATR] = {}
         self.last_bar: dict[str, Bar] = {}
         self.clock_ns = 0  # the latest bar close seen (the bar clock)
@@ -64,7 +65,7 @@ class MarketState:
             try:
                 reply = await request(
                     "snapshot",
-                    {"symbol": symbol, "n": self.atr_period * 3},
+                    {"symbol": symbol, "n": self.warmup_bars},
                     timeout_s=2.0,
                 )
             except CommandError as exc:

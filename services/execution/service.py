@@ -94,7 +94,8 @@ class ExecutionService:
         self.risk = RiskManager(limits, self.schedule, self.safety)
         self.guard = InputGuard()  # refusals of hostile numbers, per reason (status: refusals)
         self.refusals = RefusalSummary(log)  # refused signals: one log line a minute per reason
-        self.market = MarketState(self.paper.atr_period)  # last bars, ATR, the bar clock
+        # last bars, ATR, the bar clock
+        self.market = MarketState(self.paper.atr_period, self.settings.atr_warmup_bars)
         self.atr = self.market.atr  # the same dict (a read-only view)
         self.book = PositionBook()  # the broker's positions + fills it has not reported yet
         self.hb_seen: dict[str, float] = {}

@@ -18,7 +18,8 @@ class InferenceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Symbols this instance serves (a shard when scaled); empty = every ``bar.*`` on the bus.
     symbols: tuple[str, ...] = ()
     # Warm-up: bars asked from marketdata's ``snapshot`` per symbol (>= the pipeline's warm-up).
-    snapshot_bars: int = 300
+    # 400: `make warmup-analysis` measured RSI needing ~330 bars to match the backtest to 1e-9.
+    snapshot_bars: int = 400
     snapshot_timeout_s: float = 5.0
     snapshot_attempts: int = 3
     # Strategy name put on every signal: execution's order references derive from it, so it

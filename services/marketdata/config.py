@@ -41,7 +41,7 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     # bars_per_second * len(symbols) * 60 <= EXECUTION_MAX_ORDERS_PER_MINUTE when changing either.
     bars_per_second: float = DEFAULT_BARS_PER_SECOND
     start_delay_s: float = 2.0  # give subscribers time to connect before the first bar
-    snapshot_size: int = 300  # most bars a snapshot returns
+    snapshot_size: int = 500  # most bars a snapshot returns (inference asks 400, execution 300)
     state_dir: str = "var/marketdata"  # replay cursor, epoch counter, quarantine, bar store
     bar_store: str = ""  # SQLite bar store of every published bar; empty: <state_dir>/bars.sqlite
     # At the end of the data: False = stop publishing and log what to do (a restart resumes, so a
@@ -59,7 +59,7 @@ class MarketDataSettings(msgspec.Struct, frozen=True, kw_only=True):
     ib_allow_delayed: bool = False
     bar_size: str = "1d"  # published bar size: 1d, 1h, 30m, 5m, 1m
     ib_bars: str = "realtime"  # "realtime": 5 s bars aggregated; "keep_up_to_date": IB's updates
-    ib_warmup_bars: int = 300  # bars backfilled at start (snapshots / feature warm-up)
+    ib_warmup_bars: int = 500  # bars backfilled at start (snapshots / feature warm-up)
     ib_pacing_max_requests: int = 50  # historical requests at most ... (IB allows 60 ...
     ib_pacing_window_s: float = 600.0  # ... in 10 minutes)
     ib_pacing_backoff_s: float = 15.0  # first wait after a pacing violation (162), doubles

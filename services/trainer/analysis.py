@@ -49,6 +49,9 @@ from shared.sizing import SizingConfig, WilderATR, atr_series
 LOOKAHEAD_TOL = 1e-12
 WARMUP_TOL = 1e-9
 OHLCV = ["open", "high", "low", "close", "volume"]
+# execution.config.ExecutionSettings.atr_warmup_bars (not imported: the trainer stays off the
+# execution package); inference.config.snapshot_bars is 400.
+EXECUTION_ATR_WARMUP_BARS = 300
 
 Progress = Callable[[str], None]
 
@@ -282,7 +285,7 @@ def warmup_analysis(
     *,
     points: int = 6,
     seed: int = 0,
-    snapshot_bars: int = 300,
+    snapshot_bars: int = 400,
     max_n: int = 2000,
     sizing: SizingConfig | None = None,
     atr_warmup_bars: int | None = None,
@@ -379,7 +382,9 @@ def warmup_analysis(
         max_n=max_n,
         has_model=model is not None,
         sizing_atr_needed=atr_needed,
-        atr_warmup_bars=atr_warmup_bars if atr_warmup_bars is not None else 3 * sizing.atr_period,
+        atr_warmup_bars=(
+            atr_warmup_bars if atr_warmup_bars is not None else EXECUTION_ATR_WARMUP_BARS
+        ),
     )
 
 
@@ -418,12 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--points", type=int, default=0, help="bars t analysed (0: lookahead 24, warmup 6)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--snapshot-bars", type=int, default=300, help="inference's snapshot_bars")
+    p.add_argument("--snapshot-bars", type=int, default=400, help="inference's snapshot_bars")
     p.add_argument(
         "--atr-warmup-bars",
         type=int,
         default=0,
-        help="bars execution warms its sizing ATR with (0: its 3 x atr_period)",
+        help=f"bars execution warms its ATR with (0: its default {EXECUTION_ATR_WARMUP_BARS})",
     )
     p.add_argument(
         "--paper-config", default=None, help="sizing keys (default: the paper config defaults)"

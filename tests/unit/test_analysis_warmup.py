@@ -83,8 +83,12 @@ def test_cli_verdict_against_the_snapshot_size(
     short = main([*common, "--snapshot-bars", "120", "--out", str(tmp_path / "a")])
     text = capsys.readouterr().out
     assert short == 1 and "SNAPSHOT TOO SHORT" in text and "rsi_14" in text
-    atr_short = main([*common, "--snapshot-bars", "700", "--out", str(tmp_path / "c")])
-    assert atr_short == 1 and "ATR WARM-UP TOO SHORT" in capsys.readouterr().out  # 42 bars
+    short_atr = ["--snapshot-bars", "700", "--atr-warmup-bars", "42"]  # the old 3 x period
+    atr_short = main([*common, *short_atr, "--out", str(tmp_path / "c")])
+    assert atr_short == 1 and "ATR WARM-UP TOO SHORT" in capsys.readouterr().out
+    default = main([*common, "--snapshot-bars", "700", "--out", str(tmp_path / "d")])
+    assert default == 0, "execution's default ATR warm-up (300 bars) must be long enough"
+    capsys.readouterr()
     wide = ["--snapshot-bars", "700", "--atr-warmup-bars", "700"]
     long = main([*common, *wide, "--out", str(tmp_path / "b")])
     assert long == 0 and "verdict: OK" in capsys.readouterr().out
@@ -125,7 +129,8 @@ def test_the_sizing_atr_needed_is_checked_by_hand(bars: pd.DataFrame, report) ->
     from shared.sizing import WilderATR, atr_series
 
     n = report.sizing_atr_needed
-    assert n is not None and 14 < n <= 700 and not report.atr_ok  # execution warms with 42
+    # execution's default warm-up (300 bars) covers it; the old 3 x period (42) did not
+    assert n is not None and 42 < n <= 300 and report.atr_ok
     full = atr_series(bars["high"], bars["low"], bars["close"], 14)
 
     def worst(m: int) -> float:

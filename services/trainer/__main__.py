@@ -13,6 +13,7 @@ from shared.config import ConfigError
 from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
 from trainer.config import trainer_settings
+from trainer.retrain import retrain_settings
 from trainer.service import TrainerService
 
 
@@ -20,11 +21,12 @@ async def main() -> int:
     log = configure("trainer")
     try:
         settings = trainer_settings()
+        retrain = retrain_settings()
         bus = connect_bus("trainer")
     except ConfigError as exc:
         event(log, "config_error", logging.ERROR, error=str(exc))
         return 2
-    service = TrainerService(settings, bus)
+    service = TrainerService(settings, bus, retrain)
     server = bus.command_server()
     service.register(server)
     event(
@@ -36,7 +38,9 @@ async def main() -> int:
         producer=bus.producer,
     )
     try:
-        await run_until_stopped([server.serve_forever(), service.heartbeats()], log)
+        await run_until_stopped(
+            [server.serve_forever(), service.heartbeats(), service.retrain_loop()], log
+        )
     finally:
         await service.close()
         server.close()

@@ -15,6 +15,8 @@ Commands (signed, on ``TRAINER_CMD_ENDPOINT``; ``python -m trainer.ctl <command>
 * ``cancel``: stop the running job.
 * ``shadow {version | path}``, ``promote_shadow {force?}``, ``drop_shadow``: a candidate beside
   the live model on every inference replica (``trainer.shadow``).
+* ``retrain {window?}``: train on the bar store's latest data now, gate, watch as a shadow, then
+  promote or drop (``trainer.retrain``); ``TRAINER_RETRAIN_EVERY`` does the same on a schedule.
 
 Jobs are child processes (one at a time: a training run uses both cores), watched from the asyncio
 loop; their JSON log lines are forwarded to this service's stdout.
@@ -38,6 +40,7 @@ from shared.runtime import BusConnection
 from trainer import registry
 from trainer import shadow as shadow_verbs
 from trainer.config import TrainerSettings
+from trainer.retrain import RetrainLoop, RetrainSettings
 
 log = logging.getLogger("trainer")
 
@@ -71,7 +74,12 @@ class Job:
 
 
 class TrainerService:
-    def __init__(self, settings: TrainerSettings, bus: BusConnection) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        bus: BusConnection,
+        retrain: RetrainSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.bus = bus
         self.model_dir = Path(settings.model_dir)
@@ -81,12 +89,20 @@ class TrainerService:
         self._watch: asyncio.Task[None] | None = None
         self.pushes = 0
         self.refused_pushes = 0
+        self.retrain = RetrainLoop(
+            retrain or RetrainSettings(),
+            model_dir=self.model_dir,
+            output_dir=self.output_dir,
+            key=bus.key,
+            publish=self._publish,
+            train=self._run_pipeline,
+        )
 
     # ------------------------------------------------------------------ wiring
     def register(self, server: Any) -> None:
         for name in ("train", "tune", "status", "list_models", "push_model", "rollback", "cancel"):
             server.register(name, getattr(self, f"cmd_{name}"))
-        for name in ("shadow", "promote_shadow", "drop_shadow"):
+        for name in ("shadow", "promote_shadow", "drop_shadow", "retrain"):
             server.register(name, getattr(self, f"cmd_{name}"))
 
     async def heartbeats(self) -> None:
@@ -105,7 +121,48 @@ class TrainerService:
             "busy": running,
             "job": self.job.id if running and self.job is not None else None,
             "current_model": registry.current_version(self.model_dir),
+            "retrain": self.retrain.status(),
         }
+
+    async def retrain_loop(self) -> None:
+        """Resume an open retrain from the registry, then follow live and shadow decisions and
+        look at the schedule every ``check_interval_s``."""
+        self.retrain.resume()
+        subscriber = self.bus.subscriber(["signal.", "shadow."])
+        ticker = asyncio.create_task(self._retrain_ticks())
+        try:
+            while True:
+                message = await subscriber.recv()
+                try:
+                    self.retrain.observe(message)
+                except Exception:  # one bad decision must not end the evaluation
+                    log.exception("retrain_observe_failed")
+        finally:
+            ticker.cancel()
+            subscriber.close()
+
+    async def _retrain_ticks(self) -> None:
+        while True:
+            busy = self.job is not None and self.job.finished is None
+            if not busy:
+                try:
+                    self.retrain.tick()
+                except Exception:
+                    log.exception("retrain_schedule_failed")
+            await asyncio.sleep(self.retrain.settings.check_interval_s)
+
+    async def _run_pipeline(self, argv: list[str]) -> tuple[int | None, Any]:
+        """The retrain's training step: ``trainer.pipeline`` as this service's job."""
+        await self._start("retrain", "trainer.pipeline", argv)
+        job, watch = self.job, self._watch
+        assert job is not None and watch is not None
+        await watch
+        return job.returncode, job.result
+
+    async def cmd_retrain(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.job is not None and self.job.finished is None:
+            raise RuntimeError(f"busy: job {self.job.id} is running (cancel it first)")
+        return self.retrain.start("command", str(args.get("window") or ""))
 
     # ------------------------------------------------------------------ jobs
     def _profile(self, args: dict[str, Any]) -> str:
@@ -307,6 +364,7 @@ class TrainerService:
             "output_dir": str(self.output_dir),
             "pushes": self.pushes,
             "refused_pushes": self.refused_pushes,
+            "retrain": self.retrain.status(),
         }
 
     async def close(self) -> None:

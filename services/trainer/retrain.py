@@ -1,0 +1,508 @@
+"""Scheduled retraining: train on the bar store's latest data, gate, shadow, then promote or drop.
+
+One candidate at a time, each a record in ``<model root>/retrain.json`` (the model registry, beside
+``pushes.json`` and ``shadow.json``) that moves through these states, each change logged, kept in
+the record's ``steps`` with its numbers, and shown in ``hb.trainer`` and ``status``:
+
+* ``training``: ``trainer.pipeline --source barstore`` on the bars closing in the last
+  ``TRAINER_RETRAIN_WINDOW`` (cut 60 / 20 / 20 % into train, validation folds, hold-out), with
+  ``--no-push``: the pipeline's fold gate decides, nothing goes live from here.
+* ``candidate``: the gate promoted it; ``dropped`` when the gate rejected it (or training failed).
+* ``shadow``: loaded beside the live model (``trainer.shadow.load_shadow``); inference publishes its
+  would-be targets on ``shadow.<SYM>``. The trainer subscribes to ``signal.`` and ``shadow.`` and
+  marks both exactly as the monitor does (``monitor.shadow.step_returns``: a decision at close
+  ``c0`` earns ``target * (c1 / c0 - 1)`` with ``c1`` the next known close), per *session* (the New
+  York date of the decision's bar), on the bars both models decided. The monitor's bus commands
+  carry no per-session live-versus-shadow numbers, so the trainer computes them from the same
+  messages with the monitor's own functions. Decisions are appended to
+  ``<output>/retrain/<id>.decisions.jsonl`` so a restart resumes the evaluation where it was.
+* after ``TRAINER_RETRAIN_SHADOW_SESSIONS`` complete sessions: ``promoting`` then ``promoted``
+  (``trainer.shadow.promote_shadow``) when the shadow's summed return beats the live model's on
+  the same bars by more than ``TRAINER_RETRAIN_MARGIN`` percentage points, else ``dropped``
+  (``drop_shadow``). A restart that finds ``promoting`` checks the push history first: a version
+  already live is marked promoted, never pushed twice.
+
+A session is complete when every symbol the shadow decided in it has a later known close (its
+decisions are all marked) or when decisions two sessions later exist. A session with no bar that
+both models decided does not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from monitor.shadow import _closes, step_returns
+
+from shared.config import from_env, require
+from shared.logs import event
+from shared.messages import ShadowTarget, TargetPosition
+from trainer import registry
+from trainer import shadow as shadow_verbs
+
+log = logging.getLogger("trainer.retrain")
+
+RECORDS_FILE = "retrain.json"
+NY = ZoneInfo("America/New_York")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+OPEN_STATES = ("training", "candidate", "shadow", "promoting")
+Row = dict[str, Any]
+
+
+def parse_duration(text: str) -> float | None:
+    """``90s`` / ``30m`` / ``6h`` / ``1d`` / ``2w`` in seconds; ``off`` / ``""`` / ``0`` -> None."""
+    text = text.strip().lower()
+    if text in ("", "off", "0", "none"):
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 6h, 1d or 2w")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+class RetrainSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Scheduled retraining (prefix ``TRAINER_RETRAIN_``); off unless ``EVERY`` is set."""
+
+    every: str = "off"  # how often the schedule retrains: off | 90s | 30m | 6h | 1d | 1w
+    window: str = "730d"  # train on the bars closing in this last stretch of the bar store
+    barstore: str = ""  # the SQLite bar store marketdata writes (MARKETDATA_BAR_STORE)
+    symbols: str = ""  # comma-separated; empty = every symbol the store holds
+    shadow_sessions: int = 5  # complete sessions the candidate is watched as a shadow
+    margin: float = 0.0  # percentage points the shadow must beat live by, over those sessions
+    seeds: int = 1  # seeds the pipeline trains (median promoted)
+    profile: str = "quick"
+    overrides: str = ""  # JSON object of TrainConfig overrides, e.g. {"iterations": 5}
+    check_interval_s: float = 30.0  # how often the schedule is looked at
+
+    def __post_init__(self) -> None:
+        for name in ("every", "window"):
+            try:
+                parse_duration(getattr(self, name))
+            except ValueError as exc:
+                require(False, name, str(exc))
+        require(parse_duration(self.window) is not None, "window", "must be a duration")
+        require(
+            parse_duration(self.every) is None or bool(self.barstore),
+            "barstore",
+            "must name the bar store when the schedule is on",
+        )
+        require(1 <= self.shadow_sessions <= 1000, "shadow_sessions", "must be in 1..1000")
+        require(self.margin >= 0, "margin", "must be >= 0 (percentage points)")
+        require(1 <= self.seeds <= 20, "seeds", "must be in 1..20")
+        require(self.profile in ("quick", "full"), "profile", "must be quick or full")
+        require(self.check_interval_s > 0, "check_interval_s", "must be > 0")
+        try:
+            parsed = json.loads(self.overrides) if self.overrides else {}
+        except ValueError:
+            parsed = None
+        require(isinstance(parsed, dict), "overrides", "must be a JSON object")
+
+    @property
+    def every_s(self) -> float | None:
+        return parse_duration(self.every)
+
+    @property
+    def window_s(self) -> float:
+        window = parse_duration(self.window)
+        assert window is not None  # checked in __post_init__
+        return window
+
+
+def retrain_settings(env: dict[str, str] | None = None) -> RetrainSettings:
+    return from_env(RetrainSettings, "TRAINER_RETRAIN_", env)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def read_records(model_dir: Path) -> list[dict[str, Any]]:
+    try:
+        records = json.loads((model_dir / RECORDS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return records if isinstance(records, list) else []
+
+
+def write_records(model_dir: Path, records: list[dict[str, Any]]) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".{RECORDS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(records, indent=2, default=str) + "\n")
+    os.replace(tmp, model_dir / RECORDS_FILE)
+
+
+def _iso(ts_s: float) -> str:
+    return dt.datetime.fromtimestamp(ts_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- the data window
+
+
+def window_overrides(
+    store_path: Path, symbols: list[str], window_s: float, now_s: float
+) -> dict[str, Any]:
+    """TrainConfig slice dates: the last ``window_s`` of the first symbol's stored bars, cut at
+    60 % and 80 % (train, validation folds, final hold-out), like ``--source barstore``."""
+    from shared.data import barstore_source, barstore_symbols, load_bars
+
+    spec = barstore_source(str(store_path))
+    names = symbols or list(barstore_symbols(spec))
+    if not names:
+        raise ValueError(f"the bar store {store_path} holds no symbol")
+    start = dt.datetime.fromtimestamp(now_s - window_s, dt.UTC)
+    index = load_bars(spec, names[0]).index
+    index = index[index >= start]
+    if len(index) < 50:
+        raise ValueError(f"{len(index)} {names[0]} bars in the window: too few to train on")
+    cut1, cut2 = index[int(len(index) * 0.6)], index[int(len(index) * 0.8)]
+    return {
+        "source": spec,
+        "symbol": names[0],
+        "symbols": names,
+        "train_start": index[0].isoformat(),
+        "train_end": cut1.isoformat(),
+        "val_start": cut1.isoformat(),
+        "val_end": cut2.isoformat(),
+        "test_start": cut2.isoformat(),
+        "test_end": None,
+    }
+
+
+def pipeline_argv(settings: RetrainSettings, overrides: dict[str, Any]) -> list[str]:
+    """``trainer.pipeline`` arguments: one configured policy, no search, no live push."""
+    merged = {**json.loads(settings.overrides or "{}"), **overrides}
+    argv = ["--profile", settings.profile, "--skip-tune", "--no-push", "--no-plots"]
+    argv += ["--seeds", str(settings.seeds)]
+    for key, value in merged.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    return argv
+
+
+# --------------------------------------------------------------------------- the evaluation
+
+
+def session_of(bar_close_ts: int) -> str:
+    """The trading session of a bar: its New York calendar date."""
+    return dt.datetime.fromtimestamp(bar_close_ts / 1e9, NY).date().isoformat()
+
+
+def decision_row(message: TargetPosition | ShadowTarget) -> Row:
+    """A decision as ``monitor.shadow`` reads it (plus its role and session)."""
+    return {
+        "role": "shadow" if isinstance(message, ShadowTarget) else "live",
+        "model_version": message.model_version,
+        "symbol": message.symbol,
+        "bar_seq": message.bar_seq,
+        "bar_close": message.bar_close,
+        "target": message.target_position,
+        "session": session_of(message.bar_close_ts),
+    }
+
+
+def session_scores(rows: list[Row], version: str) -> list[dict[str, Any]]:
+    """Per complete session (oldest first), the shadow ``version``'s and the live model's summed
+    would-be return (in %) on the bars both decided, marked with ``monitor.shadow``'s rule."""
+    live = [r for r in rows if r["role"] == "live"]
+    shadow = [r for r in rows if r["role"] == "shadow" and r["model_version"] == version]
+    closes = _closes(live, shadow)
+    live_by_bar: dict[tuple[str, int], float] = {}
+    for steps in step_returns(live, closes).values():
+        live_by_bar.update(steps)
+    shadow_steps = step_returns(shadow, closes).get(version, {})
+    session_by_bar = {(r["symbol"], int(r["bar_seq"])): r["session"] for r in shadow}
+    sessions = sorted({r["session"] for r in rows})
+    scores = []
+    for i, session in enumerate(sessions):
+        decided = [bar for bar, s in session_by_bar.items() if s == session]
+        all_marked = all(bar in shadow_steps for bar in decided)
+        if not decided or not (all_marked or i + 2 < len(sessions)):
+            if decided:
+                break  # sessions complete in order: the rest wait for this one
+            continue
+        same = [bar for bar in decided if bar in shadow_steps and bar in live_by_bar]
+        if not same:
+            continue
+        scores.append(
+            {
+                "session": session,
+                "bars": len(same),
+                "shadow_pct": sum(shadow_steps[b] for b in same) * 100,
+                "live_pct": sum(live_by_bar[b] for b in same) * 100,
+            }
+        )
+    return scores
+
+
+def decide(scores: list[dict[str, Any]], sessions: int, margin_pct: float) -> dict[str, Any] | None:
+    """None while fewer than ``sessions`` complete sessions exist; then promote iff the shadow's
+    return summed over the first ``sessions`` of them exceeds live's by more than the margin."""
+    if len(scores) < sessions:
+        return None
+    used = scores[:sessions]
+    shadow = sum(s["shadow_pct"] for s in used)
+    live = sum(s["live_pct"] for s in used)
+    return {
+        "promote": shadow - live > margin_pct,
+        "sessions": [s["session"] for s in used],
+        "shadow_pct": round(shadow, 6),
+        "live_pct": round(live, 6),
+        "excess_pct": round(shadow - live, 6),
+        "margin_pct": margin_pct,
+    }
+
+
+# --------------------------------------------------------------------------- the loop
+
+Train = Callable[[list[str]], Awaitable[tuple[int | None, Any]]]
+
+
+class RetrainLoop:
+    """The retraining state machine of one trainer service.
+
+    ``train(argv)`` runs ``trainer.pipeline`` and returns (exit code, its JSON summary); ``clock``
+    gives the time in seconds (injected so tests move time without sleeping).
+    """
+
+    def __init__(
+        self,
+        settings: RetrainSettings,
+        *,
+        model_dir: Path,
+        output_dir: Path,
+        key: bytes,
+        publish: Callable[[Any], None] | None,
+        train: Train,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.model_dir = model_dir
+        self.output_dir = output_dir
+        self.key = key
+        self.publish = publish
+        self.train = train
+        self.clock = clock
+        self.started_s = clock()
+        self.rows: list[Row] = []
+        self.task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ records
+    def records(self) -> list[dict[str, Any]]:
+        return read_records(self.model_dir)
+
+    def current(self) -> dict[str, Any] | None:
+        records = self.records()
+        return records[-1] if records and records[-1]["state"] in OPEN_STATES else None
+
+    def _step(self, record: dict[str, Any], state: str, **numbers: Any) -> dict[str, Any]:
+        """Move ``record`` to ``state``: saved in the registry, logged with its numbers."""
+        record["state"] = state
+        record.update(numbers)
+        record.setdefault("steps", []).append({"state": state, "at": _iso(self.clock()), **numbers})
+        records = [r for r in self.records() if r["id"] != record["id"]] + [record]
+        write_records(self.model_dir, records)
+        level = logging.WARNING if state == "dropped" else logging.INFO
+        event(log, f"retrain_{state}", level, id=record["id"], **numbers)
+        return record
+
+    def _rows_file(self, record: dict[str, Any]) -> Path:
+        return self.output_dir / "retrain" / f"{record['id']}.decisions.jsonl"
+
+    # ------------------------------------------------------------------ schedule
+    def next_due_s(self) -> float | None:
+        every = self.settings.every_s
+        if every is None:
+            return None
+        records = self.records()
+        last = float(records[-1]["started_s"]) if records else self.started_s
+        return last + every
+
+    def busy(self) -> str | None:
+        if self.task is not None and not self.task.done():
+            return "a retrain is running"
+        record = self.current()
+        if record is not None and record["state"] in ("shadow", "promoting"):
+            return f"{record['id']} is being evaluated as a shadow"
+        return None
+
+    def tick(self) -> bool:
+        """Start a scheduled retrain when one is due and nothing is under way."""
+        due = self.next_due_s()
+        if due is None or self.clock() < due or self.busy() is not None:
+            return False
+        self.start("schedule")
+        return True
+
+    def start(self, reason: str, window: str = "") -> dict[str, Any]:
+        why = self.busy()
+        if why is not None:
+            raise RuntimeError(f"busy: {why}")
+        if not self.settings.barstore:
+            raise ValueError("TRAINER_RETRAIN_BARSTORE is not set: no bar store to train on")
+        window_s = parse_duration(window) if window else self.settings.window_s
+        if window_s is None:
+            raise ValueError("window must be a duration such as 180d")
+        now = self.clock()
+        record: dict[str, Any] = {
+            "id": "retrain-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)),
+            "reason": reason,
+            "started_s": now,
+            "started_at": _iso(now),
+            "live_version": registry.current_version(self.model_dir),
+        }
+        self._step(record, "training", window_s=window_s, barstore=self.settings.barstore)
+        self.task = asyncio.create_task(self._train_and_gate(record, window_s))
+        return record
+
+    async def _train_and_gate(self, record: dict[str, Any], window_s: float) -> None:
+        try:
+            symbols = [s.strip() for s in self.settings.symbols.split(",") if s.strip()]
+            overrides = window_overrides(
+                Path(self.settings.barstore), symbols, window_s, self.clock()
+            )
+            code, summary = await self.train(pipeline_argv(self.settings, overrides))
+        except Exception as exc:
+            self._step(record, "dropped", why=f"training did not run: {exc}")
+            return
+        if code != 0 or not isinstance(summary, dict) or "version" not in summary:
+            self._step(record, "dropped", why=f"training failed (exit code {code})")
+            return
+        gate = {
+            "version": summary["version"],
+            "verdict": summary.get("verdict"),
+            "gate_reason": summary.get("reason"),
+            "gate": summary.get("gate_numbers"),
+            "window": {k: overrides[k] for k in ("train_start", "val_start", "test_start")},
+        }
+        if summary.get("verdict") != "promoted":
+            self._step(record, "dropped", why="the validation-fold gate rejected it", **gate)
+            return
+        self._step(record, "candidate", **gate)
+        self._load_shadow(record)
+
+    def _load_shadow(self, record: dict[str, Any]) -> None:
+        try:
+            loaded = shadow_verbs.load_shadow(
+                record["version"],
+                source_root=self.output_dir / "best_models",
+                model_dir=self.model_dir,
+                key=self.key,
+                publish=self.publish,
+            )
+        except registry.PushError as exc:
+            self._step(record, "dropped", why=f"shadow load refused: {exc}")
+            return
+        self.rows = []
+        self._step(
+            record,
+            "shadow",
+            shadow_version=loaded["version"],
+            live_version=loaded["live"],
+            sessions_needed=self.settings.shadow_sessions,
+            margin_pct=self.settings.margin,
+            scores=[],
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    def resume(self) -> None:
+        """After a restart: carry on with the open record (never promoting twice)."""
+        record = self.current()
+        if record is None:
+            return
+        state = record["state"]
+        if state == "training":  # the pipeline was this process's child: it is gone
+            self._step(record, "dropped", why="the trainer restarted during training")
+        elif state == "candidate":
+            self._load_shadow(record)
+        elif state == "shadow":
+            self.rows = self._read_rows(record)
+            event(log, "retrain_resumed", id=record["id"], decisions=len(self.rows))
+            self.evaluate(record)
+        elif state == "promoting":
+            self._promote(record, record.get("decision", {}))
+
+    def _read_rows(self, record: dict[str, Any]) -> list[Row]:
+        try:
+            lines = self._rows_file(record).read_text().splitlines()
+        except OSError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def observe(self, message: Any) -> None:
+        """A live ``signal.`` or ``shadow.`` decision while a candidate is watched."""
+        if not isinstance(message, (TargetPosition, ShadowTarget)):
+            return
+        record = self.current()
+        if record is None or record["state"] != "shadow":
+            return
+        row = decision_row(message)
+        if row["role"] == "shadow" and row["model_version"] != record["shadow_version"]:
+            return
+        new_session = not self.rows or row["session"] != self.rows[-1]["session"]
+        self.rows.append(row)
+        path = self._rows_file(record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if new_session:  # a session can only complete when a later one starts
+            self.evaluate(record)
+
+    def evaluate(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        scores = session_scores(self.rows, record["shadow_version"])
+        if len(scores) > len(record.get("scores", [])):
+            self._step(record, "shadow", scores=scores, sessions_done=len(scores))
+        decision = decide(scores, self.settings.shadow_sessions, self.settings.margin)
+        if decision is None:
+            return None
+        shadow_now = shadow_verbs.shadow_status(self.model_dir)
+        if shadow_now is None or shadow_now.get("version") != record["shadow_version"]:
+            self._step(record, "dropped", why="the shadow was replaced or dropped by hand")
+        elif decision["promote"]:
+            self._step(record, "promoting", decision=decision)
+            self._promote(record, decision)
+        else:
+            shadow_verbs.drop_shadow(model_dir=self.model_dir, key=self.key, publish=self.publish)
+            self._step(record, "dropped", why="did not beat live by the margin", decision=decision)
+        return decision
+
+    def _promote(self, record: dict[str, Any], decision: dict[str, Any]) -> None:
+        version = record["shadow_version"]
+        if registry.current_version(self.model_dir) == version:  # pushed before a restart
+            (self.model_dir / "shadow.json").unlink(missing_ok=True)
+            self._step(record, "promoted", already_live=True)
+            return
+        try:
+            pushed = shadow_verbs.promote_shadow(
+                model_dir=self.model_dir, key=self.key, publish=self.publish
+            )
+        except registry.PushError as exc:
+            self._step(record, "dropped", why=f"promotion refused: {exc}")
+            return
+        self._step(record, "promoted", pushed=pushed["version"], sha256=pushed["sha256"])
+
+    def status(self) -> dict[str, Any]:
+        """What ``hb.trainer`` and ``status`` carry about retraining."""
+        record = self.records()[-1] if self.records() else None
+        due = self.next_due_s()
+        summary = None
+        if record is not None:
+            summary = {
+                k: record.get(k)
+                for k in ("id", "state", "version", "shadow_version", "why", "decision")
+                if record.get(k) is not None
+            }
+            summary["sessions_done"] = len(record.get("scores", []))
+            summary["sessions_needed"] = self.settings.shadow_sessions
+        return {
+            "every": self.settings.every,
+            "next_due": _iso(due) if due is not None else None,
+            "last": summary,
+        }

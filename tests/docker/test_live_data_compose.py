@@ -107,4 +107,22 @@ def test_default_stack_trades_bars_that_came_through_the_tws_api(live: LiveStack
         slipped = [own["open"] * (1 + side * SLIPPAGE) for side in (1, -1)]  # ibsim's default
         prices = (own["open"], own["high"], own["low"], own["close"], *slipped)
         assert any(abs(execution["price"] - p) < 1e-5 for p in prices), (execution, own)
+    # the bars marketdata published (its snapshot: what inference warmed from and was sent) are
+    # the simulator's own bars, value for value, for the same window
+    code = (
+        "import json; from ibsim.control import control_request as c; "
+        "print(json.dumps(c(4003, {'cmd': 'bars', 'symbol': 'AAPL'})['bars']))"
+    )
+    book = {b["close_ts"]: b for b in live.exec_json("ibsim", code)}
+    snapshot = live.command("marketdata", "snapshot", {"symbol": "AAPL", "n": 50})
+    assert snapshot["ok"], snapshot
+    # the window the simulator's book holds (warm-up history before it was served from the same
+    # dataset by reqHistoricalData and is not in the book)
+    first = min(book)
+    published = [b for b in snapshot["result"]["bars"] if b["ts_event"] >= first]
+    assert published, "marketdata published no AAPL bar inside the simulator's window"
+    for bar in published:
+        own = book[bar["ts_event"]]  # a bar the simulator never had raises KeyError
+        fields = ("open", "high", "low", "close", "volume")
+        assert [bar[f] for f in fields] == pytest.approx([own[f] for f in fields], rel=1e-9)
     live.assert_no_duplicate_orders()

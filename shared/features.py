@@ -26,6 +26,8 @@ Features (column order = ``names``; every value is scale-free):
 ``volz_<n>``                (volume - rolling mean) / rolling std (ddof 0); 0 when std is 0
 ``vol_regime_<s>_<l>``      log(realised vol short / long), std of log returns (ddof 0)
 ``trend_<f>_<s>``           (SMA_f - SMA_s) / close (ta SMAIndicator): the trend strength
+``hmm_p<k>_<K>``, ``ac1_n``  only with ``regime`` set (off by default): ``shared.regime``'s
+                            filtered HMM state probabilities and lag-1 return autocorrelation
 ==========================  ================================================================
 
 No feature at bar t reads a bar after t (tests perturb the future and compare). Rows before
@@ -46,6 +48,8 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
+
+from shared.regime import OnlineRegime, RegimeConfig, regime_batch, regime_names, regime_warmup
 
 FEATURE_CODE_VERSION = "1"
 
@@ -68,6 +72,9 @@ class FeatureConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     vol_long: int = 100
     trend_fast: int = 10
     trend_slow: int = 50
+    # The optional regime block (shared.regime): None = off, and then ``to_dict`` leaves the key
+    # out, so every existing manifest's fingerprint and feature list stay as they were.
+    regime: RegimeConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.return_horizons or min(self.return_horizons) < 1:
@@ -98,6 +105,8 @@ class FeatureConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(self)
+        if out.get("regime") is None:
+            out.pop("regime", None)
         return out
 
     @classmethod
@@ -121,6 +130,7 @@ def feature_names(config: FeatureConfig) -> list[str]:
         f"volz_{c.volume_window}",
         f"vol_regime_{c.vol_short}_{c.vol_long}",
         f"trend_{c.trend_fast}_{c.trend_slow}",
+        *(regime_names(c.regime) if c.regime is not None else ()),
     ]
 
 
@@ -136,6 +146,7 @@ def warmup_bars(config: FeatureConfig) -> int:
         c.volume_window,
         c.vol_long + 1,
         c.trend_slow,
+        regime_warmup(c.regime) if c.regime is not None else 0,
     )
 
 
@@ -231,6 +242,8 @@ def _batch(config: FeatureConfig, bars: pd.DataFrame) -> np.ndarray:
     sma_f = SMAIndicator(close, window=c.trend_fast).sma_indicator().to_numpy(np.float64)
     sma_s = SMAIndicator(close, window=c.trend_slow).sma_indicator().to_numpy(np.float64)
     cols.append((sma_f - sma_s) / cl)
+    if c.regime is not None:
+        cols.extend(regime_batch(c.regime, bars).T)
 
     out = np.column_stack(cols).astype(np.float64, copy=False)
     out[: warmup_bars(c) - 1, :] = np.nan
@@ -364,6 +377,7 @@ class OnlineFeatures:
         self._sma_f = _Rolling(c.trend_fast)
         self._sma_s = _Rolling(c.trend_slow)
         self._bb_dev = float(c.bb_dev)
+        self._regime = OnlineRegime(c.regime) if c.regime is not None else None
 
     @property
     def atr(self) -> float | None:
@@ -438,6 +452,7 @@ class OnlineFeatures:
             self._rv_l.push(logret)
         self._sma_f.push(close)
         self._sma_s.push(close)
+        regime_row = self._regime.update(close) if self._regime is not None else None
 
         self._prev_close = close
         self._prev_high = high
@@ -477,6 +492,8 @@ class OnlineFeatures:
         out.append(math.log(rs / rl) if rs > 0.0 and rl > 0.0 else 0.0)
 
         out.append((self._sma_f.mean() - self._sma_s.mean()) / close)
+        if regime_row is not None:
+            out.extend(regime_row.tolist())
         return np.array(out, dtype=np.float64)
 
     def update_many(self, bars: pd.DataFrame) -> np.ndarray | None:

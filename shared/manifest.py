@@ -14,7 +14,9 @@ not be served exactly as it was trained:
    values;
 4. onnxruntime opens the bytes that were hashed (``intra_op_num_threads=1``), the graph's input and
    output shapes match the manifest, and one test inference returns finite values of the right
-   shape -> ``ArtifactError``.
+   shape -> ``ArtifactError``. A stateful ``policy.kind`` (lstm / attention) is checked against
+   its state inputs/outputs or window in ``shared.stateful_model`` and served with per-stream
+   state.
 
 Action spaces: ``discrete`` -> the model outputs one logit per entry of ``action_values`` (default
 ``[-1, 0, 1]``) and the target is ``action_values[argmax]``; ``continuous`` -> one output clipped
@@ -363,7 +365,10 @@ def check_compatible(
 
 
 class LoadedModel:
-    """An artifact that passed every check, ready to decide."""
+    """An artifact that passed every check, ready to decide. ``stateful`` models (LSTM /
+    attention) are ``shared.stateful_model.StatefulModel``: they decide with ``step``."""
+
+    stateful = False
 
     def __init__(
         self,
@@ -489,17 +494,17 @@ def load_artifact(
             f"{folder / MODEL_FILE}: sha256 {actual} != announced {expected_sha256}"
         )
     check_compatible(manifest, pipeline, folder)
-    if manifest.policy is not None and manifest.policy.stateful:
-        raise ArtifactError(
-            f"{folder}: policy.kind {manifest.policy.kind!r} needs per-symbol state "
-            f"({manifest.policy.reset}); this loader serves stateless graphs only"
-        )
     normaliser = Normaliser.from_dict(manifest.normaliser)
 
     try:
         session = _session(onnx_bytes)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ArtifactError(f"{folder / MODEL_FILE}: onnxruntime cannot load it: {exc}") from None
+    if manifest.policy is not None and manifest.policy.stateful:
+        # LSTM / attention: the state (or window) is per stream; its graph checks are there
+        from shared.stateful_model import open_stateful
+
+        return open_stateful(folder, manifest, normaliser, session)
     inputs = session.get_inputs()
     outputs = {o.name: o for o in session.get_outputs()}
     size = manifest.observation.size

@@ -100,6 +100,7 @@ class ModelControl:
         self._publish_status(candidate.version, True, f"swapped from {old.version}")
         if self.shadow is not None and self.shadow.version == candidate.version:
             self.drop_shadow(requested_by, reason="promoted")
+        self._model_changed(candidate)  # type: ignore[attr-defined]
         return {"accepted": True, "serving": candidate.version, "previous": old.version}
 
     def _reject(self, target: str, reason: str, requested_by: str) -> dict[str, Any]:
@@ -133,6 +134,7 @@ class ModelControl:
             by=requested_by,
         )
         self._publish_status(self.model.version, True, f"rolled back from {self.previous.version}")
+        self._model_changed(self.model)  # type: ignore[attr-defined]
         return {"accepted": True, "serving": self.model.version, "previous": self.previous.version}
 
     # ------------------------------------------------------------------ shadow model

@@ -30,6 +30,15 @@ and the queue is decided and published, in arrival order, when a symbol repeats 
 the position just decided), before any other message (a model update), and at the end of the
 receive batch. Targets, signals and their order are the same as deciding bar by bar.
 
+Stateful policies (``policy.kind`` lstm / attention, ``shared.stateful_model``): each symbol
+carries its own state (LSTM h, c; attention the last W observations) from bar to bar, stacked
+along the batch axis in a batched call. It starts from the initial (zero) state, as the trainer's
+backtest decider does, whenever continuity breaks: a new epoch, a re-shard or a restart (a new
+``SymbolState``, re-warmed by replaying the snapshot through the policy), a swap to a stateful
+model (every symbol is re-warmed the same way), a gap (a missing session: ``seq`` is marketdata's
+session number, so a seq jump) or the first bar of a backfill within one epoch. The shadow keeps
+its own state (``inference.shadow``).
+
 No ray, no torch: this module imports onnxruntime (through ``shared.manifest``) and numpy only.
 """
 
@@ -64,6 +73,7 @@ from shared.manifest import (
 from shared.messages import Bar, Heartbeat, ModelUpdated, TargetPosition
 from shared.observation import build_observation
 from shared.runtime import BusConnection
+from shared.stateful_model import State, StatefulModel
 
 log = logging.getLogger("inference")
 
@@ -84,6 +94,12 @@ class SymbolState:
     epoch: int | None = None  # marketdata's epoch of the last bar applied
     last_seq: int = 0
     gaps: int = 0  # bars missing by seq within one epoch
+    breaks: int = 0  # continuity breaks (gap, backfill) within one epoch: stateful policy resets
+    last_backfill: bool = False
+    policy_state: State | None = None  # a stateful live model's state after the last decision
+    policy_model: LoadedModel | None = None  # the model that state belongs to
+    policy_breaks: int = 0  # ``breaks`` when that state was started
+    state_resets: int = 0
 
 
 @dataclass
@@ -138,6 +154,7 @@ class Counters:
     shadow_errors: int = 0  # a failing shadow never touches the live signal
     epoch_changes: int = 0
     seq_gaps: int = 0
+    state_resets: int = 0  # stateful policy states restarted from zeros (gap, backfill, swap)
 
 
 class InferenceService(ModelControl, ShardMembership, WarmUp):
@@ -226,6 +243,10 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         if state.last_seq and bar.seq > state.last_seq + 1:
             state.gaps += bar.seq - state.last_seq - 1
             self.counters.seq_gaps += bar.seq - state.last_seq - 1
+            state.breaks += 1
+        if bar.backfill and not state.last_backfill and state.bars and bar.epoch == state.epoch:
+            state.breaks += 1  # a backfill run within one epoch: the stream was not continuous
+        state.last_backfill = bar.backfill
         state.last_seq = bar.seq
         state.last_ts = bar.ts_event
         state.epoch = bar.epoch
@@ -240,11 +261,60 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         if row is None:
             return None
         model = self.model
-        target = model.decide(build_observation(model.normaliser.transform(row), state.position))
+        target = self._decide(
+            model, state, build_observation(model.normaliser.transform(row), state.position)
+        )
         state.position = target
         if self.shadow is not None:
-            self._shadow_decide(state.symbol, row)
+            self._shadow_decide(state.symbol, row, state.breaks)
         return target
+
+    def _policy_states(self, model: StatefulModel, states: list[SymbolState]) -> list[State]:
+        """Each symbol's state for ``model``, restarted from zeros when it belongs to another
+        model or continuity broke since it was started."""
+        out = []
+        for s in states:
+            if s.policy_state is None or s.policy_model is not model or s.policy_breaks != s.breaks:
+                if s.policy_state is not None:
+                    s.state_resets += 1
+                    self.counters.state_resets += 1
+                s.policy_state = model.initial_state()
+                s.policy_model = model
+                s.policy_breaks = s.breaks
+            out.append(s.policy_state)
+        return out
+
+    def _decide(self, model: LoadedModel, state: SymbolState, obs: np.ndarray) -> float:
+        """One symbol's target; a stateful model carries the symbol's state forward."""
+        if not isinstance(model, StatefulModel):
+            return model.decide(obs)
+        targets, new = model.step(obs[None, :], self._policy_states(model, [state]))
+        state.policy_state = new[0]
+        return targets[0]
+
+    def _decide_rows(
+        self, model: LoadedModel, states: list[SymbolState], obs: list[np.ndarray]
+    ) -> list[float]:
+        """Targets of distinct symbols in one ONNX call (states stacked on the batch axis)."""
+        if not isinstance(model, StatefulModel):
+            return list(model.decide_batch(np.stack(obs)).tolist())
+        targets, new = model.step(np.stack(obs), self._policy_states(model, states))
+        for state, nxt in zip(states, new, strict=True):
+            state.policy_state = nxt
+        return targets
+
+    def _model_changed(self, new: LoadedModel) -> None:
+        """A stateful model starts every symbol from zeros and rebuilds its state by replaying
+        the snapshot (features, positions and state as the backtest of those bars)."""
+        if not new.stateful:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a plain call): states restart from zeros on next bar
+            return
+        for symbol, state in list(self.states.items()):
+            if state.warm:
+                self._reset_symbol(symbol, state.last_signal_ts)
 
     def _admit(self, bar: Bar) -> SymbolState | None:
         """Count a live bar; its symbol's state if warm, None if filtered or buffered."""
@@ -328,20 +398,20 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         targets: list[float] | None = None
         if len(obs) > 1:
             try:
-                targets = model.decide_batch(np.stack(obs)).tolist()
+                targets = self._decide_rows(model, states, obs)
                 self.counters.batched_calls += 1
                 self.counters.batched_bars += len(obs)
             except Exception:  # decide row by row so the failure lands on its own bar
                 targets = None
         for i, (state, bar) in enumerate(zip(states, bars, strict=True)):
             try:
-                target = targets[i] if targets is not None else model.decide(obs[i])
+                target = targets[i] if targets is not None else self._decide(model, state, obs[i])
                 state.position = target
                 self._publish_signal(state, bar, target, model.version)
             except Exception:
                 self._handler_failed(bar)
         if self.shadow is not None:
-            self._shadow_batch(bars, rows)
+            self._shadow_batch(bars, rows, [s.breaks for s in states])
 
     def _flush_symbol(self, symbol: str) -> None:
         """Decide what is queued before a symbol's state is replaced or handed over."""
@@ -353,11 +423,13 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         if row is None:
             return None
         model = self.model
-        target = model.decide(build_observation(model.normaliser.transform(row), state.position))
+        target = self._decide(
+            model, state, build_observation(model.normaliser.transform(row), state.position)
+        )
         state.position = target
         signal = self._publish_signal(state, bar, target, model.version)
         if self.shadow is not None:
-            self._shadow_publish(bar, self._shadow_decide(state.symbol, row))
+            self._shadow_publish(bar, self._shadow_decide(state.symbol, row, state.breaks))
         return signal
 
     def _publish_signal(
@@ -383,12 +455,12 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         return stamped  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ shadow
-    def _shadow_decide(self, symbol: str, row: np.ndarray) -> float | None:
+    def _shadow_decide(self, symbol: str, row: np.ndarray, breaks: int = 0) -> float | None:
         shadow = self.shadow
         if shadow is None:
             return None
         try:
-            return shadow.decide(symbol, row)
+            return shadow.decide(symbol, row, breaks)
         except Exception:  # the candidate's failure is counted, never the live signal's
             self.counters.shadow_errors += 1
             log.warning("shadow_failed", exc_info=True, extra={"fields": {"symbol": symbol}})
@@ -400,13 +472,16 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         self.bus.publisher.publish(self.shadow.message(bar, target, self.settings.strategy))
         self.counters.shadow_signals += 1
 
-    def _shadow_batch(self, bars: list[Bar], rows: list[np.ndarray]) -> None:
+    def _shadow_batch(self, bars: list[Bar], rows: list[np.ndarray], breaks: list[int]) -> None:
         shadow = self.shadow
         assert shadow is not None
+        symbols = [b.symbol for b in bars]
         try:
-            targets: list[float | None] = list(shadow.decide_batch([b.symbol for b in bars], rows))
+            targets: list[float | None] = list(shadow.decide_batch(symbols, rows, breaks))
         except Exception:
-            targets = [self._shadow_decide(b.symbol, r) for b, r in zip(bars, rows, strict=True)]
+            targets = [
+                self._shadow_decide(s, r, k) for s, r, k in zip(symbols, rows, breaks, strict=True)
+            ]
         for bar, target in zip(bars, targets, strict=True):
             self._shadow_publish(bar, target)
 
@@ -478,6 +553,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
                     "atr": s.features.atr,
                     "epoch": s.epoch,
                     "seq_gaps": s.gaps,
+                    "state_resets": s.state_resets,
                 }
                 for s in self.states.values()
             },
@@ -522,13 +598,20 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
 
 
 def decide_many(model: LoadedModel, features: OnlineFeatures, bars: np.ndarray) -> list[float]:
-    """Benchmark helper: the per-bar work of ``_apply`` over an (n, 5) OHLCV array."""
+    """Benchmark helper: the per-bar work of ``_apply`` over an (n, 5) OHLCV array (a stateful
+    model's state carried from bar to bar)."""
     position = 0.0
     out: list[float] = []
+    state = model.initial_state() if isinstance(model, StatefulModel) else None
     for o, h, lo, c, v in bars.tolist():
         row = features.update(o, h, lo, c, v)
         if row is None:
             continue
-        position = model.decide(build_observation(model.normaliser.transform(row), position))
+        obs = build_observation(model.normaliser.transform(row), position)
+        if isinstance(model, StatefulModel) and state is not None:
+            targets, nxt = model.step(obs[None, :], [state])
+            position, state = targets[0], nxt[0]
+        else:
+            position = model.decide(obs)
         out.append(position)
     return out

@@ -9,6 +9,9 @@ type and topic prefix from ``signal.``, so execution (subscribed to ``signal.`` 
 ``TargetPosition`` only) can never trade it. The monitor records it.
 
 A shadow loaded mid-stream starts every symbol flat (position 0), like a model that just started.
+A stateful shadow (LSTM / attention) keeps its own per-symbol state, from zeros at its load, and
+restarts it when the live stream breaks continuity (the service passes its ``breaks`` count);
+a symbol re-warmed from the snapshot (epoch change, re-shard) rebuilds it in the replay.
 
 The shadow is announced by the trainer (``shadow`` / ``promote_shadow`` / ``drop_shadow`` verbs)
 with a signed ``model.updated`` (action ``shadow`` / ``drop_shadow``) so every replica loads or
@@ -31,6 +34,7 @@ from shared.logs import event
 from shared.manifest import LoadedModel
 from shared.messages import Bar, ShadowTarget
 from shared.observation import build_observation
+from shared.stateful_model import State, StatefulModel
 
 log = logging.getLogger("inference")
 
@@ -55,6 +59,7 @@ class ShadowSlot:
     model: LoadedModel
     positions: dict[str, float] = field(default_factory=dict)
     published: int = 0
+    states: dict[str, tuple[int, State]] = field(default_factory=dict)  # symbol -> (breaks, state)
 
     @property
     def version(self) -> str:
@@ -65,15 +70,29 @@ class ShadowSlot:
             self.model.normaliser.transform(row), self.positions.get(symbol, 0.0)
         )
 
-    def decide(self, symbol: str, row: np.ndarray) -> float:
-        target = self.model.decide(self.observation(symbol, row))
-        self.positions[symbol] = target
-        return target
+    def _state(self, model: StatefulModel, symbol: str, breaks: int) -> State:
+        held = self.states.get(symbol)
+        return held[1] if held is not None and held[0] == breaks else model.initial_state()
 
-    def decide_batch(self, symbols: list[str], rows: list[np.ndarray]) -> list[float]:
+    def decide(self, symbol: str, row: np.ndarray, breaks: int = 0) -> float:
+        return self.decide_batch([symbol], [row], [breaks])[0]
+
+    def decide_batch(
+        self, symbols: list[str], rows: list[np.ndarray], breaks: list[int] | None = None
+    ) -> list[float]:
         """One ONNX call for the bars of distinct symbols (as the live batch)."""
         obs = np.stack([self.observation(s, r) for s, r in zip(symbols, rows, strict=True)])
-        targets: list[float] = self.model.decide_batch(obs).tolist()
+        model = self.model
+        if isinstance(model, StatefulModel):
+            marks = breaks if breaks is not None else [0] * len(symbols)
+            states = [self._state(model, s, k) for s, k in zip(symbols, marks, strict=True)]
+            targets, new = model.step(obs, states)
+            for symbol, mark, nxt in zip(symbols, marks, new, strict=True):
+                self.states[symbol] = (mark, nxt)
+        elif len(symbols) == 1:
+            targets = [model.decide(obs[0])]
+        else:
+            targets = model.decide_batch(obs).tolist()
         for symbol, target in zip(symbols, targets, strict=True):
             self.positions[symbol] = target
         return targets
@@ -94,6 +113,7 @@ class ShadowSlot:
     def forget(self, symbol: str) -> None:
         """A symbol handed to another replica (or re-warmed): its shadow position starts over."""
         self.positions.pop(symbol, None)
+        self.states.pop(symbol, None)
 
     def describe(self) -> dict[str, Any]:
         return {"version": self.model.version, "published": self.published}

@@ -28,7 +28,7 @@ from trainer.policies.onnx import (
     sequential_decider,
 )
 
-from shared.manifest import ArtifactError, load_artifact, read_manifest, write_artifact
+from shared.manifest import load_artifact, read_manifest, write_artifact
 from tests.model_artifacts import baseline_folder
 
 pytestmark = pytest.mark.unit
@@ -122,7 +122,7 @@ def test_sequential_decider_carries_the_state_and_resets_on_a_gap() -> None:
     np.testing.assert_allclose(seen[-1], fresh8[0], atol=1e-7)
 
 
-def test_manifest_describes_a_stateful_artifact_and_the_stateless_loader_refuses_it(
+def test_manifest_describes_a_stateful_artifact_and_the_loader_serves_it(
     tmp_path: Path,
 ) -> None:
     policy = PolicyConfig(kind="lstm", lstm_cell_size=16)
@@ -138,5 +138,5 @@ def test_manifest_describes_a_stateful_artifact_and_the_stateless_loader_refuses
     assert back.policy.state_inputs == ["h_in", "c_in"]
     assert back.policy.state_shape == [1, 16]
     assert "epoch" in back.policy.reset and "gap" in back.policy.reset
-    with pytest.raises(ArtifactError, match=r"policy\.kind 'lstm' needs per-symbol state"):
-        load_artifact(folder)
+    # served with per-symbol state since the serving side landed (shared.stateful_model)
+    assert load_artifact(folder).stateful

@@ -48,6 +48,7 @@ __all__ = [
     "RegimeConfig",
     "baum_welch",
     "fit_regime",
+    "fit_training_slices",
     "regime_batch",
     "regime_names",
     "regime_observations",
@@ -68,6 +69,7 @@ class HmmParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     log_likelihood: float = 0.0  # of the training observations (reported, not used)
     iterations: int = 0
     fitted_rows: int = 0
+    fit_slice: str = ""  # what it was fitted on (``fit_training_slices``: source, symbols, dates)
 
 
 class RegimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -265,12 +267,56 @@ def baum_welch(
     )
 
 
-def fit_regime(cfg: RegimeConfig, bars: pd.DataFrame) -> RegimeConfig:
-    """``cfg`` with ``params`` fitted on ``bars`` (the TRAINING slice only: cut it before)."""
-    x = regime_observations(cfg, bars["close"].to_numpy(np.float64))
+def fit_regime(
+    cfg: RegimeConfig, bars: pd.DataFrame | list[pd.DataFrame], fit_slice: str = ""
+) -> RegimeConfig:
+    """``cfg`` with ``params`` fitted on ``bars`` (the TRAINING slice only: cut it before).
+
+    Several frames (one per symbol) are pooled: their observation rows are concatenated, so the
+    one transition at each junction is counted as an ordinary step (negligible against
+    thousands of rows)."""
+    frames = bars if isinstance(bars, list) else [bars]
+    rows = [regime_observations(cfg, f["close"].to_numpy(np.float64)) for f in frames]
+    x = np.concatenate(rows)
     x = x[~np.isnan(x).any(axis=1)]
     params = baum_welch(x, cfg.n_states, n_iter=cfg.n_iter, tol=cfg.tol, seed=cfg.seed)
+    params = msgspec.structs.replace(params, fit_slice=fit_slice)
     return msgspec.structs.replace(cfg, params=params)
+
+
+def fit_training_slices(
+    regime: dict[str, Any],
+    source: str,
+    symbols: list[str],
+    start: str | None,
+    end: str | None,
+) -> dict[str, Any]:
+    """The trainer's regime block fitted on every symbol's bars in [start, end) (the training
+    slice), as a plain dict for ``FeatureConfig``; kept as is when it already was fitted on
+    exactly that slice (``params.fit_slice``)."""
+    from shared.data import load_bars
+
+    key = f"{source} {','.join(symbols)} [{start}, {end})"
+    cfg = msgspec.convert(regime, RegimeConfig)
+    if cfg.params is not None and cfg.params.fit_slice == key:
+        return regime
+    frames = []
+    for symbol in symbols:
+        bars = load_bars(source, symbol)
+        ts = pd.DatetimeIndex(bars.index)
+        keep = np.ones(len(bars), dtype=bool)
+        if start is not None:
+            keep &= ts >= _utc(start)
+        if end is not None:
+            keep &= ts < _utc(end)
+        frames.append(bars[keep])
+    out: dict[str, Any] = msgspec.to_builtins(fit_regime(cfg, frames, fit_slice=key))
+    return out
+
+
+def _utc(value: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _arrays(cfg: RegimeConfig) -> tuple[NDArray[np.float64], ...]:

@@ -30,6 +30,7 @@ import msgspec
 from shared.config import require
 from shared.costs import CostModel
 from shared.env import EnvConfig
+from shared.env_risk import RiskRules
 
 Algorithm = Literal["PPO", "APPO", "DQN"]
 Activation = Literal["tanh", "relu", "silu", "elu"]
@@ -92,6 +93,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # FeatureConfig overrides (look-back windows). Inference serves the DEFAULT pipeline, so a
     # model trained with overrides is refused at push time (manifest fingerprint mismatch).
     features: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Execution's ATR stop and daily loss halt in the TRAINING env (shared.env_risk, paper-config
+    # defaults); validation and hold-out are scored as before (the backtester has neither).
+    env_risk_rules: bool = False
 
     # ------------------------------------------------------------------ model
     hiddens: list[int] = msgspec.field(default_factory=lambda: [64, 64])
@@ -152,6 +156,19 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         )
         if self.algorithm == "DQN":
             require(self.action_space == "discrete", "action_space", "DQN needs discrete actions")
+        if isinstance(self.features.get("regime"), dict):
+            # the regime HMM: fitted once on every symbol's training slice (shared.regime), so
+            # every env, the export and the manifest carry the same numbers
+            from shared.regime import fit_training_slices
+
+            fitted = fit_training_slices(
+                self.features["regime"],
+                self.source,
+                self.symbol_list,
+                self.train_start,
+                self.train_end,
+            )
+            msgspec.structs.force_setattr(self, "features", {**self.features, "regime": fitted})
         self.env_config("train")  # EnvConfig validates the env fields (costs, risk fraction ...)
 
     @property
@@ -239,6 +256,7 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             reward=self.reward,
             reward_scale=self.reward_scale,
             drawdown_penalty=self.drawdown_penalty,
+            risk=RiskRules() if self.env_risk_rules and split == "train" else None,
         )
 
 

@@ -11,6 +11,11 @@ intra-op thread, sequential):
   exported encoder (``obs_window`` [1, W, F]) + argmax.
 * ``onnx_call_ensemble``: ``LoadedModel.decide`` of a 3-member ensemble graph
   (``trainer.ensemble``), exactly the served path.
+* ``bar_work_lstm``: the in-process part of ``bar_to_signal_1`` for an LSTM artifact served by
+  inference (``load_artifact`` -> ``StatefulModel``): online features of one BTC bar, normalise,
+  observation, ``step`` with the symbol's state (what ``InferenceService._decide`` does per bar);
+  baseline: the same per-bar work with the PPO MLP member (``LoadedModel.decide``). The bus hop
+  is the same for both (``bar_to_signal_1`` in ``bench.bench_inference``).
 
 Baseline of each row: ``LoadedModel.decide`` of one PPO MLP member ([64, 64], the same export),
 measured in the same run. Weights are seeded random ones: latency does not depend on training.
@@ -68,6 +73,48 @@ def _mlp_member(root: Path, seed: int, size: int) -> Path:
         action_meaning="argmax over the PPO policy's action logits -> target position",
     )
     return write_artifact(root, manifest, onnx_bytes)
+
+
+def _lstm_artifact(root: Path, size: int) -> Path:
+    """An LSTM (cell 64) artifact on the baseline's manifest, as ``trainer.study`` writes one."""
+    import gymnasium as gym
+    import msgspec
+    from trainer.policies import PolicyConfig, build_policy_module
+    from trainer.policies.onnx import export_stateful, policy_spec
+
+    from shared.manifest import read_manifest, resolve_artifact, write_artifact
+
+    base = read_manifest(resolve_artifact(ROOT / "models", "baseline"))
+    policy = PolicyConfig(kind="lstm", lstm_cell_size=64)
+    space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+    module = build_policy_module(policy, space, gym.spaces.Discrete(3), seed=0)
+    manifest = msgspec.structs.replace(
+        base, version="lstm_served", algorithm="PPO", policy=policy_spec(module, policy)
+    )
+    return write_artifact(root, manifest, export_stateful(module, "lstm", size))
+
+
+def _per_bar(model: Any, ohlcv: np.ndarray) -> list[float]:
+    """Seconds of the service's per-bar work (features -> observation -> decision) per bar."""
+    from shared.features import FeaturePipeline
+    from shared.observation import build_observation
+
+    online = FeaturePipeline().online()
+    state = model.initial_state() if model.stateful else None
+    position, out = 0.0, []
+    for o, h, lo, c, v in ohlcv.tolist():
+        t0 = time.perf_counter()
+        row = online.update(o, h, lo, c, v)
+        if row is None:
+            continue
+        obs = build_observation(model.normaliser.transform(row), position)
+        if state is not None:
+            targets, nxt = model.step(obs[None, :], [state])
+            position, state = targets[0], nxt[0]
+        else:
+            position = model.decide(obs)
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def bench_policies(env: dict[str, str] | None = None, quick: bool = False) -> list[dict[str, Any]]:
@@ -129,6 +176,23 @@ def bench_policies(env: dict[str, str] | None = None, quick: bool = False) -> li
                 baseline=baseline,
                 goal="p50 < 3x one member",
                 note="LoadedModel.decide of 3 PPO MLP members in one graph (mean probability)",
+            )
+        )
+        from shared.data import load_bars
+
+        btc = load_bars("crypto", "BTC")
+        ohlcv = btc[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)[: n + 500]
+        lstm = load_artifact(_lstm_artifact(root, size))
+        mlp_bar = float(np.percentile(_per_bar(mlp, ohlcv), 50)) * 1e6
+        rows.append(
+            latency_row(
+                "bar_work_lstm",
+                _per_bar(lstm, ohlcv),
+                unit="us",
+                baseline={"name": "same per-bar work, PPO MLP [64,64]", "value": round(mlp_bar, 3)},
+                goal="p50 < 1 ms (bar_to_signal_1 budget: 0.3 ms p50 incl. the bus)",
+                note="features + normalise + observation + StatefulModel.step (cell 64, state "
+                "carried); the bus hop of bar_to_signal_1 comes on top",
             )
         )
     return rows

@@ -30,6 +30,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -124,7 +125,15 @@ QUICK_SAMPLE = ["shared/costs.py", "shared/accounting.py"]
 # --quick: the whole run's budget (make's cap is 300 s; staging and reporting need the rest),
 # and how many mutants of the changed functions a module outside QUICK_ELIGIBLE gets
 QUICK_BUDGET_S = 270.0
-QUICK_MAX_MUTANTS = 24
+QUICK_MAX_MUTANTS = 16
+# Changed modules the quick gate does not sample yet, and why (a module enters the gate once
+# its full run and test selection are in the report)
+QUICK_NOT_GATED: dict[str, str] = {
+    "services/inference/service.py": (
+        "no full run yet: being rewritten (shadow models, sharding); its test selection "
+        "(test_inference_service.py) leaves mutants with no tests"
+    ),
+}
 # modules whose whole run takes under a minute here (2 cores): the ones CI may pick when changed
 QUICK_ELIGIBLE = ["shared/costs.py", "shared/accounting.py"]
 
@@ -141,12 +150,27 @@ NOTES: list[str] = [
     "sharding) while this report was made; the position the policy sees is covered at the "
     "model level (`test_mutation_kills_manifest.py`) and through the service by the "
     "position-flipping policy in `test_inference_service.py`/`test_inference_batching.py`.",
+    "Source versions of today's rows: `shared/backtest.py` as of a0ec830 (the sizing change), "
+    "`shared/manifest.py` as of 94e0dc3, `shared/features.py` as of df3c12c (full run 13:36 UTC, "
+    "then its 98 survivors re-run against the new tests with `--survivors-only`, which checks the "
+    "module's sha256 and merges: killed mutants stay killed when tests are only added). The "
+    "other rows are the first session's runs (same day, 13:36 UTC report).",
+    "mutmut numbers mutants within a function, so after a function changes a listed name can "
+    "denote another mutation: every judgement is stored with the diff it was made on "
+    "(scripts/mutation_equivalents.json, written by `--record-judged`) and a listed survivor "
+    "whose diff differs is reported open again until it is re-judged.",
+    "The quick CI gate skips changed modules listed in QUICK_NOT_GATED (now "
+    "`services/inference/service.py`, with the reason printed); a sampled module is judged on "
+    "the mutants its share of the 270 s budget reached.",
     "The stage rewrites `services.execution` / `services.inference` imports in the copied tests to "
     "the package names, so those tests exercise the mutated module (the repository's tests are "
     "not changed).",
 ]
 
-# Surviving mutants judged equivalent (or accepted), with reasons: scripts/mutation_equivalents.py
+# Surviving mutants judged equivalent (or accepted), with reasons: scripts/mutation_equivalents.py;
+# the changed lines each was judged on: scripts/mutation_equivalents.json (--record-judged)
+JUDGED_FILE = REPO / "scripts" / "mutation_equivalents.json"
+JUDGED_DIFFS: dict[str, str] = json.loads(JUDGED_FILE.read_text()) if JUDGED_FILE.exists() else {}
 
 
 def import_path(repo_path: str) -> str:
@@ -218,6 +242,11 @@ SQL_WORD = re.compile(r"\b(SELECT|INSERT|UPDATE|PRAGMA|BEGIN|FROM|VALUES|WHERE)\
 def equivalence(name: str, diff: str) -> str | None:
     """Why a surviving mutant is equivalent (or accepted), or None when it is open."""
     if name in EQUIVALENT:
+        # mutmut numbers mutants within a function: once the function changes, a name may
+        # denote another mutation, so a judgement holds only for the diff it was made on
+        judged_on = JUDGED_DIFFS.get(name)
+        if judged_on is not None and judged_on != _changed_lines(diff):
+            return None
         return EQUIVALENT[name]
     minus = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
     plus = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
@@ -247,6 +276,20 @@ def equivalence(name: str, diff: str) -> str | None:
 STATUS_RE = re.compile(r"^\s+(\S+): (.+)$")
 
 
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group of ``proc``, SIGKILL what is left after 5 s."""
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_module(module: str, limit_s: float, children: int, only: list[str] | None = None) -> dict:
     """mutmut over ``module`` (every mutant, or just the names in ``only``), judged and scored."""
     tests = MODULES[module]
@@ -257,19 +300,20 @@ def run_module(module: str, limit_s: float, children: int, only: list[str] | Non
     timed_out = False
     log = root / "mutmut-run.log"
     with log.open("w") as out:
+        # its own process group: on the time limit the forked mutant workers go too
+        proc = subprocess.Popen(
+            [*mutmut, "run", "--max-children", str(children), *(only or [])],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            proc = subprocess.run(
-                [*mutmut, "run", "--max-children", str(children), *(only or [])],
-                cwd=root,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=limit_s,
-                check=False,
-            )
-            rc = proc.returncode
+            rc = proc.wait(timeout=limit_s)
         except subprocess.TimeoutExpired:
             timed_out, rc = True, None
+            stop_group(proc)
     elapsed = time.monotonic() - t0
     res = subprocess.run(
         [*mutmut, "results", "--all", "true"],
@@ -493,6 +537,20 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
     path.write_text("\n".join(out).rstrip() + "\n")
 
 
+def record_judged() -> None:
+    """Store the changed lines of every survivor listed in EQUIVALENT, as last run."""
+    history = json.loads((STAGE_ROOT / "history.json").read_text())
+    judged = dict(JUDGED_DIFFS)
+    for r in history.values():
+        for name, sv in r["survivors"].items():
+            if name in EQUIVALENT and "unavailable" not in sv["diff"]:
+                judged[name] = _changed_lines(sv["diff"])
+    JUDGED_FILE.write_text(
+        json.dumps(dict(sorted(judged.items())), indent=1, ensure_ascii=False) + "\n"
+    )
+    print(f"[mutate] {len(judged)} judged diffs -> {JUDGED_FILE.relative_to(REPO)}")
+
+
 def mutmut_version() -> str:
     from importlib.metadata import version
 
@@ -508,6 +566,12 @@ def main() -> int:
     ap.add_argument("--goal", type=float, default=GOAL)
     ap.add_argument("--no-report", action="store_true", help="do not rewrite the report")
     ap.add_argument(
+        "--record-judged",
+        action="store_true",
+        help="write the diff of every listed equivalent from var/mutate/history.json to "
+        "scripts/mutation_equivalents.json (after judging new survivors)",
+    )
+    ap.add_argument(
         "--survivors-only",
         action="store_true",
         help="re-run only the last full run's survivors against the current tests and merge "
@@ -518,6 +582,9 @@ def main() -> int:
     )
     args = ap.parse_args()
 
+    if args.record_judged:
+        record_judged()
+        return 0
     if args.report_only:
         write_report([], REPORT, args.goal)
         return 0
@@ -529,7 +596,9 @@ def main() -> int:
         changed = args.modules or changed_modules()
         modules = [m for m in changed if m in QUICK_ELIGIBLE]
         for m in changed:
-            if m in MODULES and m not in QUICK_ELIGIBLE:
+            if m in QUICK_NOT_GATED:
+                print(f"[mutate] {m}: changed, not gated: {QUICK_NOT_GATED[m]}")
+            elif m in MODULES and m not in QUICK_ELIGIBLE:
                 names = quick_sample(m, QUICK_MAX_MUTANTS)
                 if names:
                     samples[m] = names
@@ -545,8 +614,9 @@ def main() -> int:
 
     results = []
     deadline = time.monotonic() + QUICK_BUDGET_S if args.quick else math.inf
-    for module in modules:
-        budget = max(10.0, min(limit, deadline - time.monotonic()))
+    for k, module in enumerate(modules):
+        # an even share of what is left, so one slow module cannot starve the ones after it
+        budget = max(10.0, min(limit, (deadline - time.monotonic()) / (len(modules) - k)))
         only = samples.get(module) or scope_patterns(module)
         what = (
             f"{len(only)} mutants of its changed functions"
@@ -578,8 +648,17 @@ def main() -> int:
         for name, s in r["survivors"].items():
             print(f"  {s['status']}: {name}")
     print(f"[mutate] results: {write_json(results).relative_to(REPO)}")
-    # the gate: every mutant judged, and the score without the listed equivalents >= goal
-    failed = [r for r in results if not r["finished"] or r["score_net"] < args.goal]
+    # the gate: every mutant judged, and the score without the listed equivalents >= goal; a
+    # quick sample is judged on what its share of the budget judged (none judged: a warning)
+    failed = []
+    for r in results:
+        if r["module"] in samples:
+            if r["judged"] == 0:
+                print(f"[mutate] WARNING {r['module']}: no sampled mutant judged in the CI budget")
+            elif r["score_net"] < args.goal:
+                failed.append(r)
+        elif not r["finished"] or r["score_net"] < args.goal:
+            failed.append(r)
     if not args.quick and not args.no_report:
         write_report(results, REPORT, args.goal)
         print(f"[mutate] report: {REPORT.relative_to(REPO)}")

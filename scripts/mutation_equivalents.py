@@ -490,4 +490,83 @@ EQUIVALENT: dict[str, str] = {
     "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_32": (
         "equivalent: np.array of Python floats is float64"
     ),
+    "shared.backtest.x_run_backtest__mutmut_196": (
+        "equivalent: CostModel.commission takes the quantity's absolute value"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_227": (
+        "equivalent: a list of Python floats (or an empty list) makes a float64 array"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_229": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_258": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_260": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_264": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_266": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_270": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_272": "equivalent: same as run_backtest__mutmut_227",
+    "shared.backtest.x_run_backtest__mutmut_232": (
+        "equivalent: the dict's keys are FILL_COLUMNS in order, so DataFrame keeps that order"
+    ),
+    "shared.backtest.x_run_backtest__mutmut_234": "equivalent: same as run_backtest__mutmut_232",
+    "shared.backtest.x_run_backtest__mutmut_247": (
+        "equivalent: no fill has quantity 0 (only dq != 0 and a non-zero exit are recorded)"
+    ),
+    "shared.manifest.xǁLoadedModelǁoutputs__mutmut_15": (
+        "equivalent: same as decide__mutmut_20 (reshape(1, -2) == reshape(1, -1))"
+    ),
+    "shared.manifest.xǁLoadedModelǁoutputs__mutmut_32": (
+        "equivalent: same as decide__mutmut_20 (reshape(n, -2) == reshape(n, -1))"
+    ),
+    "shared.backtest.x_round_trips__mutmut_98": (
+        "equivalent: the zipped lists are columns of one frame, equal lengths"
+    ),
+    "shared.backtest.x_round_trips__mutmut_100": "equivalent: same as round_trips__mutmut_98",
+    "shared.backtest.x_round_trips__mutmut_101": "equivalent: same as round_trips__mutmut_98",
+    "shared.backtest.x_round_trips__mutmut_103": (
+        "accepted: `<` vs `<=` eps (1e-9 shares) differs only for a position of exactly 1e-9, "
+        "the boundary of a float-dust tolerance (as in accounting's apply_fill)"
+    ),
+    "shared.backtest.x_round_trips__mutmut_191": "accepted: same dust boundary (new_pos == eps)",
+    "shared.backtest.x_round_trips__mutmut_210": "accepted: same dust boundary (rest == eps)",
+    "shared.backtest.x_round_trips__mutmut_212": "accepted: same dust boundary (rest == eps)",
+    "shared.backtest.x_round_trips__mutmut_228": "accepted: same dust boundary (|pos| == eps)",
+    "shared.backtest.x_round_trips__mutmut_116": (
+        "equivalent for the fills the backtester writes: no fill has quantity 0 (a 0 fill "
+        "against a position would divide 0 by 0 in the original)"
+    ),
+    "shared.backtest.x_round_trips__mutmut_119": (
+        "equivalent: pos is never 0 here (|pos| <= eps took the opening branch above)"
+    ),
+    "shared.backtest.x_round_trips__mutmut_195": "equivalent: same as round_trips__mutmut_119",
+    "shared.backtest.x_round_trips__mutmut_192": (
+        "equivalent: new_pos == 0 is caught by `abs(new_pos) <= eps` first"
+    ),
+    "shared.backtest.x_round_trips__mutmut_166": (
+        "equivalent: trip['side'] is exactly +1.0 or -1.0, and x / +-1.0 == x * +-1.0"
+    ),
+    "shared.backtest.x_round_trips__mutmut_233": "equivalent: same as round_trips__mutmut_166",
+    "shared.backtest.x_round_trips__mutmut_205": (
+        "equivalent: rest is only compared with eps; on a flip both sums are > eps, on an "
+        "exact close the extra trip opened with quantity ~0 is overwritten by the next "
+        "opening fill (|pos| <= eps) and never recorded at the end (|pos| <= eps)"
+    ),
+    "shared.backtest.x_round_trips__mutmut_209": (
+        "equivalent: on an exact close pos becomes new_pos (0 or dust <= eps) instead of 0.0: "
+        "both open the next trade on the next fill and are not marked at the end"
+    ),
+    "shared.backtest.x_round_trips__mutmut_28": (
+        "equivalent: open_trip always gets a non-zero quantity (a fill, or a flip's remainder "
+        "> eps), so `>= 0` and `> 0` agree"
+    ),
+    "shared.backtest.x_round_trips__mutmut_57": (
+        "equivalent: trip['side'] is +1.0 or -1.0, never 0"
+    ),
+    "shared.backtest.x_round_trips__mutmut_66": (
+        "equivalent: close_trip runs after at least one closing quantity (> 0) was added to "
+        "exit_qty, so the NaN branch is unreachable"
+    ),
+    "shared.backtest.x_round_trips__mutmut_74": "equivalent: same as round_trips__mutmut_66",
+    "shared.backtest.x_round_trips__mutmut_77": (
+        "equivalent for positive prices: notional = entry price x peak quantity > 0"
+    ),
+    "shared.backtest.x_round_trips__mutmut_79": "equivalent: same as round_trips__mutmut_77",
 }

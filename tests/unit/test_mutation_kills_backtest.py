@@ -408,3 +408,85 @@ def test_exit_costs_sell_a_long_opened_on_the_last_bar() -> None:
     np.testing.assert_allclose(res.fills["price"], [buy_px, sell_px], rtol=1e-15)
     assert res.qty[-1] == 0.0 and res.equity[-1] == pytest.approx(flat, rel=1e-15)
     assert res.equity[:-1].tolist() == [150.0] * 5
+
+
+def test_exit_fill_is_the_only_row_marked_flat() -> None:
+    # fills: buy (target 1), partial sell (0.5), buy back (1), exit (0)
+    bars = frame(OPEN, CLOSE)
+    acct = AccountConfig(initial_cash=10_000.0, sizer="risk_fraction", costs=COSTS)
+    res = run_backtest(bars, [0.0, 1.0, 0.5, 0.5, 1.0, 1.0], acct, exit_costs=True)
+    assert res.fills["bar"].tolist() == [1, 2, 4, 5]
+    assert res.fills["target"].tolist() == [1.0, 0.5, 1.0, 0.0]
+    assert res.fills["side"].tolist() == ["buy", "sell", "buy", "sell"]
+
+
+def test_run_backtest_keeps_its_inputs_in_the_result() -> None:
+    bars = frame(OPEN, CLOSE)
+    acct = AccountConfig(sizer="risk_fraction", costs=COSTS)
+    targets = np.array([0.0, 1.0, 1.0, -1.0, -1.0, 0.0], dtype=np.float32)
+    res = run_backtest(bars, targets, acct, params={"fast": 5})
+    assert res.params == {"fast": 5} and res.account is acct
+    assert res.open.tolist() == OPEN and res.close.tolist() == CLOSE
+    assert res.targets.dtype == np.float64 and res.targets.tolist() == targets.tolist()
+    assert clip_targets(np.array([0.1], dtype=np.float32), True).dtype == np.float64
+    monthly = run_backtest(bars, targets, acct, periods_per_year=12.0)
+    daily = run_backtest(bars, targets, acct, periods_per_year=252.0)
+    ratio = daily.metrics["annualised_volatility"] / monthly.metrics["annualised_volatility"]
+    assert ratio == pytest.approx(math.sqrt(252.0 / 12.0), rel=1e-12)
+
+
+def test_round_trips_of_one_share() -> None:
+    # a one-share trade is a trade (the zero tolerance is for float dust, not for shares)
+    fills = pd.DataFrame(
+        {
+            "time": pd.date_range("2020-01-01", periods=2, tz="UTC"),
+            "bar": [0, 2],
+            "qty": [1.0, -1.0],
+            "price": [100.0, 110.0],
+            "commission": [1.0, 1.0],
+        }
+    )
+    trades = round_trips(fills, last_close=120.0, last_time=None, last_bar=3)
+    assert len(trades) == 1 and trades["open"].tolist() == [False]
+    tr = trades.iloc[0]
+    assert tr["pnl"] == pytest.approx(10.0 - 2.0) and tr["bars_held"] == 2
+    assert tr["side"] == "long" and tr["exit_price"] == 110.0
+    assert tr["entry_time"] == fills["time"].iloc[0] and tr["exit_time"] == fills["time"].iloc[1]
+    # one share at 0.5 -> 0.75: a notional of 0.5 still has a return
+    cheap = fills.assign(price=[0.5, 0.75], commission=[0.0, 0.0])
+    assert round_trips(cheap, 0.75, None, 3)["return"].iloc[0] == pytest.approx(0.5)
+
+
+def _fills(qty: list[float], price: list[float]) -> pd.DataFrame:
+    n = len(qty)
+    return pd.DataFrame(
+        {
+            "time": pd.date_range("2020-01-01", periods=n, tz="UTC"),
+            "bar": list(range(n)),
+            "qty": qty,
+            "price": price,
+            "commission": [0.0] * n,
+        }
+    )
+
+
+def test_round_trips_one_share_positions_scale_flip_and_reduce() -> None:
+    # long 1, buy 1 more (scale in: avg 101, peak 2), sell 2: one long trade
+    t = round_trips(_fills([1.0, 1.0, -2.0], [100.0, 102.0, 110.0]), 0.0, None, 2)
+    assert len(t) == 1 and t["qty"].iloc[0] == 2.0 and t["entry_price"].iloc[0] == 101.0
+    assert t["pnl"].iloc[0] == pytest.approx(18.0) and t["side"].iloc[0] == "long"
+    # long 10, buy 1 (scale in, not a close), sell 11
+    t = round_trips(_fills([10.0, 1.0, -11.0], [100.0, 111.0, 120.0]), 0.0, None, 2)
+    assert len(t) == 1 and t["qty"].iloc[0] == 11.0
+    assert t["entry_price"].iloc[0] == pytest.approx(1111.0 / 11.0)
+    assert t["pnl"].iloc[0] == pytest.approx(11 * 120.0 - 1111.0)
+    # long 10, sell 9 (1 left, still the same trade), sell 1
+    t = round_trips(_fills([10.0, -9.0, -1.0], [100.0, 110.0, 90.0]), 0.0, None, 2)
+    assert len(t) == 1 and t["pnl"].iloc[0] == pytest.approx(9 * 10.0 - 10.0)
+    assert t["exit_price"].iloc[0] == pytest.approx((9 * 110.0 + 90.0) / 10.0)
+    # long 1, sell 3: the long closes and a short of 2 opens at the flip's time and price
+    f = _fills([1.0, -3.0, 2.0], [100.0, 105.0, 95.0])
+    t = round_trips(f, 0.0, None, 2)
+    assert t["side"].tolist() == ["long", "short"] and t["qty"].tolist() == [1.0, 2.0]
+    assert t["entry_time"].iloc[1] == f["time"].iloc[1] and t["entry_price"].iloc[1] == 105.0
+    assert t["pnl"].tolist() == pytest.approx([5.0, 20.0])

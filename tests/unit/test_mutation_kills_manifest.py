@@ -152,7 +152,7 @@ def test_a_batch_is_one_onnx_call_and_a_model_batches_by_default(tmp_path: Path)
     session = CountingSession(loaded._session)
     # built without saying: batchable (a symbolic batch dimension is the normal export)
     model = LoadedModel(loaded.path, loaded.manifest, loaded.normaliser, session, "obs", "logits")
-    assert model.batchable and model.path == folder
+    assert model.batchable and model.path == folder and model.size == SIZE
     assert model.describe()["path"] == str(folder) and model.describe()["version"] == "count"
     for n in (2, 3):
         session.calls = 0
@@ -193,3 +193,6 @@ def test_the_manifest_output_is_read_not_the_first_one(tmp_path: Path) -> None:
     model = load_artifact(folder)
     assert model.decide(obs_with(1.0)) == -1.0  # logits 1, 0, -1: short
     assert model.decide(obs_with(-1.0)) == 1.0
+    batch = np.stack([obs_with(1.0), obs_with(-1.0)])
+    np.testing.assert_array_equal(model.decide_batch(batch), [-1.0, 1.0])
+    np.testing.assert_array_equal(model.outputs(obs_with(1.0)), [[1.0, 0.0, -1.0]])

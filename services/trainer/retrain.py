@@ -490,7 +490,8 @@ class RetrainLoop:
 
     def status(self) -> dict[str, Any]:
         """What ``hb.trainer`` and ``status`` carry about retraining."""
-        record = self.records()[-1] if self.records() else None
+        records = self.records()
+        record = records[-1] if records else None
         due = self.next_due_s()
         summary = None
         if record is not None:

@@ -198,6 +198,8 @@ async def test_a_better_candidate_is_promoted_after_n_sessions(world: dict[str, 
     assert registry.current_version(world["models"]) == "cand_good"
     assert not (world["models"] / "shadow.json").exists()
     assert _actions(world) == ["shadow", "push"]
+    announced = loop.status()["last"]  # what hb.trainer and status carry
+    assert announced["state"] == "promoted" and announced["sessions_done"] >= SESSIONS
     assert [s["state"] for s in final["steps"]][:3] == ["training", "candidate", "shadow"]
     assert [s["state"] for s in final["steps"]][-2:] == ["promoting", "promoted"]
 

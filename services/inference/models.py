@@ -153,6 +153,8 @@ class ModelControl:
             return {"accepted": False, "shadow": self._shadow_version(), "reason": reason}
         old = self._shadow_version()
         self.shadow = ShadowSlot(candidate)
+        if candidate.stateful and self.states:  # type: ignore[attr-defined]
+            self._start_shadow_warm(self.shadow)  # type: ignore[attr-defined]
         event(log, "shadow_loaded", version=candidate.version, replaced=old, by=requested_by)
         return {"accepted": True, "shadow": candidate.version, "serving": self.model.version}
 

@@ -56,6 +56,7 @@ import numpy as np
 from inference.config import InferenceSettings
 from inference.membership import ShardMembership
 from inference.models import ModelControl
+from inference.recurrent import StatefulDecisions
 from inference.shadow import ShadowSlot
 from inference.sharding import Sharding, replica_id
 from inference.warmup import WarmUp
@@ -157,7 +158,7 @@ class Counters:
     state_resets: int = 0  # stateful policy states restarted from zeros (gap, backfill, swap)
 
 
-class InferenceService(ModelControl, ShardMembership, WarmUp):
+class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions):
     def __init__(
         self,
         settings: InferenceSettings,
@@ -268,53 +269,6 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
         if self.shadow is not None:
             self._shadow_decide(state.symbol, row, state.breaks)
         return target
-
-    def _policy_states(self, model: StatefulModel, states: list[SymbolState]) -> list[State]:
-        """Each symbol's state for ``model``, restarted from zeros when it belongs to another
-        model or continuity broke since it was started."""
-        out = []
-        for s in states:
-            if s.policy_state is None or s.policy_model is not model or s.policy_breaks != s.breaks:
-                if s.policy_state is not None:
-                    s.state_resets += 1
-                    self.counters.state_resets += 1
-                s.policy_state = model.initial_state()
-                s.policy_model = model
-                s.policy_breaks = s.breaks
-            out.append(s.policy_state)
-        return out
-
-    def _decide(self, model: LoadedModel, state: SymbolState, obs: np.ndarray) -> float:
-        """One symbol's target; a stateful model carries the symbol's state forward."""
-        if not isinstance(model, StatefulModel):
-            return model.decide(obs)
-        targets, new = model.step(obs[None, :], self._policy_states(model, [state]))
-        state.policy_state = new[0]
-        return targets[0]
-
-    def _decide_rows(
-        self, model: LoadedModel, states: list[SymbolState], obs: list[np.ndarray]
-    ) -> list[float]:
-        """Targets of distinct symbols in one ONNX call (states stacked on the batch axis)."""
-        if not isinstance(model, StatefulModel):
-            return list(model.decide_batch(np.stack(obs)).tolist())
-        targets, new = model.step(np.stack(obs), self._policy_states(model, states))
-        for state, nxt in zip(states, new, strict=True):
-            state.policy_state = nxt
-        return targets
-
-    def _model_changed(self, new: LoadedModel) -> None:
-        """A stateful model starts every symbol from zeros and rebuilds its state by replaying
-        the snapshot (features, positions and state as the backtest of those bars)."""
-        if not new.stateful:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a plain call): states restart from zeros on next bar
-            return
-        for symbol, state in list(self.states.items()):
-            if state.warm:
-                self._reset_symbol(symbol, state.last_signal_ts)
 
     def _admit(self, bar: Bar) -> SymbolState | None:
         """Count a live bar; its symbol's state if warm, None if filtered or buffered."""
@@ -457,7 +411,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
     # ------------------------------------------------------------------ shadow
     def _shadow_decide(self, symbol: str, row: np.ndarray, breaks: int = 0) -> float | None:
         shadow = self.shadow
-        if shadow is None:
+        if shadow is None or symbol in shadow.warming:
             return None
         try:
             return shadow.decide(symbol, row, breaks)
@@ -475,6 +429,13 @@ class InferenceService(ModelControl, ShardMembership, WarmUp):
     def _shadow_batch(self, bars: list[Bar], rows: list[np.ndarray], breaks: list[int]) -> None:
         shadow = self.shadow
         assert shadow is not None
+        if shadow.warming:  # symbols still replaying their snapshot stay silent
+            keep = [i for i, b in enumerate(bars) if b.symbol not in shadow.warming]
+            bars, rows, breaks = (
+                [bars[i] for i in keep],
+                [rows[i] for i in keep],
+                [breaks[i] for i in keep],
+            )
         symbols = [b.symbol for b in bars]
         try:
             targets: list[float | None] = list(shadow.decide_batch(symbols, rows, breaks))

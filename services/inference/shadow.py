@@ -9,9 +9,10 @@ type and topic prefix from ``signal.``, so execution (subscribed to ``signal.`` 
 ``TargetPosition`` only) can never trade it. The monitor records it.
 
 A shadow loaded mid-stream starts every symbol flat (position 0), like a model that just started.
-A stateful shadow (LSTM / attention) keeps its own per-symbol state, from zeros at its load, and
-restarts it when the live stream breaks continuity (the service passes its ``breaks`` count);
-a symbol re-warmed from the snapshot (epoch change, re-shard) rebuilds it in the replay.
+A stateful shadow (LSTM / attention) keeps its own per-symbol state and position: loaded
+mid-stream it rebuilds them by replaying the snapshot (silent for a symbol until then), and it
+restarts the state when the live stream breaks continuity (the service passes its ``breaks``
+count); a symbol re-warmed from the snapshot (epoch change, re-shard) rebuilds it in the replay.
 
 The shadow is announced by the trainer (``shadow`` / ``promote_shadow`` / ``drop_shadow`` verbs)
 with a signed ``model.updated`` (action ``shadow`` / ``drop_shadow``) so every replica loads or
@@ -60,6 +61,7 @@ class ShadowSlot:
     positions: dict[str, float] = field(default_factory=dict)
     published: int = 0
     states: dict[str, tuple[int, State]] = field(default_factory=dict)  # symbol -> (breaks, state)
+    warming: set[str] = field(default_factory=set)  # symbols replaying the snapshot: silent
 
     @property
     def version(self) -> str:

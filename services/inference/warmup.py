@@ -1,8 +1,9 @@
 """Warm-up from marketdata's snapshot (mixin of ``InferenceService``; see the service's docstring).
 
-A symbol's features and the policy's position are replayed over the last N bars before its first
-live bar is decided; a hand-over or an epoch change also signals the snapshot bars that closed
-after the last signal seen (``publish_after``), exactly once.
+A symbol's features and the policy's position (and a stateful policy's state) are replayed over
+the last N bars before its first live bar is decided (a stateful shadow loaded mid-stream replays
+them for itself: ``_start_shadow_warm``); a hand-over or an epoch change also signals the
+snapshot bars that closed after the last signal seen (``publish_after``), exactly once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from inference.shadow import ShadowSlot
 from shared.bus import CommandError
 from shared.logs import event
 from shared.messages import Bar
@@ -30,6 +32,7 @@ class WarmUp:
 
     settings: Any
     states: dict[str, Any]
+    pipeline: Any
     counters: Any
     sharding: Any
     _snapshot_client: Any
@@ -52,28 +55,7 @@ class WarmUp:
         state = state if state is not None else self._state(symbol)
         state.warming = True
         applied = 0
-        bars: list[Bar] = []
-        for attempt in range(1, self.settings.snapshot_attempts + 1):
-            try:
-                reply = await self._snapshot_client.request(
-                    "snapshot",
-                    {"symbol": symbol, "n": self.settings.snapshot_bars},
-                    timeout_s=self.settings.snapshot_timeout_s,
-                )
-                bars = [msgspec.convert(b, Bar) for b in reply.get("bars", [])]
-                break
-            except (CommandError, msgspec.ValidationError, AttributeError, TypeError) as exc:
-                self.counters.snapshot_failures += 1
-                event(
-                    log,
-                    "snapshot_failed",
-                    logging.WARNING,
-                    symbol=symbol,
-                    attempt=attempt,
-                    error=str(exc)[:300],
-                )
-                if attempt < self.settings.snapshot_attempts:
-                    await asyncio.sleep(min(2.0, 0.2 * attempt))
+        bars = await self._snapshot(symbol)
         if self.states.get(symbol) is not state:  # released or reset meanwhile: not ours now
             return 0
         caught_up = 0
@@ -105,6 +87,64 @@ class WarmUp:
             position=state.position,
         )
         return applied
+
+    async def _snapshot(self, symbol: str) -> list[Bar]:
+        """Marketdata's last ``snapshot_bars`` bars of ``symbol`` (empty if it never answers)."""
+        for attempt in range(1, self.settings.snapshot_attempts + 1):
+            try:
+                reply = await self._snapshot_client.request(
+                    "snapshot",
+                    {"symbol": symbol, "n": self.settings.snapshot_bars},
+                    timeout_s=self.settings.snapshot_timeout_s,
+                )
+                return [msgspec.convert(b, Bar) for b in reply.get("bars", [])]
+            except (CommandError, msgspec.ValidationError, AttributeError, TypeError) as exc:
+                self.counters.snapshot_failures += 1
+                event(
+                    log,
+                    "snapshot_failed",
+                    logging.WARNING,
+                    symbol=symbol,
+                    attempt=attempt,
+                    error=str(exc)[:300],
+                )
+                if attempt < self.settings.snapshot_attempts:
+                    await asyncio.sleep(min(2.0, 0.2 * attempt))
+        return []
+
+    # ------------------------------------------------------------------ stateful shadow
+    def _start_shadow_warm(self, slot: ShadowSlot) -> None:
+        """A stateful shadow loaded mid-stream rebuilds each warm symbol's state (and its
+        would-be position) by replaying the snapshot, as the live model does after a reset; it
+        is silent for a symbol until then."""
+        loop = asyncio.get_running_loop()
+        for symbol, state in self.states.items():
+            if state.warm:
+                slot.warming.add(symbol)
+                task = loop.create_task(self._warm_shadow(symbol, slot))
+                self._warm_tasks.add(task)
+                task.add_done_callback(self._warm_tasks.discard)
+
+    async def _warm_shadow(self, symbol: str, slot: ShadowSlot) -> int:
+        bars = await self._snapshot(symbol)
+        state = self.states.get(symbol)
+        if getattr(self, "shadow", None) is not slot or state is None:
+            return 0
+        features = self.pipeline.online()
+        replayed = 0
+        for bar in sorted(bars, key=lambda b: b.ts_event):
+            if bar.symbol != symbol or bar.ts_event > state.last_ts:
+                continue  # later bars reach the shadow live
+            try:
+                row = features.update(bar.open, bar.high, bar.low, bar.close, bar.volume)
+            except ValueError:
+                continue
+            if row is not None:
+                slot.decide(symbol, row, state.breaks)
+                replayed += 1
+        slot.warming.discard(symbol)
+        event(log, "shadow_symbol_warm", symbol=symbol, version=slot.version, replayed=replayed)
+        return replayed
 
     async def warm_known_symbols(self) -> None:
         """At start: warm the configured symbols, or the ones marketdata announces (sharded:

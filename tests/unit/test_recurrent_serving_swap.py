@@ -197,7 +197,7 @@ async def test_an_ensemble_hot_swaps_in_and_a_tampered_one_is_refused(
     assert h.signals("AAPL")[-1].model_version == "ens-3"
 
 
-async def test_a_stateful_shadow_keeps_its_own_state_beside_the_live_model(
+async def test_a_stateful_shadow_rebuilds_its_own_state_from_the_snapshot(
     tmp_path: Path, bus: BusConnection
 ) -> None:
     root = model_root(tmp_path)
@@ -207,39 +207,24 @@ async def test_a_stateful_shadow_keeps_its_own_state_beside_the_live_model(
     svc = h.service
     await svc.warm("AAPL")
     start = h.end["AAPL"]
+    for i in range(start, start + 5):
+        h.end["AAPL"] = i + 1
+        svc.handle_batch([h.bar("AAPL", i)])
     assert svc.load_shadow("att-shadow")["accepted"]
-    for i in range(start, start + 15):
+    assert svc.shadow is not None and svc.shadow.warming == {"AAPL"}
+    await h.settle()  # the shadow replayed the snapshot (bars up to start+4) for itself
+    assert not svc.shadow.warming
+    for i in range(start + 5, start + 20):
+        h.end["AAPL"] = i + 1
         svc.handle_batch([h.bar("AAPL", i)])
     n = svc.settings.snapshot_bars
-    bars = frame().iloc[start - n : start + 15]
-    want_live, _ = backtest_targets(live, bars)
+    want_live, _ = backtest_targets(live, frame().iloc[start - n : start + 20])
     assert [s.target_position for s in h.signals("AAPL")] == want_live[n:]
-    # the shadow started at its load (zeros, flat) and decided each live bar on its own state:
-    # a backtest whose policy starts at the first live bar
+    # the shadow: the backtest of its own model from its snapshot (position, state) on
+    want_shadow, shadow_states = backtest_targets(shadow, frame().iloc[start + 5 - n : start + 20])
     shadows = [m for m in h.published if isinstance(m, ShadowTarget)]
-    assert [m.target_position for m in shadows] == _from_flat(shadow, bars, n)
-    assert svc.shadow is not None and "AAPL" in svc.shadow.states
-
-
-def _from_flat(folder: Path, bars: Any, first: int) -> list[float]:
-    """The shadow's rule: from bar ``first`` on, position flat and state zeros at the start."""
-    from trainer.policies.training import StatefulOnnxPolicy
-
-    from shared.backtest import ModelPolicy
-
-    manifest = read_manifest(folder)
-    assert manifest.policy is not None
-    policy = StatefulOnnxPolicy(
-        (folder / MODEL_FILE).read_bytes(),
-        manifest.policy,
-        manifest.normaliser,
-        manifest.feature_config,
-        list(manifest.action_space.action_values),
-        manifest.version,
-    )
-    decider = ModelPolicy(policy, bars)
-    position, out = 0.0, []
-    for t in range(first, len(bars)):
-        position = decider(t, position)
-        out.append(position)
-    return out
+    assert [m.bar_seq for m in shadows] == [i + 1 for i in range(start + 5, start + 20)]
+    assert [m.target_position for m in shadows] == want_shadow[n:]
+    held = svc.shadow.states["AAPL"][1]
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(held, shadow_states[-1], strict=True))
+    assert len({m.target_position for m in shadows}) > 1

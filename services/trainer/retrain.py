@@ -501,6 +501,8 @@ class RetrainLoop:
                 if record.get(k) is not None
             }
             summary["sessions_done"] = len(record.get("scores", []))
+            if record["state"] == "shadow":
+                summary["decisions_seen"] = len(self.rows)
             summary["sessions_needed"] = self.settings.shadow_sessions
         return {
             "every": self.settings.every,

@@ -115,3 +115,88 @@ def test_retrain_command_trains_gates_and_shadows_or_drops(trainer: dict[str, An
         assert record["gate_reason"] == manifest.promotion.reason
         assert not (trainer["models"] / "shadow.json").exists()
     assert read_push_history(trainer["models"]) == []  # nothing went live
+
+
+def test_a_restarted_trainer_resumes_and_promotes_from_bus_decisions(
+    busproxy: dict[str, str], tmp_path: Path
+) -> None:
+    """A record left in ``shadow`` (a trainer stopped mid-evaluation) is resumed by a new trainer
+    process, which follows ``signal.``/``shadow.`` from the real bus and promotes once."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    import numpy as np
+    import zmq
+    from trainer import shadow as shadow_verbs
+    from trainer.retrain import write_records
+
+    from shared.bus import Publisher, producer_id
+    from shared.manifest import Promotion
+    from shared.messages import ShadowTarget, TargetPosition
+    from tests.conftest import bus_security
+    from tests.model_artifacts import make_artifact
+
+    out, models = tmp_path / "out", tmp_path / "models"
+    make_artifact(out / "best_models", "cand", promotion=Promotion(verdict="promoted", reason="t"))
+    shadow_verbs.load_shadow(
+        "cand", source_root=out / "best_models", model_dir=models, key=b"k" * 32, publish=None
+    )
+    record = {"id": "retrain-x", "reason": "command", "started_s": 0.0, "version": "cand"}
+    write_records(models, [{**record, "state": "shadow", "shadow_version": "cand", "steps": []}])
+    env = {
+        **os.environ,
+        **busproxy,
+        "TRAINER_MODEL_DIR": str(models),
+        "TRAINER_OUTPUT_DIR": str(out),
+        "TRAINER_RETRAIN_SHADOW_SESSIONS": "2",
+    }
+    log = (tmp_path / "trainer.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "trainer"], env=env, stdout=log, stderr=log)
+    key = load_or_create_key(busproxy["BUS_SECRET_FILE"])
+    endpoint = busproxy["TRAINER_CMD_ENDPOINT"]
+    ctx = zmq.Context()
+    inference = Publisher(
+        ctx,
+        busproxy["BUS_PUB_ENDPOINT"],
+        producer_id("inference"),
+        security=bus_security(busproxy, "inference"),
+    )
+    ny, rng = ZoneInfo("America/New_York"), np.random.default_rng(3)
+    prices = 100 * np.cumprod(1 + rng.normal(0, 0.02, size=5))
+    days = [dt.date(2024, 3, 4) + dt.timedelta(days=d) for d in range(5)]  # Monday to Friday
+
+    def session(d: int) -> list[Any]:
+        close_ns = int(dt.datetime.combine(days[d], dt.time(16), ny).timestamp()) * 10**9
+        common = {"symbol": "AAA", "bar_seq": d + 1, "bar_close_ts": close_ns}
+        common |= {"bar_close": float(prices[d]), "ts_event": close_ns}
+        move = float(np.sign(prices[min(d + 1, 4)] - prices[d]))
+        return [  # live holds against the coming move, the shadow with it
+            TargetPosition(target_position=-move, model_version="live", **common),
+            ShadowTarget(target_position=move, model_version="cand", **common),
+        ]
+
+    def last() -> dict[str, Any]:
+        assert proc.poll() is None, "the trainer service died"
+        return call(endpoint, "status", {}, key, timeout_s=5)["retrain"]["last"]
+
+    def first_seen() -> bool:
+        for message in session(0):  # re-sent until the trainer's subscription is in place
+            inference.publish(message)
+        return bool(last().get("decisions_seen"))
+
+    try:
+        wait_ready(endpoint, key, timeout_s=60)
+        wait_for(first_seen, "the trainer to follow shadow and live decisions", 60)
+        for d in range(1, 5):
+            for message in session(d):
+                inference.publish(message)
+        final = wait_for(lambda: last()["state"] == "promoted" and last(), "the promotion", 60)
+        assert final["decision"]["promote"] is True and final["decision"]["excess_pct"] > 0
+        assert [h["version"] for h in read_push_history(models)] == ["cand"]
+        assert not (models / "shadow.json").exists()
+    finally:
+        inference.close()
+        ctx.term()
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -113,6 +113,32 @@ async def test_a_gap_restarts_the_state_from_zeros(
     assert not _state_close(states[at - n], carried_states[at])
 
 
+async def test_a_backfill_run_within_an_epoch_restarts_the_state_once(
+    tmp_path: Path, bus: BusConnection
+) -> None:
+    root = model_root(tmp_path)
+    folder = stateful_artifact(root, "lstm", "lstm-backfill")
+    h = Harness(root, bus, "lstm-backfill", {"AAPL": series()})
+    svc = h.service
+    await svc.warm("AAPL")
+    start = h.end["AAPL"]
+    backfilled = {start + 8, start + 9, start + 10}  # one run of bars that closed while away
+    after_reset = None
+    for i in range(start, start + 20):
+        svc.handle_batch([h.bar("AAPL", i, backfill=i in backfilled)])
+        if i == start + 8:
+            after_reset = svc.states["AAPL"].policy_state
+    assert svc.counters.state_resets == 1 and svc.counters.epoch_changes == 0
+    n = svc.settings.snapshot_bars
+    bars = frame().iloc[start - n : start + 20]
+    fresh, fresh_states = backtest_targets(folder, bars, resets=(n + 8,))
+    assert [s.target_position for s in h.signals("AAPL")] == fresh[n:]
+    assert _state_close(svc.states["AAPL"].policy_state or [], fresh_states[-1])
+    _, carried_states = backtest_targets(folder, bars)
+    assert after_reset is not None and _state_close(after_reset, fresh_states[n + 8])
+    assert not _state_close(after_reset, carried_states[n + 8])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_an_epoch_change_rebuilds_the_state_from_the_new_snapshot(
     kind: str, tmp_path: Path, bus: BusConnection

@@ -17,6 +17,9 @@ training reward is earned with the quantities execution would trade, and an env 
 fixed action sequence reproduces ``run_backtest`` (with the bars before the episode as its
 ``warmup``) exactly. ``sizer="risk_fraction"`` keeps the old rule for old manifests.
 
+Risk rules (``EnvConfig.risk``, off by default): execution's ATR stop and daily loss halt force a
+decision flat (``shared.env_risk``); with them on, an episode no longer equals ``run_backtest``.
+
 Rewards (``EnvConfig.reward``), all minus ``costs.position_change_penalty * |target change|``:
 
 * ``pnl``: equity change / initial cash, times ``reward_scale``;

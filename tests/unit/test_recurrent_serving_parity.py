@@ -7,11 +7,13 @@ trainer's stateful backtest decider over the same bars. Bars go through the serv
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from inference.sharding import Peer, Sharding
 
 from shared.features import FeaturePipeline, warmup_bars
 from shared.manifest import load_artifact
@@ -174,6 +176,38 @@ async def test_an_epoch_change_rebuilds_the_state_from_the_new_snapshot(
         assert mine is not None and _state_close(mine, ref)
     _, unreset_states = backtest_targets(folder, frame().iloc[start - n : start + 30])
     assert not _state_close(states[0], unreset_states[n + 15])  # the bar start+15 in both
+
+
+async def test_a_newly_owned_symbol_rebuilds_the_state_from_the_snapshot(
+    tmp_path: Path, bus: BusConnection
+) -> None:
+    """Re-shard: a peer served AAPL up to bar start+4 and left; this replica acquires it, replays
+    the snapshot through the LSTM and signals the bars after the peer's last signal once."""
+    root = model_root(tmp_path)
+    folder = stateful_artifact(root, "lstm", "lstm-shard")
+    h = Harness(root, bus, "lstm-shard", {"AAPL": series()})
+    svc = h.service
+    now = time.monotonic()
+    svc.sharding = Sharding(me="me", started=now - 100, join_grace_s=1, peer_timeout_s=1000)
+    svc.sharding.symbols.add("AAPL")
+    svc.sharding.peers["peer"] = Peer("peer", now, frozenset({"AAPL"}), False)
+    svc.rebalance()
+    assert "AAPL" not in svc.sharding.serves  # the peer claims it
+    start = h.end["AAPL"]
+    svc.sharding.note_signal("AAPL", h.bar("AAPL", start + 4).ts_event)
+    h.end["AAPL"] = start + 8  # marketdata stored bars up to start+7 meanwhile
+    svc.sharding.peers.clear()  # the peer is gone
+    svc.rebalance()
+    assert "AAPL" in svc.sharding.serves
+    await h.settle()
+    for i in range(start + 8, start + 20):
+        svc.handle_batch([h.bar("AAPL", i)])
+    n = svc.settings.snapshot_bars
+    want, want_states = backtest_targets(folder, frame().iloc[start + 8 - n : start + 20])
+    signals = h.signals("AAPL")
+    assert [s.bar_seq for s in signals] == [i + 1 for i in range(start + 5, start + 20)]
+    assert [s.target_position for s in signals] == want[n - 3 :]
+    assert _state_close(svc.states["AAPL"].policy_state or [], want_states[-1])
 
 
 @pytest.mark.parametrize("kind", KINDS)

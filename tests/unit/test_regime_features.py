@@ -143,3 +143,16 @@ def test_off_by_default_keeps_the_pipeline_and_fingerprint() -> None:
     assert not any(n.startswith(("hmm_", "ac1_")) for n in FeaturePipeline(plain).names)
     with pytest.raises(ValueError, match="n_states"):
         RegimeConfig(n_states=4)
+
+
+def test_pipeline_warm_up_covers_the_regime_block(bars: pd.DataFrame, fitted: RegimeConfig) -> None:
+    """The pipeline's warm-up (what inference asks marketdata for) includes the regime block's:
+    the first row it promises complete has every regime column finite, the one before does not."""
+    plain = FeaturePipeline()
+    pipe = FeaturePipeline(FeatureConfig(regime=fitted))
+    assert regime_warmup(fitted) > plain.warmup_bars  # else this test could not tell
+    assert pipe.warmup_bars == max(plain.warmup_bars, regime_warmup(fitted))
+    k = len(regime_names(fitted))
+    batch = pipe.batch(bars)
+    assert np.all(np.isfinite(batch[pipe.warmup_bars - 1, -k:]))
+    assert not np.all(np.isfinite(batch[pipe.warmup_bars - 2, -k:]))

@@ -116,6 +116,7 @@ class ShadowSlot:
         """A symbol handed to another replica (or re-warmed): its shadow position starts over."""
         self.positions.pop(symbol, None)
         self.states.pop(symbol, None)
+        self.warming.discard(symbol)  # its re-warm replays the snapshot through the shadow too
 
     def describe(self) -> dict[str, Any]:
         return {"version": self.model.version, "published": self.published}

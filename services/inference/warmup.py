@@ -117,7 +117,10 @@ class WarmUp:
         """A stateful shadow loaded mid-stream rebuilds each warm symbol's state (and its
         would-be position) by replaying the snapshot, as the live model does after a reset; it
         is silent for a symbol until then."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a plain call): the shadow starts from zeros instead
+            return
         for symbol, state in self.states.items():
             if state.warm:
                 slot.warming.add(symbol)
@@ -128,7 +131,9 @@ class WarmUp:
     async def _warm_shadow(self, symbol: str, slot: ShadowSlot) -> int:
         bars = await self._snapshot(symbol)
         state = self.states.get(symbol)
-        if getattr(self, "shadow", None) is not slot or state is None:
+        if getattr(self, "shadow", None) is not slot or state is None or symbol not in slot.warming:
+            # released or re-warmed meanwhile (``forget``): the symbol's own warm feeds the shadow
+            slot.warming.discard(symbol)
             return 0
         features = self.pipeline.online()
         replayed = 0

@@ -1,9 +1,10 @@
 """Readiness probe: ``python -m shared.health <service>`` exits 0 when the service says it is ready.
 
 It sends a signed ``status`` command to the service's command endpoint; the service's answer
-reflects real readiness (bus connected, model loaded, broker connected). Two processes have no
-command endpoint: the bus forwarder is ready when both of its sockets accept connections, and the
-IB gateway simulator when its control port answers ``ping``. Used by compose healthchecks.
+reflects real readiness (bus connected, model loaded, broker connected). The bus forwarder has no
+command endpoint: it is ready when both of its sockets accept connections. The IB gateway
+simulator has its own probe (``python -m ibsim.health``): the shared library imports no service.
+Used by compose healthchecks.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ def main(argv: list[str]) -> int:
     service = argv[0]
     if service == "bus":
         return _bus_ready()
-    if service == "ibsim":
-        return _ibsim_ready()
     try:
         key = load_or_create_key(bus_settings().secret_file)
         # The probe asks as the service's own identity: status is open to every identity.
@@ -58,20 +57,6 @@ def _bus_ready() -> int:
             return 1
     print("bus: ready")
     return 0
-
-
-def _ibsim_ready() -> int:
-    from ibsim.config import load_settings
-
-    try:
-        from ibsim.control import control_request
-
-        reply = control_request(load_settings().control_port, {"cmd": "ping"}, timeout_s=3)
-    except (OSError, ValueError) as exc:
-        print(f"ibsim: {exc}", file=sys.stderr)
-        return 1
-    print(f"ibsim: {'ready' if reply.get('ok') else 'not ready'} {reply}")
-    return 0 if reply.get("ok") else 1
 
 
 if __name__ == "__main__":

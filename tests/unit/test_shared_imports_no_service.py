@@ -39,3 +39,22 @@ def test_ibsim_probe_is_not_ready_without_a_simulator(monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("IBSIM_CONTROL_PORT", str(free_port()))
     assert health.main() == 1
+
+
+def test_ibsim_probe_default_port_is_the_simulators() -> None:
+    from ibsim import health
+    from ibsim.config import IbsimSettings
+
+    assert IbsimSettings().control_port == health.DEFAULT_CONTROL_PORT
+
+
+def test_ibsim_probe_imports_no_pandas() -> None:
+    """A healthcheck must start fast on a loaded host: standard library only."""
+    import subprocess
+    import sys
+
+    code = "import sys, ibsim.health; print('pandas' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert out.stdout.strip() == "False"

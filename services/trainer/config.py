@@ -21,6 +21,7 @@ handed to the validation and test envs.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -323,6 +324,32 @@ def add_source_args(parser: Any) -> None:
     parser.add_argument("--tz", default="UTC", help="file: zone of naive timestamps")
     parser.add_argument("--label", default="close", choices=["close", "open"])
     parser.add_argument("--bar", default=None, help="file: bar length when --label open")
+
+
+def cli_data_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` (from ``--set``) plus what ``--symbols A,B`` and ``--source/--path`` (see
+    ``add_source_args``) say, for the pipeline and tune CLIs alike."""
+    overrides = dict(overrides)
+    symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
+    if symbols:
+        overrides.update(symbol=symbols[0], symbols=symbols)
+    if args.source in ("file", "barstore"):
+        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
+        overrides.update(
+            source_overrides(
+                args.source,
+                args.path,
+                symbols=symbols or None,
+                columns=args.columns,
+                tz=args.tz,
+                label=args.label,
+                bar=args.bar,
+                dated=dated,
+            )
+        )
+    elif args.source:
+        overrides["source"] = args.source
+    return overrides
 
 
 def source_overrides(

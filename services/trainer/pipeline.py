@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from trainer.config import TrainConfig, add_source_args, source_overrides, trainer_settings
+from trainer.config import TrainConfig, add_source_args, cli_data_overrides, trainer_settings
 from trainer.progress import say, setup
 
 
@@ -361,25 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup(args.json)
     overrides = parse_sets(args.set)
-    symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
-    if symbols:
-        overrides.update(symbol=symbols[0], symbols=symbols)
-    if args.source in ("file", "barstore"):
-        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
-        overrides.update(
-            source_overrides(
-                args.source,
-                args.path,
-                symbols=symbols or None,
-                columns=args.columns,
-                tz=args.tz,
-                label=args.label,
-                bar=args.bar,
-                dated=dated,
-            )
-        )
-    elif args.source:
-        overrides["source"] = args.source
+    overrides = cli_data_overrides(args, overrides)
     tune_changes: dict[str, Any] = {}
     if args.samples is not None:
         tune_changes["num_samples"] = args.samples

@@ -53,7 +53,12 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from trainer.config import TrainConfig, add_source_args, parse_key_values, source_overrides
+from trainer.config import (
+    TrainConfig,
+    add_source_args,
+    cli_data_overrides,
+    parse_key_values,
+)
 from trainer.progress import say, setup
 
 # Space spec: field -> {"choice": [...]} | {"loguniform": [lo, hi]} | {"uniform": [lo, hi]}.
@@ -700,25 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.spread_seeds is not None:
         changes["spread_seeds"] = args.spread_seeds
     overrides = parse_sets(args.set)
-    symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
-    if symbols:
-        overrides.update(symbol=symbols[0], symbols=symbols)
-    if args.source in ("file", "barstore"):
-        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
-        overrides.update(
-            source_overrides(
-                args.source,
-                args.path,
-                symbols=symbols or None,
-                columns=args.columns,
-                tz=args.tz,
-                label=args.label,
-                bar=args.bar,
-                dated=dated,
-            )
-        )
-    elif args.source:
-        overrides["source"] = args.source
+    overrides = cli_data_overrides(args, overrides)
     if args.narrow_from:
         settings, base = settings_from_narrow(Path(args.narrow_from), **changes)
         base = base.with_overrides(overrides)

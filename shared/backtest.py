@@ -588,43 +588,29 @@ def run_backtest_reference(
     if acct.sizer == "shared":
         sized = _reference_shared_sizing(bars, df["target"].tolist(), warmup, acct)
     for i, (ts, row) in enumerate(df.iterrows()):
+        o = row["open"]
+        want: float | None = None  # None: no decision at this bar
         if acct.sizer == "shared":
-            want, o = float(sized(i, cash, qty)), row["open"]
-            trade = want - qty
-            if trade != 0:
-                px = o * (1 + adverse) if trade > 0 else o * (1 - adverse)
-                shares = abs(trade)
-                fee = shares * c.commission_per_share + shares * px * c.commission_bps / 10_000.0
-                if c.commission_max_pct > 0:
-                    fee = min(fee, shares * px * c.commission_max_pct)
-                fee = max(fee, c.commission_min)
-                cash = cash - trade * px - fee
-                qty = want
-                fills.append(
-                    (ts, i, "buy" if trade > 0 else "sell", trade, o, px, fee, row["target"])
-                )
+            want = float(sized(i, cash, qty))
         elif row["target"] != prev_target:
-            o = row["open"]
             eq_open = cash + qty * o
             want = 0.0
             if eq_open > 0 and o > 0:
                 want = row["target"] * acct.risk_fraction * eq_open / o
                 if acct.integer_shares:
                     want = float(int(want))
-            trade = want - qty
-            if trade != 0:
-                px = o * (1 + adverse) if trade > 0 else o * (1 - adverse)
-                shares = abs(trade)
-                fee = shares * c.commission_per_share + shares * px * c.commission_bps / 10_000.0
-                if c.commission_max_pct > 0:
-                    fee = min(fee, shares * px * c.commission_max_pct)
-                fee = max(fee, c.commission_min)
-                cash = cash - trade * px - fee
-                qty = want
-                fills.append(
-                    (ts, i, "buy" if trade > 0 else "sell", trade, o, px, fee, row["target"])
-                )
             prev_target = row["target"]
+        trade = 0.0 if want is None else want - qty
+        if trade != 0:
+            px = o * (1 + adverse) if trade > 0 else o * (1 - adverse)
+            shares = abs(trade)
+            fee = shares * c.commission_per_share + shares * px * c.commission_bps / 10_000.0
+            if c.commission_max_pct > 0:
+                fee = min(fee, shares * px * c.commission_max_pct)
+            fee = max(fee, c.commission_min)
+            cash = cash - trade * px - fee
+            qty = float(want)  # type: ignore[arg-type]  # trade != 0 implies want is not None
+            fills.append((ts, i, "buy" if trade > 0 else "sell", trade, o, px, fee, row["target"]))
         rows.append((cash, qty, cash + qty * row["close"]))
     series = pd.DataFrame(rows, columns=["cash", "qty", "equity"], index=df.index)
     fills_df = pd.DataFrame(fills, columns=FILL_COLUMNS)

@@ -40,7 +40,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import numpy as np
@@ -50,6 +50,9 @@ from numpy.typing import ArrayLike, NDArray
 from shared.costs import CostModel
 from shared.metrics import compute_metrics, infer_periods_per_year
 from shared.sizing import SizingConfig, atr_series, position_after
+
+if TYPE_CHECKING:
+    from shared.env_risk import RiskRules
 
 __all__ = [
     "AccountConfig",
@@ -449,6 +452,7 @@ def run_backtest(
     params: dict[str, Any] | None = None,
     exit_costs: bool = False,
     warmup: pd.DataFrame | None = None,
+    risk: RiskRules | None = None,
 ) -> BacktestResult:
     """Vectorised backtest of ``targets`` (``targets[i]`` held during bar ``i``) over ``bars``.
 
@@ -460,6 +464,9 @@ def run_backtest(
     ``ref_price`` = the last close): the last bar's cash, quantity and equity are then the flat
     account's, and every round trip is closed. Evaluation does this for every strategy, so
     Buy-and-Hold is not spared the exit that a trading strategy pays along the way.
+
+    ``risk``: execution's ATR stop and daily-loss halt force decisions flat as in the env
+    (``shared.backtest_risk``); ``params["risk_forced"]`` counts them.
     """
     acct = acct or AccountConfig()
     open_, close = _bars_arrays(bars)
@@ -467,6 +474,11 @@ def run_backtest(
     tgt = clip_targets(targets, acct.allow_short)
     if tgt.shape != (n,):
         raise ValueError(f"targets has shape {tgt.shape}, bars has {n} rows")
+    if risk is not None:
+        from shared.backtest_risk import apply_risk_rules
+
+        tgt, forced = apply_risk_rules(bars, tgt, acct, risk, warmup)
+        params = {**(params or {}), "risk_forced": forced}
     prev = np.empty_like(tgt)
     if n:
         prev[0] = 0.0
@@ -835,6 +847,7 @@ def run_policy(
     name: str = "policy",
     periods_per_year: float | None = None,
     exit_costs: bool = False,
+    risk: RiskRules | None = None,
 ) -> BacktestResult:
     """Backtest a sequential policy over ``bars.iloc[start:end]``.
 
@@ -842,14 +855,26 @@ def run_policy(
     target currently held, and returns the target for bar ``t+1``. Bars before ``start`` are
     history only: the decision at the close of ``start-1`` (when ``start > 0``) sets the
     position of the first traded bar, like a live system that was already running.
+    ``risk``: execution's rules at every decision (``shared.backtest_risk.RiskBook``); the
+    policy's next call sees the position after a forced flat, as in the env.
     """
     acct = acct or AccountConfig()
     stop = len(bars) if end is None else end
     m = stop - start
+    warmup = bars.iloc[:start] if start > 0 else None
+    book = None
+    if risk is not None and m > 0:
+        from shared.backtest_risk import RiskBook
+
+        book = RiskBook(bars.iloc[start:stop], acct, risk, warmup)
+        if start == 0:
+            book.decide(0, 0.0)  # bar 0 is held flat: no decision before it
     targets = np.zeros(m, dtype=np.float64)
     pos = 0.0
     for t in range(max(start - 1, 0), stop - 1):
         pos = clip_target(decide(t, pos), acct.allow_short)
+        if book is not None:
+            pos = book.decide(t + 1 - start, pos)
         targets[t + 1 - start] = pos
     return run_backtest(
         bars.iloc[start:stop],
@@ -858,7 +883,8 @@ def run_policy(
         name=name,
         periods_per_year=periods_per_year,
         exit_costs=exit_costs,
-        warmup=bars.iloc[:start] if start > 0 else None,
+        warmup=warmup,
+        params={"risk_forced": book.forced()} if book is not None else None,
     )
 
 

@@ -1,7 +1,8 @@
 """Studies: named lists of variants (reward, features, architecture, ensemble vs single), each
 trained on the same folds with several seeds and compared in one table (issue 15).
 
-    python -m trainer.study --study smoke [--output-dir .] [--seeds 0,1]   (make study STUDY=smoke)
+    python -m trainer.study --study smoke [--output-dir .] [--seeds 0,1] [--symbols AAPL,NVDA]
+    (make study STUDY=smoke [SYMBOLS=AAPL,AMZN,GOOG,META,NFLX,NVDA])
     python -m trainer.study --list
 
 A study (``StudyConfig``, one typed config in ``STUDIES``) is a budget (``TrainConfig`` overrides
@@ -197,6 +198,8 @@ def _score(
         "feature_config": FeatureConfig.from_dict(cfg.features),
         "seed": cfg.seed,
         "plots": False,
+        # a stateful policy object has no manifest: the rules it was trained under, explicitly
+        "risk": cfg.env_config("train").risk or "off",
     }
     folds = evaluate_folds(
         model, bars=bars, plan=selection_plan(cfg, bars.index), run_name=version, **common
@@ -225,6 +228,29 @@ def _score(
     )
     holdout = {n: {m: _num(scored.metrics[n].get(m)) for m in METRICS} for n in STRATEGIES}
     return validation, holdout
+
+
+def _score_symbols(
+    model: Any, cfg: TrainConfig, version: str, ledger: Path, bars: dict[str, Any]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], dict[str, Any]]:
+    """``_score`` on every symbol of ``cfg`` (one pooled policy); each number is the mean over
+    the symbols (an equal-weight portfolio of per-symbol backtests), each symbol's in ``extra``."""
+    per: dict[str, Any] = {}
+    for symbol in cfg.symbol_list:
+        one = cfg.for_symbol(symbol)
+        per[symbol] = _score(model, one, version, ledger, bars[symbol])
+    if len(per) == 1:
+        validation, holdout = next(iter(per.values()))
+        return validation, holdout, {}
+
+    def mean(split: int) -> dict[str, dict[str, float]]:
+        return {
+            n: {m: float(np.nanmean([per[s][split][n][m] for s in per])) for m in METRICS}
+            for n in STRATEGIES
+        }
+
+    extra = {"per_symbol": {s: {"validation": v, "holdout": h} for s, (v, h) in per.items()}}
+    return mean(0), mean(1), extra
 
 
 def _train_mlp(cfg: TrainConfig, data: Any, root: Path, version: str) -> tuple[Any, Path]:
@@ -314,7 +340,11 @@ def _train_stateful(
 
 
 def run_study(
-    study: StudyConfig, output_dir: str | Path = ".", *, seeds: list[int] | None = None
+    study: StudyConfig,
+    output_dir: str | Path = ".",
+    *,
+    seeds: list[int] | None = None,
+    symbols: list[str] | None = None,
 ) -> Path:
     """Train and score every variant x seed; write the table, plot and JSON; returns the folder."""
     from shared.data import load_bars
@@ -325,6 +355,9 @@ def run_study(
     t0 = time.perf_counter()
     if seeds:
         study = msgspec.structs.replace(study, seeds=list(seeds))
+    if symbols:  # one pooled policy per variant x seed, scored on each symbol
+        base = {**study.base, "symbol": symbols[0], "symbols": list(symbols)}
+        study = msgspec.structs.replace(study, base=base)
     out = Path(output_dir) / "optimization_results" / study.name
     artifacts = out / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -337,7 +370,7 @@ def run_study(
             continue
         cfg0 = study.train_config(variant, study.seeds[0])
         data = prepare_data(cfg0)  # the same slices and normaliser for every seed
-        bars = load_bars(cfg0.source, cfg0.symbol)
+        bars = {s: load_bars(cfg0.source, s) for s in cfg0.symbol_list}
         for seed in study.seeds:
             cfg = study.train_config(variant, seed)
             version = f"{study.name}_{variant.name}_seed{seed}"
@@ -346,8 +379,10 @@ def run_study(
             else:
                 model, folder = _train_stateful(cfg, variant.policy, data, artifacts, version)
             folders.setdefault(variant.name, []).append(folder)
-            validation, holdout = _score(model, cfg, version, ledger, bars)
-            scores.append(SeedScore(variant.name, seed, version, validation, holdout, str(folder)))
+            validation, holdout, extra = _score_symbols(model, cfg, version, ledger, bars)
+            scores.append(
+                SeedScore(variant.name, seed, version, validation, holdout, str(folder), extra)
+            )
             say("study", f"{version}: validation sharpe {validation['model']['sharpe']:.3f}")
     for variant in study.variants:
         if not variant.ensemble_of:
@@ -362,12 +397,18 @@ def run_study(
             by=f"fold_mean_{cfg.metric}",
         )
         model = load_artifact(folder, FeaturePipeline(FeatureConfig.from_dict(cfg.features)))
-        bars = load_bars(cfg.source, cfg.symbol)
-        validation, holdout = _score(model, cfg, version, ledger, bars)
+        bars = {s: load_bars(cfg.source, s) for s in cfg.symbol_list}
+        validation, holdout, extra = _score_symbols(model, cfg, version, ledger, bars)
         members = model.manifest.policy.members if model.manifest.policy else []
         scores.append(
             SeedScore(
-                variant.name, None, version, validation, holdout, str(folder), {"members": members}
+                variant.name,
+                None,
+                version,
+                validation,
+                holdout,
+                str(folder),
+                {"members": members, **extra},
             )
         )
     from trainer.selection import holdout_count
@@ -394,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default="smoke", help=f"one of {sorted(STUDIES)}")
     parser.add_argument("--output-dir", default=".")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the study's)")
+    parser.add_argument(
+        "--symbols",
+        default="",
+        help="comma-separated symbols: one pooled policy per variant x seed, scored on each "
+        "(numbers are the mean over symbols); default: the study's (AAPL)",
+    )
     parser.add_argument("--list", action="store_true", help="list the studies and exit")
     parser.add_argument("--json", action="store_true", help="JSON log lines")
     args = parser.parse_args(argv)
@@ -405,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"STUDY={args.study!r} is not a study; choose one of {sorted(STUDIES)}")
     setup(args.json)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()] or None
-    out = run_study(STUDIES[args.study], args.output_dir, seeds=seeds)
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] or None
+    out = run_study(STUDIES[args.study], args.output_dir, seeds=seeds, symbols=symbols)
     print((out / "results.md").read_text())
     print(f"written: {out}")
     return 0

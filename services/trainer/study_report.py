@@ -71,6 +71,10 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
+def _symbols(study: StudyConfig) -> list[str]:
+    return list(study.base.get("symbols") or [study.base.get("symbol", "AAPL")])
+
+
 def markdown(study: StudyConfig, rows: list[dict[str, Any]], looks: int, seconds: float) -> str:
     head = ["variant", "kind", "n"] + [
         f"{'val' if split == 'validation' else 'hold-out'} {m}"
@@ -80,7 +84,9 @@ def markdown(study: StudyConfig, rows: list[dict[str, Any]], looks: int, seconds
     lines = [
         f"# Study `{study.name}`: {study.description}",
         "",
-        f"Seeds {study.seeds}; mean ± sample std over seeds (an ensemble is one model). "
+        f"Symbols {_symbols(study)}; seeds {study.seeds}; mean ± sample std over seeds (an "
+        "ensemble is one model); with several symbols one pooled policy per seed, each number "
+        "the mean over the symbols' backtests. "
         "Validation: mean over the walk-forward folds; hold-out: the final test slice; both "
         "net of costs with exit costs, from the exported ONNX graphs. Benchmarks on the same "
         f"bars and costs. Models scored on this hold-out so far: {looks}. Run took "

@@ -20,10 +20,12 @@ A policy trained with ``EnvConfig.risk`` set is trained under the limits it will
   no new positions for the rest of the day, execution's halt + flatten). The trading day is the
   bar's close time in ``day_tz`` (execution's ``TradingSchedule.day``).
 
-Off by default (``EnvConfig.risk = None``): with the rules on, an env episode no longer equals
-``shared.backtest.run_backtest`` of the same actions (the backtester has no stop or halt), which
-the env's parity tests and the trainer's validation scoring rely on. Settings come from the
-paper-trading config (``RiskRules.from_paper_config``), whose defaults are these defaults.
+Off by default (``EnvConfig.risk = None``). With the rules on, an env episode equals
+``shared.backtest.run_backtest(..., risk=rules)`` of the same actions (``shared.backtest_risk``
+walks the decisions with these same functions; tested bar by bar), and ``trainer.evaluate``
+scores a model under the rules its manifest records (``env_risk_rules``), so walk-forward
+validation, the promotion gate and the hold-out judge the policy that was trained. Settings come
+from the paper-trading config (``RiskRules.from_paper_config``), whose defaults are these.
 """
 
 from __future__ import annotations

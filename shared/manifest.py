@@ -18,6 +18,12 @@ not be served exactly as it was trained:
    its state inputs/outputs or window in ``shared.stateful_model`` and served with per-stream
    state.
 
+Serving a model whose features differ from the default: ``pipeline_from_manifest`` builds the
+pipeline of the manifest's own ``feature_config`` (refused unless its ``feature_code_version`` is
+this code's and its fingerprint is that config's) and ``load_artifact`` checks against it.
+``regime_caps`` (optional, one cap per HMM state) gates every target ``LoadedModel`` decides
+(``shared.regime_gate``): evaluation, backtest, gate and inference apply the same rule.
+
 Action spaces: ``discrete`` -> the model outputs one logit per entry of ``action_values`` (default
 ``[-1, 0, 1]``) and the target is ``action_values[argmax]``; ``continuous`` -> one output clipped
 to ``[low, high]`` (within ``[-1, 1]``). Targets are fractions of the allowed position size.
@@ -46,6 +52,7 @@ from shared.features import (
     pipeline_fingerprint,
 )
 from shared.observation import observation_names
+from shared.regime_gate import RegimeGate, check_caps
 
 MANIFEST_SCHEMA_VERSION = 1
 MODEL_FILE = "model.onnx"
@@ -173,6 +180,9 @@ class ModelManifest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     provenance: str = ""
     manifest_schema: int = MANIFEST_SCHEMA_VERSION
     policy: PolicySpec | None = None  # None = a plain MLP (manifests before issue 15)
+    # one position cap in [0, 1] per HMM state of ``feature_config.regime``
+    # (``shared.regime_gate``); empty = no gate
+    regime_caps: list[float] = msgspec.field(default_factory=list)
 
 
 _json_encoder = msgspec.json.Encoder(order="deterministic")
@@ -353,6 +363,12 @@ def check_compatible(
         raise ManifestMismatch("normaliser.size", len(norm.mean), len(pipeline.names))
     if norm.names and norm.names != pipeline.names:
         raise ManifestMismatch("normaliser.names", norm.names, pipeline.names)
+    if manifest.regime_caps:
+        reason = check_caps(manifest.regime_caps, manifest.feature_config, norm)
+        if manifest.policy is not None and manifest.policy.stateful and not reason:
+            reason = f"regime_caps: not supported for a {manifest.policy.kind} policy yet"
+        if reason:
+            raise ManifestMismatch("regime_caps", manifest.regime_caps, None, reason)
     space = manifest.action_space
     if space.kind == "discrete":
         if not space.action_values or any(not -1.0 <= v <= 1.0 for v in space.action_values):
@@ -397,6 +413,14 @@ class LoadedModel:
         # False when the graph's input has a fixed batch dimension (e.g. exported with batch 1):
         # ``decide_batch`` then runs one call per row instead of one call for the batch.
         self.batchable = batchable
+        # the regime-gated position cap (None: no caps in the manifest); checked by load_artifact
+        self.gate = (
+            RegimeGate(manifest.regime_caps, manifest.feature_config, normaliser)
+            if manifest.regime_caps
+            else None
+        )
+        # the feature pipeline the artifact was checked against (set by ``load_artifact``)
+        self.pipeline: FeaturePipeline | None = None
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Raw model outputs for a batch (n, size) or one observation (size,) -> (n, outputs)."""
@@ -423,6 +447,8 @@ class LoadedModel:
         """Target position (fraction of the allowed size) for one observation."""
         x = obs if obs.dtype == np.float32 else np.asarray(obs, dtype=np.float32)
         result = self._session.run(self._outputs, {self._input: x.reshape(1, -1)})[0]
+        if self.gate is not None:
+            return self.gate.apply(self._target(result.reshape(-1).tolist()), x.reshape(-1))
         return self._target(result.reshape(-1).tolist())
 
     def decide_batch(self, obs: np.ndarray) -> np.ndarray:
@@ -436,7 +462,10 @@ class LoadedModel:
         if not self.batchable or x.shape[0] == 1:
             return np.array([self.decide(row) for row in x], dtype=np.float64)
         out = self.outputs(x)
-        return np.array([self._target(row) for row in out.tolist()], dtype=np.float64)
+        targets = [self._target(row) for row in out.tolist()]
+        if self.gate is not None:
+            targets = self.gate.apply_rows(targets, x)
+        return np.array(targets, dtype=np.float64)
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
         return self.normaliser.transform(features)
@@ -504,7 +533,9 @@ def load_artifact(
         # LSTM / attention: the state (or window) is per stream; its graph checks are there
         from shared.stateful_model import open_stateful
 
-        return open_stateful(folder, manifest, normaliser, session)
+        stateful = open_stateful(folder, manifest, normaliser, session)
+        stateful.pipeline = pipeline
+        return stateful
     inputs = session.get_inputs()
     outputs = {o.name: o for o in session.get_outputs()}
     size = manifest.observation.size
@@ -540,7 +571,38 @@ def load_artifact(
             f"{folder / MODEL_FILE}: test inference returned shape {probe.shape} "
             f"values {probe.ravel().tolist()} (want {n_out} finite outputs)"
         )
+    model.pipeline = pipeline
     return model
+
+
+def pipeline_from_manifest(manifest: ModelManifest) -> FeaturePipeline:
+    """The feature pipeline an artifact was trained on, built from its own ``feature_config``
+    (so a server can run a model whose features differ from the default). Refused
+    (``ManifestMismatch``) unless the manifest's ``feature_code_version`` is this code's and
+    its ``pipeline_fingerprint`` is the fingerprint of its recorded config."""
+    if manifest.feature_code_version != FEATURE_CODE_VERSION:
+        raise ManifestMismatch(
+            "feature_code_version",
+            manifest.feature_code_version,
+            FEATURE_CODE_VERSION,
+            "the features were computed by other code",
+        )
+    regime = manifest.feature_config.regime
+    if regime is not None and regime.params is None:
+        raise ManifestSchemaError("feature_config.regime: no fitted HMM numbers (params)")
+    try:
+        own = pipeline_fingerprint(manifest.feature_config)
+        pipeline = FeaturePipeline(manifest.feature_config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ManifestSchemaError(f"feature_config: cannot build its pipeline: {exc}") from None
+    if own != manifest.pipeline_fingerprint:
+        raise ManifestMismatch(
+            "pipeline_fingerprint",
+            manifest.pipeline_fingerprint,
+            own,
+            "the fingerprint does not belong to the recorded feature_config",
+        )
+    return pipeline
 
 
 # --------------------------------------------------------------------------- push history

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,12 +92,17 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # the costs above times this factor (> 1 teaches the policy to churn less). Validation and
     # test always charge the real costs, so a trial cannot win by training "free" trades.
     train_cost_multiplier: float = 1.0
-    # FeatureConfig overrides (look-back windows). Inference serves the DEFAULT pipeline, so a
-    # model trained with overrides is refused at push time (manifest fingerprint mismatch).
+    # FeatureConfig overrides (look-back windows, the regime block). Inference serves each model
+    # with the pipeline of its own manifest's feature config (inference.pipelines).
     features: dict[str, Any] = msgspec.field(default_factory=dict)
     # Execution's ATR stop and daily loss halt in the TRAINING env (shared.env_risk, paper-config
     # defaults); the manifest records them and evaluation / gate / hold-out score under them.
     env_risk_rules: bool = False
+    # Regime-gated position cap (shared.regime_gate): one cap in [0, 1] per HMM state of the
+    # ``features["regime"]`` block, written into the manifest; every decision of the exported
+    # model (evaluation, gate, inference) clips its target to +-cap of the most probable state.
+    # [] = no gate. The trainer service's default: TRAINER_REGIME_CAPS (comma list).
+    regime_caps: list[float] = msgspec.field(default_factory=list)
 
     # ------------------------------------------------------------------ model
     hiddens: list[int] = msgspec.field(default_factory=lambda: [64, 64])
@@ -157,6 +163,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         )
         if self.algorithm == "DQN":
             require(self.action_space == "discrete", "action_space", "DQN needs discrete actions")
+        if self.regime_caps:  # before the HMM fit: a bad option fails at once
+            require(not _caps_problem(self.regime_caps, self.features), "regime_caps",
+                    _caps_problem(self.regime_caps, self.features))  # fmt: skip
         if isinstance(self.features.get("regime"), dict):
             # the regime HMM: fitted once on every symbol's training slice (shared.regime), so
             # every env, the export and the manifest carry the same numbers
@@ -292,6 +301,19 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+def _caps_problem(caps: list[float], features: dict[str, Any]) -> str:
+    """Why ``caps`` cannot gate a model with these features ("" when they can)."""
+    regime = features.get("regime")
+    if not isinstance(regime, dict):
+        return "needs the regime feature block (features.regime)"
+    n_states = int(regime.get("n_states", 2))
+    if len(caps) != n_states:
+        return f"needs one cap per HMM state: {len(caps)} caps for {n_states} states"
+    if any(not (math.isfinite(c) and 0.0 <= c <= 1.0) for c in caps):
+        return f"each cap must be in [0, 1], got {list(caps)}"
+    return ""
+
+
 class TrainerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The trainer service (prefix ``TRAINER_``); commands on ``TRAINER_CMD_ENDPOINT``."""
 
@@ -304,12 +326,20 @@ class TrainerSettings(msgspec.Struct, frozen=True, kw_only=True):
     push_timeout_s: float = 30.0
     # Largest number of finished jobs kept in `status`.
     job_history: int = 20
+    # Default regime-gated position caps of training runs (TrainConfig.regime_caps), e.g.
+    # "1,0.5": one cap in [0, 1] per HMM state; empty = no gate.
+    regime_caps: list[float] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         require(bool(self.model_dir), "model_dir", "must not be empty")
         require(bool(self.output_dir), "output_dir", "must not be empty")
         require(self.push_timeout_s > 0, "push_timeout_s", "must be > 0")
         require(self.job_history >= 1, "job_history", "must be >= 1")
+        require(
+            all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in self.regime_caps),
+            "regime_caps",
+            "each cap must be in [0, 1]",
+        )
 
 
 # Seeds the chosen config is retrained on by the pipeline (quick 3, full >= 5).

@@ -3,9 +3,9 @@
 A push
 
 1. opens the candidate with ``shared.manifest.load_artifact`` against the pipeline inference
-   serves (``FeaturePipeline()``): a corrupted file (checksum), a manifest that does not match the
-   pipeline (fingerprint, observation names, normaliser) or an ONNX graph that does not load is
-   refused here, before anything is copied;
+   serves it with (its own manifest's feature config, checked): a corrupted file (checksum), a
+   manifest that does not match that pipeline (fingerprint, observation names, normaliser) or an
+   ONNX graph that does not load is refused here, before anything is copied;
 2. refuses a model the promotion gate rejected unless ``force`` (logged);
 3. copies the folder into the model root (temp folder + rename; an existing version must be
    byte-identical: versions are immutable) and opens the copy again with the expected sha256;
@@ -40,6 +40,7 @@ from shared.manifest import (
     current_pushed_version,
     list_versions,
     load_artifact,
+    pipeline_from_manifest,
     read_manifest,
     read_push_history,
     resolve_artifact,
@@ -78,7 +79,9 @@ def verify(
 ) -> LoadedModel:
     """``load_artifact`` as inference will run it; ``PushError`` with the reason otherwise."""
     try:
-        return load_artifact(folder, pipeline or FeaturePipeline(), expected_sha256=sha256)
+        # inference opens each artifact with the pipeline of its own feature config
+        own = pipeline or pipeline_from_manifest(read_manifest(folder))
+        return load_artifact(folder, own, expected_sha256=sha256)
     except ArtifactError as exc:
         raise PushError(f"refused {folder.name}: {exc}") from None
 

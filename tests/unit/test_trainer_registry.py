@@ -12,7 +12,7 @@ from trainer import registry
 from trainer.registry import PushError, push_model, rollback
 
 from shared.auth import Verifier
-from shared.features import FeatureConfig
+from shared.features import FeatureConfig, FeaturePipeline
 from shared.manifest import Promotion, load_artifact
 from shared.messages import ModelUpdated
 from tests.model_artifacts import baseline_folder, corrupt, make_artifact
@@ -67,9 +67,17 @@ def test_corrupted_model_is_refused_and_nothing_is_copied(roots: tuple[Path, Pat
     assert registry.read_history(models) == []
 
 
-def test_model_for_another_pipeline_is_refused(roots: tuple[Path, Path]) -> None:
+def test_model_whose_fingerprint_is_not_its_configs_is_refused(roots: tuple[Path, Path]) -> None:
+    # another feature config is pushed (inference serves it with its own pipeline); a manifest
+    # whose fingerprint does not belong to its recorded config is refused
     best, models = roots
-    make_artifact(best, "model_m", config=FeatureConfig(rsi_window=10), promotion=PROMOTED)
+    make_artifact(
+        best,
+        "model_m",
+        config=FeatureConfig(rsi_window=10),
+        pipeline_fingerprint=FeaturePipeline().fingerprint,
+        promotion=PROMOTED,
+    )
     sent: list[Any] = []
     with pytest.raises(PushError, match="pipeline_fingerprint"):
         _push("model_m", roots, sent)

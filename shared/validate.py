@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any
 
 from shared.messages import (
@@ -74,14 +75,20 @@ def _envelope(message: Message, now_ns: int) -> str | None:
 
 
 def _bar(bar: Bar, now_ns: int) -> str | None:
-    prices = (bar.open, bar.high, bar.low, bar.close)
-    if not all(finite(p) for p in prices) or not finite(bar.volume):
+    o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
+    # Hot path (every bar on the bus): a decoded Bar's numbers are always floats (msgspec turns
+    # ints into floats and refuses bools), so math.isfinite alone decides; anything else (a Bar
+    # built in-process with odd types) takes the general ``finite`` check, same verdicts.
+    if type(o) is type(h) is type(lo) is type(c) is type(v) is float:
+        if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
+            return "non_finite"
+    elif not all(finite(p) for p in (o, h, lo, c)) or not finite(v):
         return "non_finite"
-    if min(prices) <= 0 or max(prices) > MAX_PRICE:
+    if min(o, h, lo, c) <= 0 or max(o, h, lo, c) > MAX_PRICE:
         return "price_out_of_range"
-    if bar.high < max(bar.open, bar.close) or bar.low > min(bar.open, bar.close):
+    if h < max(o, c) or lo > min(o, c):
         return "inconsistent_ohlc"
-    if bar.volume < 0:
+    if v < 0:
         return "negative_volume"
     if not _text(bar.timeframe, 16):
         return "timeframe_too_long"

@@ -52,12 +52,13 @@ class StatefulDecisions:
         return targets[0]
 
     def _decide_rows(
-        self, model: LoadedModel, states: list[SymbolState], obs: list[np.ndarray]
+        self, model: LoadedModel, states: list[SymbolState], obs: np.ndarray
     ) -> list[float]:
-        """Targets of distinct symbols in one ONNX call (states stacked on the batch axis)."""
+        """Targets of distinct symbols (``obs``: (n, size), one row each) in one ONNX call
+        (states stacked on the batch axis)."""
         if not isinstance(model, StatefulModel):
-            return list(model.decide_batch(np.stack(obs)).tolist())
-        targets, new = model.step(np.stack(obs), self._policy_states(model, states))
+            return list(model.decide_batch(obs).tolist())
+        targets, new = model.step(obs, self._policy_states(model, states))
         for state, nxt in zip(states, new, strict=True):
             state.policy_state = nxt
         return targets

@@ -358,7 +358,8 @@ def add_source_args(parser: Any) -> None:
 
 def cli_data_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
     """``overrides`` (from ``--set``) plus what ``--symbols A,B`` and ``--source/--path`` (see
-    ``add_source_args``) say, for the pipeline and tune CLIs alike."""
+    ``add_source_args``) say, for the pipeline and tune CLIs alike; ``TRAINER_REGIME_CAPS`` is
+    the default of ``regime_caps``."""
     overrides = dict(overrides)
     symbols = [s.strip() for s in (args.symbols or "").split(",") if s.strip()]
     if symbols:
@@ -379,6 +380,9 @@ def cli_data_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> d
         )
     elif args.source:
         overrides["source"] = args.source
+    caps = trainer_settings().regime_caps  # TRAINER_REGIME_CAPS: the runs' default gate
+    if caps and "regime_caps" not in overrides:
+        overrides["regime_caps"] = list(caps)
     return overrides
 
 

@@ -132,6 +132,18 @@ def test_trainer_option_is_validated_naming_the_key() -> None:
     assert trainer_settings({"TRAINER_REGIME_CAPS": "1, 0.5"}).regime_caps == [1.0, 0.5]
 
 
+def test_the_env_default_reaches_the_cli_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from trainer.config import cli_data_overrides
+
+    args = argparse.Namespace(symbols=None, source=None)
+    assert "regime_caps" not in cli_data_overrides(args, {})
+    monkeypatch.setenv("TRAINER_REGIME_CAPS", "1,0.5")
+    assert cli_data_overrides(args, {})["regime_caps"] == [1.0, 0.5]
+    assert cli_data_overrides(args, {"regime_caps": [0.2, 0.1]})["regime_caps"] == [0.2, 0.1]
+
+
 def test_gated_targets_pass_the_future_perturbation_test(models: dict[str, Path]) -> None:
     gated = open_own(models["gated"])
     assert gated.pipeline is not None

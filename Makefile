@@ -153,6 +153,12 @@ promote-shadow: install ## the shadow model becomes live (old one kept for rollb
 drop-shadow: install ## stop running the shadow model
 	@$(PY) -m trainer.ctl drop_shadow || { echo "drop failed: is the stack running (make run)?"; exit 1; }
 
+# ---------------------------------------------------------------- retraining on command (issue 15)
+.PHONY: retrain
+retrain: install ## one retrain now on the running trainer: train on the bar store, gate, shadow; prints each step and where the record is (WINDOW=180d, UNTIL=shadow|done)
+	@$(PY) -m trainer.retrain_now $(if $(WINDOW),window=$(WINDOW),) $(if $(UNTIL),--until $(UNTIL),) \
+		|| { echo "retrain: see above (the stack must run with TRAINER_RETRAIN_BARSTORE set, e.g. var/marketdata/bars.sqlite)"; exit 1; }
+
 # ---------------------------------------------------------------- Ray cluster profile (issue 16)
 .PHONY: cluster-up cluster-down
 cluster-up: docker-engine docker-wheels ## Ray head + 2 workers (compose profile `cluster`); RAY_DASHBOARD=1: dashboard on 127.0.0.1:8265

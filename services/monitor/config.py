@@ -48,6 +48,9 @@ class MonitorSettings(msgspec.Struct, frozen=True, kw_only=True):
     alert_webhook_timeout_s: float = 5.0
     alert_backtest_deviation: float = 0.0  # newest report's verdict.max_deviation above; 0 = off
     reports_dir: str = "evaluation_results"  # paper-vs-backtest-<period>/report.{html,json}
+    # The shared model root (INFERENCE_MODEL_DIR / TRAINER_MODEL_DIR): retrain.json is read from
+    # it, read-only, for the dashboard's Retraining panel (monitor.retraining).
+    model_dir: str = "models"
 
     def __post_init__(self) -> None:
         require(bool(self.ledger_path), "ledger_path", "must not be empty")

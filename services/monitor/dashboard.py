@@ -60,6 +60,8 @@ HTML = """<!doctype html>
 </section>
 <section><h2>Live versus shadow</h2><p id="shadow-note" class="note"></p>
 <table id="shadow"></table></section>
+<section><h2>Retraining</h2><p id="retrain-note" class="note"></p>
+<table id="retrain"></table><table id="retrain-sessions"></table></section>
 <section><h2>Recent fills</h2><p class="note">slippage: fill price versus the decision bar's
 close, in basis points, positive = paid worse (blank when the ledger has no decision for it)</p>
 <table id="fills"></table></section>
@@ -209,6 +211,18 @@ function render(s) {
   table("shadow", ["role", "version", "decisions", "marked", "return %", "bars with live", "shadow same bars %", "live same bars %"],
     s.models.shadow.rows.map(r => [r.role, r.version, r.decisions, r.marked, fmt(r.return_pct, 3),
       r.bars_with_live, fmt(r.shadow_on_same_bars_pct, 3), fmt(r.live_on_same_bars_pct, 3)]));
+  const rt = s.retrain;
+  $("retrain-note").textContent = rt.note + " (source: " + rt.source + (rt.schedule.every ? "; schedule " + rt.schedule.every + ", next " + text(rt.schedule.next_due) : "") + ")";
+  table("retrain", ["record", "state", "started", "candidate", "live", "gate", "val Sharpe model / B&H / MA", "sessions", "shadow vs live %", "outcome", "why"],
+    rt.rows.map(r => [r.id, r.state, r.started_at, r.candidate, r.live,
+      text(r.gate.verdict) + (r.gate.folds ? " (" + r.gate.folds + " folds)" : ""),
+      [r.gate.model, r.gate.buy_and_hold, r.gate.ma_crossover].map(v => fmt(v, 3)).join(" / "),
+      r.sessions_done + " / " + text(r.sessions_needed),
+      r.decision ? fmt(r.decision.shadow_pct, 3) + " vs " + fmt(r.decision.live_pct, 3) + " (margin " + fmt(r.decision.margin_pct, 2) + ")" : "",
+      r.outcome, r.why]));
+  const open = rt.rows.length ? rt.rows[0] : null;
+  table("retrain-sessions", ["session (" + (open ? text(open.id) : "none") + ")", "bars", "shadow %", "live %"],
+    open ? open.sessions.map(x => [x.session, x.bars, fmt(x.shadow_pct, 3), fmt(x.live_pct, 3)]) : []);
   table("fills", ["time", "symbol", "side", "qty", "price", "decision close", "slip bps", "fee", "model", "order"],
     s.fills.map(f => [time(f.ts_event), f.symbol, f.side, fmt(f.quantity, 0), fmt(f.price, 4),
       fmt(f.bar_close, 4), fmt(f.slippage_bps, 1), fmt(f.commission), f.model_version || "", f.order_ref]));

@@ -69,6 +69,7 @@ class Observer:
         self.execution_seen_ns: int | None = None
         self.execution_source = ""
         self.marketdata: dict[str, Any] | None = None  # marketdata's heartbeat detail
+        self.trainer_retrain: dict[str, Any] | None = None  # hb.trainer's "retrain" summary
         self.epoch: int | None = None  # the last bar's marketdata epoch
         self.reconnects: dict[str, int] = {"broker": 0, "marketdata": 0}
         self._broker_connected_once = False
@@ -127,6 +128,9 @@ class Observer:
             self.on_execution_status(dict(message.detail), "heartbeat", now)
         elif isinstance(message, Heartbeat) and message.service == "marketdata":
             self.marketdata = {**message.detail, "received_ns": now}
+        elif isinstance(message, Heartbeat) and message.service == "trainer":
+            retrain = message.detail.get("retrain")
+            self.trainer_retrain = dict(retrain) if isinstance(retrain, dict) else None
         elif isinstance(message, ModelStatus):
             self.on_model_status(message, now)
 

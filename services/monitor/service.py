@@ -11,8 +11,10 @@ command is asked too, and a fill whose order becomes known is booked then, exact
 Subscriptions: ``fill.`` ``order.`` ``position.`` ``bar.`` for the ledger; ``signal.`` (decisions:
 model version and decision bar close, for slippage and per-model figures), ``model.status`` and
 ``hb.execution`` (kill switch, broker connection), ``hb.marketdata`` (quarantined bars, epoch)
-for the dashboard and the alerts; ``shadow.`` (a candidate model's would-be targets) is recorded in
-its own ledger table for the live-versus-shadow comparison and never booked (``monitor.shadow``).
+for the dashboard and the alerts; ``hb.trainer`` (its retraining summary, shown when
+``<model root>/retrain.json`` cannot be read: ``monitor.retraining``); ``shadow.`` (a candidate
+model's would-be targets) is recorded in its own ledger table for the live-versus-shadow
+comparison and never booked (``monitor.shadow``).
 
 Every ``dashboard_interval_s`` the equity is sampled, the alert rules are evaluated (transitions
 only are logged, see ``monitor.alerts``) and the dashboard's snapshot is rebuilt for its live
@@ -37,6 +39,7 @@ from monitor.gate import UNKNOWN_ORDER
 from monitor.ledger import Ledger
 from monitor.live import Observer
 from monitor.metrics import MonitorMetrics
+from monitor.retraining import RetrainFile
 from monitor.view import slippage_bps
 from shared.accounting import Book
 from shared.bus import CommandError, heartbeat_loop
@@ -71,6 +74,7 @@ class MonitorService:
                 "model.status",
                 "hb.execution",
                 "hb.marketdata",
+                "hb.trainer",  # its retraining summary (monitor.retraining)
             ]
         )
         self.execution = bus.command_client("execution")
@@ -97,6 +101,7 @@ class MonitorService:
         self.model_cache: tuple[tuple[int, ...], dict[str, Any]] | None = None  # monitor.view
         self.shadow_cache: tuple[float, tuple[int, int], float, list[Any]] | None = None
         self._comparison: tuple[float, dict[str, Any]] | None = None
+        self.retrain_file = RetrainFile(settings.model_dir)
 
     @property
     def book(self) -> Book:

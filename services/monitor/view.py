@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from monitor import retraining
 from monitor.shadow import live_vs_shadow
 from shared.accounting import Book
 
@@ -208,6 +209,7 @@ def snapshot(svc: MonitorService) -> dict[str, Any]:
             "kill_switch_how": KILL_SWITCH_HOW,
             **{k: (execution or {}).get(k) for k in EXECUTION_FIELDS},
         },
+        "retrain": retraining.panel(svc.retrain_file.read(), obs.trainer_retrain),
         "alerts": svc.alerts.snapshot(),
         "alert_rules": {
             "drawdown_pct": svc.rules.drawdown_pct,

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -84,13 +85,23 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_features.py",
         "tests/unit/test_mutation_kills_features.py",
         "tests/unit/test_mutation_kills_features_edges.py",
+        # the optional regime block's hooks (names, warm-up, batch and online columns)
+        "tests/unit/test_regime_features.py",
     ],
     "shared/manifest.py": [
         "tests/unit/test_manifest.py",
         "tests/unit/test_mutation_kills_manifest.py",
     ],
+    # every in-process test of the service (tests/inference_harness.py), not the stateful
+    # serving tests (their decisions live in inference/recurrent.py; each exports a torch
+    # policy first) nor the subprocess/bus tiers; files not (yet) in the tree are left out
     "services/inference/service.py": [
         "tests/unit/test_inference_service.py",
+        "tests/unit/test_inference_batching.py",
+        "tests/unit/test_inference_epoch.py",
+        "tests/unit/test_shadow_inference.py",
+        "tests/unit/test_inference_hot_path.py",
+        "tests/unit/test_feature_swap.py",
         "tests/unit/test_mutation_kills_inference.py",
     ],
 }
@@ -119,6 +130,34 @@ SCOPE: dict[str, list[str]] = {
         "xǁLoadedModelǁdecide",
         "xǁLoadedModelǁdecide_batch",
         "xǁLoadedModelǁnormalise",
+    ],
+    # inference/service.py: the decision path (bar in -> features -> observation with the
+    # position the policy sees -> model -> target out), the position update, the per-symbol
+    # state, dedupe / seq / backfill / epoch checks, the batch, the shadow's targets; not the
+    # socket wiring (consume, heartbeats, close, topics), start-up model loading, status
+    # reporting or the benchmark helper decide_many. Names that a version of the module does
+    # not have match nothing.
+    "services/inference/service.py": [
+        "xǁDecisionBatchǁadd",
+        "xǁDecisionBatchǁobservations",
+        "xǁDecisionBatchǁclear",
+        "xǁInferenceServiceǁ_state",
+        "xǁInferenceServiceǁ_features",
+        "xǁInferenceServiceǁ_apply",
+        "xǁInferenceServiceǁ_admit",
+        "xǁInferenceServiceǁ_pipeline_mismatch",
+        "xǁInferenceServiceǁ_epoch_changed",
+        "xǁInferenceServiceǁ_reset_symbol",
+        "xǁInferenceServiceǁon_bar",
+        "xǁInferenceServiceǁflush_batch",
+        "xǁInferenceServiceǁ_batch_observations",
+        "xǁInferenceServiceǁ_flush_symbol",
+        "xǁInferenceServiceǁ_decide_and_publish",
+        "xǁInferenceServiceǁ_publish_signal",
+        "xǁInferenceServiceǁ_shadow_decide",
+        "xǁInferenceServiceǁ_shadow_publish",
+        "xǁInferenceServiceǁ_shadow_batch",
+        "xǁInferenceServiceǁhandle_batch",
     ],
 }
 QUICK_SAMPLE = ["shared/costs.py", "shared/accounting.py"]
@@ -185,16 +224,17 @@ def toml_list(items: list[str]) -> str:
     return json.dumps(items)
 
 
-def stage(module: str, tests: list[str]) -> Path:
-    """Build var/mutate/<module>/ with the packages at their import names and the tests."""
+def stage(module: str, tests: list[str], src: Path = REPO) -> Path:
+    """Build var/mutate/<module>/ with the packages at their import names and the tests, copied
+    from ``src`` (the working tree, or a commit's tree: --source-ref)."""
     root = STAGE_ROOT / module.replace("/", "_").removesuffix(".py")
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder, name in PACKAGES.items():
-        shutil.copytree(REPO / folder, root / name, ignore=ignore)
-    shutil.copytree(REPO / "tests", root / "tests", ignore=ignore)
+        shutil.copytree(src / folder, root / name, ignore=ignore)
+    shutil.copytree(src / "tests", root / "tests", ignore=ignore)
     # A few tests import a service by its folder (``services.execution.risk``), which would load
     # a second, unmutated copy of the module; in the stage they import it by its package name.
     for test in (root / "tests").rglob("*.py"):
@@ -202,16 +242,18 @@ def stage(module: str, tests: list[str]) -> Path:
         fixed = re.sub(r"\bservices\.(execution|inference)\b", r"\1", text)
         if fixed != text:
             test.write_text(fixed)
-    # the shipped baseline model: tests that serve a policy load it from the repository root
-    if (REPO / "models" / "baseline").is_dir():
-        shutil.copytree(REPO / "models" / "baseline", root / "models" / "baseline", ignore=ignore)
+    # the shipped models: tests that serve a policy load the baseline from the repository root,
+    # and the regime tests check the committed example's fingerprint
+    for shipped in ("baseline", "example"):
+        if (src / "models" / shipped).is_dir():
+            shutil.copytree(src / "models" / shipped, root / "models" / shipped, ignore=ignore)
     # test_manifest.py runs scripts/make_baseline_model.py from the repository root
-    shutil.copytree(REPO / "scripts", root / "scripts", ignore=ignore)
-    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
+    shutil.copytree(src / "scripts", root / "scripts", ignore=ignore)
+    cfg = tomllib.loads((src / "pyproject.toml").read_text())
     mm = dict(cfg["tool"]["mutmut"])
     mm["also_copy"] = [*mm.get("also_copy", []), "models", "scripts"]
     mm["only_mutate"] = [import_path(module)]
-    mm["pytest_add_cli_args_test_selection"] = [t for t in tests if (REPO / t).exists()]
+    mm["pytest_add_cli_args_test_selection"] = [t for t in tests if (src / t).exists()]
     pytest_opts = cfg["tool"]["pytest"]["ini_options"]
     lines = ["[tool.mutmut]"]
     for key, value in mm.items():
@@ -290,10 +332,27 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def run_module(module: str, limit_s: float, children: int, only: list[str] | None = None) -> dict:
-    """mutmut over ``module`` (every mutant, or just the names in ``only``), judged and scored."""
+def run_module(
+    module: str,
+    limit_s: float,
+    children: int,
+    only: list[str] | None = None,
+    ref: str | None = None,
+) -> dict:
+    """mutmut over ``module`` (every mutant, or just the names in ``only``), judged and scored;
+    staged from the working tree, or from commit ``ref``."""
     tests = MODULES[module]
-    root = stage(module, tests)
+    if ref is None:
+        root = stage(module, tests)
+    else:
+        with tempfile.TemporaryDirectory(prefix="mutate-src-") as tmp:
+            archive = subprocess.run(
+                ["git", "archive", ref], cwd=REPO, capture_output=True, check=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            root = stage(module, [t for t in tests if (Path(tmp) / t).exists()], Path(tmp))
+    commit = source_commit(module, ref)  # at staging: the source the mutants are made from
+    tests = [t for t in tests if (root / t).exists()]  # the selection mutmut was given
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     mutmut = [sys.executable, "-m", "mutmut"]
     t0 = time.monotonic()
@@ -382,8 +441,39 @@ def run_module(module: str, limit_s: float, children: int, only: list[str] | Non
         "survivors": survivors,
         "log": str(log.relative_to(REPO)),
         "sampled": None if only is None else len(only),
-        "source_sha256": hashlib.sha256((REPO / module).read_bytes()).hexdigest(),
+        # what was mutated: the staged copy (the working tree may have changed during the run)
+        "source_sha256": hashlib.sha256((root / import_path(module)).read_bytes()).hexdigest(),
+        "source_commit": commit,
     }
+
+
+def source_commit(module: str, ref: str | None = None) -> str:
+    """The last commit of ``module`` at staging time (in ``ref``'s history when staged from a
+    commit, then also that commit), with `+ uncommitted edits` when the working tree differed
+    from it (the report says which source a row is from)."""
+    if ref is not None:
+        at = subprocess.run(
+            ["git", "log", "-1", "--format=%h", ref, "--", module],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        return f"{at} (staged from {head})"
+    log = subprocess.run(
+        ["git", "log", "-1", "--format=%h", "--", module],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = subprocess.run(
+        ["git", "diff", "--quiet", "HEAD", "--", module], cwd=REPO, check=False
+    ).returncode
+    return log.stdout.strip() + (" + uncommitted edits" if dirty else "")
 
 
 def merge_rerun(prev: dict, rerun: dict) -> dict:
@@ -481,7 +571,7 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
         "equivalent (or accepted). Score with equivalents = killed / (judged - equivalent).",
         "",
         "| module | mutants | killed | survived | other | score | score w/o equivalents | "
-        "run time | tests |",
+        "run time; source | tests |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for module in MODULES:
@@ -499,6 +589,8 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
         if r.get("rerun"):
             re = r["rerun"]
             seconds += f" (+ {re['mutants']} survivors re-run {re['when']}: {re['seconds']} s)"
+        if r.get("source_commit"):
+            seconds += f"; source {r['source_commit']}"
         out.append(
             f"| {module} | {r['total']} | {r['killed']} | {c.get('survived', 0)} | "
             f"{other or '-'} | {r['score']:.1f} %{status} | {adj:.1f} % | {seconds} | "
@@ -580,6 +672,12 @@ def main() -> int:
     ap.add_argument(
         "--report-only", action="store_true", help="rewrite the report from var/mutate/history.json"
     )
+    ap.add_argument(
+        "--source-ref",
+        default=None,
+        help="stage the packages and tests from this commit (git archive) instead of the "
+        "working tree: a reproducible row while others edit the module",
+    )
     args = ap.parse_args()
 
     if args.record_judged:
@@ -630,12 +728,22 @@ def main() -> int:
         if args.survivors_only:
             history = STAGE_ROOT / "history.json"
             prev = json.loads(history.read_text()).get(module) if history.exists() else None
-            sha = hashlib.sha256((REPO / module).read_bytes()).hexdigest()
+            current = (
+                (REPO / module).read_bytes()
+                if args.source_ref is None
+                else subprocess.run(
+                    ["git", "show", f"{args.source_ref}:{module}"],
+                    cwd=REPO,
+                    capture_output=True,
+                    check=True,
+                ).stdout
+            )
+            sha = hashlib.sha256(current).hexdigest()
             if prev is None or prev.get("source_sha256", sha) != sha or not prev["survivors"]:
                 ap.error(f"{module}: no full run of this source to re-run the survivors of")
             only = list(prev["survivors"])
             print(f"[mutate] {module}: re-running the {len(only)} survivors of the last run")
-        r = run_module(module, budget, args.children, only)
+        r = run_module(module, budget, args.children, only, args.source_ref)
         if prev is not None:
             r = merge_rerun(prev, r)
         results.append(r)

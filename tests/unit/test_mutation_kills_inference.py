@@ -1,0 +1,408 @@
+"""Inference's decision loop (``inference/service.py``) against expectations computed here from
+first principles, never by the code under test: a policy whose decision depends only on its
+position input (a 0 -> +1 -> -1 -> 0 cycle, so the fed-back position's value and sign both
+matter), a policy that reads only the current bar's normalised 1-bar log return (computed here
+from the raw closes and the manifest's normaliser), the per-symbol counters of dedupe, seq gaps,
+backfill runs and refused bars, and shadow targets that are published but never traded.
+
+Written for the mutation run of service.py (scripts/mutate.py, issue 17): each test pins a rule a
+surviving mutant broke.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+from marketdata.replay import SymbolSeries
+
+from shared.features import FeaturePipeline
+from shared.manifest import read_manifest
+from shared.messages import Bar, ShadowTarget, TargetPosition
+from shared.observation import observation_names
+from shared.runtime import BusConnection
+from tests.inference_harness import (
+    InferenceHarness,
+    baseline_root,
+    inference_bus,
+    packaged_series,
+)
+from tests.model_artifacts import baseline_folder, linear_onnx, make_artifact
+
+pytestmark = pytest.mark.unit
+
+SIZE = len(observation_names(FeaturePipeline()))
+SYMBOLS = ("AAPL", "NVDA", "GOOG")
+SNAPSHOT = 120  # bars per warm-up: past the pipeline's warm-up, cheap to replay
+CYCLE = {0.0: 1.0, 1.0: -1.0, -1.0: 0.0}  # the cycling policy: position -> next target
+
+
+def cycle_onnx() -> bytes:
+    """Reads only the position p (the last input): logits (2p, -2p, 0.5) over the actions
+    (-1, 0, +1): p = 0 -> +1, p = +1 -> -1, p = -1 -> 0."""
+    weights = np.zeros((SIZE, 3), dtype=np.float32)
+    weights[-1] = [2.0, -2.0, 0.0]
+    return linear_onnx(weights, np.array([0.0, 0.0, 0.5], dtype=np.float32))
+
+
+def return_sign_onnx() -> bytes:
+    """Reads only the first feature (normalised ``ret_1``) z: logits (-z, 0, z): long when
+    z > 0, short when z < 0 (never flat on real data)."""
+    weights = np.zeros((SIZE, 3), dtype=np.float32)
+    weights[0] = [-10.0, 0.0, 10.0]
+    return linear_onnx(weights, np.zeros(3, dtype=np.float32))
+
+
+def hold_onnx() -> bytes:
+    """Always flat (action index 1 = 0.0)."""
+    return linear_onnx(np.zeros((SIZE, 3), dtype=np.float32), np.array([0, 1, 0], np.float32))
+
+
+@pytest.fixture(scope="module")
+def all_series() -> dict[str, SymbolSeries]:
+    return {s: packaged_series(s) for s in SYMBOLS}
+
+
+@pytest.fixture
+def model_root(tmp_path: Path) -> Path:
+    root = baseline_root(tmp_path)
+    make_artifact(root, "v-cycle", onnx_bytes=cycle_onnx())
+    make_artifact(root, "v-sign", onnx_bytes=return_sign_onnx())
+    make_artifact(root, "v-hold", onnx_bytes=hold_onnx())
+    return root
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[BusConnection]:
+    with inference_bus(tmp_path) as connection:
+        yield connection
+
+
+def ready_rows(series: SymbolSeries, start: int, stop: int) -> int:
+    """How many of bars [start, stop) give a feature row when a fresh pipeline is fed them
+    (the number of decisions a warm-up replay of those bars makes)."""
+    online = FeaturePipeline().online()
+    return sum(online.update(*series.ohlcv[i].tolist()) is not None for i in range(start, stop))
+
+
+def cycled(decisions: int) -> float:
+    """The cycling policy's position after ``decisions`` decisions from flat."""
+    position = 0.0
+    for _ in range(decisions):
+        position = CYCLE[position]
+    return position
+
+
+def sign_targets(series: SymbolSeries, indices: range) -> list[float]:
+    """The return-sign policy by hand: z = (log(c_t / c_t-1) - mean) / std of the manifest's
+    normaliser (its clip keeps the sign); +1 when z > 0, -1 when z < 0."""
+    norm = read_manifest(baseline_folder()).normaliser
+    mean, std = float(norm["mean"][0]), float(norm["std"][0])
+    closes = series.ohlcv[:, 3]
+    out = []
+    for i in indices:
+        z = (math.log(closes[i] / closes[i - 1]) - mean) / std
+        assert z != 0.0
+        out.append(1.0 if z > 0 else -1.0)
+    return out
+
+
+def harness(
+    model_root: Path, bus: BusConnection, series: dict[str, SymbolSeries], version: str, **kw
+) -> InferenceHarness:
+    return InferenceHarness(
+        model_root, bus, series, model_version=version, snapshot_bars=SNAPSHOT, **kw
+    )
+
+
+def targets(h: InferenceHarness, symbol: str) -> list[float]:
+    return [s.target_position for s in h.signals(symbol)]
+
+
+# ---------------------------------------------------------------- the position the policy sees
+
+
+async def test_the_position_fed_back_is_the_last_target_through_warm_up_and_live(
+    model_root, bus, all_series
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle")
+    await h.warm()
+    warm = ready_rows(aapl, aapl.first_live - SNAPSHOT, aapl.first_live)
+    assert 0 < warm < SNAPSHOT
+    assert h.service.states["AAPL"].position == cycled(warm)
+    for i in range(aapl.first_live, aapl.first_live + 7):
+        h.service.on_bar(aapl.bar(i))
+    assert targets(h, "AAPL") == [cycled(warm + k) for k in range(1, 8)]
+    assert h.service.states["AAPL"].position == cycled(warm + 7)
+    assert h.service.states["AAPL"].last_target == cycled(warm + 7)
+
+
+async def test_a_receive_batch_feeds_each_symbol_its_own_position(
+    model_root, bus, all_series
+) -> None:
+    """Three symbols whose positions differ (a different number of bars decided each) share
+    one batched call: each gets the target of its own position, the same symbol twice in one
+    batch sees the position its first bar decided."""
+    h = harness(model_root, bus, all_series, "v-cycle")
+    await h.warm()
+    decided = {
+        s: ready_rows(ser, ser.first_live - SNAPSHOT, ser.first_live)
+        for s, ser in all_series.items()
+    }
+    nxt = {s: ser.first_live for s, ser in all_series.items()}
+    for symbol, extra in (("NVDA", 1), ("GOOG", 2)):  # put the symbols out of phase
+        for _ in range(extra):
+            h.service.handle_batch([all_series[symbol].bar(nxt[symbol])])
+            nxt[symbol] += 1
+            decided[symbol] += 1
+    assert len({cycled(n) for n in decided.values()}) == 3  # three different positions
+    before = len(h.signals())
+    batch: list[Bar] = []
+    for symbol in SYMBOLS:
+        batch.append(all_series[symbol].bar(nxt[symbol]))
+        nxt[symbol] += 1
+    batch.append(all_series["AAPL"].bar(nxt["AAPL"]))  # AAPL again: after its first decision
+    h.service.handle_batch(batch)
+    got = [(s.symbol, s.target_position) for s in h.signals()[before:]]
+    want = [(s, cycled(decided[s] + 1)) for s in SYMBOLS] + [("AAPL", cycled(decided["AAPL"] + 2))]
+    assert got == want
+    assert h.service.counters.batched_calls == 1 and h.service.counters.batched_bars == 3
+    for symbol in SYMBOLS:
+        extra = 2 if symbol == "AAPL" else 1
+        assert h.service.states[symbol].position == cycled(decided[symbol] + extra)
+
+
+async def test_targets_follow_the_current_bars_features_per_symbol(
+    model_root, bus, all_series
+) -> None:
+    """The observation is built from the bar just received (its own symbol's row), alone or in
+    a batch of symbols."""
+    h = harness(model_root, bus, all_series, "v-sign")
+    await h.warm()
+    live = range(0, 6)
+    for k in live[:3]:  # bar by bar
+        for ser in all_series.values():
+            h.service.handle_batch([ser.bar(ser.first_live + k)])
+    for k in live[3:]:  # one receive batch per close time
+        h.service.handle_batch([ser.bar(ser.first_live + k) for ser in all_series.values()])
+    for symbol, ser in all_series.items():
+        want = sign_targets(ser, range(ser.first_live, ser.first_live + len(live)))
+        assert targets(h, symbol) == want
+        assert len(set(want)) == 2  # the bars really move the decision both ways
+    assert h.service.counters.batched_calls == 3
+
+
+async def test_signal_fields_come_from_the_bar_and_the_serving_model(
+    model_root, bus, all_series
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-sign", strategy="alpha")
+    await h.warm()
+    bar = aapl.bar(aapl.first_live)
+    returned = h.service.on_bar(bar)
+    (signal,) = h.signals()
+    assert returned == signal and type(signal) is TargetPosition
+    assert (signal.symbol, signal.bar_seq, signal.bar_close_ts, signal.ts_event) == (
+        "AAPL",
+        bar.seq,
+        bar.ts_event,
+        bar.ts_event,
+    )
+    assert signal.bar_close == bar.close and signal.strategy == "alpha"
+    assert signal.model_version == "v-sign"
+    assert (
+        signal.target_position == sign_targets(aapl, range(aapl.first_live, aapl.first_live + 1))[0]
+    )
+    state = h.service.states["AAPL"]
+    assert state.signals == 1 and state.last_signal_ts == bar.ts_event
+    assert h.service.counters.signals == 1
+
+
+# ---------------------------------------------------------------- per-symbol state and counters
+
+
+async def test_duplicates_and_older_bars_are_dropped_per_symbol(
+    model_root, bus, all_series
+) -> None:
+    h = harness(model_root, bus, all_series, "v-cycle")
+    await h.warm()
+    aapl, nvda = all_series["AAPL"], all_series["NVDA"]
+    first = aapl.bar(aapl.first_live)
+    h.service.on_bar(first)
+    h.service.on_bar(first)  # the same bar again
+    h.service.on_bar(aapl.bar(aapl.first_live - 1))  # an older one (in the snapshot)
+    assert len(h.signals("AAPL")) == 1 and h.service.counters.stale_bars == 2
+    # NVDA's bar of the same close time is not a duplicate of AAPL's
+    h.service.on_bar(nvda.bar(nvda.first_live))
+    assert len(h.signals("NVDA")) == 1 and h.service.counters.stale_bars == 2
+    assert h.service.states["AAPL"].last_ts == first.ts_event
+
+
+async def test_seq_gaps_are_counted_once_per_missing_bar(model_root, bus, all_series) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle")
+    await h.warm()
+    state = h.service.states["AAPL"]
+    start = aapl.first_live
+    seq0 = aapl.bar(start - 1).seq
+    assert state.last_seq == seq0 and state.gaps == 0 and state.breaks == 0
+    h.service.on_bar(aapl.bar(start))  # consecutive: no gap
+    assert state.gaps == 0 and state.breaks == 0
+    assert state.last_seq == seq0 + 1
+    h.service.on_bar(msgspec.structs.replace(aapl.bar(start + 1), seq=seq0 + 5))  # 3 missing
+    assert state.gaps == 3 and h.service.counters.seq_gaps == 3 and state.breaks == 1
+    assert state.last_seq == seq0 + 5
+    h.service.on_bar(msgspec.structs.replace(aapl.bar(start + 2), seq=seq0 + 6))
+    assert state.gaps == 3 and state.breaks == 1
+    h.service.on_bar(msgspec.structs.replace(aapl.bar(start + 3), seq=seq0 + 8))  # 1 missing
+    assert state.gaps == 4 and h.service.counters.seq_gaps == 4 and state.breaks == 2
+    assert (await h.service.cmd_status({}))["symbols"]["AAPL"]["seq_gaps"] == 4
+    assert len(h.signals()) == 4  # a gap is counted, the bar is still decided
+
+
+async def test_a_backfill_run_is_one_break_and_its_bars_are_decided(
+    model_root, bus, all_series
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle")
+    await h.warm()
+    state = h.service.states["AAPL"]
+    start = aapl.first_live
+    h.service.on_bar(aapl.bar(start))
+    for i in range(start + 1, start + 4):  # one run of three backfilled bars
+        h.service.on_bar(msgspec.structs.replace(aapl.bar(i), backfill=True))
+    assert state.breaks == 1 and state.last_backfill
+    h.service.on_bar(aapl.bar(start + 4))
+    assert state.breaks == 1 and not state.last_backfill
+    h.service.on_bar(msgspec.structs.replace(aapl.bar(start + 5), backfill=True))  # a 2nd run
+    assert state.breaks == 2
+    assert len(h.signals()) == 6 and state.gaps == 0
+
+
+async def test_a_backfilled_first_bar_of_a_cold_symbol_is_no_break(model_root, bus, all_series):
+    """Nothing was streamed before: a backfill there breaks no continuity."""
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle")
+    state = h.service._state("AAPL")
+    state.warm = True  # as after a snapshot that never came: start cold on live bars
+    h.service.on_bar(msgspec.structs.replace(aapl.bar(aapl.first_live), backfill=True))
+    assert state.bars == 1 and state.breaks == 0 and state.last_backfill
+
+
+async def test_counts_of_bars_per_symbol_and_of_warming_bars(model_root, bus, all_series) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle", snapshot_attempts=1)
+    h.fail_snapshot = True
+    await h.warm()  # marketdata absent: the symbol starts cold
+    state = h.service.states["AAPL"]
+    assert state.warm and state.bars == 0 and h.service.counters.snapshot_failures == 1
+    start = aapl.first_live
+    warmup = FeaturePipeline().warmup_bars
+    for i in range(start, start + warmup + 2):
+        h.service.on_bar(aapl.bar(i))
+    assert h.service.counters.warming_bars == warmup - 1
+    assert state.bars == warmup + 2 and h.service.counters.bars == warmup + 2
+    assert targets(h, "AAPL") == [cycled(k) for k in range(1, 4)]  # from flat, once ready
+    status = await h.service.cmd_status({})
+    assert status["symbols"]["AAPL"]["bars"] == warmup + 2
+    assert status["symbols"]["AAPL"]["signals"] == 3
+
+
+async def test_a_refused_bar_is_counted_and_leaves_the_symbol_where_it_was(
+    model_root, bus, all_series
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle")
+    await h.warm()
+    state = h.service.states["AAPL"]
+    warm = ready_rows(aapl, aapl.first_live - SNAPSHOT, aapl.first_live)
+    bars_before, ts_before = state.bars, state.last_ts
+    good = aapl.bar(aapl.first_live)
+    h.service.on_bar(msgspec.structs.replace(good, close=-1.0, low=-1.0))  # non-positive price
+    assert h.service.counters.invalid_bars == 1 and h.signals() == []
+    assert state.bars == bars_before and state.last_ts == ts_before
+    assert state.position == cycled(warm)
+    h.service.on_bar(good)  # the corrected bar of the same close time is served
+    assert targets(h, "AAPL") == [cycled(warm + 1)] and h.service.counters.invalid_bars == 1
+
+
+async def test_a_symbol_outside_the_static_shard_is_filtered_without_state(
+    model_root, bus, all_series
+) -> None:
+    h = harness(model_root, bus, all_series, "v-cycle", symbols=("NVDA",))
+    await h.warm("NVDA")
+    aapl, nvda = all_series["AAPL"], all_series["NVDA"]
+    h.service.handle_batch([aapl.bar(aapl.first_live), nvda.bar(nvda.first_live)])
+    assert h.service.counters.filtered_bars == 1 and h.service.counters.bars == 1
+    assert "AAPL" not in h.service.states and [s.symbol for s in h.signals()] == ["NVDA"]
+
+
+# ---------------------------------------------------------------- shadow: published, never traded
+
+
+async def test_shadow_targets_use_their_own_positions_and_never_become_signals(
+    model_root, bus, all_series
+) -> None:
+    """Live: always flat. Shadow: the cycle from flat (loaded after the warm-up), one target
+    per live bar, alone or in a batch; its targets never feed the live position."""
+    h = harness(model_root, bus, all_series, "v-hold")
+    await h.warm()
+    assert h.service.load_shadow("v-cycle")["accepted"]
+    first = {s: ser.first_live for s, ser in all_series.items()}
+    for k in range(2):  # bar by bar
+        for symbol, ser in all_series.items():
+            h.service.handle_batch([ser.bar(first[symbol] + k)])
+    for k in range(2, 4):  # batched
+        h.service.handle_batch([ser.bar(first[s] + k) for s, ser in all_series.items()])
+    for symbol in SYMBOLS:
+        shadows = h.shadows(symbol)
+        assert [s.target_position for s in shadows] == [cycled(k) for k in range(1, 5)]
+        assert all(type(s) is ShadowTarget and s.model_version == "v-cycle" for s in shadows)
+        assert [s.bar_seq for s in shadows] == [s.bar_seq for s in h.signals(symbol)]
+        assert targets(h, symbol) == [0.0] * 4
+        assert h.service.states[symbol].position == 0.0
+    assert all(s.model_version == "v-hold" for s in h.signals())
+    assert h.service.counters.shadow_signals == 12 and h.service.counters.signals == 12
+
+
+async def test_a_shadow_loaded_before_the_warm_up_replays_it_too(model_root, bus, all_series):
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-hold")
+    assert h.service.load_shadow("v-cycle")["accepted"]
+    await h.warm()
+    warm = ready_rows(aapl, aapl.first_live - SNAPSHOT, aapl.first_live)
+    assert h.shadows() == []  # the replay publishes nothing
+    h.service.on_bar(aapl.bar(aapl.first_live))
+    assert [s.target_position for s in h.shadows()] == [cycled(warm + 1)]
+    assert targets(h, "AAPL") == [0.0]
+
+
+async def test_an_epoch_change_restarts_the_shadow_position_with_the_symbol(
+    model_root, bus, all_series
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-hold", epoch=1)
+    await h.warm()
+    assert h.service.load_shadow("v-cycle")["accepted"]
+    start = aapl.first_live
+    h.end["AAPL"] = start + 1
+    h.service.handle_batch([h.bar("AAPL", start)])
+    assert [s.target_position for s in h.shadows()] == [1.0]
+    h.epoch, h.end["AAPL"] = 2, start + 2
+    h.service.handle_batch([h.bar("AAPL", start + 1)])  # re-warm from the new snapshot
+    await h.settle()
+    warm = ready_rows(aapl, start + 2 - SNAPSHOT, start + 2)
+    # the replay signals the bar after the last signalled one; the shadow replays from flat
+    assert [s.bar_close_ts for s in h.signals()] == [
+        aapl.bar(i).ts_event for i in (start, start + 1)
+    ]
+    assert h.service.counters.epoch_changes == 1 and h.service.counters.caught_up_bars == 1
+    assert h.service.states["AAPL"].epoch == 2
+    h.service.handle_batch([h.bar("AAPL", start + 2)])
+    assert h.shadows()[-1].target_position == cycled(warm + 1)
+    assert h.service.model.version == "v-hold"

@@ -11,20 +11,35 @@ the trainer's verbs publish, so every replica follows) and the per-process comma
 with the same checks as a push; promoting it is a swap to its version (same checks again, the old
 live model kept for ``rollback``); a push of the shadow's own version (the trainer's
 ``promote_shadow``) drops the shadow too, since it is live now.
+
+Feature pipelines (``inference.pipelines``): each candidate is checked against the pipeline of
+its OWN manifest ``feature_config``, so a model whose features differ from the default (the
+regime block, a feature study's variant) is served. A swap / rollback to another fingerprint
+re-warms every symbol from the snapshot before the new model's first decision; a shadow with
+another fingerprint keeps its own per-symbol features.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from inference.pipelines import OwnPipelineShadow, model_pipeline, shadow_slot
 from inference.shadow import ShadowSlot, read_shadow_record
 from shared.auth import AuthError, Verifier
 from shared.features import FeaturePipeline
 from shared.logs import event
-from shared.manifest import ArtifactError, LoadedModel, load_artifact, resolve_artifact
+from shared.manifest import (
+    ArtifactError,
+    LoadedModel,
+    load_artifact,
+    pipeline_from_manifest,
+    read_manifest,
+    resolve_artifact,
+)
 from shared.messages import ModelStatus, ModelUpdated
 from shared.runtime import BusConnection
 
@@ -60,7 +75,77 @@ class ModelControl:
 
     def _load(self, target: str, expected_sha256: str = "") -> LoadedModel:
         folder = resolve_artifact(self.root, self._relative_target(target))
-        return load_artifact(folder, self.pipeline, expected_sha256=expected_sha256 or None)
+        return self._load_folder(folder, expected_sha256)
+
+    def _known_pipelines(self) -> dict[str, FeaturePipeline]:
+        """The pipelines of the models held now (a candidate with one of their fingerprints
+        shares that object, and so the per-symbol feature state)."""
+        known = {self.pipeline.fingerprint: self.pipeline}
+        for model in (getattr(self, "model", None), getattr(self, "previous", None)):
+            if model is not None and model.pipeline is not None:
+                known.setdefault(model.pipeline.fingerprint, model.pipeline)
+        shadow = getattr(self, "shadow", None)
+        if shadow is not None and shadow.model.pipeline is not None:
+            known.setdefault(shadow.model.pipeline.fingerprint, shadow.model.pipeline)
+        return known
+
+    def _load_folder(self, folder: Path, expected_sha256: str = "") -> LoadedModel:
+        """Open an artifact against the pipeline of its own feature config (checked:
+        ``feature_code_version`` and ``pipeline_fingerprint``); raises ``ArtifactError``."""
+        manifest = read_manifest(folder)
+        pipeline = pipeline_from_manifest(manifest)
+        pipeline = self._known_pipelines().get(pipeline.fingerprint, pipeline)
+        return load_artifact(folder, pipeline, expected_sha256=expected_sha256 or None)
+
+    def _adopt_pipeline(self, model: LoadedModel) -> None:
+        """Serve ``model``'s features: when its fingerprint differs from the running one, every
+        symbol is re-warmed from the snapshot with the new pipeline (no decision on a cold
+        one), and a shadow is re-slotted against the new live pipeline."""
+        new = model_pipeline(model)
+        if new.fingerprint == self.pipeline.fingerprint:
+            return  # the same features: the symbols' state serves the new model as it is
+        old = self.pipeline
+        self.pipeline = new
+        event(
+            log,
+            "feature_pipeline_changed",
+            old=old.fingerprint[:12],
+            new=new.fingerprint[:12],
+            model=model.version,
+            symbols=len(self.states),  # type: ignore[attr-defined]
+        )
+        if self.shadow is not None:
+            self.shadow = shadow_slot(self.shadow.model, new)  # fed by the re-warm below
+        self._rewarm_all()
+
+    def _rewarm_all(self) -> None:
+        """Every symbol starts a new state on the live pipeline and replays the snapshot (bars
+        after its last signal are signalled once, bars buffered meanwhile are kept)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a plain call): the next bar's guard re-warms it
+            return
+        for symbol, old in list(self.states.items()):  # type: ignore[attr-defined]
+            state = self._reset_symbol(symbol, old.last_signal_ts)  # type: ignore[attr-defined]
+            if not old.warm:
+                state.pending = old.pending + state.pending
+
+    def _pipeline_mismatch(self, state: Any, bar: Any) -> Any:
+        """A symbol's features belong to another pipeline than the live model's (a bar raced a
+        swap): refuse to decide on them, count and log it, and re-warm the symbol."""
+        self._count("cold_refusals")
+        event(
+            log,
+            "decision_refused_cold_pipeline",
+            logging.WARNING,
+            symbol=bar.symbol,
+            seq=bar.seq,
+            model=self.model.version,
+        )
+        new = self._reset_symbol(bar.symbol, state.last_signal_ts)  # type: ignore[attr-defined]
+        if not state.warm:
+            new.pending = state.pending + new.pending
+        return new
 
     def _publish_status(self, requested: str, accepted: bool, reason: str) -> None:
         self.bus.publisher.publish(
@@ -100,6 +185,7 @@ class ModelControl:
         self._publish_status(candidate.version, True, f"swapped from {old.version}")
         if self.shadow is not None and self.shadow.version == candidate.version:
             self.drop_shadow(requested_by, reason="promoted")
+        self._adopt_pipeline(candidate)
         self._model_changed(candidate)  # type: ignore[attr-defined]
         return {"accepted": True, "serving": candidate.version, "previous": old.version}
 
@@ -134,6 +220,7 @@ class ModelControl:
             by=requested_by,
         )
         self._publish_status(self.model.version, True, f"rolled back from {self.previous.version}")
+        self._adopt_pipeline(self.model)
         self._model_changed(self.model)  # type: ignore[attr-defined]
         return {"accepted": True, "serving": self.model.version, "previous": self.previous.version}
 
@@ -152,8 +239,9 @@ class ModelControl:
             event(log, "shadow_rejected", logging.WARNING, requested=target, reason=reason)
             return {"accepted": False, "shadow": self._shadow_version(), "reason": reason}
         old = self._shadow_version()
-        self.shadow = ShadowSlot(candidate)
-        if candidate.stateful and self.states:  # type: ignore[attr-defined]
+        self.shadow = shadow_slot(candidate, self.pipeline)
+        own = isinstance(self.shadow, OwnPipelineShadow)  # its features need the snapshot too
+        if (candidate.stateful or own) and self.states:  # type: ignore[attr-defined]
             self._start_shadow_warm(self.shadow)  # type: ignore[attr-defined]
         event(log, "shadow_loaded", version=candidate.version, replaced=old, by=requested_by)
         return {"accepted": True, "shadow": candidate.version, "serving": self.model.version}

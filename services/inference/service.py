@@ -56,6 +56,7 @@ import numpy as np
 from inference.config import InferenceSettings
 from inference.membership import ShardMembership
 from inference.models import ModelControl
+from inference.pipelines import feed_shadow, model_pipeline
 from inference.recurrent import StatefulDecisions
 from inference.shadow import ShadowSlot
 from inference.sharding import Sharding, replica_id
@@ -68,7 +69,6 @@ from shared.manifest import (
     ArtifactError,
     LoadedModel,
     current_pushed_version,
-    load_artifact,
     resolve_artifact,
 )
 from shared.messages import Bar, Heartbeat, ModelUpdated, TargetPosition
@@ -164,6 +164,7 @@ class Counters:
     epoch_changes: int = 0
     seq_gaps: int = 0
     state_resets: int = 0  # stateful policy states restarted from zeros (gap, backfill, swap)
+    cold_refusals: int = 0  # bars not decided: features of another model's pipeline (re-warmed)
 
 
 class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions):
@@ -187,6 +188,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         self.last_rejection = ""
         self.handler_errors = 0
         self.model: LoadedModel = self._initial_model(settings.model_version)
+        self.pipeline = model_pipeline(self.model)  # the live model's own features
         self.previous: LoadedModel | None = None
         self.shadow: ShadowSlot | None = None
         self.load_recorded_shadow()
@@ -205,11 +207,11 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         """``current``: the last pushed version, so a restart or a new replica never silently
         serves an older model than its peers; if that artifact fails its checks, the baseline."""
         if version != "current":
-            return load_artifact(resolve_artifact(self.root, version), self.pipeline)
+            return self._load_folder(resolve_artifact(self.root, version))
         pushed = current_pushed_version(self.root)
         if pushed is not None:
             try:
-                return load_artifact(resolve_artifact(self.root, pushed), self.pipeline)
+                return self._load_folder(resolve_artifact(self.root, pushed))
             except ArtifactError as exc:
                 event(
                     log,
@@ -219,7 +221,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
                     reason=str(exc),
                     fallback="baseline",
                 )
-        return load_artifact(resolve_artifact(self.root, "baseline"), self.pipeline)
+        return self._load_folder(resolve_artifact(self.root, "baseline"))
 
     # ------------------------------------------------------------------ bars -> signals
     def topics(self) -> list[str]:
@@ -249,6 +251,8 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
                 log, "bar_refused", logging.WARNING, symbol=bar.symbol, seq=bar.seq, error=str(exc)
             )
             return None
+        if self.shadow is not None:
+            feed_shadow(self.shadow, bar)  # a shadow with its own features sees the same bars
         if state.last_seq and bar.seq > state.last_seq + 1:
             state.gaps += bar.seq - state.last_seq - 1
             self.counters.seq_gaps += bar.seq - state.last_seq - 1
@@ -295,6 +299,8 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         state = self._state(bar.symbol)
         if state.epoch is not None and bar.epoch != state.epoch:
             state = self._epoch_changed(state, bar)
+        if state.features.config is not self.pipeline.config:  # never decide on another's
+            state = self._pipeline_mismatch(state, bar)
         if not state.warm:
             state.pending.append(bar)
             if not state.warming:

@@ -3,7 +3,10 @@
 A symbol's features and the policy's position (and a stateful policy's state) are replayed over
 the last N bars before its first live bar is decided (a stateful shadow loaded mid-stream replays
 them for itself: ``_start_shadow_warm``); a hand-over or an epoch change also signals the
-snapshot bars that closed after the last signal seen (``publish_after``), exactly once.
+snapshot bars that closed after the last signal seen (``publish_after``), exactly once. The same
+path rebuilds every symbol when the live model's feature pipeline changes (``inference.models``),
+and a shadow with its own pipeline replays the snapshot into its own features
+(``inference.pipelines.OwnPipelineShadow.replay``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from inference.pipelines import OwnPipelineShadow
 from inference.shadow import ShadowSlot
 from shared.bus import CommandError
 from shared.logs import event
@@ -135,6 +139,10 @@ class WarmUp:
             # released or re-warmed meanwhile (``forget``): the symbol's own warm feeds the shadow
             slot.warming.discard(symbol)
             return 0
+        if isinstance(slot, OwnPipelineShadow):  # its own features, from the snapshot
+            replayed = slot.replay(symbol, bars, state.last_ts, state.breaks)
+            event(log, "shadow_symbol_warm", symbol=symbol, version=slot.version, replayed=replayed)
+            return replayed
         features = self.pipeline.online()
         replayed = 0
         for bar in sorted(bars, key=lambda b: b.ts_event):

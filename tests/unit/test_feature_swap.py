@@ -174,3 +174,37 @@ async def test_a_bar_meeting_another_pipelines_features_is_refused_and_rewarmed(
         h.bar("AAPL", i).seq for i in range(start, start + 7)
     ]
     assert h.service.states["AAPL"].features.config is h.service.pipeline.config
+
+
+async def test_promoting_a_shadow_with_its_own_features_rewarms_the_live_symbols(
+    root: Path, bus: BusConnection
+) -> None:
+    h = harness(root, bus)
+    await h.service.warm_known_symbols()
+    live(h, h.end["AAPL"], 3)
+    assert h.service.load_shadow("regime-a")["accepted"]
+    await h.settle()
+    live(h, h.end["AAPL"], 3)
+    promote_at = h.end["AAPL"]
+    assert h.service.promote_shadow()["accepted"]
+    assert h.service.shadow is None and h.service.model.version == "regime-a"
+    assert h.service.pipeline.fingerprint == read_manifest(root / "regime-a").pipeline_fingerprint
+    await h.settle()
+    live(h, promote_at, 12)
+    after = h.signals()[6:]
+    assert [s.model_version for s in after] == ["regime-a"] * 12
+    assert [s.target_position for s in after] == want(root, "regime-a", promote_at, promote_at + 12)
+    assert h.service.counters.cold_refusals == 0
+
+
+async def test_a_recorded_shadow_with_its_own_features_warms_with_the_first_warm_up(
+    root: Path, bus: BusConnection
+) -> None:
+    (root / "shadow.json").write_text('{"version": "regime-a"}')
+    h = harness(root, bus)  # the shadow is loaded at start, before any symbol is known
+    assert h.service.shadow is not None and h.service.shadow.version == "regime-a"
+    await h.service.warm_known_symbols()  # the snapshot replay feeds the shadow's features too
+    start = h.end["AAPL"]
+    live(h, start, 20)
+    shadows = [s.target_position for s in h.shadows("AAPL")]
+    assert shadows == want(root, "regime-a", start, start + 20)

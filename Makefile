@@ -107,6 +107,10 @@ test-fuzz: install ## hostile frames and commands against the running stack (FUZ
 test-all: install ## what CI runs: make test, and a skipped Docker tier is a failure
 	RLTRADER_REQUIRE_DOCKER=1 $(MAKE) test
 
+.PHONY: stability
+stability: install ## the integration tier RUNS times in a row (20), XDIST workers (3) -> var/stability/summary.txt
+	$(PY) scripts/stability.py --runs $(or $(RUNS),20) --workers $(or $(XDIST),3)
+
 keys: install ## create the bus's CURVE key pairs that do not exist yet (var/secrets/curve)
 	$(PY) -m shared.keys
 

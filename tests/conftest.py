@@ -35,13 +35,20 @@ class _PortAllocator:
     LOW, HIGH = 20000, 32000
 
     def __init__(self) -> None:
-        span = self.HIGH - self.LOW
-        self._next = (os.getpid() * 97) % span
+        # Under pytest-xdist (``-n N``) each worker owns its own slice of the range, so two
+        # workers never hand out the same port, however many ports a test takes.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+        index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+        width = (self.HIGH - self.LOW) // max(workers, 1)
+        self._low = self.LOW + index * width
+        self._span = width
+        self._next = (os.getpid() * 97) % self._span
 
     def take(self) -> int:
-        span = self.HIGH - self.LOW
+        span = self._span
         for _ in range(span):
-            port = self.LOW + self._next
+            port = self._low + self._next
             self._next = (self._next + 1) % span
             with socket.socket() as sock:
                 try:
@@ -49,7 +56,7 @@ class _PortAllocator:
                 except OSError:
                     continue
             return port
-        raise RuntimeError(f"no free TCP port in {self.LOW}-{self.HIGH}")
+        raise RuntimeError(f"no free TCP port in {self._low}-{self._low + span}")
 
 
 _PORTS = _PortAllocator()

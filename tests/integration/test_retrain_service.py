@@ -27,7 +27,7 @@ from shared.manifest import read_manifest, read_push_history
 from shared.messages import Bar
 from tests.processes import wait_for, wait_ready
 
-pytestmark = pytest.mark.integration  # ~75-110 s on 2 shared cores: under the 2-minute slow mark
+pytestmark = pytest.mark.integration
 
 DAY_NS = 86_400 * 10**9
 TINY = {  # the study smoke budget: one short PPO iteration
@@ -86,6 +86,7 @@ def trainer(busproxy: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]
         log.close()
 
 
+@pytest.mark.slow  # real RLlib training, ~60-110 s on 2 shared cores, as the other training tests
 def test_retrain_command_trains_gates_and_shadows_or_drops(trainer: dict[str, Any]) -> None:
     key, endpoint = trainer["key"], trainer["endpoint"]
     reply = call(endpoint, "retrain", {}, key, timeout_s=10)

@@ -61,7 +61,7 @@ async def main() -> int:
     try:
         journal = OrderJournal(
             Path(config.settings.state_dir) / "journal.sqlite",
-            synchronous=config.settings.journal_sync,
+            synchronous=config.settings.journal_sync.upper(),
         )
         try:
             broker = make_broker(config)

@@ -28,7 +28,11 @@ Environment (defaults in brackets):
 * ``EXECUTION_RECONNECT_MIN_S`` [0.5] / ``EXECUTION_RECONNECT_MAX_S`` [30]: IB reconnect backoff.
 * ``EXECUTION_COMMISSION_WAIT_S`` [2]: how long a fill waits for its commission report.
 * ``EXECUTION_WARMUP_BARS`` [true]: ask marketdata's ``snapshot`` for ATR warm-up bars at start.
-* ``EXECUTION_JOURNAL_SYNC`` [NORMAL]: SQLite ``synchronous`` (FULL survives power loss too).
+* ``EXECUTION_JOURNAL_SYNC`` [normal]: ``normal`` or ``full`` (either case), the order journal's
+  SQLite ``synchronous``. ``normal``: a committed reservation survives a process crash (SIGKILL
+  included), and a host crash may lose the last ones, which restart reconciliation recovers from
+  the broker by ``orderRef``; ``full`` adds an fsync per commit on the signal path so a host crash
+  loses nothing either (README, "Order journal durability").
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class ExecutionSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     broker: Literal["ib", "sim"] = "ib"
     state_dir: str = "var/execution"
-    journal_sync: Literal["NORMAL", "FULL"] = "NORMAL"
+    journal_sync: Literal["normal", "full", "NORMAL", "FULL"] = "normal"
     confirm_live: str = ""
     clock: Literal["bar", "wall"] = "bar"
     sim_initial_cash: float = 100_000.0

@@ -14,8 +14,19 @@ already published for it, which is what makes recovered executions publish exact
 monitor ledger is idempotent by ``exec_id`` as well, so the crash window between publishing and
 committing costs at most one duplicate frame, never a duplicate ledger row).
 
-WAL with ``synchronous=NORMAL`` survives a process crash (every committed transaction is in the
-WAL file the OS holds); ``FULL`` also survives power loss and costs an fsync per order.
+Durability (``EXECUTION_JOURNAL_SYNC``, the README's "Order journal durability" argues the
+default). WAL with ``synchronous=NORMAL`` (default) survives a process crash, SIGKILL included:
+a committed transaction is in the WAL file, i.e. in the OS page cache, before ``reserve`` returns.
+Only a host crash or power loss can drop the last transactions; restart reconciliation against
+the broker's orders and executions by ``orderRef`` recovers what they said. ``FULL`` also survives
+that and costs an fsync per commit on the signal path. WAL checkpoints (which fsync even under
+``NORMAL``) are taken by ``checkpoint()`` on its own connection, which the service runs in a
+worker thread every few seconds, so no order waits for one; SQLite's own auto-checkpoint stays
+only as a backstop for a journal used without that loop.
+
+Which references exist is also held in memory (``bar_ts_of``): the decision path asks it once per
+signal without a query; ``reserve`` (INSERT OR IGNORE, one transaction for a bracket's parent and
+children) stays the authority that never lets a reference be sent twice.
 """
 
 from __future__ import annotations
@@ -102,6 +113,10 @@ TERMINAL_STATES = frozenset({OrderState.FILLED, OrderState.CANCELLED, OrderState
 # Not working at the broker as far as the journal knows (lost included: it is not open).
 FINAL_STATES = TERMINAL_STATES | {OrderState.LOST}
 OPEN_STATES = (OrderState.RESERVED, OrderState.SENT, OrderState.ACKNOWLEDGED)
+SYNC_MODES = ("NORMAL", "FULL")
+# pages of WAL before SQLite checkpoints inside a commit; the service's checkpoint loop keeps the
+# WAL far below this, so it only bounds the WAL of a journal used without that loop
+BACKSTOP_AUTOCHECKPOINT_PAGES = 10_000
 
 
 def may_advance(current: OrderState, new: OrderState) -> bool:
@@ -146,15 +161,25 @@ class OrderJournal:
     """One SQLite file per execution instance (``EXECUTION_STATE_DIR/journal.sqlite``)."""
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {SYNC_MODES}, got {synchronous!r}")
         self.path = Path(path)
+        self.synchronous = synchronous
+        self._in_memory = str(path) == ":memory:"
+        self._checkpoint_db: sqlite3.Connection | None = None
         try:
-            if str(path) != ":memory:":
+            if not self._in_memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
+            # reference -> bar close (ns): every reference ever reserved, for the signal path
+            self._refs: dict[str, int] = dict(
+                self._db.execute("SELECT order_ref, bar_ts FROM orders").fetchall()
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StateFileError(
                 f"{self.path}: order journal does not open ({exc}); it holds every order"
@@ -162,13 +187,52 @@ class OrderJournal:
             ) from None
 
     def close(self) -> None:
+        if self._checkpoint_db is not None:
+            self._checkpoint_db.close()
         self._db.close()
 
+    def checkpoint(self) -> int:
+        """Copy the WAL into the database file (PASSIVE: never waits for the writer), on a
+        connection of its own so it can run in a worker thread while orders are written. Returns
+        the WAL pages checkpointed (0 for an in-memory journal)."""
+        if self._in_memory:
+            return 0
+        if self._checkpoint_db is None:
+            self._checkpoint_db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False
+            )
+            self._checkpoint_db.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._checkpoint_db.execute("PRAGMA busy_timeout=5000")
+        row = self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[2]) if row and row[2] > 0 else 0
+
     # ------------------------------------------------------------------ orders
-    def reserve(self, order: OrderRequest, now_ns: int | None = None) -> bool:
-        """Write the reference before sending. False when it was already there (never send)."""
-        _require_finite(order.quantity, order.limit_price, order.stop_loss, order.take_profit)
+    def reserve(
+        self,
+        order: OrderRequest,
+        now_ns: int | None = None,
+        children: tuple[OrderRequest, ...] = (),
+    ) -> bool:
+        """Write the reference (and a bracket's ``children``) in one committed transaction
+        before sending. False when the reference was already there (never send)."""
+        for o in (order, *children):
+            _require_finite(o.quantity, o.limit_price, o.stop_loss, o.take_profit)
         now = now_ns or time.time_ns()
+        if not children:  # the common case: one autocommitted statement
+            inserted = self._insert(order, now)
+        else:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                inserted = self._insert(order, now)
+                if inserted:
+                    for child in children:
+                        self._insert(child, now)
+        if inserted:
+            for o in (order, *children):
+                self._refs.setdefault(o.order_ref, o.not_before_ns)
+        return inserted
+
+    def _insert(self, order: OrderRequest, now: int) -> bool:
         cur = self._db.execute(
             "INSERT OR IGNORE INTO orders (order_ref, symbol, side, quantity, order_type, bar_seq,"
             " bar_ts, limit_price, state, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -189,8 +253,20 @@ class OrderJournal:
         return cur.rowcount == 1
 
     def has(self, order_ref: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM orders WHERE order_ref=?", (order_ref,)).fetchone()
-        return row is not None
+        return order_ref in self._refs
+
+    def bar_ts_of(self, order_ref: str) -> int | None:
+        """The bar close (ns, 0: unknown) of a reserved reference; None when never reserved.
+        From memory: the signal path's duplicate check costs no query."""
+        return self._refs.get(order_ref)
+
+    def mark_sent(self, order_ref: str, broker_order_id: str, day: str, equity: float) -> bool:
+        """After the broker took the order: SENT and the day's order count, one transaction."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            moved = self.advance(order_ref, OrderState.SENT, broker_order_id)
+            self.count_order(day, equity)
+        return moved
 
     def advance(
         self,

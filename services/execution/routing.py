@@ -2,9 +2,10 @@
 
 ``OrderRouter`` owns the path from a decision to the broker: a bracket strategy's stale exits are
 cancelled before a reducing or flipping order, the reference (and a bracket's children) is
-reserved in the journal BEFORE the broker sees the order, the order counts against the rate limit
-(closing orders of the safety actions are exempt) and the day's order count, and ``submitted``,
-``rejected`` are published as ``OrderEvent``. A reference the journal already holds is never sent.
+reserved in the journal BEFORE the broker sees the order; right after the send, the order counts
+against the rate limit (closing orders of the safety actions are exempt) and the day's order
+count, and ``submitted``, ``rejected`` are published as ``OrderEvent``. A reference the journal
+already holds is never sent.
 
 Broker, journal, rate limiter, the shared counters and a publish callable are handed in.
 """
@@ -26,6 +27,19 @@ from shared.logs import event
 from shared.messages import Message, OrderEvent
 
 log = logging.getLogger("execution")
+
+
+def bracket_children(order: OrderRequest) -> tuple[OrderRequest, ...]:
+    """A bracket's take-profit and stop-loss as the journal reserves them (``<ref>-tp/-sl``)."""
+    if order.order_type != "BRACKET":
+        return ()
+    exit_side = "SELL" if order.side == "BUY" else "BUY"
+    return (
+        msgspec.structs.replace(order, order_ref=f"{order.order_ref}-tp", side=exit_side,
+                                order_type="LMT", limit_price=order.take_profit),
+        msgspec.structs.replace(order, order_ref=f"{order.order_ref}-sl", side=exit_side,
+                                order_type="STP", limit_price=order.stop_loss),
+    )  # fmt: skip
 
 
 class OrderRouter:
@@ -70,36 +84,30 @@ class OrderRouter:
     async def send(
         self, order: OrderRequest, *, day: str, equity: float, exempt: bool = False
     ) -> bool:
-        """Journal first, then the broker. Returns True when the broker took the order."""
-        if not self.journal.reserve(order):
+        """Journal first, then the broker. Returns True when the broker took the order.
+
+        Only the reservation (one committed transaction, parent and bracket children together)
+        happens before ``place``; the rate window, the counters, the ``submitted`` event and the
+        SENT state with the day's order count (one transaction) follow the send, so the order
+        leaves as early as the journal rule allows. Nothing awaits in between (``place`` awaits
+        only a contract not qualified yet), so no other decision can run before they are done.
+        """
+        if not self.journal.reserve(order, children=bracket_children(order)):
             self.counters["duplicates"] += 1
             event(log, "duplicate_order_ref", order_ref=order.order_ref)
             return False
-        if order.order_type == "BRACKET":
-            for suffix in ("tp", "sl"):
-                self.journal.reserve(
-                    msgspec.structs.replace(
-                        order,
-                        order_ref=f"{order.order_ref}-{suffix}",
-                        side="SELL" if order.side == "BUY" else "BUY",
-                        order_type="LMT" if suffix == "tp" else "STP",
-                        limit_price=order.take_profit if suffix == "tp" else order.stop_loss,
-                    )
-                )
-        if not exempt:
-            self.rate.record()
-        self.journal.count_order(day, equity)
-        self.counters["orders"] += 1
-        self.publish_order(order, "submitted")
         try:
             broker_id = await self.broker.place(order)
         except BrokerError as exc:
+            self._count(order, exempt)
+            self.journal.count_order(day, equity)
             self.journal.advance(order.order_ref, OrderState.REJECTED, reason=str(exc))
             self.counters["rejected"] += 1
             self.publish_order(order, "rejected", reason=f"not sent: {exc}")
             event(log, "order_not_sent", logging.ERROR, order_ref=order.order_ref, error=str(exc))
             return False
-        self.journal.advance(order.order_ref, OrderState.SENT, broker_id)
+        self._count(order, exempt)
+        self.journal.mark_sent(order.order_ref, broker_id, day, equity)
         if self.log_trades:
             event(
                 log,
@@ -113,6 +121,14 @@ class OrderRouter:
                 broker_order_id=broker_id,
             )
         return True
+
+    def _count(self, order: OrderRequest, exempt: bool) -> None:
+        """A decided order counts (rate window, counters) and is announced as submitted,
+        whether or not the broker then took it."""
+        if not exempt:
+            self.rate.record()
+        self.counters["orders"] += 1
+        self.publish_order(order, "submitted")
 
     def publish_order(self, order: OrderRequest, status: str, reason: str = "") -> None:
         self.publish(

@@ -68,6 +68,9 @@ from shared.messages import Bar, Heartbeat, Message, OrderEvent, TargetPosition
 from shared.runtime import BusConnection
 
 log = logging.getLogger("execution")
+# Often enough that the WAL stays small (a few hundred orders at most between two), rarely enough
+# that the checkpoint's fsync is no load.
+JOURNAL_CHECKPOINT_INTERVAL_S = 5.0
 
 
 class ExecutionService:
@@ -196,6 +199,7 @@ class ExecutionService:
             asyncio.create_task(self._connect_broker()),
             asyncio.create_task(self.safety_actions.watchdog_loop()),
             asyncio.create_task(self._track_record_loop()),
+            asyncio.create_task(self._journal_checkpoint_loop()),
             asyncio.create_task(
                 heartbeat_loop(
                     self.bus.publisher,
@@ -307,14 +311,9 @@ class ExecutionService:
     async def _decide(self, sig: TargetPosition) -> None:
         symbol = sig.symbol
         ref = order_ref_for(sig.strategy, symbol, sig.bar_seq)
-        known = self.journal.get(ref)
-        if known is not None or ref in self.broker.known_order_refs():
-            if (
-                known is not None
-                and known.bar_ts
-                and sig.bar_close_ts
-                and (known.bar_ts != sig.bar_close_ts)
-            ):
+        known_ts = self.journal.bar_ts_of(ref)  # from memory: no query per signal
+        if known_ts is not None or ref in self.broker.known_order_refs():
+            if known_ts and sig.bar_close_ts and known_ts != sig.bar_close_ts:
                 # same reference, different bar: the producer's bar numbering restarted
                 self.counters["ref_collisions"] += 1
                 event(
@@ -322,7 +321,7 @@ class ExecutionService:
                     "order_ref_collision",
                     logging.ERROR,
                     order_ref=ref,
-                    journal_bar_ts=known.bar_ts,
+                    journal_bar_ts=known_ts,
                     signal_bar_ts=sig.bar_close_ts,
                     hint="bar_seq must identify the bar across restarts",
                 )
@@ -429,6 +428,15 @@ class ExecutionService:
             if w.symbol == symbol and not w.is_child:
                 total += w.remaining if w.side == "BUY" else -w.remaining
         return total
+
+    async def _journal_checkpoint_loop(self) -> None:
+        """WAL checkpoints (an fsync each) in a worker thread, never inside an order's commit."""
+        while True:
+            await asyncio.sleep(JOURNAL_CHECKPOINT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.journal.checkpoint)
+            except Exception:
+                self._handler_failed("journal_checkpoint")
 
     # ================================================================== track record
     async def _track_record_loop(self) -> None:

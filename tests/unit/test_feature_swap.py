@@ -18,6 +18,7 @@ from shared.features import FeaturePipeline
 from shared.manifest import read_manifest, resolve_artifact
 from shared.runtime import BusConnection
 from tests.inference_harness import InferenceHarness, baseline_root, inference_bus, packaged_series
+from tests.model_artifacts import make_artifact
 from tests.regime_artifacts import backtest_targets, frame, regime_artifact, regime_config
 
 pytestmark = pytest.mark.unit
@@ -208,3 +209,27 @@ async def test_a_recorded_shadow_with_its_own_features_warms_with_the_first_warm
     live(h, start, 20)
     shadows = [s.target_position for s in h.shadows("AAPL")]
     assert shadows == want(root, "regime-a", start, start + 20)
+
+
+async def test_a_default_features_shadow_keeps_its_own_when_the_live_features_change(
+    root: Path, bus: BusConnection
+) -> None:
+    from inference.pipelines import OwnPipelineShadow
+
+    from tests.model_artifacts import constant_policy_onnx
+
+    size = len(FeaturePipeline().names) + 1
+    make_artifact(root, "default-long", onnx_bytes=constant_policy_onnx(size, 2))
+    h = harness(root, bus)
+    await h.service.warm_known_symbols()
+    assert h.service.load_shadow("default-long")["accepted"]
+    assert not isinstance(h.service.shadow, OwnPipelineShadow)  # shares the live features
+    live(h, h.end["AAPL"], 3)
+    assert h.service.swap("regime-a")["accepted"]
+    assert isinstance(h.service.shadow, OwnPipelineShadow)  # the live features changed
+    await h.settle()
+    swap_at = h.end["AAPL"]
+    live(h, swap_at, 5)
+    assert [s.target_position for s in h.shadows("AAPL")] == [1.0] * 8
+    assert [s.model_version for s in h.signals()[3:]] == ["regime-a"] * 5
+    assert h.service.counters.shadow_errors == 0 and h.service.handler_errors == 0

@@ -11,6 +11,7 @@ surviving mutant broke.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from marketdata.replay import SymbolSeries
 
 from shared.features import FeaturePipeline
 from shared.manifest import read_manifest
-from shared.messages import Bar, ShadowTarget, TargetPosition
+from shared.messages import Bar, Heartbeat, ShadowTarget, TargetPosition
 from shared.observation import observation_names
 from shared.runtime import BusConnection
 from tests.inference_harness import (
@@ -306,6 +307,7 @@ async def test_counts_of_bars_per_symbol_and_of_warming_bars(model_root, bus, al
     for i in range(start, start + warmup + 2):
         h.service.on_bar(aapl.bar(i))
     assert h.service.counters.warming_bars == warmup - 1
+    assert state.gaps == 0 and state.breaks == 0  # the first bar is no gap
     assert state.bars == warmup + 2 and h.service.counters.bars == warmup + 2
     assert targets(h, "AAPL") == [cycled(k) for k in range(1, 4)]  # from flat, once ready
     status = await h.service.cmd_status({})
@@ -406,3 +408,228 @@ async def test_an_epoch_change_restarts_the_shadow_position_with_the_symbol(
     h.service.handle_batch([h.bar("AAPL", start + 2)])
     assert h.shadows()[-1].target_position == cycled(warm + 1)
     assert h.service.model.version == "v-hold"
+
+
+# ---------------------------------------------------------------- batches, failures, logs
+
+
+async def test_a_batch_of_two_is_one_call_and_a_failing_batch_call_decides_row_by_row(
+    model_root, bus, all_series
+) -> None:
+    h = harness(model_root, bus, all_series, "v-cycle")
+    await h.warm()
+    warm = {
+        s: ready_rows(ser, ser.first_live - SNAPSHOT, ser.first_live)
+        for s, ser in all_series.items()
+    }
+    nvda, goog = all_series["NVDA"], all_series["GOOG"]
+    h.service.handle_batch([nvda.bar(nvda.first_live), goog.bar(goog.first_live)])
+    assert h.service.counters.batched_calls == 1 and h.service.counters.batched_bars == 2
+    model = h.service.model
+
+    def refuse(obs: np.ndarray) -> np.ndarray:
+        raise RuntimeError("batched call failed")
+
+    model.decide_batch = refuse  # type: ignore[method-assign]
+    h.service.handle_batch([nvda.bar(nvda.first_live + 1), goog.bar(goog.first_live + 1)])
+    assert h.service.counters.batched_calls == 1 and h.service.handler_errors == 0
+    for symbol in ("NVDA", "GOOG"):
+        assert targets(h, symbol) == [cycled(warm[symbol] + 1), cycled(warm[symbol] + 2)]
+
+
+async def test_a_failure_on_one_bar_of_a_batch_costs_that_bar_only(
+    model_root, bus, all_series, caplog
+) -> None:
+    h = harness(model_root, bus, all_series, "v-cycle")
+    await h.warm()
+    publish = h.service.bus.publisher.publish
+
+    def publish_but_nvda(message):  # type: ignore[no-untyped-def]
+        if isinstance(message, TargetPosition) and message.symbol == "NVDA":
+            raise RuntimeError("injected publish failure")
+        return publish(message)
+
+    h.service.bus.publisher.publish = publish_but_nvda  # type: ignore[method-assign]
+    h.service.handle_batch([ser.bar(ser.first_live) for ser in all_series.values()])
+    assert [s.symbol for s in h.signals()] == ["AAPL", "GOOG"]
+    assert h.service.handler_errors == 1
+    (record,) = [r for r in caplog.records if r.getMessage() == "handler_failed"]
+    assert record.fields == {"topic": "bar.NVDA"} and record.exc_info  # type: ignore[attr-defined]
+
+
+async def test_refused_bars_and_epoch_changes_are_logged_with_their_fields(
+    model_root, bus, all_series, caplog
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle", epoch=1)
+    await h.warm()
+    start = aapl.first_live
+    bad = msgspec.structs.replace(h.bar("AAPL", start), close=-1.0, low=-1.0)
+    with pytest.raises(ValueError) as refused:
+        FeaturePipeline().online().update(bad.open, bad.high, bad.low, bad.close, bad.volume)
+    h.service.handle_batch([bad])
+    (record,) = [r for r in caplog.records if r.getMessage() == "bar_refused"]
+    assert record.levelno == logging.WARNING and record.name == "inference"
+    fields = {"symbol": "AAPL", "seq": bad.seq, "error": str(refused.value)}
+    assert record.fields == fields  # type: ignore[attr-defined]
+    h.service.handle_batch([h.bar("AAPL", start)])
+    last_ts = h.bar("AAPL", start).ts_event
+    h.service.handle_batch([msgspec.structs.replace(h.bar("AAPL", start + 1), seq=10**6)])
+    state_gaps = 10**6 - h.bar("AAPL", start).seq - 1
+    h.epoch = 2
+    h.service.handle_batch([h.bar("AAPL", start + 2)])
+    (record,) = [r for r in caplog.records if r.getMessage() == "epoch_changed"]
+    assert record.levelno == logging.WARNING
+    assert record.fields == {  # type: ignore[attr-defined]
+        "symbol": "AAPL",
+        "old_epoch": 1,
+        "new_epoch": 2,
+        "last_ts": h.bar("AAPL", start + 1).ts_event,
+        "gaps_reset": state_gaps,
+    }
+    assert last_ts < record.fields["last_ts"]  # type: ignore[attr-defined]
+    await h.settle()
+
+
+# ---------------------------------------------------------------- the shadow's own bookkeeping
+
+
+async def test_the_shadow_is_told_each_symbols_continuity_breaks(
+    model_root, bus, all_series
+) -> None:
+    """A stateful shadow restarts its state on a break: the service hands it the symbol's
+    ``breaks`` count with every row (bar by bar, in a batch, in the warm-up replay)."""
+    h = harness(model_root, bus, all_series, "v-hold")
+    assert h.service.load_shadow("v-cycle")["accepted"]
+    shadow = h.service.shadow
+    assert shadow is not None
+    seen: list[tuple[str, int]] = []
+    decide_batch = shadow.decide_batch
+
+    def spy(symbols, rows, breaks=None):  # type: ignore[no-untyped-def]
+        seen.extend(zip(symbols, breaks, strict=True))
+        return decide_batch(symbols, rows, breaks)
+
+    shadow.decide_batch = spy  # type: ignore[method-assign]
+    await h.warm("AAPL")
+    assert seen and set(seen) == {("AAPL", 0)}
+    seen.clear()
+    aapl, nvda = all_series["AAPL"], all_series["NVDA"]
+    await h.warm("NVDA")
+    seen.clear()
+    seq = aapl.bar(aapl.first_live - 1).seq
+    h.service.handle_batch([msgspec.structs.replace(aapl.bar(aapl.first_live), seq=seq + 3)])
+    assert seen == [("AAPL", 1)]
+    seen.clear()
+    h.service.handle_batch(
+        [
+            msgspec.structs.replace(aapl.bar(aapl.first_live + 1), seq=seq + 6),
+            nvda.bar(nvda.first_live),
+        ]
+    )
+    assert seen == [("AAPL", 2), ("NVDA", 0)]
+
+
+async def test_symbols_whose_shadow_is_warming_stay_silent_and_a_failed_batch_falls_back(
+    model_root, bus, all_series, caplog
+) -> None:
+    h = harness(model_root, bus, all_series, "v-hold")
+    await h.warm()
+    assert h.service.load_shadow("v-cycle")["accepted"]
+    shadow = h.service.shadow
+    assert shadow is not None
+    shadow.warming.add("NVDA")  # as while a stateful shadow replays NVDA's snapshot
+    first = {s: ser.first_live for s, ser in all_series.items()}
+    h.service.handle_batch([all_series["NVDA"].bar(first["NVDA"])])
+    h.service.handle_batch([ser.bar(first[s] + 1) for s, ser in all_series.items()])
+    assert [s.symbol for s in h.shadows()] == ["AAPL", "GOOG"]
+    assert len(h.signals()) == 4
+    shadow.warming.clear()
+
+    def refuse(obs: np.ndarray) -> np.ndarray:
+        raise RuntimeError("batched shadow call failed")
+
+    shadow.model.decide_batch = refuse  # type: ignore[method-assign]
+    h.service.handle_batch([ser.bar(first[s] + 2) for s, ser in all_series.items()])
+    got = [(s.symbol, s.target_position) for s in h.shadows()[2:]]
+    assert got == [("AAPL", -1.0), ("NVDA", 1.0), ("GOOG", -1.0)]  # each from its own position
+    assert h.service.counters.shadow_errors == 0 and h.service.counters.shadow_signals == 5
+
+    def broken(obs: np.ndarray) -> float:
+        raise RuntimeError("candidate blew up")
+
+    shadow.model.decide = broken  # type: ignore[method-assign]
+    h.service.handle_batch([all_series["GOOG"].bar(first["GOOG"] + 3)])
+    assert h.service.counters.shadow_errors == 1 and len(h.shadows()) == 5
+    (record,) = [r for r in caplog.records if r.getMessage() == "shadow_failed"]
+    assert record.fields == {"symbol": "GOOG"} and record.exc_info  # type: ignore[attr-defined]
+    assert len(h.signals("GOOG")) == 3  # bars 1..3: the live decision never missed one
+
+
+# ---------------------------------------------------------------- rendezvous sharding
+
+
+async def test_a_rendezvous_replica_serves_only_after_its_grace_and_tracks_signals(
+    model_root, bus, all_series
+) -> None:
+    h = harness(
+        model_root, bus, all_series, "v-cycle", shard_mode="rendezvous",
+        join_grace_s=600.0, peer_timeout_s=600.0,
+    )  # fmt: skip
+    sharding = h.service.sharding
+    assert sharding is not None
+    aapl, nvda, goog = (all_series[s] for s in SYMBOLS)
+    h.service.handle_batch([aapl.bar(aapl.first_live)])  # joining: serves nothing yet
+    assert sharding.symbols == {"AAPL"} and sharding.serves == set()
+    assert h.service.counters.filtered_bars == 1 and h.service.counters.bars == 0
+    sharding.started -= 1200.0  # the join grace is over (no clock in the test)
+    h.service.handle_batch([aapl.bar(aapl.first_live + 1)])  # known, not served: no rebalance
+    assert sharding.serves == set() and h.service.counters.filtered_bars == 2
+    h.service.handle_batch([nvda.bar(nvda.first_live)])  # a new symbol: rebalance, both ours
+    assert sharding.serves == {"AAPL", "NVDA"} and h.service.counters.bars == 1
+    await h.settle()
+    (signal,) = h.signals()
+    assert signal.symbol == "NVDA" and sharding.last_signal_ts["NVDA"] == signal.bar_close_ts
+    # a peer's signal and heartbeat inside a receive batch are recorded
+    peer_signal = TargetPosition(
+        symbol="GOOG", target_position=1.0, model_version="v", bar_seq=1,
+        bar_close_ts=goog.bar(goog.first_live).ts_event, bar_close=1.0, strategy="rl",
+        ts_event=goog.bar(goog.first_live).ts_event,
+    )  # fmt: skip
+    beat = msgspec.structs.replace(
+        Heartbeat(service="inference", ready=True, detail={"serves": ["GOOG"], "joining": True}),
+        producer="inference@peer:1:x",
+    )
+    h.service.handle_batch([peer_signal, nvda.bar(nvda.first_live + 1), beat])
+    assert sharding.last_signal_ts["GOOG"] == peer_signal.bar_close_ts
+    assert set(sharding.peers) == {"peer:1:x"} and "GOOG" in sharding.symbols
+    assert [s.symbol for s in h.signals()] == ["NVDA", "NVDA"]
+
+
+# ---------------------------------------------------------------- a bug found by a mutant
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="inference/service.py: _epoch_changed reads the old state's last_signal_ts before "
+    "_reset_symbol flushes the receive batch, so a symbol's queued old-epoch bar is published "
+    "after the catch-up threshold was taken: its new-epoch bar is never signalled (no signal "
+    "before) or the old bar is signalled twice. Fix: flush the symbol before reading it.",
+)
+@pytest.mark.parametrize("signalled_before", [False, True])
+async def test_an_epoch_change_inside_a_receive_batch_signals_each_bar_once(
+    model_root, bus, all_series, signalled_before: bool
+) -> None:
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-cycle", epoch=1)
+    await h.warm()
+    start = aapl.first_live
+    if signalled_before:
+        h.service.handle_batch([h.bar("AAPL", start)])
+        start += 1
+    old_epoch_bar = h.bar("AAPL", start)
+    h.epoch, h.end["AAPL"] = 2, start + 2  # marketdata restarted; it stored up to start + 1
+    h.service.handle_batch([old_epoch_bar, h.bar("AAPL", start + 1)])
+    await h.settle()
+    got = [s.bar_close_ts for s in h.signals()]
+    assert got == [aapl.bar(i).ts_event for i in range(aapl.first_live, start + 2)]

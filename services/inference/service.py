@@ -59,7 +59,7 @@ from inference.models import ModelControl
 from inference.pipelines import feed_shadow, model_pipeline
 from inference.recurrent import StatefulDecisions
 from inference.shadow import ShadowSlot
-from inference.sharding import Sharding, replica_id
+from inference.sharding import Sharding, handover_timing, replica_id
 from inference.warmup import WarmUp
 from shared.auth import Verifier
 from shared.bus import heartbeat_loop
@@ -195,13 +195,9 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         self._batch: DecisionBatch | None = None  # open while consume() handles a receive batch
         self.sharding: Sharding | None = None
         if settings.shard_mode == "rendezvous" and not settings.symbols:
-            interval = bus.settings.heartbeat_interval_s
-            self.sharding = Sharding(
-                me=replica_id(bus.producer),
-                started=time.monotonic(),
-                join_grace_s=settings.join_grace_s or 2.0 * interval,
-                peer_timeout_s=settings.peer_timeout_s or 3.0 * interval,
-            )
+            timing = handover_timing(bus.settings.heartbeat_interval_s, settings.peer_timeout_s,
+                                     settings.join_grace_s)  # fmt: skip
+            self.sharding = Sharding.start(replica_id(bus.producer), time.monotonic(), timing)
 
     def _initial_model(self, version: str) -> LoadedModel:
         """``current``: the last pushed version, so a restart or a new replica never silently

@@ -35,10 +35,23 @@ Hand-over rule (what makes "served exactly once" hold):
    replica serves and the peer's score is higher, this replica releases it.
 
 Hand-over time: a clean release or a clean stop (``leaving``) is handed over within one
-heartbeat's trip; a replica killed without a word is handed over after ``peer_timeout_s``, which
-must stay below the bar interval (1 s heartbeats, 3 s timeout, bars of a minute or more) for "no
-symbol unserved for more than one bar interval" to hold; the catch-up above then signals what
-closed in between.
+heartbeat's trip; a replica killed without a word is handed over after ``peer_timeout_s`` (counted
+from its last heartbeat) plus the membership tick and the symbol's warm-up, and the catch-up above
+then signals what closed in between. For "no symbol unserved for more than one bar interval" that
+must fit in a bar interval, so ``handover_timing`` derives the timeout from both intervals and
+refuses a start where it cannot fit (``INFERENCE_SHARD_BAR_INTERVAL_S``, the wall-clock time
+between two bars of a symbol: 60 for live 1-minute bars, 5 for the default replay pace of 0.2
+bars/s; 0 = not declared, nothing checked):
+
+* timeout = 3 heartbeats, or 2 when 3 do not leave one heartbeat interval (the warm-up and the
+  catch-up's allowance) before the next bar; never under 2 heartbeats (a peer whose single
+  heartbeat comes late on a busy host must not lose its symbols);
+* refused when even 2 heartbeats + 1 do not fit: lower ``BUS_HEARTBEAT_INTERVAL_S`` (bars every
+  2 s need heartbeats of at most 0.66 s).
+
+Measured with three replica processes on a busy 2-core VM (``test_sharding_native``: 0.2 s
+heartbeats, bars every 2 s, a replica SIGKILLed just before a bar): the dead replica's symbols got
+their signal 0.53 s after the bar at worst.
 
 This module is pure bookkeeping (no sockets, no clock of its own: ``now`` is passed in), so it
 is unit-tested directly; ``InferenceService`` wires it to the bus.
@@ -47,8 +60,71 @@ is unit-tested directly; ``InferenceService`` wires it to the bus.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
+
+from shared.config import ConfigError, from_env, require
+
+# Heartbeats a silent peer is given by default, and the fewest it may be given.
+TIMEOUT_HEARTBEATS = 3.0
+MIN_TIMEOUT_HEARTBEATS = 2.0
+# Heartbeat intervals kept free between the timeout and the next bar: the membership tick, the
+# acquiring replica's heartbeat and the symbol's warm-up from the snapshot.
+HANDOVER_MARGIN_HEARTBEATS = 1.0
+
+
+class ShardTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """``INFERENCE_SHARD_BAR_INTERVAL_S`` [0]: wall seconds between two bars of a symbol (0: not
+    declared; the hand-over is then not checked against it)."""
+
+    bar_interval_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(0 <= self.bar_interval_s <= 86_400 * 7, "bar_interval_s", "must be in [0, 604800]")
+
+
+@dataclass(frozen=True)
+class HandoverTiming:
+    peer_timeout_s: float
+    join_grace_s: float
+    bar_interval_s: float  # 0: not declared
+
+
+def handover_timing(
+    heartbeat_interval_s: float,
+    peer_timeout_s: float = 0.0,
+    join_grace_s: float = 0.0,
+    env: Mapping[str, str] | None = None,
+) -> HandoverTiming:
+    """The peer timeout and join grace (0: derived, see the module doc), checked at start
+    against the declared bar interval; ``ConfigError`` names the key to change."""
+    bar = from_env(ShardTiming, "INFERENCE_SHARD_", env).bar_interval_s
+    hb = heartbeat_interval_s
+    margin = HANDOVER_MARGIN_HEARTBEATS * hb
+    grace = join_grace_s or 2.0 * hb
+    if peer_timeout_s:
+        timeout = peer_timeout_s
+        if timeout <= hb:
+            raise ConfigError(
+                f"INFERENCE_PEER_TIMEOUT_S={timeout}: must exceed BUS_HEARTBEAT_INTERVAL_S={hb}"
+                " (a live replica would lose its symbols between two heartbeats)"
+            )
+    else:
+        timeout = TIMEOUT_HEARTBEATS * hb
+        if bar and timeout + margin > bar:
+            timeout = MIN_TIMEOUT_HEARTBEATS * hb
+    if bar and timeout + margin > bar:
+        raise ConfigError(
+            f"INFERENCE_SHARD_BAR_INTERVAL_S={bar}: a killed replica's symbols are taken over"
+            f" {timeout:g} s (peer timeout) + {margin:g} s (one heartbeat: tick, warm-up) after"
+            f" its last heartbeat, more than one bar interval; lower BUS_HEARTBEAT_INTERVAL_S"
+            f" (now {hb:g}) to at most {bar / (MIN_TIMEOUT_HEARTBEATS + 1):.3g}"
+            + (" or INFERENCE_PEER_TIMEOUT_S" if peer_timeout_s else "")
+        )
+    return HandoverTiming(peer_timeout_s=timeout, join_grace_s=grace, bar_interval_s=bar)
 
 
 def replica_id(producer: str) -> str:
@@ -164,9 +240,17 @@ class Sharding:
                     self.handovers += 1
         return changes
 
+    @classmethod
+    def start(cls, me: str, now: float, timing: HandoverTiming) -> Sharding:
+        return cls(
+            me=me, started=now, join_grace_s=timing.join_grace_s,
+            peer_timeout_s=timing.peer_timeout_s,
+        )  # fmt: skip
+
     def describe(self, now: float) -> dict[str, Any]:
         return {
             "replica": self.me,
+            "peer_timeout_s": self.peer_timeout_s,
             "joining": self.joining(now),
             "serves": sorted(self.serves),
             "peers": {r: sorted(p.serves) for r, p in sorted(self.live_peers(now).items())},

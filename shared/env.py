@@ -18,7 +18,8 @@ fixed action sequence reproduces ``run_backtest`` (with the bars before the epis
 ``warmup``) exactly. ``sizer="risk_fraction"`` keeps the old rule for old manifests.
 
 Risk rules (``EnvConfig.risk``, off by default): execution's ATR stop and daily loss halt force a
-decision flat (``shared.env_risk``); with them on, an episode no longer equals ``run_backtest``.
+decision flat (``shared.env_risk``); with them on, an episode equals ``run_backtest(..., risk=)``
+with the same rules (``shared.backtest_risk``).
 
 Rewards (``EnvConfig.reward``), all minus ``costs.position_change_penalty * |target change|``:
 

@@ -505,10 +505,14 @@ def load_artifact(
     *,
     expected_sha256: str | None = None,
 ) -> LoadedModel:
-    """Open and verify one artifact folder (see the module doc); raises ``ArtifactError``."""
+    """Open and verify one artifact folder (see the module doc); raises ``ArtifactError``.
+
+    ``pipeline`` None: the pipeline of the artifact's own feature config
+    (``pipeline_from_manifest``, fingerprint and code version checked), so a reader that does
+    not run features of its own (an evaluation, ``make compare``) opens any servable model."""
     folder = Path(path)
-    pipeline = pipeline if pipeline is not None else FeaturePipeline()
     manifest = read_manifest(folder)
+    pipeline = pipeline if pipeline is not None else pipeline_from_manifest(manifest)
     try:
         onnx_bytes = (folder / MODEL_FILE).read_bytes()
     except OSError as exc:

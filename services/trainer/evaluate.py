@@ -264,12 +264,13 @@ def evaluate_model(
         if hasattr(model, "decide") and hasattr(model, "normaliser"):
             loaded = model  # a LoadedModel, or any policy object (see ModelPolicy)
         else:
-            from shared.features import FeatureConfig, FeaturePipeline
+            from shared.features import FeaturePipeline
             from shared.manifest import load_artifact
 
             folder = resolve_model(model)
             assert folder is not None
-            pipeline = FeaturePipeline(feature_config or FeatureConfig())
+            # no feature config asked for: the model's own (a regime model opens too)
+            pipeline = FeaturePipeline(feature_config) if feature_config is not None else None
             loaded = load_artifact(folder, pipeline)
         m = getattr(loaded, "manifest", None)
         model_meta = {"kind": "policy", "version": str(getattr(loaded, "version", "policy"))}

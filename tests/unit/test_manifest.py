@@ -105,8 +105,9 @@ def test_baseline_script_is_deterministic_and_reproduces_the_shipped_model(
 
 def test_manifest_of_another_feature_config_is_refused_naming_the_field(tmp_path: Path) -> None:
     folder = make_artifact(tmp_path, "rsi10", config=FeatureConfig(rsi_window=10))
+    assert load_artifact(folder).pipeline.config.rsi_window == 10  # no pipeline given: its own
     with pytest.raises(ManifestMismatch) as info:
-        load_artifact(folder)
+        load_artifact(folder, FeaturePipeline())  # a running pipeline of another config
     err = info.value
     assert err.field == "pipeline_fingerprint"
     assert err.manifest_value == read_manifest(folder).pipeline_fingerprint

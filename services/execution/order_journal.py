@@ -134,6 +134,11 @@ def may_advance(current: OrderState, new: OrderState) -> bool:
     return _RANK[new] > _RANK[current]
 
 
+# The states may_advance lets become SENT (reserved, lost): mark_sent's one conditional UPDATE
+# instead of advance's read and compare-and-set.
+_SENT_FROM = tuple(state.value for state in OrderState if may_advance(state, OrderState.SENT))
+
+
 class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
     order_ref: str
     symbol: str
@@ -262,11 +267,16 @@ class OrderJournal:
 
     def mark_sent(self, order_ref: str, broker_order_id: str, day: str, equity: float) -> bool:
         """After the broker took the order: SENT and the day's order count, one transaction."""
+        movable = _SENT_FROM
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            moved = self.advance(order_ref, OrderState.SENT, broker_order_id)
+            cur = self._db.execute(
+                "UPDATE orders SET state=?, broker_order_id=?, updated_ns=? WHERE order_ref=?"
+                f" AND state IN ({','.join('?' * len(movable))})",
+                (OrderState.SENT.value, broker_order_id, time.time_ns(), order_ref, *movable),
+            )
             self.count_order(day, equity)
-        return moved
+        return cur.rowcount == 1
 
     def advance(
         self,

@@ -85,12 +85,19 @@ class TradingSchedule:
         self.tz = zoneinfo.ZoneInfo(hours.tz)
         self.weekdays = weekdays
         self.start_min, self.end_min = hours.minutes()
+        self._last_local: tuple[int, dt.datetime | None] = (0, None)
         if hours.calendar:
             # load now: building the calendar takes ~0.5 s, which must not stall the first signal
             _calendar(hours.calendar)
 
     def local(self, ts_ns: int) -> dt.datetime:
-        return dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC).astimezone(self.tz)
+        # one conversion per bar time: a signal asks for it several times (hours, day, loss)
+        cached_ts, cached = self._last_local
+        if cached_ts == ts_ns and cached is not None:
+            return cached
+        when = dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC).astimezone(self.tz)
+        self._last_local = (ts_ns, when)
+        return when
 
     def day(self, ts_ns: int) -> str:
         """The trading day (local date, ISO) that ``ts_ns`` belongs to."""
@@ -99,11 +106,12 @@ class TradingSchedule:
     def refusal(self, ts_ns: int) -> str | None:
         """None when ``ts_ns`` is inside the trading window, else why not."""
         when = self.local(ts_ns)
-        stamp = when.strftime("%Y-%m-%d %H:%M %Z")
         if when.weekday() not in self.weekdays:
+            stamp = when.strftime("%Y-%m-%d %H:%M %Z")  # formatted only for a refusal
             return f"outside trading days: {stamp} is a {when.strftime('%a')}"
         minute = when.hour * 60 + when.minute + (when.second + when.microsecond / 1e6) / 60.0
         if not (self.start_min <= minute <= self.end_min):
+            stamp = when.strftime("%Y-%m-%d %H:%M %Z")
             return f"outside trading hours {self.hours.start}-{self.hours.end}: {stamp}"
         if self.hours.calendar:
             session = _is_session(self.hours.calendar, when.date().isoformat())

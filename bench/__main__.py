@@ -61,6 +61,12 @@ BENCHMARKS: list[tuple[str, str, list[str]]] = [
         ["env_step", "eval_2500_daily", "eval_175k_intraday"],
     ),
     ("bench.bench_rllib", "bench_rllib_rows", ["rllib_steps_per_s"]),
+    # opt-in (BENCH_CLUSTER=1): the compose `cluster` profile beside local Ray
+    (
+        "bench.bench_ray_cluster",
+        "bench_ray_cluster_rows",
+        ["tune_trials_per_hour_cluster", "rllib_steps_per_s_cluster"],
+    ),
     (
         "bench.bench_policies",
         "bench_policies",

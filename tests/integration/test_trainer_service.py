@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from shared.auth import Verifier, load_or_create_key
 from shared.bus import CommandError, Subscriber, call
-from shared.features import FeatureConfig
+from shared.features import FeatureConfig, FeaturePipeline
 from shared.manifest import Promotion, load_artifact
 from shared.messages import Heartbeat, ModelUpdated
 from tests.conftest import bus_security
@@ -99,8 +99,14 @@ async def test_push_refusals_and_rollback_over_the_bus(trainer: dict[str, Any]) 
     make_artifact(best, "model_a", promotion=PROMOTED)
     make_artifact(best, "model_b", promotion=PROMOTED)
     corrupt(make_artifact(best, "model_corrupt", promotion=PROMOTED))
+    # another feature config is servable (inference builds the model's own pipeline), but a
+    # fingerprint that is not its config's is a tampered manifest: refused
     make_artifact(
-        best, "model_other_pipeline", config=FeatureConfig(rsi_window=10), promotion=PROMOTED
+        best,
+        "model_other_pipeline",
+        config=FeatureConfig(rsi_window=10),
+        pipeline_fingerprint=FeaturePipeline().fingerprint,
+        promotion=PROMOTED,
     )
     make_artifact(best, "model_rejected", promotion=Promotion(verdict="rejected", reason="lost"))
 

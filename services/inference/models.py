@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.pipelines import OwnPipelineShadow, model_pipeline, shadow_slot
-from inference.shadow import ShadowSlot, read_shadow_record
+from inference.shadow import ShadowSlot
 from shared.auth import AuthError, Verifier
 from shared.features import FeaturePipeline
 from shared.logs import event
@@ -42,6 +42,7 @@ from shared.manifest import (
 )
 from shared.messages import ModelStatus, ModelUpdated
 from shared.runtime import BusConnection
+from shared.shadow_record import read_shadow_record
 
 log = logging.getLogger("inference")
 

@@ -23,10 +23,8 @@ hot-swap path (the old live model is kept for rollback); the replica then drops 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,21 +36,6 @@ from shared.observation import build_observation
 from shared.stateful_model import State, StatefulModel
 
 log = logging.getLogger("inference")
-
-# Written by the trainer's ``shadow`` verb (trainer/shadow.py), next to pushes.json.
-SHADOW_FILE = "shadow.json"
-
-
-def read_shadow_record(model_root: Path) -> dict[str, Any] | None:
-    """``{"version": ..., "sha256": ...}`` of the recorded shadow, None if there is none (or the
-    file is unreadable: a broken record must not stop inference from starting)."""
-    try:
-        record = json.loads((model_root / SHADOW_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or not record.get("version"):
-        return None
-    return record
 
 
 @dataclass

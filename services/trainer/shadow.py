@@ -22,8 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.shadow import SHADOW_FILE, read_shadow_record
-
+from shared.shadow_record import SHADOW_FILE, read_shadow_record
 from trainer import registry
 
 

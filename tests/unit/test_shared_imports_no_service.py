@@ -58,3 +58,21 @@ def test_ibsim_probe_imports_no_pandas() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
     )
     assert out.stdout.strip() == "False"
+
+
+def test_no_service_imports_another_service() -> None:
+    """Shared logic lives once, in ``shared/``: a service's modules import only their own package
+    (and ``shared``), so each service's image and restart stand on their own."""
+    # a benchmark harness, not runtime code: it starts the simulator to measure execution
+    # against it (bench/bench_execution.py runs it); the execution service never imports it
+    allowed = {"services/execution/bench.py": {"ibsim"}}
+    offenders: dict[str, list[str]] = {}
+    for service in sorted(SERVICES):
+        for path in sorted((REPO_ROOT / "services" / service).rglob("*.py")):
+            name = str(path.relative_to(REPO_ROOT))
+            others = sorted(
+                (_imported_roots(path) & SERVICES) - {service} - allowed.get(name, set())
+            )
+            if others:
+                offenders[name] = others
+    assert offenders == {}

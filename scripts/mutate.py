@@ -23,6 +23,7 @@ loaded 2-core machine stays bounded; a module that hits its limit is reported as
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
 import hashlib
 import json
@@ -189,11 +190,15 @@ NOTES: list[str] = [
     "sharding) while this report was made; the position the policy sees is covered at the "
     "model level (`test_mutation_kills_manifest.py`) and through the service by the "
     "position-flipping policy in `test_inference_service.py`/`test_inference_batching.py`.",
-    "Source versions of today's rows: `shared/backtest.py` as of a0ec830 (the sizing change), "
-    "`shared/manifest.py` as of 94e0dc3, `shared/features.py` as of df3c12c (full run 13:36 UTC, "
-    "then its 98 survivors re-run against the new tests with `--survivors-only`, which checks the "
-    "module's sha256 and merges: killed mutants stay killed when tests are only added). The "
-    "other rows are the first session's runs (same day, 13:36 UTC report).",
+    "Source versions of the rows: `shared/backtest.py` as of a0ec830 (the sizing change), "
+    "`shared/manifest.py` as of 94e0dc3 (both modules changed since; not re-run), "
+    "`shared/features.py` in full as of 87a4330 (the regime hook; full run 2026-11-30 18:00 "
+    "UTC), then the one function changed since (`OnlineFeatures.update`, 1b6f5ca) re-run with "
+    "`--changed-only`, which mutates only the functions whose source differs from the last "
+    "run's staged copy and keeps the other mutants' statuses (the source column says which "
+    "commit each part is from). `--survivors-only` re-runs the last survivors against new tests "
+    "and refuses a module whose sha256 changed. The other rows are the first session's runs "
+    "(same day, 13:36 UTC report).",
     "mutmut numbers mutants within a function, so after a function changes a listed name can "
     "denote another mutation: every judgement is stored with the diff it was made on "
     "(scripts/mutation_equivalents.json, written by `--record-judged`) and a listed survivor "
@@ -374,19 +379,7 @@ def run_module(
             timed_out, rc = True, None
             stop_group(proc)
     elapsed = time.monotonic() - t0
-    res = subprocess.run(
-        [*mutmut, "results", "--all", "true"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    statuses: dict[str, str] = {}
-    for line in res.stdout.splitlines():
-        m = STATUS_RE.match(line)
-        if m:
-            statuses[m.group(1)] = m.group(2).strip()
+    statuses = read_statuses(root)
     if only is not None:  # a sample or a scope: judge only the mutants that were asked for
         asked = {n: s for n, s in statuses.items() if any(fnmatch.fnmatch(n, p) for p in only)}
         asked.update({n: "not checked" for n in only if "*" not in n and n not in statuses})
@@ -444,6 +437,105 @@ def run_module(
         # what was mutated: the staged copy (the working tree may have changed during the run)
         "source_sha256": hashlib.sha256((root / import_path(module)).read_bytes()).hexdigest(),
         "source_commit": commit,
+        "statuses": statuses,  # per mutant: what --changed-only keeps for unchanged functions
+    }
+
+
+def read_statuses(root: Path) -> dict[str, str]:
+    """Every mutant's status in the stage ``root`` (``mutmut results --all true``)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=root,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    statuses: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        m = STATUS_RE.match(line)
+        if m:
+            statuses[m.group(1)] = m.group(2).strip()
+    return statuses
+
+
+def stem_of(name: str) -> str:
+    """``shared.features.xǁOnlineFeaturesǁupdate__mutmut_3`` -> ``xǁOnlineFeaturesǁupdate``."""
+    return name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+
+
+def function_sources(source: str) -> dict[str, str]:
+    """mutmut name stem -> source text of each module-level function and method of a
+    module-level class (what mutmut mutates)."""
+    out: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out[f"x_{node.name}"] = ast.get_source_segment(source, node) or ""
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    out[f"xǁ{node.name}ǁ{item.name}"] = ast.get_source_segment(source, item) or ""
+    return out
+
+
+def changed_since_run(module: str, prev: dict, new_source: str) -> tuple[list[str], dict[str, str]]:
+    """The function stems whose source differs from the last full run's staged copy, and that
+    run's status of every mutant (from history, else from its stage folder)."""
+    root = STAGE_ROOT / module.replace("/", "_").removesuffix(".py")
+    old_path = root / import_path(module)
+    if not old_path.exists():
+        raise SystemExit(f"{module}: the last run's stage {root} is gone; run it in full")
+    old_source = old_path.read_text()
+    if hashlib.sha256(old_source.encode()).hexdigest() != prev.get("source_sha256"):
+        raise SystemExit(f"{module}: the stage is not the last recorded run's source")
+    statuses = prev.get("statuses") or read_statuses(root)
+    if not statuses:
+        raise SystemExit(f"{module}: no per-mutant statuses of the last run")
+    old, new = function_sources(old_source), function_sources(new_source)
+    changed = sorted(s for s in old.keys() | new.keys() if old.get(s) != new.get(s))
+    return changed, statuses
+
+
+def merge_changed(
+    prev: dict, old_statuses: dict[str, str], rerun: dict, changed: list[str]
+) -> dict:
+    """The last full run with the mutants of the ``changed`` functions replaced by ``rerun``
+    (those functions mutated again from today's source; the others' mutants are unchanged)."""
+    keep = {n: st for n, st in old_statuses.items() if stem_of(n) not in changed}
+    statuses = {**keep, **rerun["statuses"]}
+    counts: dict[str, int] = {}
+    for st in statuses.values():
+        counts[st] = counts.get(st, 0) + 1
+    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
+    judged = sum(n for st, n in counts.items() if st not in ("not checked", "skipped"))
+    survivors = {n: sv for n, sv in prev["survivors"].items() if stem_of(n) not in changed}
+    survivors.update(rerun["survivors"])
+    for n, sv in survivors.items():
+        sv["reason"] = equivalence(n, sv["diff"])
+    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
+    return {
+        **prev,
+        "counts": counts,
+        "total": len(statuses),
+        "killed": killed,
+        "judged": judged,
+        "score": 100.0 * killed / judged if judged else 0.0,
+        "equivalent": equivalent,
+        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
+        "finished": prev["finished"] and rerun["finished"],
+        "survivors": survivors,
+        "statuses": statuses,
+        "tests": rerun["tests"],
+        "rerun": {
+            "kind": f"mutants of {len(changed)} changed functions",
+            "mutants": rerun["total"],
+            "killed": rerun["killed"],
+            "seconds": rerun["seconds"],
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+        "source_sha256": rerun["source_sha256"],
+        "source_commit": f"{prev.get('source_commit', '?')}, {', '.join(changed)} re-run at "
+        f"{rerun['source_commit']}",
     }
 
 
@@ -588,7 +680,8 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
         seconds = f"{r['seconds']} s"
         if r.get("rerun"):
             re = r["rerun"]
-            seconds += f" (+ {re['mutants']} survivors re-run {re['when']}: {re['seconds']} s)"
+            kind = re.get("kind", "survivors")
+            seconds += f" (+ {re['mutants']} {kind} re-run {re['when']}: {re['seconds']} s)"
         if r.get("source_commit"):
             seconds += f"; source {r['source_commit']}"
         out.append(
@@ -673,6 +766,12 @@ def main() -> int:
         "--report-only", action="store_true", help="rewrite the report from var/mutate/history.json"
     )
     ap.add_argument(
+        "--changed-only",
+        action="store_true",
+        help="mutate only the functions changed since the module's last full run (its stage "
+        "folder is the old source) and merge: the other functions' mutants keep their status",
+    )
+    ap.add_argument(
         "--source-ref",
         default=None,
         help="stage the packages and tests from this commit (git archive) instead of the "
@@ -743,9 +842,38 @@ def main() -> int:
                 ap.error(f"{module}: no full run of this source to re-run the survivors of")
             only = list(prev["survivors"])
             print(f"[mutate] {module}: re-running the {len(only)} survivors of the last run")
+        changed: list[str] = []
+        old_statuses: dict[str, str] = {}
+        if args.changed_only:
+            history = STAGE_ROOT / "history.json"
+            last = json.loads(history.read_text()).get(module) if history.exists() else None
+            if last is None:
+                ap.error(f"{module}: no full run to update")
+            new_source = (
+                (REPO / module).read_text()
+                if args.source_ref is None
+                else subprocess.run(
+                    ["git", "show", f"{args.source_ref}:{module}"],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            changed, old_statuses = changed_since_run(module, last, new_source)
+            if module in SCOPE:
+                changed = [c for c in changed if c in SCOPE[module]]
+            prefix = import_path(module).removesuffix(".py").replace("/", ".")
+            names = mutate_quick.mutants_of(import_path(module), new_source, changed)
+            only = [f"{prefix}.{n}" for n in names]
+            print(f"[mutate] {module}: changed since the last run: {changed} ({len(only)} mutants)")
+            if not only:
+                continue
         r = run_module(module, budget, args.children, only, args.source_ref)
         if prev is not None:
             r = merge_rerun(prev, r)
+        if args.changed_only:
+            r = merge_changed(last, old_statuses, r, changed)
         results.append(r)
         print(
             f"[mutate] {module}: score {r['score']:.1f} % ({r['killed']}/{r['judged']}), "

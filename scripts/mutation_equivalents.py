@@ -185,21 +185,6 @@ EQUIVALENT: dict[str, str] = {
     ),
     "shared.features.x__batch__mutmut_210": "equivalent: same as _batch__mutmut_43 (SMA fast)",
     "shared.features.x__batch__mutmut_216": "equivalent: same as _batch__mutmut_43 (SMA slow)",
-    "shared.features.x__batch__mutmut_225": (
-        "equivalent: astype(None) means float64 in numpy, and the stack is float64 already"
-    ),
-    "shared.features.x__batch__mutmut_226": (
-        "equivalent: copy only decides whether a fresh array is made; column_stack's result "
-        "is a new array nobody else holds"
-    ),
-    "shared.features.x__batch__mutmut_228": "equivalent: same as _batch__mutmut_226",
-    "shared.features.x__batch__mutmut_230": "equivalent: same as _batch__mutmut_226",
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_202": (
-        "equivalent: the row is a list of Python floats, which np.array makes float64"
-    ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_204": (
-        "equivalent: same as update__mutmut_202"
-    ),
     "shared.features.xǁNormaliserǁtransform__mutmut_4": (
         "equivalent: self.mean is float64, so the subtraction is float64 for any numeric input "
         "(int and float32 widen exactly)"
@@ -258,25 +243,16 @@ EQUIVALENT: dict[str, str] = {
         "NaN return in the short window is in the long one too); rv_l NaN alone is the warm-up, "
         "set to NaN at the end"
     ),
-    "shared.features.x__batch__mutmut_231": (
-        "equivalent: assigning None into a float64 array stores NaN"
-    ),
     # -- zero-width thresholds at exact equality
     "shared.features.x__batch__mutmut_86": (
         "accepted: `<` vs `<=` differs only when the band width equals 2k*1e-9*|mavg| to the "
         "bit (mavg > 0 for prices > 0, so a zero width is flat either way); the threshold's "
         "sides are tested at 0.5e-9/0.8e-9/1.25e-9"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_154": (
-        "accepted: same as _batch__mutmut_86 (online %B threshold at exact equality)"
-    ),
     "shared.features.x__batch__mutmut_185": (
         "accepted: differs only when the long realised vol is exactly 0 and the short one is "
         "not; the short window is the tail of the long one, so that needs rounding in the mean "
         "of identical returns (not found for constant-growth series: both are 0 or both > 0)"
-    ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_195": (
-        "accepted: same as _batch__mutmut_185 (online: rl == 0 < rs)"
     ),
     # -- the online state that is rebuilt or never read
     "shared.features.xǁ_Ewmǁpush__mutmut_6": (
@@ -365,8 +341,6 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: _prev_high is never read"
     ),
     "shared.features.xǁOnlineFeaturesǁ__init____mutmut_21": ("equivalent: _prev_low is never read"),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_115": ("equivalent: _prev_high is never read"),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_116": "equivalent: _prev_low is never read",
     "shared.features.xǁOnlineFeaturesǁupdate__mutmut_47": (
         "equivalent: at diff == 0 the up-move is 0 either way (diff itself is 0.0)"
     ),
@@ -569,4 +543,41 @@ EQUIVALENT: dict[str, str] = {
         "equivalent for positive prices: notional = entry price x peak quantity > 0"
     ),
     "shared.backtest.x_round_trips__mutmut_79": "equivalent: same as round_trips__mutmut_77",
+    # shared/features.py after the regime hook (87a4330) and the online %B edit
+    # (1b6f5ca): the same judgements under mutmut's new numbering, and the regime hook's two
+    "shared.features.x__batch__mutmut_231": (
+        "equivalent: astype(None) means float64 in numpy, and the stack is float64 already"
+    ),
+    "shared.features.x__batch__mutmut_232": (
+        "equivalent: copy only decides whether a fresh array is made; column_stack's result "
+        "is a new array nobody else holds"
+    ),
+    "shared.features.x__batch__mutmut_234": ("equivalent: same as _batch__mutmut_232"),
+    "shared.features.x__batch__mutmut_236": ("equivalent: same as _batch__mutmut_232"),
+    "shared.features.x__batch__mutmut_237": (
+        "equivalent: assigning None into a float64 array stores NaN"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_120": ("equivalent: _prev_high is never read"),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_121": ("equivalent: _prev_low is never read"),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_160": (
+        "accepted: same as _batch__mutmut_86 (online %B threshold at exact equality)"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_201": (
+        "accepted: same as _batch__mutmut_185 (online: rl == 0 < rs)"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_210": (
+        "equivalent: the row is a list of Python floats, which np.array makes float64"
+    ),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_212": (
+        "equivalent: same as update__mutmut_210"
+    ),
+    "shared.features.xǁFeatureConfigǁto_dict__mutmut_9": (
+        "equivalent: msgspec.to_builtins writes every field of FeatureConfig (no "
+        "omit_defaults), so 'regime' is always a key when this branch runs and pop needs no "
+        "default"
+    ),
+    "shared.features.x_warmup_bars__mutmut_32": (
+        "equivalent: the max() also holds vol_long + 1 >= 2 (vol_long >= 1 is validated), so "
+        "a 1 in place of the 0 for the absent regime block never wins"
+    ),
 }

@@ -144,6 +144,7 @@ security = security_from_env("monitor", os.environ)
 ctx = zmq.Context()
 sub = ctx.socket(zmq.SUB)
 pub = ctx.socket(zmq.PUB)
+sub.setsockopt(zmq.RCVHWM, 100_000); pub.setsockopt(zmq.SNDHWM, 100_000)  # as inference's
 if security is not None:
     security.client(sub, "bus"); security.client(pub, "bus")
 sub.connect(sys.argv[1]); sub.setsockopt(zmq.SUBSCRIBE, b"pnl.IN")
@@ -359,6 +360,7 @@ def _bus_rows(
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     bus = _Bus(env)
+    echo: subprocess.Popen[str] | None = None
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -418,8 +420,6 @@ def _bus_rows(
             )
         )  # fmt: skip
         if signal_1_only:
-            echo.terminate()
-            echo.wait(timeout=10)
             return rows
 
         # bar_to_signal_100
@@ -494,10 +494,11 @@ def _bus_rows(
                 "forwarder, inference and the receiving benchmark",
             )
         )  # fmt: skip
-        echo.terminate()
-        echo.wait(timeout=10)
         rss = _rss_mb(proc.pid)
     finally:
+        if echo is not None:  # also when a step above failed: no orphan echo process
+            echo.terminate()
+            echo.wait(timeout=10)
         bus.close()
         marketdata.close()
         proc.terminate()

@@ -129,7 +129,8 @@ class DecisionBatch:
     def observations(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
         """(n, size) float32 observations, equal row by row to ``build_observation``, and a
         mask of the rows that hold NaN/inf (``build_observation`` refuses those)."""
-        obs = build_observations(model.normaliser.transform(np.stack(self.rows)), self.positions)
+        positions = np.asarray(self.positions, dtype=np.float64)
+        obs = build_observations(model.normaliser.transform(np.stack(self.rows)), positions)
         return obs, ~np.isfinite(obs.sum(axis=1))
 
     def clear(self) -> None:

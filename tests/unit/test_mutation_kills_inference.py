@@ -352,7 +352,7 @@ async def test_shadow_targets_use_their_own_positions_and_never_become_signals(
 ) -> None:
     """Live: always flat. Shadow: the cycle from flat (loaded after the warm-up), one target
     per live bar, alone or in a batch; its targets never feed the live position."""
-    h = harness(model_root, bus, all_series, "v-hold")
+    h = harness(model_root, bus, all_series, "v-hold", strategy="alpha")
     await h.warm()
     assert h.service.load_shadow("v-cycle")["accepted"]
     first = {s: ser.first_live for s, ser in all_series.items()}
@@ -365,6 +365,7 @@ async def test_shadow_targets_use_their_own_positions_and_never_become_signals(
         shadows = h.shadows(symbol)
         assert [s.target_position for s in shadows] == [cycled(k) for k in range(1, 5)]
         assert all(type(s) is ShadowTarget and s.model_version == "v-cycle" for s in shadows)
+        assert all(s.strategy == "alpha" for s in shadows)
         assert [s.bar_seq for s in shadows] == [s.bar_seq for s in h.signals(symbol)]
         assert targets(h, symbol) == [0.0] * 4
         assert h.service.states[symbol].position == 0.0
@@ -408,6 +409,60 @@ async def test_an_epoch_change_restarts_the_shadow_position_with_the_symbol(
     h.service.handle_batch([h.bar("AAPL", start + 2)])
     assert h.shadows()[-1].target_position == cycled(warm + 1)
     assert h.service.model.version == "v-hold"
+    h.epoch, h.end["AAPL"] = 3, start + 4  # a second restart: counted again
+    h.service.handle_batch([h.bar("AAPL", start + 3)])
+    await h.settle()
+    assert h.service.counters.epoch_changes == 2 and h.service.states["AAPL"].epoch == 3
+
+
+async def test_an_epoch_change_inside_a_batch_decides_the_queued_bar_before_the_reset(
+    model_root, bus, all_series
+) -> None:
+    """The symbol's bar queued in the receive batch is decided (live and shadow) with the old
+    state before the state and the shadow's position are dropped: the shadow then replays the
+    new snapshot from flat, so its next target is the cycle after that replay."""
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-hold", epoch=1)
+    await h.warm()
+    assert h.service.load_shadow("v-cycle")["accepted"]
+    start = aapl.first_live
+    old_epoch_bar = h.bar("AAPL", start)
+    h.epoch, h.end["AAPL"] = 2, start + 2
+    h.service.handle_batch([old_epoch_bar, h.bar("AAPL", start + 1)])
+    assert [s.bar_close_ts for s in h.shadows()] == [old_epoch_bar.ts_event]
+    await h.settle()
+    replayed = ready_rows(aapl, start + 2 - SNAPSHOT, start + 2)
+    h.service.handle_batch([h.bar("AAPL", start + 2)])
+    assert h.shadows()[-1].target_position == cycled(replayed + 1)
+    assert h.signals()[-1].bar_close_ts == aapl.bar(start + 2).ts_event
+
+
+async def test_a_clean_batch_builds_its_observations_as_one_block(
+    model_root, bus, all_series, monkeypatch
+) -> None:
+    """The batch's observations are built in one block (no row-by-row fallback) when every
+    row is finite; the targets are the per-symbol ones either way."""
+    import inference.service as service_module
+
+    built: list[int] = []
+    one_by_one = service_module.build_observation
+
+    def counting(features, position):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return one_by_one(features, position)
+
+    h = harness(model_root, bus, all_series, "v-cycle")
+    await h.warm()
+    warm = {
+        s: ready_rows(ser, ser.first_live - SNAPSHOT, ser.first_live)
+        for s, ser in all_series.items()
+    }
+    monkeypatch.setattr(service_module, "build_observation", counting)
+    h.service.handle_batch([ser.bar(ser.first_live) for ser in all_series.values()])
+    assert built == [] and h.service.counters.batched_calls == 1
+    assert [(s.symbol, s.target_position) for s in h.signals()] == [
+        (s, cycled(warm[s] + 1)) for s in SYMBOLS
+    ]
 
 
 # ---------------------------------------------------------------- batches, failures, logs
@@ -503,31 +558,43 @@ async def test_the_shadow_is_told_each_symbols_continuity_breaks(
     assert h.service.load_shadow("v-cycle")["accepted"]
     shadow = h.service.shadow
     assert shadow is not None
-    seen: list[tuple[str, int]] = []
+    calls: list[list[tuple[str, int]]] = []  # one list per call: (symbol, breaks) per row
     decide_batch = shadow.decide_batch
+    refuse_batches = False
 
     def spy(symbols, rows, breaks=None):  # type: ignore[no-untyped-def]
-        seen.extend(zip(symbols, breaks, strict=True))
+        calls.append(list(zip(symbols, breaks, strict=True)))
+        if refuse_batches and len(symbols) > 1:
+            raise RuntimeError("batched shadow call failed")
         return decide_batch(symbols, rows, breaks)
 
     shadow.decide_batch = spy  # type: ignore[method-assign]
     await h.warm("AAPL")
-    assert seen and set(seen) == {("AAPL", 0)}
-    seen.clear()
+    assert calls and {row for call in calls for row in call} == {("AAPL", 0)}
     aapl, nvda = all_series["AAPL"], all_series["NVDA"]
     await h.warm("NVDA")
-    seen.clear()
+    calls.clear()
     seq = aapl.bar(aapl.first_live - 1).seq
     h.service.handle_batch([msgspec.structs.replace(aapl.bar(aapl.first_live), seq=seq + 3)])
-    assert seen == [("AAPL", 1)]
-    seen.clear()
+    assert calls == [[("AAPL", 1)]]
+    calls.clear()
     h.service.handle_batch(
         [
             msgspec.structs.replace(aapl.bar(aapl.first_live + 1), seq=seq + 6),
             nvda.bar(nvda.first_live),
         ]
     )
-    assert seen == [("AAPL", 2), ("NVDA", 0)]
+    assert calls == [[("AAPL", 2), ("NVDA", 0)]]  # one call for the batch
+    calls.clear()
+    refuse_batches = True  # the batched call fails: row by row, each with its breaks
+    h.service.handle_batch(
+        [
+            msgspec.structs.replace(aapl.bar(aapl.first_live + 2), seq=seq + 7),
+            nvda.bar(nvda.first_live + 1),
+        ]
+    )
+    assert calls == [[("AAPL", 2), ("NVDA", 0)], [("AAPL", 2)], [("NVDA", 0)]]
+    assert [s.symbol for s in h.shadows()] == ["AAPL", "AAPL", "NVDA", "AAPL", "NVDA"]
 
 
 async def test_symbols_whose_shadow_is_warming_stay_silent_and_a_failed_batch_falls_back(

@@ -230,9 +230,19 @@ class Subscriber:
                 return message
 
     async def recv_batch(self, max_messages: int = 256) -> list[Message]:
-        """Wait for one message, then drain what is already queued without a trip through the
-        event loop per message (about 5x cheaper per message under load)."""
-        batch = [await self.recv()]
+        """Wait until messages are queued, then take what is there (up to ``max_messages``)
+        without a trip through the event loop per message (about 5x cheaper per message under
+        load). The wait watches the socket's file descriptor itself instead of a zmq.asyncio
+        future per receive (less Python per wake-up on the one-bar latency path). Do not mix
+        with ``recv`` on the same subscriber: both would own the descriptor's reader."""
+        while True:
+            batch = self._drain(max_messages)
+            if batch:
+                return batch
+            await self._readable()
+
+    def _drain(self, max_messages: int) -> list[Message]:
+        batch: list[Message] = []
         while len(batch) < max_messages:
             try:
                 frames = self._sync.recv_multipart(zmq.NOBLOCK)
@@ -243,8 +253,27 @@ class Subscriber:
                 batch.append(message)
         return batch
 
+    async def _readable(self) -> None:
+        """Return once the socket may have a message. ZeroMQ's descriptor is edge-triggered:
+        it fires when the socket's state changed, and ``EVENTS`` (read after registering, so
+        no change is missed in between) says whether a message is really there."""
+        loop = asyncio.get_running_loop()
+        fd = int(self._sync.getsockopt(zmq.FD))
+        woken = loop.create_future()
+        loop.add_reader(fd, _wake, woken)
+        try:
+            if not int(self._sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                await woken
+        finally:
+            loop.remove_reader(fd)
+
     def close(self) -> None:
         self._socket.close()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]

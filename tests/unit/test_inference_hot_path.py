@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,72 @@ def test_publisher_frames_are_topic_and_payload() -> None:
         publisher.close()
         sub.close()
         ctx.term()
+
+
+async def test_recv_batch_waits_on_the_socket_and_takes_a_burst_at_once() -> None:
+    """``Subscriber.recv_batch`` over real sockets: it waits for a message published later
+    (the descriptor wake-up), then a burst already queued comes back in one or a few batches,
+    every message once and in order."""
+    import asyncio
+
+    import zmq.asyncio
+
+    from shared.bus import Subscriber
+    from shared.messages import encode
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    raw = zmq.Context()
+    pub = raw.socket(zmq.PUB)  # stands in for the forwarder's side the subscriber connects to
+    pub.setsockopt(zmq.SNDHWM, 0)
+    pub.bind(endpoint)
+    ctx = zmq.asyncio.Context()
+    sub = Subscriber(ctx, endpoint, ["signal."])
+    sent = {"seq": 0}
+    now = time.time_ns()  # the subscriber refuses timestamps far in the future
+
+    def publish() -> None:
+        sent["seq"] += 1
+        signal = TargetPosition(
+            symbol="AAPL", target_position=0.5, model_version="v1", bar_seq=3,
+            bar_close_ts=now, bar_close=10.0, ts_event=now, producer="inference@t:1:ab",
+            seq=sent["seq"], ts_publish=now,
+        )  # fmt: skip
+        pub.send_multipart((b"signal.AAPL", encode(signal)))
+
+    try:
+        first: list[Any] = []
+        for _ in range(200):  # the slow-joiner: until the subscription is through
+            publish()
+            try:
+                first = await asyncio.wait_for(sub.recv_batch(), timeout=0.05)
+                break
+            except TimeoutError:
+                continue
+        assert first and all(isinstance(m, TargetPosition) for m in first)
+        seen = first[-1].seq
+        while True:  # stragglers of the joining loop
+            try:
+                seen = (await asyncio.wait_for(sub.recv_batch(), timeout=0.3))[-1].seq
+            except TimeoutError:
+                break
+        assert seen == sent["seq"]
+        # nothing queued: recv_batch waits, and a message published later wakes it
+        asyncio.get_running_loop().call_later(0.1, publish)
+        later = await asyncio.wait_for(sub.recv_batch(), timeout=10)
+        assert [m.seq for m in later] == [seen + 1]
+        # a burst already queued comes back in order, each message once
+        for _ in range(500):
+            publish()
+        got: list[int] = []
+        batches = 0
+        while len(got) < 500:
+            got += [m.seq for m in await asyncio.wait_for(sub.recv_batch(), timeout=10)]
+            batches += 1
+        assert got == list(range(seen + 2, seen + 502))
+        assert batches < 500  # drained in batches, not one wait per message
+        assert sub.stats.gaps == 0 and sub.stats.duplicates == 0
+    finally:
+        sub.close()
+        ctx.destroy(linger=0)
+        pub.close()
+        raw.term()

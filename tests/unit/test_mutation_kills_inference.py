@@ -700,3 +700,43 @@ async def test_an_epoch_change_inside_a_receive_batch_signals_each_bar_once(
     await h.settle()
     got = [s.bar_close_ts for s in h.signals()]
     assert got == [aapl.bar(i).ts_event for i in range(aapl.first_live, start + 2)]
+
+
+async def test_a_stateful_batch_carries_each_symbols_state_also_when_the_batched_call_fails(
+    tmp_path: Path, bus: BusConnection, all_series
+) -> None:
+    """An LSTM policy (the trainer's export): bars decided in receive batches equal the same
+    bars decided one by one, with each symbol's own state, also when the batched ONNX call
+    fails and the batch is decided row by row."""
+    from tests.recurrent_artifacts import stateful_artifact
+
+    root = baseline_root(tmp_path)
+    stateful_artifact(root, "lstm", "lstm-batch")
+    symbols = {s: all_series[s] for s in ("AAPL", "NVDA")}
+    (tmp_path / "single").mkdir()
+    with inference_bus(tmp_path / "single") as bus2:
+        batched = harness(root, bus, symbols, "lstm-batch")
+        single = harness(root, bus2, symbols, "lstm-batch")
+        await batched.warm()
+        await single.warm()
+        model = batched.service.model
+        step = model.step
+
+        def step_refusing_batches(obs, states):  # type: ignore[no-untyped-def]
+            if len(obs) > 1 and refuse:
+                raise RuntimeError("batched call failed")
+            return step(obs, states)
+
+        model.step = step_refusing_batches  # type: ignore[method-assign]
+        for k in range(6):
+            refuse = k >= 3
+            bars = [ser.bar(ser.first_live + k) for ser in symbols.values()]
+            batched.service.handle_batch(bars)
+            for bar in bars:
+                single.service.handle_batch([bar])
+        assert batched.service.counters.batched_calls == 3 and batched.service.handler_errors == 0
+        for s in symbols:
+            assert targets(batched, s) == targets(single, s) and len(targets(single, s)) == 6
+            a, b = batched.service.states[s].policy_state, single.service.states[s].policy_state
+            assert a is not None and b is not None
+            assert all(np.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(a, b, strict=True))

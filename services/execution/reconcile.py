@@ -14,6 +14,7 @@ drains the broker's queue under its decision lock), so nothing here locks.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from execution.broker import (
     BrokerFill,
     BrokerPosition,
     ConnectionChange,
+    OrderRequest,
     OrderUpdate,
 )
 from execution.input_guard import InputGuard
@@ -48,6 +50,11 @@ UPDATE_TO_STATE = {
 }
 
 RECOVER_OVERLAP_NS = 60 * 10**9  # executions re-asked from a minute before the last one booked
+# This service's order references: <strategy>-<SYMBOL>-<bar_seq>[-tp|-sl] (decision.order_ref_for,
+# routing.bracket_children) and flat-<SYMBOL>-<reason>-<n> (safety_actions' flattening).
+OWN_REF = re.compile(
+    r"^(?:[A-Za-z0-9_]+-(?P<symbol>[^-]+)-(?P<seq>\d+)(?:-tp|-sl)?|flat-(?P<flat>[^-]+)-.+)$"
+)
 
 
 class Reconciler:
@@ -147,7 +154,7 @@ class Reconciler:
 
     def on_fill(self, fill: BrokerFill) -> None:
         entry = self.journal.get(fill.order_ref)
-        if entry is None:
+        if entry is None and not self._adopt(fill):
             event(log, "foreign_fill_ignored", exec_id=fill.exec_id, order_ref=fill.order_ref)
             return
         if self.journal.fill_published(fill.exec_id):
@@ -184,6 +191,31 @@ class Reconciler:
                 commission=fill.commission,
                 recovered=fill.recovered,
             )
+
+    def _adopt(self, fill: BrokerFill) -> bool:
+        """A fill of one of OUR orders the journal does not hold: its reservation was lost with
+        the last seconds of the journal in a host crash (``EXECUTION_JOURNAL_SYNC=normal``, see
+        the README). Ours = a traded symbol and this service's reference format; the order is
+        journalled from the fill (as sent, never to be sent again) and the fill then booked as
+        usual. Anything else (a manual order, another client's) stays foreign."""
+        ref, symbol = fill.order_ref, fill.symbol
+        match = OWN_REF.match(ref)
+        if symbol not in self.symbols or match is None:
+            return False
+        if (match["symbol"] or match["flat"]) != symbol:
+            return False
+        adopted = OrderRequest(
+            order_ref=ref,
+            symbol=symbol,
+            side=fill.side,
+            quantity=int(abs(fill.quantity)) or 1,
+            bar_seq=int(match["seq"] or 0),
+        )
+        self.journal.reserve(adopted)
+        self.journal.advance(ref, OrderState.SENT, reason="adopted from the broker's fill")
+        self.counters["adopted_orders"] += 1
+        event(log, "order_adopted", logging.WARNING, order_ref=ref, exec_id=fill.exec_id)
+        return True
 
     def on_position(self, pos: BrokerPosition) -> None:
         self.book.on_broker_position(pos)

@@ -113,6 +113,7 @@ class ExecutionService:
             "refused": 0,
             "rejected": 0,
             "recovered_fills": 0,
+            "adopted_orders": 0,  # ours at the broker, lost from the journal by a host crash
             "reconnects": 0,
             "ref_collisions": 0,
             "handler_errors": 0,

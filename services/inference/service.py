@@ -319,6 +319,10 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
             last_ts=old.last_ts,
             gaps_reset=old.gaps,
         )
+        # a bar of the old epoch may still be queued in this receive batch: decide and publish
+        # it first, so the catch-up threshold below includes it (else its successor is skipped
+        # as already signalled, or it is signalled twice)
+        self._flush_symbol(bar.symbol)
         return self._reset_symbol(bar.symbol, old.last_signal_ts)
 
     def _reset_symbol(self, symbol: str, publish_after: int | None) -> SymbolState:

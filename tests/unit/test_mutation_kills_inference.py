@@ -673,16 +673,9 @@ async def test_a_rendezvous_replica_serves_only_after_its_grace_and_tracks_signa
     assert [s.symbol for s in h.signals()] == ["NVDA", "NVDA"]
 
 
-# ---------------------------------------------------------------- a bug found by a mutant
+# ------------------------------------- a bug found by a mutant (fixed in _epoch_changed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inference/service.py: _epoch_changed reads the old state's last_signal_ts before "
-    "_reset_symbol flushes the receive batch, so a symbol's queued old-epoch bar is published "
-    "after the catch-up threshold was taken: its new-epoch bar is never signalled (no signal "
-    "before) or the old bar is signalled twice. Fix: flush the symbol before reading it.",
-)
 @pytest.mark.parametrize("signalled_before", [False, True])
 async def test_an_epoch_change_inside_a_receive_batch_signals_each_bar_once(
     model_root, bus, all_series, signalled_before: bool

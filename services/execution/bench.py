@@ -266,13 +266,15 @@ def bench_bare_paced(n: int = 200, rate_per_s: float = 20.0, warmup: int = 20) -
     from ibsim.process import SimulatorProcess
 
     async def measure(port: int) -> list[float]:
-        from ib_async import IB, LimitOrder, Stock
+        from ib_async import IB, Contract, LimitOrder, Stock
 
         ib = IB()
         ib.client.MaxRequests = 0  # as ibsim.bench: the round trip, not the client's throttle
         await ib.connectAsync("127.0.0.1", port, clientId=902, timeout=10)
         try:
             [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            if not isinstance(contract, Contract):
+                raise RuntimeError("the simulator did not qualify AAPL")
             samples: list[float] = []
             for i in range(warmup + n):
                 start = time.perf_counter()

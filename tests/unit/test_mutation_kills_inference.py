@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -331,6 +332,9 @@ async def test_a_refused_bar_is_counted_and_leaves_the_symbol_where_it_was(
     assert state.position == cycled(warm)
     h.service.on_bar(good)  # the corrected bar of the same close time is served
     assert targets(h, "AAPL") == [cycled(warm + 1)] and h.service.counters.invalid_bars == 1
+    later = aapl.bar(aapl.first_live + 1)
+    h.service.on_bar(msgspec.structs.replace(later, close=-1.0, low=-1.0))
+    assert h.service.counters.invalid_bars == 2 and len(h.signals()) == 1
 
 
 async def test_a_symbol_outside_the_static_shard_is_filtered_without_state(
@@ -341,6 +345,8 @@ async def test_a_symbol_outside_the_static_shard_is_filtered_without_state(
     aapl, nvda = all_series["AAPL"], all_series["NVDA"]
     h.service.handle_batch([aapl.bar(aapl.first_live), nvda.bar(nvda.first_live)])
     assert h.service.counters.filtered_bars == 1 and h.service.counters.bars == 1
+    h.service.handle_batch([aapl.bar(aapl.first_live + 1)])
+    assert h.service.counters.filtered_bars == 2 and h.service.counters.bars == 1
     assert "AAPL" not in h.service.states and [s.symbol for s in h.signals()] == ["NVDA"]
 
 
@@ -563,20 +569,31 @@ async def test_the_shadow_is_told_each_symbols_continuity_breaks(
     refuse_batches = False
 
     def spy(symbols, rows, breaks=None):  # type: ignore[no-untyped-def]
+        assert all(np.shape(r) == (SIZE - 1,) for r in rows)  # the feature rows
         calls.append(list(zip(symbols, breaks, strict=True)))
         if refuse_batches and len(symbols) > 1:
             raise RuntimeError("batched shadow call failed")
         return decide_batch(symbols, rows, breaks)
 
     shadow.decide_batch = spy  # type: ignore[method-assign]
-    await h.warm("AAPL")
-    assert calls and {row for call in calls for row in call} == {("AAPL", 0)}
     aapl, nvda = all_series["AAPL"], all_series["NVDA"]
+    plain_bar = h.bar
+
+    def bar_after_a_missing_session(symbol: str, i: int, **kw):  # type: ignore[no-untyped-def]
+        bar = plain_bar(symbol, i, **kw)  # AAPL's stored bars skip one seq 10 bars back
+        gap = symbol == "AAPL" and i >= aapl.first_live - 10
+        return msgspec.structs.replace(bar, seq=bar.seq + 1) if gap else bar
+
+    h.bar = bar_after_a_missing_session  # type: ignore[method-assign]
+    await h.warm("AAPL")  # the replay crosses the gap: the rows after it carry breaks 1
+    replayed = [row for call in calls for row in call]
+    assert replayed[-10:] == [("AAPL", 1)] * 10 and set(replayed[:-10]) == {("AAPL", 0)}
+    h.bar = plain_bar  # type: ignore[method-assign]
     await h.warm("NVDA")
     calls.clear()
-    seq = aapl.bar(aapl.first_live - 1).seq
+    seq = aapl.bar(aapl.first_live - 1).seq + 1  # AAPL's last stored seq (after the gap)
     h.service.handle_batch([msgspec.structs.replace(aapl.bar(aapl.first_live), seq=seq + 3)])
-    assert calls == [[("AAPL", 1)]]
+    assert calls == [[("AAPL", 2)]]
     calls.clear()
     h.service.handle_batch(
         [
@@ -584,7 +601,7 @@ async def test_the_shadow_is_told_each_symbols_continuity_breaks(
             nvda.bar(nvda.first_live),
         ]
     )
-    assert calls == [[("AAPL", 2), ("NVDA", 0)]]  # one call for the batch
+    assert calls == [[("AAPL", 3), ("NVDA", 0)]]  # one call for the batch
     calls.clear()
     refuse_batches = True  # the batched call fails: row by row, each with its breaks
     h.service.handle_batch(
@@ -593,7 +610,7 @@ async def test_the_shadow_is_told_each_symbols_continuity_breaks(
             nvda.bar(nvda.first_live + 1),
         ]
     )
-    assert calls == [[("AAPL", 2), ("NVDA", 0)], [("AAPL", 2)], [("NVDA", 0)]]
+    assert calls == [[("AAPL", 3), ("NVDA", 0)], [("AAPL", 3)], [("NVDA", 0)]]
     assert [s.symbol for s in h.shadows()] == ["AAPL", "AAPL", "NVDA", "AAPL", "NVDA"]
 
 
@@ -670,6 +687,9 @@ async def test_a_rendezvous_replica_serves_only_after_its_grace_and_tracks_signa
     h.service.handle_batch([peer_signal, nvda.bar(nvda.first_live + 1), beat])
     assert sharding.last_signal_ts["GOOG"] == peer_signal.bar_close_ts
     assert set(sharding.peers) == {"peer:1:x"} and "GOOG" in sharding.symbols
+    alone = msgspec.structs.replace(beat, producer="inference@peer:2:y")
+    h.service.handle_batch([alone])  # a heartbeat alone in its receive batch
+    assert set(sharding.peers) == {"peer:1:x", "peer:2:y"} and h.service.handler_errors == 0
     assert [s.symbol for s in h.signals()] == ["NVDA", "NVDA"]
 
 
@@ -733,3 +753,72 @@ async def test_a_stateful_batch_carries_each_symbols_state_also_when_the_batched
             a, b = batched.service.states[s].policy_state, single.service.states[s].policy_state
             assert a is not None and b is not None
             assert all(np.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+async def test_a_model_update_alone_in_its_receive_batch_is_applied(
+    model_root, bus, all_series
+) -> None:
+    from shared.auth import sign
+    from shared.messages import ModelUpdated
+
+    aapl = all_series["AAPL"]
+    h = harness(model_root, bus, {"AAPL": aapl}, "v-hold")
+    await h.warm()
+    sha = read_manifest(model_root / "v-cycle").onnx_sha256
+    update = ModelUpdated(
+        version="v-cycle", path="v-cycle", onnx_sha256=sha, ts_event=time.time_ns()
+    )
+    h.service.handle_batch([sign(update, bus.key)])
+    assert h.service.model.version == "v-cycle" and h.service.handler_errors == 0
+
+
+@pytest.mark.parametrize("batched", [False, True])
+async def test_a_handler_failure_is_logged_with_the_bars_topic(
+    model_root, bus, all_series, caplog, batched: bool
+) -> None:
+    aapl, nvda = all_series["AAPL"], all_series["NVDA"]
+    h = harness(model_root, bus, {"AAPL": aapl, "NVDA": nvda}, "v-cycle")
+    await h.warm()
+    admit = h.service._admit
+
+    def admit_failing_for_aapl(bar: Bar):  # type: ignore[no-untyped-def]
+        if bar.symbol == "AAPL":
+            raise RuntimeError("injected handler bug")
+        return admit(bar)
+
+    h.service._admit = admit_failing_for_aapl  # type: ignore[method-assign]
+    if batched:
+        h.service.handle_batch([aapl.bar(aapl.first_live), nvda.bar(nvda.first_live)])
+    else:
+        h.service.handle_batch([aapl.bar(aapl.first_live)])
+        h.service.handle_batch([nvda.bar(nvda.first_live)])
+    assert [s.symbol for s in h.signals()] == ["NVDA"] and h.service.handler_errors == 1
+    (record,) = [r for r in caplog.records if r.getMessage() == "handler_failed"]
+    assert record.fields == {"topic": "bar.AAPL"}  # type: ignore[attr-defined]
+
+
+async def test_a_batch_whose_every_row_is_refused_fails_bar_by_bar_and_the_next_is_served(
+    model_root, bus, all_series, caplog
+) -> None:
+    h = harness(model_root, bus, all_series, "v-cycle")
+    await h.warm()
+    for symbol in SYMBOLS:  # every symbol's next row holds a NaN (refused by the observation)
+        features = h.service.states[symbol].features
+        real_update = features.update
+        poisoned = {"left": 1}
+
+        def update(*bar: float, real=real_update, poisoned=poisoned):  # type: ignore[no-untyped-def]
+            row = real(*bar)
+            if poisoned["left"] and row is not None:
+                poisoned["left"] -= 1
+                row = row.copy()
+                row[0] = math.nan
+            return row
+
+        features.update = update  # type: ignore[method-assign]
+    h.service.handle_batch([ser.bar(ser.first_live) for ser in all_series.values()])
+    assert h.signals() == [] and h.service.handler_errors == 3
+    topics = [r.fields["topic"] for r in caplog.records if r.getMessage() == "handler_failed"]  # type: ignore[attr-defined]
+    assert topics == [f"bar.{s}" for s in SYMBOLS]
+    h.service.handle_batch([ser.bar(ser.first_live + 1) for ser in all_series.values()])
+    assert [s.symbol for s in h.signals()] == list(SYMBOLS)

@@ -280,9 +280,18 @@ async def run_stack(busproxy: dict[str, str], tmp_path: Path, n: int, kill: bool
         lost = serves[victim]
         last_signal = {s.symbol: s.ts_publish for s in signals if s.symbol in lost}
         replicas.kill(victim)  # between bars: every bar so far has its signal
+        before = await asyncio.to_thread(handled, replicas, key)  # the survivors' counters
         # the bar clock goes on at once: the first round arrives right after the death (the
         # worst case for the hand-over), the next ones every BAR_INTERVAL_S
         bars, signals = await paced_stream(md, sub, HANDOVER_ROUNDS)
+        n = len(bars)
+        after_counts = await wait_until(
+            lambda: (h := handled(replicas, key)) and all(h[k][0] >= before[k][0] + n for k in h)
+            and h,
+            "every survivor handled the paced stream",
+        )  # fmt: skip
+        # by the survivors' own counters: a doubled signal still in flight would show here
+        assert sum(after_counts[k][1] - before[k][1] for k in after_counts) == n
         after = await wait_until(lambda: split_covers_all(replicas, key), "survivors took over")
         assert set().union(*after.values()) == set(SYMBOLS)
         for name, mine in after.items():

@@ -448,8 +448,16 @@ class Exchange:
         close: float,
         volume: float,
         bar_open_ts: int | None = None,
+        published_ns: int | None = None,
     ) -> int:
-        """Feed one bar (``ts`` = its close, ns UTC); returns the number of executions."""
+        """Feed one bar (``ts`` = its close, ns UTC); returns the number of executions.
+
+        ``published_ns``: when the bar was made public (the bus message's ``ts_publish``, on
+        this host's clock like ``received_ns``). An order received at or after that moment was
+        placed by someone who had seen the bar, so it cannot trade at that bar's prices: it
+        waits for the next bar even when this bar reaches the simulator after the order (the
+        bus price source races the order path under load). None (the simulator's own replay,
+        a test's programmatic bar): every working order may fill."""
         symbol = symbol.upper()
         prices = (open, high, low, close)
         if not all(math.isfinite(p) and p > 0 for p in prices) or not volume >= 0:
@@ -464,16 +472,18 @@ class Exchange:
         bar = SourceBar(symbol, bar_open_ts, ts, open, high, low, close, volume)
         self.bars.add(bar)
         self.last_price[symbol] = close
-        fills = self._match(bar)
+        fills = self._match(bar, published_ns)
         self.listener.bar_added(bar)
         position = self.positions.get(symbol)
         if position is not None and position.quantity != 0:
             self.listener.portfolio_changed(symbol, traded=False)
         return fills
 
-    def _match(self, bar: SourceBar) -> int:
+    def _match(self, bar: SourceBar, published_ns: int | None = None) -> int:
         candidates: list[tuple[tuple[int, int, int], SimOrder, float]] = []
         for order in self._working.get(bar.symbol, {}).values():
+            if published_ns is not None and order.received_ns >= published_ns:
+                continue  # placed after this bar was public: it trades from the next bar on
             fill = self._fill_price(order, bar)
             if fill is not None:
                 price, intrabar = fill

@@ -42,6 +42,7 @@ async def run_bus_feed(exchange: Exchange, bus: BusSettings, ctx: zmq.asyncio.Co
                     message.close,
                     message.volume,
                     bar_open_ts=message.bar_open_ts,
+                    published_ns=message.ts_publish,
                 )
             except ValueError as exc:  # a malformed bar is refused, the feed goes on
                 event(

@@ -13,6 +13,7 @@ state in a folder like Docker's volume. After the second run:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,33 @@ def control(port: int, payload: dict[str, Any]) -> Any:
     return reply
 
 
-def start_stack(env: dict[str, str], logs: Path, key: bytes, start_delay_s: str) -> Stack:
+def start_stack(
+    env: dict[str, str],
+    logs: Path,
+    key: bytes,
+    start_delay_s: str,
+    before_marketdata: Callable[[], None] | None = None,
+) -> Stack:
+    """The stack in dependency order; ``before_marketdata`` runs once execution and the monitor
+    answer and before marketdata starts, i.e. while no bar can possibly arrive."""
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack({**env, "MARKETDATA_START_DELAY_S": start_delay_s}, logs)
-    stack.start("ibsim", "ibsim")
-    stack.start("monitor", "monitor")
-    stack.start("execution", "execution")
-    wait_ready(env["EXECUTION_CMD_ENDPOINT"], key)
-    stack.start("marketdata", "marketdata")
-    wait_ready(env["MARKETDATA_CMD_ENDPOINT"], key)
-    stack.start("inference", "inference")
-    for service in ("inference", "monitor"):
-        wait_ready(env[f"{service.upper()}_CMD_ENDPOINT"], key)
+    try:
+        stack.start("ibsim", "ibsim")
+        stack.start("monitor", "monitor")
+        stack.start("execution", "execution")
+        wait_ready(env["EXECUTION_CMD_ENDPOINT"], key)
+        if before_marketdata is not None:
+            wait_ready(env["MONITOR_CMD_ENDPOINT"], key)
+            before_marketdata()
+        stack.start("marketdata", "marketdata")
+        wait_ready(env["MARKETDATA_CMD_ENDPOINT"], key)
+        stack.start("inference", "inference")
+        for service in ("inference", "monitor"):
+            wait_ready(env[f"{service.upper()}_CMD_ENDPOINT"], key)
+    except BaseException:
+        stack.stop()
+        raise
     return stack
 
 
@@ -103,14 +119,23 @@ def test_stop_and_start_again_keeps_one_coherent_account(busproxy, tmp_path) -> 
     finally:
         first.stop()
 
-    # ---- second run on the same state; marketdata holds its bars for a while
-    second = start_stack(env, tmp_path / "run2", key, start_delay_s="8")
-    try:
+    # ---- second run on the same state
+    def reloaded_account_is_continuous() -> None:
+        # checked before marketdata starts, so no bar of the second run can have arrived
         status = cmd("execution", "status")
         assert not status["halted_day"], f"false daily-loss halt at start: {status}"
         assert not status["killed"]
-        # equity is continuous: no bar has arrived yet, the reloaded book is marked as before
+        # equity is continuous: the reloaded book is marked as before
         assert cmd("monitor", "pnl")["equity"] == pytest.approx(equity_before, abs=0.01)
+
+    second = start_stack(
+        env,
+        tmp_path / "run2",
+        key,
+        start_delay_s="3",
+        before_marketdata=reloaded_account_is_continuous,
+    )
+    try:
         md = cmd("marketdata", "status")
         assert md["cursor"] > 0 and not md["finished"], md
         # then trading goes on: new fills are booked, none lost, none twice

@@ -100,6 +100,23 @@ def test_market_order_fills_at_next_bar_open_with_slippage() -> None:
     assert sell is not None and sell.avg_fill_price == pytest.approx(102 * 0.999)
 
 
+def test_a_bar_published_before_the_order_arrived_does_not_fill_it_even_when_it_arrives_late() -> (
+    None
+):
+    """The bus price source: the bar an order was decided on may reach the simulator after the
+    order (two paths, a loaded host). Its publication time says the order's sender had seen it,
+    so the order fills at the NEXT bar's open, never at the open of the bar it reacted to."""
+    exchange, events = make_exchange()  # the exchange's clock says the order came at T0
+    placed = exchange.place_order(1, order(1))
+    assert placed is not None
+    late = exchange.on_bar("AAPL", T0 + 60 * NS, 100, 101, 99, 100.5, 1000.0, published_ns=T0 - 1)
+    assert late == 0 and events.of("fill") == []
+    on_time = exchange.on_bar("AAPL", T0 + 120 * NS, 105, 106, 104, 105, 1000.0, published_ns=T0)
+    assert on_time == 0, "published at the very moment the order came: still seen before it"
+    assert exchange.on_bar("AAPL", T0 + 180 * NS, 107, 108, 106, 107, 1000.0, published_ns=T0 + 1)
+    assert events.of("fill") == [(1, 100.0, 107.0)]
+
+
 def test_limit_orders_fill_when_the_range_crosses_with_gap_improvement() -> None:
     exchange, events = make_exchange()
     buy = exchange.place_order(1, order(1, kind="LMT", lmt=98.0))

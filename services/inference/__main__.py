@@ -27,6 +27,10 @@ async def main() -> int:
         return 2
     try:
         service = InferenceService(settings, bus)
+    except ConfigError as exc:  # settings checked against each other (e.g. the shard timing)
+        event(log, "config_error", logging.ERROR, error=str(exc))
+        bus.close()
+        return 2
     except ArtifactError as exc:
         event(
             log,

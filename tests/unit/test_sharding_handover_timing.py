@@ -59,3 +59,27 @@ def test_a_silent_peer_expires_after_the_derived_timeout_not_before() -> None:
     assert not s.expire(12.0) and "peer" in s.peers
     assert s.expire(12.01) and "peer" not in s.peers
     assert s.describe(12.01)["peer_timeout_s"] == 2.0
+
+
+def test_the_inference_process_refuses_an_impossible_bar_interval_with_a_config_error(
+    tmp_path,
+) -> None:
+    """Not a traceback: exit code 2 and one ``config_error`` line naming the key."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "INFERENCE_SHARD_MODE": "rendezvous",
+        "INFERENCE_SHARD_BAR_INTERVAL_S": "0.1",
+        "BUS_SECRET_FILE": str(tmp_path / "bus.key"),
+        "BUS_KEYS_DIR": str(tmp_path / "curve"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "inference"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert '"event":"config_error"' in text and "INFERENCE_SHARD_BAR_INTERVAL_S" in text
+    assert "Traceback" not in text

@@ -168,12 +168,7 @@ QUICK_BUDGET_S = 270.0
 QUICK_MAX_MUTANTS = 16
 # Changed modules the quick gate does not sample yet, and why (a module enters the gate once
 # its full run and test selection are in the report)
-QUICK_NOT_GATED: dict[str, str] = {
-    "services/inference/service.py": (
-        "no full run yet: being rewritten (shadow models, sharding); its test selection "
-        "(test_inference_service.py) leaves mutants with no tests"
-    ),
-}
+QUICK_NOT_GATED: dict[str, str] = {}
 # modules whose whole run takes under a minute here (2 cores): the ones CI may pick when changed
 QUICK_ELIGIBLE = ["shared/costs.py", "shared/accounting.py"]
 
@@ -186,10 +181,15 @@ NOTES: list[str] = [
     "inference's decision core (ONNX outputs -> target). The backtest's selection leaves out "
     "`test_selection_evaluate.py` (its CLI test alone runs 35 s; the exit costs it checks are "
     "checked by hand in `test_mutation_kills_backtest.py`).",
-    "`services/inference/service.py` is *not run*: it was being rewritten (shadow models, "
-    "sharding) while this report was made; the position the policy sees is covered at the "
-    "model level (`test_mutation_kills_manifest.py`) and through the service by the "
-    "position-flipping policy in `test_inference_service.py`/`test_inference_batching.py`.",
+    "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
+    "path (bar -> features -> observation with the fed-back position -> target), the position "
+    "update, the per-symbol state, dedupe / seq / backfill / epoch checks, the receive batch and "
+    "the shadow's targets; not the socket wiring, start-up model loading or status. Its "
+    "selection is every in-process test of the service (one harness, "
+    "`tests/inference_harness.py`). The batch paths fall back row by row when a batched step "
+    "fails, which hides a broken batched step from the signals: the tests pin that the batched "
+    "path is taken (one ONNX call, one observation block). A surviving mutant found a real bug "
+    "(an epoch change inside one receive batch skipped or doubled a signal), fixed in 81a5c8a.",
     "Source versions of the rows: `shared/backtest.py` as of a0ec830 (the sizing change), "
     "`shared/manifest.py` as of 94e0dc3 (both modules changed since; not re-run), "
     "`shared/features.py` in full as of 87a4330 (the regime hook; full run 2026-11-30 18:00 "
@@ -203,9 +203,8 @@ NOTES: list[str] = [
     "denote another mutation: every judgement is stored with the diff it was made on "
     "(scripts/mutation_equivalents.json, written by `--record-judged`) and a listed survivor "
     "whose diff differs is reported open again until it is re-judged.",
-    "The quick CI gate skips changed modules listed in QUICK_NOT_GATED (now "
-    "`services/inference/service.py`, with the reason printed); a sampled module is judged on "
-    "the mutants its share of the 270 s budget reached.",
+    "The quick CI gate samples every changed module of the table (QUICK_NOT_GATED is empty "
+    "now); a sampled module is judged on the mutants its share of the 270 s budget reached.",
     "The stage rewrites `services.execution` / `services.inference` imports in the copied tests to "
     "the package names, so those tests exercise the mutated module (the repository's tests are "
     "not changed).",
@@ -589,6 +588,7 @@ def merge_rerun(prev: dict, rerun: dict) -> dict:
         "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
         "finished": prev["finished"] and rerun["finished"],
         "survivors": rerun["survivors"],
+        "statuses": {**prev.get("statuses", {}), **rerun.get("statuses", {})},
         "tests": rerun["tests"],
         "rerun": {
             "mutants": rerun["total"],

@@ -580,4 +580,104 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: the max() also holds vol_long + 1 >= 2 (vol_long >= 1 is validated), so "
         "a 1 in place of the 0 for the absent regime block never wins"
     ),
+    # services/inference/service.py (decision path, SCOPE in scripts/mutate.py)
+    "inference.service.xǁDecisionBatchǁobservations__mutmut_3": (
+        "equivalent: the positions are Python floats, which np.asarray makes float64 without "
+        "the dtype (and build_observations converts to float64 again)"
+    ),
+    "inference.service.xǁDecisionBatchǁobservations__mutmut_5": (
+        "equivalent: same as observations__mutmut_3 (the dtype argument dropped)"
+    ),
+    "inference.service.xǁDecisionBatchǁobservations__mutmut_15": (
+        "equivalent: with axis=None the mask is one flag for the whole batch: a non-finite "
+        "value anywhere sends the batch to the row-by-row fallback, which refuses exactly the"
+        " non-finite rows and builds the others identically (a NaN row failing alone is "
+        "tested)"
+    ),
+    "inference.service.xǁDecisionBatchǁclear__mutmut_1": (
+        "equivalent: after clear() the batch is empty; flushing an empty batch decides and "
+        "publishes nothing whatever its model, and on_bar's extra flush of that empty batch "
+        "is a no-op before add() sets the model"
+    ),
+    "inference.service.xǁInferenceServiceǁ_features__mutmut_6": (
+        "equivalent: OnlineFeatures.update reads no open price (deleted unread; as "
+        "shared.features' update_many__mutmut_17)"
+    ),
+    "inference.service.xǁInferenceServiceǁ_reset_symbol__mutmut_1": (
+        "equivalent since 81a5c8a: no caller has a bar of the symbol queued: _epoch_changed "
+        "flushes it first, a released symbol is flushed by the membership, an acquired one "
+        "was not served, and a model swap or a pipeline mismatch follows a flushed batch (a "
+        "ModelUpdated flushes before it is applied)"
+    ),
+    "inference.service.xǁInferenceServiceǁon_bar__mutmut_13": (
+        "equivalent: within a receive batch the live model changes only through a "
+        "ModelUpdated message, which flushes the batch first (handle_batch), so a queued "
+        "batch's model is always the live one and the clause is never true"
+    ),
+    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_2": (
+        "equivalent: flush_batch runs only while handle_batch holds a batch (its other caller"
+        " checks _batch), so `batch is None` is always false; an empty batch (model None) "
+        "then decides and publishes nothing either way"
+    ),
+    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_30": (
+        "equivalent: states and bars come from the same batch (or the same kept indices), "
+        "equal lengths, so zip's strict cannot matter"
+    ),
+    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_33": (
+        "equivalent: same as flush_batch__mutmut_30"
+    ),
+    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_34": (
+        "equivalent: same as flush_batch__mutmut_30"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_10": (
+        "equivalent: bars, rows and positions are appended together by DecisionBatch.add, "
+        "equal lengths, so zip's strict cannot matter"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_14": (
+        "equivalent: same as _batch_observations__mutmut_10"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_15": (
+        "equivalent: same as _batch_observations__mutmut_10"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_28": (
+        "equivalent: the empty array is returned only when every row was refused; then no bar"
+        " is kept and it is never read (its dtype cannot matter)"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_30": (
+        "equivalent: same as _batch_observations__mutmut_28"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_31": (
+        "equivalent: same as _batch_observations__mutmut_28 (its shape)"
+    ),
+    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_32": (
+        "equivalent: same as _batch_observations__mutmut_28 (its shape)"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_decide__mutmut_1": (
+        "equivalent: every caller passes breaks explicitly; the default is never used"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_26": (
+        "equivalent: symbols, rows and breaks are built from the same kept indices, equal "
+        "lengths, so zip's strict cannot matter"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_30": (
+        "equivalent: same as _shadow_batch__mutmut_26"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_31": (
+        "equivalent: same as _shadow_batch__mutmut_26"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_34": (
+        "equivalent: the shadow returns one target per symbol (batched or row by row), as "
+        "many as bars, so zip's strict cannot matter"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_37": (
+        "equivalent: same as _shadow_batch__mutmut_34"
+    ),
+    "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_38": (
+        "equivalent: same as _shadow_batch__mutmut_34"
+    ),
+    "inference.service.xǁInferenceServiceǁhandle_batch__mutmut_4": (
+        "equivalent: the one-bar shortcut (a speed path) is then never taken; the batch path "
+        "decides and publishes the same (a single queued row is decided alone, not counted as"
+        " a batched call) and counts and logs a failure with the same topic"
+    ),
 }

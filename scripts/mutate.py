@@ -23,7 +23,6 @@ loaded 2-core machine stays bounded; a module that hits its limit is reported as
 from __future__ import annotations
 
 import argparse
-import ast
 import fnmatch
 import hashlib
 import json
@@ -39,7 +38,8 @@ import time
 import tomllib
 from pathlib import Path
 
-import mutate_quick  # scripts/ is on sys.path when run as a script
+import mutate_merge  # scripts/ is on sys.path when run as a script
+import mutate_quick
 from mutation_equivalents import EQUIVALENT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -355,7 +355,9 @@ def run_module(
             ).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
             root = stage(module, [t for t in tests if (Path(tmp) / t).exists()], Path(tmp))
-    commit = source_commit(module, ref)  # at staging: the source the mutants are made from
+    commit = mutate_merge.source_commit(
+        REPO, module, ref
+    )  # at staging: the source the mutants are made from
     tests = [t for t in tests if (root / t).exists()]  # the selection mutmut was given
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     mutmut = [sys.executable, "-m", "mutmut"]
@@ -458,25 +460,6 @@ def read_statuses(root: Path) -> dict[str, str]:
     return statuses
 
 
-def stem_of(name: str) -> str:
-    """``shared.features.xǁOnlineFeaturesǁupdate__mutmut_3`` -> ``xǁOnlineFeaturesǁupdate``."""
-    return name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
-
-
-def function_sources(source: str) -> dict[str, str]:
-    """mutmut name stem -> source text of each module-level function and method of a
-    module-level class (what mutmut mutates)."""
-    out: dict[str, str] = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            out[f"x_{node.name}"] = ast.get_source_segment(source, node) or ""
-        elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    out[f"xǁ{node.name}ǁ{item.name}"] = ast.get_source_segment(source, item) or ""
-    return out
-
-
 def changed_since_run(module: str, prev: dict, new_source: str) -> tuple[list[str], dict[str, str]]:
     """The function stems whose source differs from the last full run's staged copy, and that
     run's status of every mutant (from history, else from its stage folder)."""
@@ -490,114 +473,7 @@ def changed_since_run(module: str, prev: dict, new_source: str) -> tuple[list[st
     statuses = prev.get("statuses") or read_statuses(root)
     if not statuses:
         raise SystemExit(f"{module}: no per-mutant statuses of the last run")
-    old, new = function_sources(old_source), function_sources(new_source)
-    changed = sorted(s for s in old.keys() | new.keys() if old.get(s) != new.get(s))
-    return changed, statuses
-
-
-def merge_changed(
-    prev: dict, old_statuses: dict[str, str], rerun: dict, changed: list[str]
-) -> dict:
-    """The last full run with the mutants of the ``changed`` functions replaced by ``rerun``
-    (those functions mutated again from today's source; the others' mutants are unchanged)."""
-    keep = {n: st for n, st in old_statuses.items() if stem_of(n) not in changed}
-    statuses = {**keep, **rerun["statuses"]}
-    counts: dict[str, int] = {}
-    for st in statuses.values():
-        counts[st] = counts.get(st, 0) + 1
-    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
-    judged = sum(n for st, n in counts.items() if st not in ("not checked", "skipped"))
-    survivors = {n: sv for n, sv in prev["survivors"].items() if stem_of(n) not in changed}
-    survivors.update(rerun["survivors"])
-    for n, sv in survivors.items():
-        sv["reason"] = equivalence(n, sv["diff"])
-    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
-    return {
-        **prev,
-        "counts": counts,
-        "total": len(statuses),
-        "killed": killed,
-        "judged": judged,
-        "score": 100.0 * killed / judged if judged else 0.0,
-        "equivalent": equivalent,
-        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
-        "finished": prev["finished"] and rerun["finished"],
-        "survivors": survivors,
-        "statuses": statuses,
-        "tests": rerun["tests"],
-        "rerun": {
-            "kind": f"mutants of {len(changed)} changed functions",
-            "mutants": rerun["total"],
-            "killed": rerun["killed"],
-            "seconds": rerun["seconds"],
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        },
-        "source_sha256": rerun["source_sha256"],
-        "source_commit": f"{prev.get('source_commit', '?')}, {', '.join(changed)} re-run at "
-        f"{rerun['source_commit']}",
-    }
-
-
-def source_commit(module: str, ref: str | None = None) -> str:
-    """The last commit of ``module`` at staging time (in ``ref``'s history when staged from a
-    commit, then also that commit), with `+ uncommitted edits` when the working tree differed
-    from it (the report says which source a row is from)."""
-    if ref is not None:
-        at = subprocess.run(
-            ["git", "log", "-1", "--format=%h", ref, "--", module],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        return f"{at} (staged from {head})"
-    log = subprocess.run(
-        ["git", "log", "-1", "--format=%h", "--", module],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    dirty = subprocess.run(
-        ["git", "diff", "--quiet", "HEAD", "--", module], cwd=REPO, check=False
-    ).returncode
-    return log.stdout.strip() + (" + uncommitted edits" if dirty else "")
-
-
-def merge_rerun(prev: dict, rerun: dict) -> dict:
-    """A full run's result with its survivors re-judged by ``rerun`` (the same mutants, run
-    again against today's tests): killed mutants stay killed when tests are only added."""
-    counts = dict(prev["counts"])
-    for sv in prev["survivors"].values():
-        counts[sv["status"]] -= 1
-    for status, n in rerun["counts"].items():
-        counts[status] = counts.get(status, 0) + n
-    counts = {k: v for k, v in counts.items() if v}
-    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
-    judged = prev["judged"]
-    equivalent = sum(1 for sv in rerun["survivors"].values() if sv["reason"])
-    return {
-        **prev,
-        "counts": counts,
-        "killed": killed,
-        "score": 100.0 * killed / judged if judged else 0.0,
-        "equivalent": equivalent,
-        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
-        "finished": prev["finished"] and rerun["finished"],
-        "survivors": rerun["survivors"],
-        "statuses": {**prev.get("statuses", {}), **rerun.get("statuses", {})},
-        "tests": rerun["tests"],
-        "rerun": {
-            "mutants": rerun["total"],
-            "killed": rerun["killed"],
-            "seconds": rerun["seconds"],
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        },
-        "source_sha256": rerun["source_sha256"],
-    }
+    return mutate_merge.changed_functions(old_source, new_source), statuses
 
 
 def changed_modules() -> list[str]:
@@ -871,9 +747,9 @@ def main() -> int:
                 continue
         r = run_module(module, budget, args.children, only, args.source_ref)
         if prev is not None:
-            r = merge_rerun(prev, r)
+            r = mutate_merge.merge_rerun(prev, r)
         if args.changed_only:
-            r = merge_changed(last, old_statuses, r, changed)
+            r = mutate_merge.merge_changed(last, old_statuses, r, changed, equivalence)
         results.append(r)
         print(
             f"[mutate] {module}: score {r['score']:.1f} % ({r['killed']}/{r['judged']}), "

@@ -41,7 +41,7 @@ class Forwarder:
 
     def __init__(self, settings: BusSettings, security: BusSecurity) -> None:
         self.settings = settings
-        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.ctx: zmq.Context[Any] = zmq.Context(io_threads=2)
         self.zap = ZapHandler(self.ctx, security.ring)  # bound before any server socket
         self.frontend = self.ctx.socket(zmq.XSUB)
         self.backend = self.ctx.socket(zmq.XPUB)
@@ -55,6 +55,7 @@ class Forwarder:
         self.refused = RefusalCounter()
         self._hb_seq = 0
         self._producer = f"bus@{id(self):x}"
+        self._verdicts: dict[tuple[str, bytes], str] = {}  # (identity, topic) -> "" or reason
 
     def bind(self, host: str, pub_port: str, sub_port: str) -> None:
         self.frontend.bind(f"tcp://{host}:{pub_port}")
@@ -73,27 +74,49 @@ class Forwarder:
             )
 
     def forward_pending(self, limit: int = 10_000) -> None:
-        """Check and forward up to ``limit`` queued frames without blocking."""
+        """Check and forward up to ``limit`` queued frames without blocking.
+
+        The hot loop of the whole bus, so it is written for speed: only the first frame is
+        received as a ``zmq.Frame`` (its ``User-Id`` property names the sender's key), the rest
+        as bytes (copying a bar-sized frame is cheaper than a zero-copy Frame object), and the
+        verdict per (identity, topic) is cached: the set of both is small and fixed."""
+        frontend, backend = self.frontend, self.backend
+        verdicts = self._verdicts
+        more = zmq.SNDMORE
         for _ in range(limit):
             try:
-                frames = self.frontend.recv_multipart(zmq.NOBLOCK, copy=False)
+                first = frontend.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            identity = peer_identity(frames[-1])
-            topic = frames[0].bytes
-            if len(frames) != 2:
+            identity = peer_identity(first)
+            topic = first.bytes
+            rest = frontend.recv_multipart() if first.more else []  # a message is atomic
+            if len(rest) != 1:
                 self._refuse("frame_count", identity, topic)
                 continue
-            try:
-                topic_text = topic.decode("ascii")
-            except UnicodeDecodeError:
-                self._refuse("topic_not_ascii", identity, topic)
+            key = (identity, topic)
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = self._verdict(identity, topic)
+                if len(verdicts) >= 4096:  # hostile senders inventing topics: stay bounded
+                    verdicts.clear()
+                verdicts[key] = verdict
+            if verdict:
+                self._refuse(verdict, identity, topic)
                 continue
-            if not may_publish(identity, topic_text):
-                self._refuse("topic_not_allowed", identity, topic)
-                continue
-            self.backend.send_multipart((frames[0], identity.encode(), frames[1]), copy=False)
+            backend.send(topic, more)
+            backend.send(identity.encode(), more)
+            backend.send(rest[0])
             self.forwarded += 1
+
+    @staticmethod
+    def _verdict(identity: str, topic: bytes) -> str:
+        """ "" when ``identity`` may publish ``topic``, else the refusal reason."""
+        try:
+            topic_text = topic.decode("ascii")
+        except UnicodeDecodeError:
+            return "topic_not_ascii"
+        return "" if may_publish(identity, topic_text) else "topic_not_allowed"
 
     def subscriptions_upstream(self) -> None:
         while True:

@@ -266,7 +266,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             reward=self.reward,
             reward_scale=self.reward_scale,
             drawdown_penalty=self.drawdown_penalty,
-            risk=RiskRules() if self.env_risk_rules and split == "train" else None,
+            # every slice: the training env trades under the rules, and the validation scoring
+            # of checkpoints (trainer.train's backtests) applies them too
+            risk=RiskRules() if self.env_risk_rules else None,
         )
 
 

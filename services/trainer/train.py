@@ -340,7 +340,12 @@ def backtest_policy(head: PolicyHead, data: SliceData) -> BacktestResult:
     """Backtest the greedy policy over the slice (decision at each close, fill at next open)."""
     account: AccountConfig = data.env_config.account()
     return run_policy(
-        data.bars, policy_decider(head, data), account, start=data.start, name="model"
+        data.bars,
+        policy_decider(head, data),
+        account,
+        start=data.start,
+        name="model",
+        risk=data.env_config.risk,  # execution's rules when the model trains under them
     )
 
 
@@ -364,6 +369,7 @@ def backtest_folds(
             end=int(f.test[-1]) + 1,
             name="model",
             exit_costs=True,
+            risk=data.env_config.risk,
         ).metrics
         for f in folds.folds
     ]

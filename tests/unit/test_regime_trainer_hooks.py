@@ -1,6 +1,7 @@
 """The trainer's switches for issue 15 items 3 and 5: a regime block in ``TrainConfig.features``
 is fitted once on every symbol's training slice (and refitted when the slice changes), and
-``env_risk_rules`` puts execution's risk rules in the training env only."""
+``env_risk_rules`` puts execution's risk rules in the training env and in the validation
+scoring of checkpoints."""
 
 from __future__ import annotations
 
@@ -46,10 +47,35 @@ def test_regime_is_fitted_on_the_training_slices_of_every_symbol() -> None:
     assert again.params.fitted_rows < fitted.params.fitted_rows
 
 
-def test_env_risk_rules_only_in_the_training_env() -> None:
+def test_env_risk_rules_in_every_slice_when_on() -> None:
     plain = TrainConfig()
-    assert plain.env_config("train").risk is None
+    assert {plain.env_config(s).risk for s in ("train", "validation", "test")} == {None}
     cfg = TrainConfig(env_risk_rules=True)
-    assert cfg.env_config("train").risk == RiskRules()
-    assert cfg.env_config("validation").risk is None
-    assert cfg.env_config("test").risk is None
+    for split in ("train", "validation", "test"):
+        assert cfg.env_config(split).risk == RiskRules(), split
+
+
+@pytest.mark.parametrize("rules_on", [False, True])
+def test_checkpoint_validation_backtests_apply_the_rules_the_model_trains_under(
+    monkeypatch: pytest.MonkeyPatch, rules_on: bool
+) -> None:
+    """``trainer.train``'s validation scoring (the whole slice and each fold) passes the slice's
+    rules to the backtester, so a checkpoint is chosen under the limits it will trade with."""
+    import types
+
+    from trainer import train
+
+    seen: list[object] = []
+
+    def fake_run_policy(*args: object, risk: object = None, **kwargs: object) -> object:
+        seen.append(risk)
+        return types.SimpleNamespace(metrics={"sharpe": 1.0})
+
+    monkeypatch.setattr(train, "run_policy", fake_run_policy)
+    monkeypatch.setattr(train, "policy_decider", lambda head, data: None)
+    cfg = TrainConfig(env_risk_rules=rules_on)
+    data = types.SimpleNamespace(env_config=cfg.env_config("validation"), bars=None, start=0)
+    folds = types.SimpleNamespace(folds=[types.SimpleNamespace(test=[3, 4, 5])] * 2)
+    train.backtest_policy(None, data)  # type: ignore[arg-type]
+    train.backtest_folds(None, data, folds, "sharpe")  # type: ignore[arg-type]
+    assert seen == [RiskRules() if rules_on else None] * 3

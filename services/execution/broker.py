@@ -80,6 +80,9 @@ class BrokerFill(msgspec.Struct, frozen=True, kw_only=True):
     account: str = ""
     ts_ns: int = 0
     recovered: bool = False  # found by re-requesting executions, not delivered live
+    # the broker reported a position that already includes this execution before the fill
+    # itself was handed over (its commission report came late): the book must not add it again
+    in_position: bool = False
 
 
 class BrokerPosition(msgspec.Struct, frozen=True, kw_only=True):

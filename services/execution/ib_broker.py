@@ -133,6 +133,19 @@ class IBBroker:
         self._open: dict[tuple[int, int], Trade] = {}
         self._pending_fills: dict[str, asyncio.TimerHandle] = {}
         self._reported_fills: set[str] = set()
+        # Every filled share of our own orders must be in exactly one place the service sees:
+        # a working order, a position report, or a booked fill. IB says "Filled" at once, but a
+        # fill is handed over only with its commission report, and a position report may come
+        # before or after it. So per order reference we count the *accounted* shares (of
+        # executions handed over as fills or covered by a later position report of the symbol);
+        # filled shares not accounted yet still count as working (done orders of this session
+        # are kept in ``_unbooked`` for that), or a decision in the gap would order them again.
+        self._placed_refs: set[str] = set()
+        self._accounted_shares: dict[str, float] = {}
+        self._accounted_execs: set[str] = set()
+        self._positioned_execs: set[str] = set()  # covered by a position report
+        self._unpositioned: dict[str, dict[str, tuple[str, float]]] = {}  # symbol -> exec
+        self._unbooked: dict[tuple[int, int], Trade] = {}
         self._commission_attempts: dict[str, int] = {}
         self._commission_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -286,10 +299,39 @@ class IBBroker:
         return out
 
     def _track(self, trade: Trade) -> None:
+        key = _trade_key(trade)
         if trade.orderStatus.status in OrderStatus.DoneStates:
-            self._open.pop(_trade_key(trade), None)
+            self._open.pop(key, None)
+            if self._unreported_shares(trade) > 0:
+                self._unbooked[key] = trade
+            else:
+                self._unbooked.pop(key, None)
         else:
-            self._open[_trade_key(trade)] = trade
+            self._open[key] = trade
+
+    def _unreported_shares(self, trade: Trade) -> float:
+        """Filled shares of one of this session's orders that neither a handed-over fill nor a
+        position report accounts for yet."""
+        ref = trade.order.orderRef
+        if not ref or ref not in self._placed_refs:
+            return 0.0
+        return max(0.0, float(trade.orderStatus.filled) - self._accounted_shares.get(ref, 0.0))
+
+    def _mark_accounted(self, exec_id: str, order_ref: str, shares: float) -> None:
+        """An execution is now visible to the service (handed over, or inside a position
+        report); counted once, however many times it is seen."""
+        self._unpositioned_drop(exec_id)
+        if order_ref not in self._placed_refs or exec_id in self._accounted_execs:
+            return
+        self._accounted_execs.add(exec_id)
+        self._accounted_shares[order_ref] = self._accounted_shares.get(order_ref, 0.0) + shares
+        for key, trade in list(self._unbooked.items()):
+            if trade.order.orderRef == order_ref and self._unreported_shares(trade) <= 0:
+                del self._unbooked[key]
+
+    def _unpositioned_drop(self, exec_id: str) -> None:
+        for execs in self._unpositioned.values():
+            execs.pop(exec_id, None)
 
     def _open_trades(self) -> list[Trade]:
         return [
@@ -297,6 +339,9 @@ class IBBroker:
         ]
 
     def working_orders(self) -> list[WorkingOrder]:
+        """Orders still working at IB (``remaining``: unfilled shares plus filled shares not yet
+        handed over as fills), then done orders whose fills are not all handed over yet (only
+        those shares, counted like a parent order: they are position the book does not have)."""
         out = []
         for trade in self._open_trades():
             order = trade.order
@@ -304,19 +349,31 @@ class IBBroker:
                 continue
             total = float(order.totalQuantity)
             remaining = max(0.0, total - float(trade.orderStatus.filled))
-            out.append(
-                WorkingOrder(
-                    order_ref=order.orderRef,
-                    symbol=trade.contract.symbol,
-                    side="BUY" if order.action == "BUY" else "SELL",
-                    quantity=total,
-                    remaining=remaining,
-                    order_type=order.orderType,
-                    broker_order_id=str(order.orderId),
-                    is_child=bool(order.parentId) or order.orderRef.endswith(("-tp", "-sl")),
-                )
-            )
+            remaining += self._unreported_shares(trade)
+            out.append(self._working(trade, total, remaining, child=None))
+        for trade in self._unbooked.values():
+            shares = self._unreported_shares(trade)
+            if shares > 0:
+                out.append(self._working(trade, float(trade.order.totalQuantity), shares, False))
         return out
+
+    @staticmethod
+    def _working(trade: Trade, total: float, remaining: float, child: bool | None) -> WorkingOrder:
+        order = trade.order
+        return WorkingOrder(
+            order_ref=order.orderRef,
+            symbol=trade.contract.symbol,
+            side="BUY" if order.action == "BUY" else "SELL",
+            quantity=total,
+            remaining=remaining,
+            order_type=order.orderType,
+            broker_order_id=str(order.orderId),
+            is_child=(
+                bool(order.parentId) or order.orderRef.endswith(("-tp", "-sl"))
+                if child is None
+                else child
+            ),
+        )
 
     def known_order_refs(self) -> set[str]:
         return self._known_refs
@@ -419,6 +476,7 @@ class IBBroker:
             orders = [self._stamp(MarketOrder(side, qty), order.order_ref)]
         for ib_order in orders:
             self._known_refs.add(ib_order.orderRef)
+            self._placed_refs.add(ib_order.orderRef)
             self._track(self.ib.placeOrder(contract, ib_order))
         return str(orders[0].orderId)
 
@@ -476,6 +534,8 @@ class IBBroker:
                     )
                 continue
             out.append(self._to_fill(fill, fill.commissionReport, recovered=True))
+            ex = fill.execution
+            self._mark_accounted(ex.execId, ex.orderRef, float(ex.shares))
         return out
 
     # ================================================================== ib_async events
@@ -540,6 +600,11 @@ class IBBroker:
     def _on_exec(self, trade: Trade, fill: IBFill) -> None:
         exec_id = fill.execution.execId
         self._ref_of(trade)
+        if exec_id not in self._accounted_execs:  # the next position report will include it
+            self._unpositioned.setdefault(fill.contract.symbol, {})[exec_id] = (
+                fill.execution.orderRef,
+                float(fill.execution.shares),
+            )
         if exec_id in self._reported_fills or exec_id in self._pending_fills:
             return
         loop = asyncio.get_running_loop()
@@ -611,6 +676,8 @@ class IBBroker:
             return
         self._reported_fills.add(fill.execution.execId)
         self.events.put_nowait(self._to_fill(fill, report, recovered=self._syncing))
+        ex = fill.execution
+        self._mark_accounted(ex.execId, ex.orderRef, float(ex.shares))
 
     def _to_fill(self, fill: IBFill, report: CommissionReport, recovered: bool) -> BrokerFill:
         ex = fill.execution
@@ -618,6 +685,7 @@ class IBBroker:
         if not math.isfinite(commission) or commission > 1e12:
             commission = 0.0
         return BrokerFill(
+            in_position=ex.execId in self._positioned_execs,
             exec_id=ex.execId,
             order_ref=ex.orderRef,
             symbol=fill.contract.symbol,
@@ -633,6 +701,12 @@ class IBBroker:
     def _on_position(self, position: IBPosition) -> None:
         if self._account and position.account != self._account:
             return
+        # this report includes every execution of the symbol seen before it
+        for exec_id, (ref, shares) in list(
+            self._unpositioned.pop(position.contract.symbol, {}).items()
+        ):
+            self._positioned_execs.add(exec_id)
+            self._mark_accounted(exec_id, ref, shares)
         self.events.put_nowait(
             BrokerPosition(
                 symbol=position.contract.symbol,

@@ -39,6 +39,8 @@ class PositionBook:
         self._pending.pop(pos.symbol, None)  # the report includes every earlier fill
 
     def on_live_fill(self, fill: BrokerFill) -> None:
+        if fill.in_position:
+            return  # the last position report already holds these shares
         signed = fill.quantity if fill.side == "BUY" else -fill.quantity
         old = self._pending.get(fill.symbol)
         self._pending[fill.symbol] = PendingFills(

@@ -394,6 +394,45 @@ async def test_fill_is_booked_with_its_commission_never_zero(
     assert all(f.commission > 0 for f in stack.messages(Fill))
 
 
+async def test_a_target_between_ibs_filled_and_the_booked_fill_orders_nothing_twice(
+    stack: ExecutionStack,
+) -> None:
+    """Commission reports held back 2.5 s: IB says "Filled" at once, but the fill is booked only
+    with its report, so for 2.5 s the order is neither working at IB nor in the position book.
+    The same target on the next bar must count those shares (on target: no second order).
+    Found by the stability loop: under load, a commission report came after the next signal and
+    execution sold the same 20 shares twice."""
+    await stack.ctl({"cmd": "faults", "set": {"delay_commission_ms": 2500}})
+    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
+    ref1 = stack.signal(b1, 1.0)
+    await stack.wait_for(is_event(ref1, "acknowledged"), "ack")
+    b2 = await stack.bar(DAYS[1], 101, 102, 100, 101.5)  # the simulator fills ref1 at its open
+    await stack.wait_for(is_event(ref1, "filled"), "IB's Filled status")
+    ref2 = stack.signal(b2, 1.0)
+    await end_marker(stack, b2)  # ref2 was decided before this
+    received = list(stack.received)
+    booked = [m for m in received if isinstance(m, Fill)]
+    assert not booked, "the fill was booked before the second decision: the test proved nothing"
+    orders = await stack.sim_orders()
+    assert [o["order_ref"] for o in orders] == [ref1], [
+        (o["order_ref"], o["action"], o["quantity"], o.get("status")) for o in orders
+    ]
+    assert not stack.messages(OrderEvent, order_ref=ref2)  # on target: nothing sent or refused
+    # once the report comes, the fill is booked once and the position is the target
+    fill = await stack.wait_for(
+        lambda m: isinstance(m, Fill) and m.order_ref == ref1, "fill", timeout_s=30
+    )
+    await stack.wait_for(
+        lambda m: isinstance(m, Position) and m.symbol == "AAPL" and m.quantity == fill.quantity,
+        "position after the booked fill",
+    )
+    b3 = await stack.bar(DAYS[2], 101, 102, 100, 101.5)
+    ref3 = stack.signal(b3, 1.0)
+    await end_marker(stack, b3)
+    assert not stack.messages(OrderEvent, order_ref=ref3)
+    assert [o["order_ref"] for o in await stack.sim_orders()] == [ref1]
+
+
 def test_commission_fault_switches_are_validated() -> None:
     faults = FaultSwitches()
     faults.update({"delay_commission_ms": 250, "drop_commission_next_n": 2})

@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from trainer.config import TrainConfig
-from trainer.export import ExportInputs, export_model
-from trainer.train import PolicyHead, build_module, load_slice
 
 from shared.backtest_risk import manifest_risk_rules, risk_record
 from shared.data import load_bars
-from shared.env import TradingEnv
 from shared.env_risk import RiskRules
 from shared.manifest import load_artifact, read_manifest
+from tests.untrained_export import export_untrained, load_slices
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,26 +24,12 @@ pytestmark = pytest.mark.unit
 
 
 def test_export_records_the_rules_and_the_gate_scores_under_them(tmp_path: Path) -> None:
-    import torch
     from trainer.evaluate import evaluate_folds
     from trainer.selection import selection_plan
 
     cfg = TrainConfig(hiddens=[16, 16], env_risk_rules=True)
-    train = load_slice(cfg, "train", None)
-    normaliser = train.market.normaliser.to_dict()
-    slices = {s: load_slice(cfg, s, normaliser) for s in ("train", "validation", "test")}
-    spaces = TradingEnv(train.env_config, market=train.market)
-    torch.manual_seed(0)
-    module = build_module(cfg, spaces.observation_space, spaces.action_space)
-    inputs = ExportInputs(
-        cfg=cfg,
-        head=PolicyHead(module, cfg.algorithm, True),
-        normaliser=normaliser,
-        slices=slices,
-        seeds={"train": cfg.seed},
-        trial_id="risk-test",
-    )
-    result = export_model(inputs, tmp_path, force=True, paper=False, plots=False)
+    train, slices = load_slices(cfg)
+    result = export_untrained(cfg, tmp_path, "risk-test", (train, slices))
     manifest = read_manifest(result.artifact)
     assert json.loads(manifest.provenance)["env_risk_rules"] == risk_record(RiskRules())
     assert manifest_risk_rules(manifest) == RiskRules()

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from trainer.config import TrainConfig
-from trainer.export import ExportInputs, export_model
-from trainer.train import PolicyHead, build_module, load_slice
 
-from shared.env import TradingEnv
 from shared.manifest import read_manifest
 from shared.regime_gate import cap_for
 from tests.regime_artifacts import open_own
+from tests.untrained_export import export_untrained, load_slices
 
 pytestmark = pytest.mark.unit
 
@@ -23,24 +21,9 @@ CAPS = [0.5, 0.25]  # every +-1 of the policy is clipped
 
 
 def test_regime_caps_are_exported_and_gate_the_artifacts_decisions(tmp_path: Path) -> None:
-    import torch
-
     cfg = TrainConfig(hiddens=[16, 16], features={"regime": {"n_states": 2}}, regime_caps=CAPS)
-    train = load_slice(cfg, "train", None)
-    normaliser = train.market.normaliser.to_dict()
-    slices = {s: load_slice(cfg, s, normaliser) for s in ("train", "validation", "test")}
-    spaces = TradingEnv(train.env_config, market=train.market)
-    torch.manual_seed(0)
-    module = build_module(cfg, spaces.observation_space, spaces.action_space)
-    inputs = ExportInputs(
-        cfg=cfg,
-        head=PolicyHead(module, cfg.algorithm, True),
-        normaliser=normaliser,
-        slices=slices,
-        seeds={"train": cfg.seed},
-        trial_id="regime-caps-test",
-    )
-    result = export_model(inputs, tmp_path, force=True, paper=False, plots=False)
+    train, slices = load_slices(cfg)
+    result = export_untrained(cfg, tmp_path, "regime-caps-test", (train, slices))
     manifest = read_manifest(result.artifact)
     assert manifest.regime_caps == CAPS
     assert manifest.validation_metrics  # export evaluated the gated artifact on its folds

@@ -12,13 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 from trainer.config import TrainConfig
-from trainer.export import ExportInputs, export_model
-from trainer.train import PolicyHead, build_module, load_slice
 
 from shared.data import load_bars
-from shared.env import TradingEnv
 from shared.features import FeatureConfig, FeaturePipeline
 from shared.manifest import ArtifactError, load_artifact, read_manifest
+from tests.untrained_export import export_untrained, load_slices
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,30 +25,15 @@ pytestmark = pytest.mark.unit
 
 
 def test_regime_model_manifest_carries_the_fitted_numbers(tmp_path: Path) -> None:
-    import torch
-
     cfg = TrainConfig(
         hiddens=[16, 16],
         features={"regime": {"n_states": 2, "use_vol": True}},
         env_risk_rules=True,
     )
-    train = load_slice(cfg, "train", None)
+    train, slices = load_slices(cfg)
     assert train.env_config.risk is not None  # trained under execution's limits
-    normaliser = train.market.normaliser.to_dict()
-    slices = {s: load_slice(cfg, s, normaliser) for s in ("train", "validation", "test")}
     assert slices["validation"].env_config.risk == train.env_config.risk  # scored under them too
-    spaces = TradingEnv(train.env_config, market=train.market)
-    torch.manual_seed(0)
-    module = build_module(cfg, spaces.observation_space, spaces.action_space)
-    inputs = ExportInputs(
-        cfg=cfg,
-        head=PolicyHead(module, cfg.algorithm, True),
-        normaliser=normaliser,
-        slices=slices,
-        seeds={"train": cfg.seed},
-        trial_id="regime-test",
-    )
-    result = export_model(inputs, tmp_path, force=True, paper=False, plots=False)
+    result = export_untrained(cfg, tmp_path, "regime-test", (train, slices))
     folder = result.artifact
     manifest = read_manifest(folder)
     recorded = manifest.feature_config

@@ -9,8 +9,12 @@ than AAPL carry AAPL's bars under their own name; all symbols advance together.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,7 +23,7 @@ import zmq.asyncio
 from marketdata.replay import SymbolSeries
 
 from shared.bus import CommandServer, Publisher, Subscriber, call, producer_id
-from shared.messages import Bar
+from shared.messages import Bar, Heartbeat
 from tests.conftest import bus_security
 
 
@@ -118,3 +122,28 @@ async def wait_bars_reach_inference(
             return
         assert time.monotonic() < deadline, "inference's bar subscription never reached us"
         await asyncio.sleep(0.1)
+
+
+def start_inference(
+    env: dict[str, str], root: Path, snapshot_bars: int, version: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m inference`` on the test bus, serving ``root`` (``version``, else its default),
+    heartbeats every 0.2 s (the readiness marker ``features_ready`` waits for)."""
+    extra = {"INFERENCE_MODEL_VERSION": version} if version is not None else {}
+    return subprocess.Popen(
+        [sys.executable, "-m", "inference"],
+        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
+             "INFERENCE_SNAPSHOT_BARS": str(snapshot_bars), "BUS_HEARTBEAT_INTERVAL_S": "0.2",
+             **extra},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def features_ready(sub: Subscriber, timeout: float, symbol: str = "AAPL") -> Heartbeat:
+    """Readiness: inference's heartbeat says ``symbol``'s features are warm."""
+    hb: Heartbeat = await next_of(
+        sub, Heartbeat, timeout,
+        lambda m: m.detail.get("symbols", {}).get(symbol, {}).get("features_ready"),
+    )  # fmt: skip
+    return hb

@@ -9,10 +9,7 @@ signed ``model.updated`` are applied, refused or rolled back while serving conti
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,10 +22,16 @@ from shared.auth import load_or_create_key, sign
 from shared.bus import CommandError, Publisher, Subscriber, call, producer_id
 from shared.features import FeaturePipeline
 from shared.manifest import load_artifact, read_manifest
-from shared.messages import Heartbeat, ModelStatus, ModelUpdated, TargetPosition
+from shared.messages import ModelStatus, ModelUpdated, TargetPosition
 from shared.observation import build_observation, observation_names
 from tests.conftest import bus_security
-from tests.fake_marketdata import FakeMarketData, next_of, wait_bars_reach_inference
+from tests.fake_marketdata import (
+    FakeMarketData,
+    features_ready,
+    next_of,
+    start_inference,
+    wait_bars_reach_inference,
+)
 from tests.model_artifacts import baseline_folder, constant_policy_onnx, corrupt, make_artifact
 
 pytestmark = pytest.mark.integration
@@ -78,20 +81,11 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
         producer_id("trainer"),
         security=bus_security(env, "trainer"),
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference"],
-        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
-             "INFERENCE_SNAPSHOT_BARS": "250", "BUS_HEARTBEAT_INTERVAL_S": "0.2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc = start_inference(env, root, 250)
     cmd = env["INFERENCE_CMD_ENDPOINT"]
     try:
         # 1. a late joiner: it asks marketdata which symbols exist and warms from the snapshot
-        hb = await next_of(
-            sub, Heartbeat, 60,
-            lambda m: m.detail.get("symbols", {}).get("AAPL", {}).get("features_ready"),
-        )  # fmt: skip
+        hb = await features_ready(sub, 60)
         assert hb.ready and hb.detail["model"]["version"] == BASELINE
         assert md.snapshots == 1
         await wait_bars_reach_inference(md, cmd, key)

@@ -7,9 +7,6 @@ backtest of its own model. The test plays marketdata (``status`` / ``snapshot``,
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +15,15 @@ import zmq.asyncio
 
 from shared.auth import load_or_create_key
 from shared.bus import Subscriber, call
-from shared.messages import Heartbeat, TargetPosition
+from shared.messages import TargetPosition
 from tests.conftest import bus_security
-from tests.fake_marketdata import FakeMarketData, next_of, wait_bars_reach_inference
+from tests.fake_marketdata import (
+    FakeMarketData,
+    features_ready,
+    next_of,
+    start_inference,
+    wait_bars_reach_inference,
+)
 from tests.recurrent_artifacts import backtest_targets, frame, model_root, stateful_artifact
 
 pytestmark = pytest.mark.integration
@@ -41,20 +44,10 @@ async def test_an_lstm_served_over_the_bus_equals_its_backtest_and_swaps(
     serve = asyncio.create_task(md.server.serve_forever())
     monitor = bus_security(env, "monitor")
     sub = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["signal.", "hb.inference"], security=monitor)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference"],
-        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
-             "INFERENCE_MODEL_VERSION": "lstm-a", "INFERENCE_SNAPSHOT_BARS": str(SNAPSHOT),
-             "BUS_HEARTBEAT_INTERVAL_S": "0.2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc = start_inference(env, root, SNAPSHOT, "lstm-a")
     cmd = env["INFERENCE_CMD_ENDPOINT"]
     try:
-        hb = await next_of(
-            sub, Heartbeat, 90,
-            lambda m: m.detail.get("symbols", {}).get("AAPL", {}).get("features_ready"),
-        )  # fmt: skip
+        hb = await features_ready(sub, 90)
         assert hb.detail["model"]["version"] == "lstm-a" and hb.detail["model"]["policy"] == "lstm"
         await wait_bars_reach_inference(md, cmd, key)
         first = md.next

@@ -10,9 +10,6 @@ test plays marketdata (``status`` / ``snapshot``, real AAPL bars).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,15 @@ import zmq.asyncio
 from shared.auth import load_or_create_key
 from shared.bus import Subscriber, call
 from shared.manifest import resolve_artifact
-from shared.messages import Heartbeat, TargetPosition
+from shared.messages import TargetPosition
 from tests.conftest import bus_security
-from tests.fake_marketdata import FakeMarketData, next_of, wait_bars_reach_inference
+from tests.fake_marketdata import (
+    FakeMarketData,
+    features_ready,
+    next_of,
+    start_inference,
+    wait_bars_reach_inference,
+)
 from tests.inference_harness import baseline_root
 from tests.regime_artifacts import backtest_targets, frame, regime_artifact
 
@@ -72,20 +75,10 @@ async def test_a_regime_model_pushed_over_the_bus_equals_its_backtest_and_rolls_
     serve = asyncio.create_task(md.server.serve_forever())
     monitor = bus_security(env, "monitor")
     sub = Subscriber(ctx, env["BUS_SUB_ENDPOINT"], ["signal.", "hb.inference"], security=monitor)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inference"],
-        env={**os.environ, **env, "INFERENCE_MODEL_DIR": str(root),
-             "INFERENCE_MODEL_VERSION": "baseline", "INFERENCE_SNAPSHOT_BARS": str(SNAPSHOT),
-             "BUS_HEARTBEAT_INTERVAL_S": "0.2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proc = start_inference(env, root, SNAPSHOT, "baseline")
     cmd = env["INFERENCE_CMD_ENDPOINT"]
     try:
-        await next_of(
-            sub, Heartbeat, 120,
-            lambda m: m.detail.get("symbols", {}).get("AAPL", {}).get("features_ready"),
-        )  # fmt: skip
+        await features_ready(sub, 120)
         await wait_bars_reach_inference(md, cmd, key)
         start = md.next
         bars = [md.publish_next() for _ in range(10)]

@@ -254,5 +254,8 @@ class Sharding:
             "joining": self.joining(now),
             "serves": sorted(self.serves),
             "peers": {r: sorted(p.serves) for r, p in sorted(self.live_peers(now).items())},
+            # peers still in their join grace as this replica last heard: a hand-over to them
+            # is still to come once their first heartbeat past the grace arrives
+            "peers_joining": sorted(r for r, p in self.live_peers(now).items() if p.joining),
             "handovers": self.handovers,
         }

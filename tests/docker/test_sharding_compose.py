@@ -94,9 +94,10 @@ def symbols(stack: Stack) -> set[str]:
 
 
 def agreed_split(stack: Stack, replicas: int, want: set[str]) -> dict[str, set[str]] | None:
-    """Each replica's served set, once they partition ``want`` and see each other's sets."""
+    """Each replica's served set, once they partition ``want``, see each other's sets and none
+    still counts a peer as joining (a hand-over to that peer would still be to come)."""
     st = statuses(stack)
-    if len(st) != replicas or any(s.get("joining") for s in st.values()):
+    if len(st) != replicas or any(s.get("joining") or s.get("peers_joining") for s in st.values()):
         return None
     serves = {cid: set(s.get("serves", [])) for cid, s in st.items()}
     by_replica = {s["replica"]: cid for cid, s in st.items()}

@@ -97,8 +97,10 @@ async def wait_until(predicate: Any, what: str, timeout_s: float = 90.0) -> Any:
 
 
 def split_covers_all(replicas: Replicas, key: bytes) -> dict[str, set[str]] | None:
-    """Each replica's served set, once they partition the symbols and every served symbol is
-    warm; None before."""
+    """Each replica's served set, once they partition the symbols, every served symbol is warm
+    and no replica still counts a peer as joining (the sets would change when it hears the
+    peer's first heartbeat past its grace: seen in the stability loop as a symbol handed over
+    after this returned); None before."""
     serves: dict[str, set[str]] = {}
     views: dict[str, dict[str, set[str]]] = {}
     statuses = {}
@@ -111,6 +113,8 @@ def split_covers_all(replicas: Replicas, key: bytes) -> dict[str, set[str]] | No
     for name in replicas.endpoints:
         status = statuses[name]
         if status.get("joining") or len(status.get("peers", {})) != len(replicas.endpoints) - 1:
+            return None
+        if status.get("peers_joining"):  # a hand-over to a peer is still to come
             return None
         mine = set(status.get("serves", []))
         symbols = status["symbols"]
@@ -267,8 +271,14 @@ async def run_stack(busproxy: dict[str, str], tmp_path: Path, n: int, kill: bool
             f" signal {max(gaps.values()):.3f} s (worst; first bar right after the kill)"
         )
         assert not late, (late, BAR_INTERVAL_S)
-        statuses = [replicas.status(name, key) for name in replicas.endpoints]
-        assert sum(s["handovers"] for s in statuses) == len(lost)
+        statuses = {name: replicas.status(name, key) for name in replicas.endpoints}
+        assert sum(s["handovers"] for s in statuses.values()) == len(lost), {
+            "lost": sorted(lost), "before": {k: sorted(v) for k, v in serves.items()},
+            "survivors": {k: (s["serves"], s["handovers"]) for k, s in statuses.items()},
+            "acquired": {k: [line for line in (tmp_path / f"{k}.log").read_text().splitlines()
+                             if "symbol_acquired" in line or "symbol_released" in line]
+                         for k in [*statuses, victim]},
+        }  # fmt: skip
     finally:
         codes = replicas.stop()
         serve.cancel()

@@ -60,13 +60,16 @@ def test_hand_over_to_a_joining_peer_releases_first_then_the_peer_acquires() -> 
     # b announces itself while joining: a keeps everything (b owns nothing yet)
     assert a.on_heartbeat("inference@b", hb(joining=True), 10.0)
     assert not a.reconcile(10.0)
+    assert a.describe(10.0)["peers_joining"] == ["b"]  # a hand-over to b is still to come
     # b hears a (serving everything) during its grace, then ends it: it acquires nothing yet
     b.on_heartbeat("inference@a", hb(a.serves), 11.0)
     assert not b.reconcile(12.5).acquired
+    assert not b.describe(12.5)["joining"] and a.describe(12.5)["peers_joining"] == ["b"]
     share = {s for s in SYMBOLS if owner(s, {"a", "b"}) == "b"}
     # a sees b past its grace: releases exactly b's share at once
     a.on_heartbeat("inference@b", hb(), 12.6)
     released = a.reconcile(12.6).released
+    assert a.describe(12.6)["peers_joining"] == []
     assert set(released) == share and a.serves == SYMBOLS - share
     # b sees a's heartbeat without the share: acquires exactly it
     b.on_heartbeat("inference@a", hb(a.serves), 12.7)

@@ -473,7 +473,17 @@ def changed_since_run(module: str, prev: dict, new_source: str) -> tuple[list[st
     old_source = old_path.read_text()
     if hashlib.sha256(old_source.encode()).hexdigest() != prev.get("source_sha256"):
         raise SystemExit(f"{module}: the stage is not the last recorded run's source")
-    statuses = prev.get("statuses") or read_statuses(root)
+    statuses = prev.get("statuses")
+    if not statuses:
+        # a run recorded before per-mutant statuses were kept: its stage folder cannot say
+        # (a --survivors-only re-run restages it, leaving every other mutant "not checked"),
+        # so rebuild them from the run's own source, its survivors and its counts
+        prefix = import_path(module).removesuffix(".py").replace("/", ".")
+        stems = SCOPE.get(module) or list(mutate_merge.function_sources(old_source))
+        names = [
+            f"{prefix}.{n}" for n in mutate_quick.mutants_of(import_path(module), old_source, stems)
+        ]
+        statuses = mutate_merge.statuses_from_counts(prev, names)
     if not statuses:
         raise SystemExit(f"{module}: no per-mutant statuses of the last run")
     return mutate_merge.changed_functions(old_source, new_source), statuses

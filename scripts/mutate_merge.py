@@ -37,6 +37,20 @@ def changed_functions(old_source: str, new_source: str) -> list[str]:
     return sorted(s for s in old.keys() | new.keys() if old.get(s) != new.get(s))
 
 
+def statuses_from_counts(prev: dict, names: list[str]) -> dict[str, str]:
+    """Every mutant's status in a recorded run without per-mutant statuses: a survivor's own,
+    every other one killed. Exact only when the run judged ``names`` and nothing but killed
+    mutants and its survivors: anything else is empty (refused by the caller)."""
+    survivors = prev["survivors"]
+    others = {st: n for st, n in prev["counts"].items() if st != "killed"}
+    listed: dict[str, int] = {}
+    for sv in survivors.values():
+        listed[sv["status"]] = listed.get(sv["status"], 0) + 1
+    if len(names) != prev["total"] or others != listed or not set(survivors) <= set(names):
+        return {}
+    return {n: survivors[n]["status"] if n in survivors else "killed" for n in names}
+
+
 def merge_changed(
     prev: dict,
     old_statuses: dict[str, str],

@@ -54,7 +54,10 @@ def _time_row(
 
 
 def bench_env_step(quick: bool) -> dict[str, Any]:
-    from shared.env import EnvConfig, TradingEnv, VectorTradingEnv, prepare_market
+    from shared.env import TradingEnv
+    from shared.env_config import EnvConfig
+    from shared.env_market import prepare_market
+    from shared.vector_env import VectorTradingEnv
 
     cfg = EnvConfig(seed=0)
     market = prepare_market(cfg)

@@ -4,7 +4,7 @@
 controls, each with its default and a comment. ``TrainConfig.profile("quick")`` /
 ``TrainConfig.profile("full")`` are the two presets; ``cfg.replace(lr=1e-3)`` or a Tune sample
 (``cfg.with_overrides({"lr": 1e-3})``) changes single fields. The env part becomes a
-``shared.env.EnvConfig`` through :meth:`TrainConfig.env_config`, one per data slice:
+``shared.env_config.EnvConfig`` through :meth:`TrainConfig.env_config`, one per data slice:
 
     train       bars closing in [train_start, train_end)        (<= 2017 by default)
     validation  bars closing in [val_start, val_end)             (2018-2019), cut into
@@ -31,7 +31,7 @@ import msgspec
 
 from shared.config import require
 from shared.costs import CostModel
-from shared.env import EnvConfig
+from shared.env_config import EnvConfig
 from shared.env_risk import RiskRules
 
 Algorithm = Literal["PPO", "APPO", "DQN"]

@@ -8,8 +8,8 @@ policy sees each symbol on the same scale and inference serves one normaliser pe
 manifest) whatever symbol a bar belongs to. Only training bars (before ``train_end``) are read.
 
 ``MultiSymbolVectorEnv`` splits the ``num_envs`` accounts of one RLlib env runner across the
-symbols (as evenly as possible) and steps each symbol's ``shared.env.VectorTradingEnv`` in one
-numpy call; every sub-env keeps its own autoreset. RLlib sees one vector env.
+symbols (as evenly as possible) and steps each symbol's ``shared.vector_env.VectorTradingEnv``
+in one numpy call; every sub-env keeps its own autoreset. RLlib sees one vector env.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import numpy as np
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from shared.env import EnvConfig, TradingEnv, VectorTradingEnv
+from shared.env import TradingEnv
 from shared.env import env_creator as single_env_creator
+from shared.env_config import EnvConfig
+from shared.vector_env import VectorTradingEnv
 
 SYMBOLS_KEY = "symbols"  # env_config key: the symbols of a pooled env (absent = one symbol)
 

@@ -45,7 +45,9 @@ import numpy as np
 import pandas as pd
 
 from shared.backtest import AccountConfig, BacktestResult, run_policy
-from shared.env import ENV_ID, EnvConfig, MarketData, prepare_market
+from shared.env import ENV_ID
+from shared.env_config import EnvConfig
+from shared.env_market import MarketData, prepare_market
 from shared.observation import build_observations
 from trainer.config import TrainConfig, add_source_args, source_overrides
 from trainer.progress import quiet_ray, say, setup

@@ -20,7 +20,8 @@ import pytest
 
 from shared.backtest import AccountConfig, run_backtest
 from shared.data import list_symbols, load_bars
-from shared.env import EnvConfig, TradingEnv
+from shared.env import TradingEnv
+from shared.env_config import EnvConfig
 from shared.features import FeaturePipeline, Normaliser
 from shared.sizing import SizingConfig
 

@@ -13,7 +13,8 @@ import pytest
 
 from shared.backtest import AccountConfig, run_backtest, run_policy
 from shared.backtest_risk import RiskBook, manifest_risk_rules, risk_record
-from shared.env import EnvConfig, TradingEnv
+from shared.env import TradingEnv
+from shared.env_config import EnvConfig
 from shared.env_risk import RiskRules
 
 pytestmark = pytest.mark.unit

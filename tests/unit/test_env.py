@@ -12,16 +12,11 @@ from gymnasium.utils.env_checker import check_env
 
 from shared.backtest import run_backtest
 from shared.costs import ZERO_COSTS, CostModel
-from shared.env import (
-    ENV_ID,
-    EnvConfig,
-    TradingEnv,
-    VectorTradingEnv,
-    env_creator,
-    register_env,
-)
+from shared.env import ENV_ID, TradingEnv, env_creator, register_env
+from shared.env_config import EnvConfig
 from shared.features import FeaturePipeline, Normaliser
 from shared.observation import build_observation
+from shared.vector_env import VectorTradingEnv
 
 pytestmark = pytest.mark.unit
 

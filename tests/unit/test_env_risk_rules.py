@@ -13,11 +13,13 @@ import pandas as pd
 import pytest
 
 from shared.costs import CostModel
-from shared.env import EnvConfig, TradingEnv, VectorTradingEnv
+from shared.env import TradingEnv
+from shared.env_config import EnvConfig
 from shared.env_risk import RiskRules
 from shared.features import FeaturePipeline
 from shared.paper_config import PaperTradingConfig
 from shared.sizing import SizingConfig, atr_series
+from shared.vector_env import VectorTradingEnv
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,8 @@ from trainer.multi_symbol import (
 )
 from trainer.train import prepare_data
 
-from shared.env import EnvConfig, VectorTradingEnv
+from shared.env_config import EnvConfig
+from shared.vector_env import VectorTradingEnv
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from trainer.analysis import WARMUP_TOL, lookahead_analysis, online_row
 
-from shared.env import EnvConfig, prepare_market
+from shared.env_config import EnvConfig
+from shared.env_market import prepare_market
 from shared.features import FeatureConfig, FeaturePipeline, pipeline_fingerprint
 from shared.regime import (
     RegimeConfig,

@@ -95,7 +95,7 @@ def test_perturbing_the_files_holdout_changes_nothing_train_or_tune_reads(tmp_pa
     later = pd.to_datetime(frame["date"]) >= pd.Timestamp("2020-01-01")
     frame.loc[later, ["open", "high", "low", "close"]] *= 3.0
     frame.to_csv(path, index=False)
-    from shared.env import _cached_market
+    from shared.env_market import _cached_market
 
     _cached_market.cache_clear()  # the file changed on disk under the same source spec
     after = prepare_data(cfg)

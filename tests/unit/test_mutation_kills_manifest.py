@@ -196,3 +196,108 @@ def test_the_manifest_output_is_read_not_the_first_one(tmp_path: Path) -> None:
     batch = np.stack([obs_with(1.0), obs_with(-1.0)])
     np.testing.assert_array_equal(model.decide_batch(batch), [-1.0, 1.0])
     np.testing.assert_array_equal(model.outputs(obs_with(1.0)), [[1.0, 0.0, -1.0]])
+
+
+# --------------------------------------------------------------------------- the regime gate
+# A gated model (shared.regime_gate through LoadedModel): caps (0.5, 0.25) on the two HMM
+# states of the regime pipeline, a normaliser chosen here (every hmm column: mean 0.25, std 0.25,
+# so a probability p is the z-score 4p - 1 exactly), and a policy that reads only its position:
+# position -1 -> long, 0 -> flat, +1 -> short. The expected target of every observation is the
+# policy's side clipped to the cap of the state the test made most probable.
+GATE_CAPS = (0.5, 0.25)
+
+
+def gated_folder(root: Path, caps: tuple[float, ...] = GATE_CAPS) -> tuple[Path, list[int]]:
+    """The gated artifact and the observation columns of its two HMM probabilities."""
+    from shared.features import Normaliser
+    from shared.regime import regime_names
+    from tests.regime_artifacts import regime_config
+
+    config = regime_config()
+    pipe = FeaturePipeline(config)
+    hmm = [pipe.index(n) for n in regime_names(config.regime)[:2]]  # type: ignore[arg-type]
+    mean, std = np.zeros(len(pipe.names)), np.ones(len(pipe.names))
+    mean[hmm], std[hmm] = 0.25, 0.25
+    size = len(pipe.names) + 1
+    weights = np.zeros((size, 3), dtype=np.float32)
+    weights[-1] = [1.0, 0.0, -1.0]
+    folder = make_artifact(
+        root,
+        "gated",
+        onnx_bytes=linear_onnx(weights, np.array([0.0, 0.5, 0.0], dtype=np.float32)),
+        config=config,
+        normaliser=Normaliser(mean, std, pipe.names).to_dict(),
+        regime_caps=list(caps),
+    )
+    return folder, hmm
+
+
+def gated_obs(size: int, hmm: list[int], p0: float, p1: float, position: float) -> np.ndarray:
+    obs = np.zeros(size, dtype=np.float64)
+    obs[hmm] = [4.0 * p0 - 1.0, 4.0 * p1 - 1.0]  # the z-scores of the probabilities
+    obs[-1] = position
+    return obs
+
+
+# (p0, p1, position) -> the policy's side (-position, flat at 0) clipped to +-cap of the more
+# probable state: state 0 -> 0.5, state 1 -> 0.25
+GATE_CASES = [
+    (0.9, 0.1, -1.0, 0.5),
+    (0.9, 0.1, 1.0, -0.5),
+    (0.1, 0.9, -1.0, 0.25),
+    (0.3, 0.7, 1.0, -0.25),
+    (0.75, 0.25, 0.0, 0.0),
+    (0.4, 0.6, 0.0, 0.0),
+]
+
+
+def test_a_gated_model_clips_each_target_to_the_cap_of_the_most_probable_state(
+    tmp_path: Path,
+) -> None:
+    folder, hmm = gated_folder(tmp_path)
+    model = load_artifact(folder)
+    assert model.gate is not None and model.pipeline is not None
+    size = model.size
+    rows = [gated_obs(size, hmm, p0, p1, pos) for p0, p1, pos, _ in GATE_CASES]
+    want = [w for *_, w in GATE_CASES]
+    assert [model.decide(r) for r in rows] == want
+    assert [model.decide(r.astype(np.float32)) for r in rows] == want
+    # one observation as a (1, size) row: the same answer as the 1-d observation
+    assert [model.decide(r[None, :]) for r in rows] == want
+    batch = np.stack(rows)
+    np.testing.assert_array_equal(model.decide_batch(batch), want)
+    np.testing.assert_array_equal(model.decide_batch(batch.astype(np.float32)), want)
+    # the same graph without caps: the policy's side, unclipped
+    plain = load_artifact(gated_folder(tmp_path / "plain", caps=())[0])
+    assert plain.gate is None
+    assert [plain.decide(r) for r in rows] == [1.0, -1.0, 1.0, -1.0, 0.0, 0.0]
+
+
+def test_a_gated_batch_reads_the_float32_observation_the_model_sees(tmp_path: Path) -> None:
+    # p0 = 0.5 + 2.5e-13 and p1 = 0.5 - 2.5e-13 in float64; the model's input is float32,
+    # where both z-scores round to 1.0: a tie, which takes the smaller cap (0.25). decide()
+    # reads the float32 row, and decide_batch(row i) must equal decide(obs[i]).
+    folder, hmm = gated_folder(tmp_path)
+    model = load_artifact(folder)
+    near_tie = gated_obs(model.size, hmm, 0.5, 0.5, -1.0)
+    near_tie[hmm] = [1.0 + 1e-12, 1.0 - 1e-12]
+    assert np.float32(near_tie[hmm[0]]) == np.float32(near_tie[hmm[1]]) == 1.0
+    clear = gated_obs(model.size, hmm, 0.9, 0.1, -1.0)
+    batch = np.stack([near_tie, clear])  # float64, two rows: the batched path
+    assert model.decide(near_tie) == 0.25
+    np.testing.assert_array_equal(model.decide_batch(batch), [0.25, 0.5])
+
+
+def test_a_model_built_directly_has_no_pipeline_until_load_artifact_sets_it(
+    tmp_path: Path,
+) -> None:
+    from shared.manifest import LoadedModel
+
+    loaded = load_artifact(
+        make_artifact(tmp_path, "pipe", onnx_bytes=position_logits([1, 0, -1], [0, 0.5, 0]))
+    )
+    assert isinstance(loaded.pipeline, FeaturePipeline)
+    direct = LoadedModel(
+        loaded.path, loaded.manifest, loaded.normaliser, loaded._session, "obs", "logits"
+    )
+    assert direct.pipeline is None and direct.gate is None

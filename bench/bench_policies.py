@@ -53,7 +53,7 @@ def _mlp_member(root: Path, seed: int, size: int) -> Path:
     import msgspec
     import torch
     from trainer.config import TrainConfig
-    from trainer.export import export_onnx
+    from trainer.onnx_export import export_onnx
     from trainer.train import PolicyHead, build_module
 
     from shared.manifest import read_manifest, resolve_artifact, write_artifact

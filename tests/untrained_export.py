@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
-from trainer.export import ExportInputs, export_model
+from trainer.export import export_model
+from trainer.export_manifest import ExportInputs
 from trainer.train import PolicyHead, SliceData, build_module, load_slice
 
 from shared.env import TradingEnv

@@ -136,7 +136,8 @@ def run_pipeline(
     (``trainer.seed_spread``). ``per_symbol`` (``--per-symbol``): one pipeline, so one policy,
     per symbol of the config instead of one policy for all of them."""
     from trainer.config import PROFILE_SEEDS
-    from trainer.export import ExportInputs, export_model
+    from trainer.export import export_model
+    from trainer.export_manifest import ExportInputs
     from trainer.seed_spread import SeedRuns, results_table
     from trainer.train import load_slice, prepare_data
     from trainer.tune import tune_run, tune_settings

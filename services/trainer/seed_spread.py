@@ -124,11 +124,11 @@ class SeedRuns:
         """Every seed's greedy policy on each symbol's final hold-out (exit costs at the end),
         each look recorded in ``ledger``. Called by the export only after a promotion."""
         from shared.backtest import run_policy
-        from trainer.export import _inclusive
+        from trainer.export_scoring import inclusive_days
         from trainer.selection import record_holdout
 
         normaliser = self.results[0].data.normaliser
-        start, end = _inclusive(self.cfg.test_start, self.cfg.test_end)
+        start, end = inclusive_days(self.cfg.test_start, self.cfg.test_end)
         for sym in self.symbols:
             test = load_slice(self.cfg, "test", normaliser, sym)
             account = test.env_config.account()

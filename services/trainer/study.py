@@ -8,12 +8,13 @@ trained on the same folds with several seeds and compared in one table (issue 15
 A study (``StudyConfig``, one typed config in ``STUDIES``) is a budget (``TrainConfig`` overrides
 shared by every variant), a seed list and variants. Each variant x seed is trained with the
 trainer's own functions (``trainer.train.train`` for an MLP, ``trainer.policies.training`` for
-LSTM / attention), exported to ONNX (``trainer.export.export_onnx`` / ``trainer.policies.onnx``,
-parity-checked) and scored from the exported graph by ``trainer.evaluate.evaluate_folds`` on the
-walk-forward validation folds and ``evaluate_model`` on the final hold-out (costs on, exit costs
-at the end), beside Buy-and-Hold and the MA crossover on the same bars. An ensemble variant
-combines another variant's seeds (``trainer.ensemble``: the top-k by validation Sharpe) into one
-graph, so it has one score, not a spread.
+LSTM / attention), exported to ONNX (``trainer.onnx_export.export_onnx`` /
+``trainer.policies.onnx``, parity-checked) and scored from the exported graph by
+``trainer.evaluate.evaluate_folds`` on the walk-forward validation folds and ``evaluate_model``
+on the final hold-out (costs on, exit costs at the end), beside Buy-and-Hold and the MA
+crossover on the same bars. An ensemble variant combines another variant's seeds
+(``trainer.ensemble``: the top-k by validation Sharpe) into one graph, so it has one score, not
+a spread.
 
 Every hold-out look is appended to ``<output-dir>/best_models/holdout_ledger.json`` (the
 export's ledger): a study that reads the hold-out for many variants makes it less final, and the
@@ -188,7 +189,7 @@ def _score(
     """Validation folds (mean per metric) and the hold-out, model and benchmarks, from ``model``
     (an ONNX-backed policy object); the hold-out look is recorded in ``ledger``."""
     from trainer.evaluate import evaluate_folds, evaluate_model
-    from trainer.export import _inclusive
+    from trainer.export_scoring import inclusive_days
     from trainer.selection import record_holdout, selection_plan
 
     common: dict[str, Any] = {
@@ -213,7 +214,7 @@ def _score(
         }
         for name in STRATEGIES
     }
-    start, end = _inclusive(cfg.test_start, cfg.test_end)
+    start, end = inclusive_days(cfg.test_start, cfg.test_end)
     scored = evaluate_model(model, bars=bars, start=start, end=end, **common)
     record_holdout(
         ledger,
@@ -256,13 +257,8 @@ def _score_symbols(
 def _train_mlp(cfg: TrainConfig, data: Any, root: Path, version: str) -> tuple[Any, Path]:
     """``trainer.train.train`` -> ``export_onnx`` (parity-checked) -> artifact, loaded back."""
     from shared.manifest import load_artifact, write_artifact
-    from trainer.export import (
-        ExportInputs,
-        build_manifest,
-        check_parity,
-        export_onnx,
-        parity_observations,
-    )
+    from trainer.export_manifest import ExportInputs, build_manifest
+    from trainer.onnx_export import check_parity, export_onnx, parity_observations
     from trainer.train import train
 
     result = train(cfg, data=data, keep_algo=True, label=version)
@@ -294,7 +290,8 @@ def _train_stateful(
 ) -> tuple[Any, Path]:
     """``train_stateful`` -> ``export_stateful`` (500-step parity) -> artifact + ONNX policy."""
     from shared.manifest import write_artifact
-    from trainer.export import ExportError, ExportInputs, build_manifest
+    from trainer.export_manifest import ExportInputs, build_manifest
+    from trainer.onnx_export import ExportError
     from trainer.policies.onnx import (
         OnnxStepper,
         StatefulHead,
@@ -422,9 +419,9 @@ def run_study(
 
 
 def _hold_key(cfg: TrainConfig) -> tuple[str, str]:
-    from trainer.export import _inclusive
+    from trainer.export_scoring import inclusive_days
 
-    start, end = _inclusive(cfg.test_start, cfg.test_end)
+    start, end = inclusive_days(cfg.test_start, cfg.test_end)
     return start, str(end)
 
 

@@ -96,8 +96,9 @@ def test_same_seed_and_data_give_the_same_trial_table(
 def test_pipeline_trains_the_best_trial_then_exports_and_gates(
     first_search: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    from trainer.export import inputs_from_run, parity_observations
+    from trainer.export import inputs_from_run
     from trainer.export import main as export_main
+    from trainer.onnx_export import parity_observations
     from trainer.pipeline import run_pipeline
 
     opt, best = first_search

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from trainer.config import TrainConfig
 from trainer.ensemble import EnsembleError, build_ensemble, top_k
-from trainer.export import export_onnx
+from trainer.onnx_export import export_onnx
 from trainer.train import PolicyHead, build_module
 
 from shared.features import FeaturePipeline

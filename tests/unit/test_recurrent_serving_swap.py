@@ -82,7 +82,7 @@ def _ensemble_member(root: Path, seed: int) -> Path:
     import gymnasium as gym
     import torch
     from trainer.config import TrainConfig
-    from trainer.export import export_onnx
+    from trainer.onnx_export import export_onnx
     from trainer.train import PolicyHead, build_module
 
     base = read_manifest(baseline_folder())

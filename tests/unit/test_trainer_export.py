@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from trainer.config import TrainConfig
-from trainer.export import (
+from trainer.export import export_model
+from trainer.export_manifest import ExportInputs
+from trainer.onnx_export import (
     PARITY_TOLERANCE,
     ExportError,
-    ExportInputs,
     check_parity,
-    export_model,
     export_onnx,
     parity_observations,
 )

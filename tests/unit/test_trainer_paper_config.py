@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from trainer import export
+from trainer import paper_export
 
 from shared.paper_config import dump_paper_config, load_paper_config, parse_paper_config
 from tests.model_artifacts import baseline_folder
@@ -27,7 +27,7 @@ EXAMPLE = (
 @pytest.fixture
 def said(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     lines: list[str] = []
-    monkeypatch.setattr(export, "say", lambda stage, text, **kw: lines.append(text))
+    monkeypatch.setattr(paper_export, "say", lambda stage, text, **kw: lines.append(text))
     return lines
 
 
@@ -44,7 +44,7 @@ def test_first_export_keeps_the_example_symbols_and_says_what_changed(
     root.mkdir()
     shutil.copyfile(EXAMPLE, root / EXAMPLE.name)
     traded_before = load_paper_config(EXAMPLE).symbols  # what execution trades without the file
-    target, path, changes = export.write_paper_trading(root, _artifact(tmp_path), "AAPL")
+    target, path, changes = paper_export.write_paper_trading(root, _artifact(tmp_path), "AAPL")
     config = load_paper_config(path)
     assert config.symbols == traded_before  # AAPL was already there: NVDA is not dropped
     assert config.model_dir == f"paper_trading/models/{target.name}"
@@ -59,7 +59,7 @@ def test_new_symbol_is_added_never_replacing_and_the_old_file_is_kept(
     root.mkdir()
     old = parse_paper_config(b'{"symbols": ["NVDA", "MSFT"], "max_position": 7}')
     (root / "paper_trading_config.json").write_bytes(dump_paper_config(old))
-    _, path, changes = export.write_paper_trading(root, _artifact(tmp_path), "AAPL")
+    _, path, changes = paper_export.write_paper_trading(root, _artifact(tmp_path), "AAPL")
     config = load_paper_config(path)
     assert config.symbols == ["NVDA", "MSFT", "AAPL"] and config.max_position == 7
     assert 'symbols: ["NVDA", "MSFT"] -> ["NVDA", "MSFT", "AAPL"]' in changes
@@ -72,8 +72,8 @@ def test_same_model_symbol_and_folder_again_is_reported_unchanged(
 ) -> None:
     root = tmp_path / "paper_trading"
     artifact = _artifact(tmp_path)
-    export.write_paper_trading(root, artifact, "AAPL")
+    paper_export.write_paper_trading(root, artifact, "AAPL")
     before = json.loads((root / "paper_trading_config.json").read_text())
-    _, path, changes = export.write_paper_trading(root, artifact, "AAPL")
+    _, path, changes = paper_export.write_paper_trading(root, artifact, "AAPL")
     assert changes == [] and json.loads(path.read_text()) == before
     assert said[-1].endswith("unchanged")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from trainer.config import PROFILE_SEEDS, TrainConfig
-from trainer.export import new_version
+from trainer.export_manifest import new_version
 from trainer.seed_spread import SeedRuns, median_index, results_table, spread_stats
 
 pytestmark = pytest.mark.unit

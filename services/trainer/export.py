@@ -245,7 +245,7 @@ def write_evaluation(
 ) -> Path:
     """``<artifact>/evaluation/``: ``folds.json``, ``folds/fold_<k>/`` (under the symbol when
     several) and the hold-out report(s), or ``HOLDOUT_NOT_SCORED.txt`` for a rejected model."""
-    from trainer.evaluate import write_outputs
+    from trainer.evaluation_report import write_outputs
 
     symbols, holdout = scores.symbols, hold.holdout
     evaluation_dir = artifact / "evaluation"
@@ -263,7 +263,7 @@ def write_evaluation(
         holdout.meta["selection"] = selection
         write_outputs(holdout, evaluation_dir, plots=plots)
     elif holdout is not None:
-        from trainer.evaluate import pool_symbols
+        from trainer.evaluation_report import pool_symbols
 
         for sym, scored in hold.holdouts.items():
             scored.meta["run"] = f"{version}_{sym}_holdout"

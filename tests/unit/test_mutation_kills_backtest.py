@@ -490,3 +490,94 @@ def test_round_trips_one_share_positions_scale_flip_and_reduce() -> None:
     assert t["side"].tolist() == ["long", "short"] and t["qty"].tolist() == [1.0, 2.0]
     assert t["entry_time"].iloc[1] == f["time"].iloc[1] and t["entry_price"].iloc[1] == 105.0
     assert t["pnl"].tolist() == pytest.approx([5.0, 20.0])
+
+
+# ------------------------------------------------------------------ execution's risk rules (risk=)
+# Five calm bars (ATR 2 with SIZING's period 3), then a long opened at 100 with a stop at
+# 100 - 2 x 2 = 96 (250 shares: 1 % of 100k over 4), a close at 95 (through the stop, and
+# 250 x 5 = 1250 lost since the previous close), then a recovery. No costs: every fill is at the
+# open. All numbers below are worked out by hand from those bars.
+RISK_OPEN = [100.0, 100.0, 96.0, 100.0]
+RISK_CLOSE = [100.0, 95.0, 100.0, 100.0]
+
+
+def risk_bars() -> pd.DataFrame:
+    return frame([100.0] * 5 + RISK_OPEN, [100.0] * 5 + RISK_CLOSE, spread=1.0)
+
+
+def test_run_backtest_with_the_stop_forces_the_decision_after_the_stop_close_flat() -> None:
+    from shared.env_risk import RiskRules
+
+    acct = AccountConfig(initial_cash=100_000.0, sizing=SIZING, costs=ZERO_COSTS)
+    bars = risk_bars()
+    warm, traded = bars.iloc[:5], bars.iloc[5:]
+    res = run_backtest(
+        traded, [1.0, 1.0, 1.0, 0.0], acct, warmup=warm, params={"fast": 5}, risk=RiskRules()
+    )
+    # bar 0: buy 250 at 100 (stop 96); bar 1: close 100 > 96, kept; the close of bar 1 (95) is
+    # at or through 96: bar 2 is forced flat, 250 sold at bar 2's open 96; bar 3 flat anyway
+    assert res.targets.tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert res.qty.tolist() == [250.0, 250.0, 0.0, 0.0]
+    assert res.fills["bar"].tolist() == [0, 2]
+    assert res.fills["qty"].tolist() == [250.0, -250.0]
+    assert res.fills["price"].tolist() == [100.0, 96.0]
+    assert res.equity.tolist() == [100_000.0, 98_750.0, 99_000.0, 99_000.0]
+    assert res.params == {"fast": 5, "risk_forced": {"stop": 1, "daily_loss": 0}}
+    # the day's loss at the close of bar 1 is 1250: a 1000 limit halts that decision instead
+    halted = run_backtest(
+        traded, [1.0, 1.0, 1.0, 0.0], acct, warmup=warm, risk=RiskRules(max_daily_loss=1000.0)
+    )
+    assert halted.targets.tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert halted.params == {"risk_forced": {"stop": 0, "daily_loss": 1}}
+    # both rules off: nothing forced, the target is held through the stop close
+    off = RiskRules(stop_loss=False, daily_loss_halt=False)
+    free = run_backtest(traded, [1.0, 1.0, 1.0, 0.0], acct, warmup=warm, risk=off)
+    assert free.targets.tolist() == [1.0, 1.0, 1.0, 0.0] and free.qty[2] > 0
+    assert free.params == {"risk_forced": {"stop": 0, "daily_loss": 0}}
+    # without rules: no count at all
+    assert run_backtest(traded, [1.0, 1.0, 1.0, 0.0], acct, warmup=warm).params == {}
+
+
+def test_run_policy_with_the_stop_feeds_the_forced_flat_back_to_the_policy() -> None:
+    from shared.env_risk import RiskRules
+
+    acct = AccountConfig(initial_cash=100_000.0, sizing=SIZING, costs=ZERO_COSTS)
+    seen: list[tuple[int, float]] = []
+
+    def long_then_flat(t: int, position: float) -> float:
+        seen.append((t, position))
+        return 0.0 if t == 7 else 1.0
+
+    res = run_policy(risk_bars(), long_then_flat, acct, start=5, risk=RiskRules())
+    # closes 4..7 decide bars 5..8; the decision at close 6 (95) is forced flat, so the policy's
+    # call at close 7 sees position 0, not the 1 it asked for
+    assert seen == [(4, 0.0), (5, 1.0), (6, 1.0), (7, 0.0)]
+    assert res.targets.tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert res.qty.tolist() == [250.0, 250.0, 0.0, 0.0]
+    assert res.params == {"risk_forced": {"stop": 1, "daily_loss": 0}}
+    assert run_policy(risk_bars(), long_then_flat, acct, start=5).params == {}
+    # an empty slice with rules: nothing decided, nothing counted
+    empty = run_policy(risk_bars(), long_then_flat, acct, start=5, end=5, risk=RiskRules())
+    assert len(empty.equity) == 0 and empty.params == {}
+
+
+def test_run_policy_with_rules_from_the_first_bar_holds_bar_zero_flat() -> None:
+    from shared.env_risk import RiskRules
+
+    acct = AccountConfig(initial_cash=100_000.0, sizing=SIZING, costs=ZERO_COSTS)
+    seen: list[tuple[int, float]] = []
+
+    def long(t: int, position: float) -> float:
+        seen.append((t, position))
+        return 1.0
+
+    # bar 0 closes at 94. Bar 0 is flat (nothing decided before it), so no stop exists at that
+    # close: the decision for bar 1 opens the long. (Had bar 0 been held long from its open 100,
+    # with no ATR yet, its 5 % fallback stop 95 would have forced bar 1 flat.)
+    bars = frame([100.0, 100.0, 100.0], [94.0, 100.0, 100.0], spread=1.0)
+    res = run_policy(bars, long, acct, risk=RiskRules())
+    assert seen == [(0, 0.0), (1, 1.0)]
+    assert res.targets.tolist() == [0.0, 1.0, 1.0]
+    # bar 1 sized at bar 0's close 94 with no ATR: stop 4.7, floor(1000 / 4.7) = 212 shares
+    assert res.qty.tolist() == [0.0, 212.0, 212.0]
+    assert res.params == {"risk_forced": {"stop": 0, "daily_loss": 0}}

@@ -57,7 +57,7 @@ class ExportInputs:
     seeds: dict[str, int]
     trial_id: str = ""
     provenance: dict[str, Any] | None = None
-    # Tune's re-runs of the chosen config on other seeds (``trainer.tune.seed_spread``): the
+    # Tune's re-runs of the chosen config on other seeds (``trainer.tune_results.seed_spread``): the
     # validation-fold objective per seed; None when no spread was run (e.g. --skip-tune).
     seed_spread: dict[str, Any] | None = None
 

@@ -34,6 +34,9 @@ Output: ``optimization_results/<run>/``
     ``best_trial.json``, ``summary.md``  the best trial, its config and the seed spread
     ``search_space.json``, ``settings.json``  what was searched and how (input of --narrow-from)
     ``seeds/seed_<n>/``              the spread re-runs (``trainer.train`` run folders)
+
+The search is here; the space and its narrowing are ``trainer.tune_space``'s, and the table,
+plots, best-trial pick, seed spread and summary written after the search ``trainer.tune_results``'s.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ import json
 import math
 import re
 import shutil
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,32 +62,14 @@ from trainer.config import (
     parse_key_values,
 )
 from trainer.progress import say, setup
-
-# Space spec: field -> {"choice": [...]} | {"loguniform": [lo, hi]} | {"uniform": [lo, hi]}.
-# Plain JSON, so a run records what it searched and --narrow-from can shrink it.
-SPACES: dict[str, dict[str, dict[str, Any]]] = {
-    "quick": {
-        "lr": {"loguniform": [1e-4, 1e-3]},
-        "hiddens": {"choice": [[64, 64], [128, 128]]},
-        "activation": {"choice": ["tanh", "relu"]},
-        "gamma": {"choice": [0.9, 0.99]},
-        "reward": {"choice": ["log_return", "diff_sharpe"]},
-        "position_change_penalty": {"choice": [0.0, 0.05]},
-    },
-    "full": {
-        "lr": {"loguniform": [3e-5, 3e-3]},
-        "hiddens": {"choice": [[64, 64], [128, 128], [256, 256], [128, 64, 32]]},
-        "activation": {"choice": ["tanh", "relu", "silu"]},
-        "gamma": {"choice": [0.9, 0.95, 0.99, 0.995]},
-        "train_batch_size": {"choice": [4000, 8000, 16000]},
-        "entropy_coeff": {"loguniform": [1e-4, 3e-2]},
-        "train_cost_multiplier": {"choice": [0.5, 1.0, 2.0, 4.0]},
-        "episode_length": {"choice": [63, 126, 252, 504]},
-        "position_change_penalty": {"choice": [0.0, 0.01, 0.05, 0.2]},
-        "risk_fraction": {"choice": [0.5, 1.0]},
-        "reward": {"choice": ["pnl", "log_return", "diff_sharpe", "drawdown"]},
-    },
-}
+from trainer.tune_results import (
+    pick_best,
+    plot_results,
+    seed_spread,
+    write_summary,
+    write_trial_table,
+)
+from trainer.tune_space import SPACES, narrow_space, to_tune_space
 
 
 class TuneSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -129,71 +113,6 @@ TUNE_PROFILES: dict[str, dict[str, Any]] = {
 def tune_settings(profile: str, **changes: Any) -> TuneSettings:
     data = {"profile": profile, **TUNE_PROFILES.get(profile, {}), **changes}
     return msgspec.convert(data, TuneSettings)
-
-
-# ----------------------------------------------------------------------------- search space
-
-
-def to_tune_space(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from ray import tune
-
-    space: dict[str, Any] = {}
-    for name, dist in spec.items():
-        if name not in TrainConfig.__struct_fields__:
-            raise ValueError(f"search space field {name!r} is not a TrainConfig field")
-        ((kind, args),) = dist.items()
-        if kind == "choice":
-            space[name] = tune.choice(list(args))
-        elif kind == "loguniform":
-            space[name] = tune.loguniform(float(args[0]), float(args[1]))
-        elif kind == "uniform":
-            space[name] = tune.uniform(float(args[0]), float(args[1]))
-        else:
-            raise ValueError(f"{name}: unknown distribution {kind!r}")
-    return space
-
-
-def narrow_space(
-    spec: dict[str, dict[str, Any]],
-    trials: list[dict[str, Any]],
-    keep: int = 2,
-    shrink: float = 0.5,
-) -> dict[str, dict[str, Any]]:
-    """A second-round space around the best region of ``trials`` (rows of ``trials.json``).
-
-    Continuous ranges are centred on the best trial's value and shrunk by ``shrink`` (in log
-    space for ``loguniform``), within the old bounds; choices keep the ``keep`` values with the
-    best mean objective (the best trial's value always stays).
-    """
-    scored = [t for t in trials if t.get("objective") is not None and math.isfinite(t["objective"])]
-    if not scored:
-        raise ValueError("no trial with a finite objective to narrow around")
-    best = max(scored, key=lambda t: t["objective"])
-    out: dict[str, dict[str, Any]] = {}
-    for name, dist in spec.items():
-        ((kind, args),) = dist.items()
-        value = best["params"][name]
-        if kind == "choice":
-            means: dict[str, list[float]] = {}
-            for t in scored:
-                means.setdefault(json.dumps(t["params"][name]), []).append(t["objective"])
-            ranked = sorted(means, key=lambda k: -statistics.fmean(means[k]))
-            kept = [json.dumps(value)] + [k for k in ranked if k != json.dumps(value)]
-            kept = kept[: max(1, keep)]
-            out[name] = {"choice": [v for v in args if json.dumps(v) in kept]}
-        else:
-            lo, hi = float(args[0]), float(args[1])
-            if kind == "loguniform":
-                llo, lhi, lv = math.log(lo), math.log(hi), math.log(float(value))
-                half = (lhi - llo) * shrink / 2
-                a, b = max(llo, lv - half), min(lhi, lv + half)
-                out[name] = {"loguniform": [math.exp(a), math.exp(b)]}
-            else:
-                half = (hi - lo) * shrink / 2
-                out[name] = {
-                    "uniform": [max(lo, float(value) - half), min(hi, float(value) + half)]
-                }
-    return out
 
 
 # ----------------------------------------------------------------------------- the trainable
@@ -410,183 +329,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-DETERMINISTIC_COLUMNS = (
-    "trial",
-    "rounds",
-    "iterations",
-    "env_steps",
-    "objective",
-    "best_objective",
-    "episode_return_mean",
-    "val_total_return",
-    "val_trades",
-    "completed",
-    "status",
-)
-
-
-def write_trial_table(rows: list[dict[str, Any]], out_dir: Path) -> None:
-    """``trials.csv`` + ``trials.json`` (deterministic) and ``trial_timings.csv`` (wall clock)."""
-    table = []
-    for r in rows:
-        flat = {k: r[k] for k in DETERMINISTIC_COLUMNS if k != "trial"}
-        flat = {
-            "trial": r["trial"],
-            **{
-                f"param_{k}": json.dumps(v) if isinstance(v, list) else v
-                for k, v in r["params"].items()
-            },
-            **flat,
-        }
-        table.append(flat)
-    pd.DataFrame(table).to_csv(out_dir / "trials.csv", index=False, float_format="%.12g")
-    stable = [{k: v for k, v in r.items() if k not in ("seconds", "tune_trial_id")} for r in rows]
-    (out_dir / "trials.json").write_text(json.dumps(stable, indent=2) + "\n")
-    timings = [
-        {
-            "trial": r["trial"],
-            "tune_trial_id": r["tune_trial_id"],
-            "seconds": r["seconds"],
-            "env_steps_per_s": (r["env_steps"] / r["seconds"]) if r["seconds"] else None,
-        }
-        for r in rows
-    ]
-    pd.DataFrame(timings).to_csv(out_dir / "trial_timings.csv", index=False)
-
-
-def plot_results(
-    rows: list[dict[str, Any]], spec: dict[str, Any], out_dir: Path, metric: str
-) -> list[Path]:
-    """Parameter-vs-objective scatter per searched field, and the learning curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots = out_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    scored = [r for r in rows if r["objective"] is not None]
-    for name, dist in spec.items():
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        values = [r["params"][name] for r in scored]
-        ys = [r["objective"] for r in scored]
-        if "choice" in dist:
-            labels = [json.dumps(v) for v in dist["choice"]]
-            xs: list[float] = [float(labels.index(json.dumps(v))) for v in values]
-            ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
-        else:
-            xs = [float(v) for v in values]
-            if "loguniform" in dist:
-                ax.set_xscale("log")
-        colors = ["tab:blue" if r["completed"] else "tab:gray" for r in scored]
-        ax.scatter(xs, ys, c=colors)
-        ax.set_xlabel(name)
-        ax.set_ylabel(f"validation {metric}")
-        ax.set_title(f"{name} vs validation {metric} (grey: stopped by ASHA)", fontsize=9)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = plots / f"param_{name}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for r in rows:
-        curve_path = out_dir / "curves" / f"{r['trial']}.csv"
-        if not curve_path.exists() or curve_path.stat().st_size < 5:
-            continue
-        curve = pd.read_csv(curve_path)
-        if curve.empty or "env_steps" not in curve:
-            continue
-        a1.plot(curve["env_steps"], curve["objective"], marker="o", ms=3, label=r["trial"])
-        if "episode_return_mean" in curve:
-            a2.plot(curve["env_steps"], curve["episode_return_mean"], marker="o", ms=3)
-    a1.set_xlabel("env steps")
-    a1.set_ylabel(f"validation {metric}")
-    a1.set_title("validation objective")
-    a1.legend(fontsize=7)
-    a2.set_xlabel("env steps")
-    a2.set_ylabel("episode return mean (training)")
-    a2.set_title("training return")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    path = plots / "learning_curves.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
-    return written
-
-
-def pick_best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Best final objective among trials that ran the full budget (else among all)."""
-    ok = [r for r in rows if r["status"] == "ok" and r["objective"] is not None]
-    if not ok:
-        raise RuntimeError("no trial produced a validation objective")
-    pool = [r for r in ok if r["completed"]] or ok
-    return max(pool, key=lambda r: (r["objective"], -int(r["trial"].split("_")[-1])))
-
-
-def seed_spread(
-    cfg: TrainConfig, seeds: list[int], out_dir: Path, first: float | None = None
-) -> dict[str, Any]:
-    """Re-run ``cfg`` on ``seeds``; the spread includes the trial's own objective (``first``)."""
-    from trainer.train import train
-
-    results = [
-        train(cfg.replace(seed=seed), out_dir / f"seed_{seed}", label=f"seed {seed}")
-        for seed in seeds
-    ]
-    runs = [
-        {"seed": seed, "objective": r.objective, "run": str(r.out_dir)}
-        for seed, r in zip(seeds, results, strict=True)
-    ]
-    values: list[float] = [float(r.objective) for r in results]
-    values += [first] if first is not None else []
-    return {
-        "runs": runs,
-        "objectives": values,
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
-
-
-def write_summary(out_dir: Path, best: dict[str, Any], metric: str, settings: TuneSettings) -> None:
-    spread = best.get("seed_spread") or {}
-    lines = [
-        f"# Tune run {out_dir.name}",
-        "",
-        f"Objective: mean {metric} over the walk-forward validation folds, net of costs and exit "
-        "costs (greedy policy, backtester); the final hold-out is never read.",
-        f"Trials: {settings.num_samples}, search seed {settings.seed}, ASHA grace "
-        f"{settings.grace_period}, reduction {settings.reduction_factor}.",
-        "",
-        f"## Best trial: {best['trial']} (objective {best['objective']:.4f})",
-        "",
-        "| parameter | value |",
-        "|---|---|",
-        *[f"| {k} | {json.dumps(v)} |" for k, v in best["params"].items()],
-        "",
-    ]
-    if spread:
-        lines += [
-            "## Seed spread of the best config",
-            "",
-            f"objectives {', '.join(f'{v:.3f}' for v in spread['objectives'])}: mean "
-            f"{spread['mean']:.3f}, std {spread['std']:.3f}, min {spread['min']:.3f}, max "
-            f"{spread['max']:.3f}",
-            "",
-        ]
-    lines += ["Plots: plots/param_*.png, plots/learning_curves.png; table: trials.csv.", ""]
-    (out_dir / "summary.md").write_text("\n".join(lines))
 
 
 def tune_run(

@@ -10,14 +10,9 @@ import msgspec
 import pandas as pd
 import pytest
 from trainer.config import TrainConfig
-from trainer.tune import (
-    SPACES,
-    narrow_space,
-    pick_best,
-    to_tune_space,
-    tune_settings,
-    write_trial_table,
-)
+from trainer.tune import tune_settings
+from trainer.tune_results import pick_best, write_trial_table
+from trainer.tune_space import SPACES, narrow_space, to_tune_space
 
 pytestmark = pytest.mark.unit
 

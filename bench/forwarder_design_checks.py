@@ -16,7 +16,8 @@ from typing import Any
 
 import zmq
 
-from bench.bench_forwarder_designs import INGRESS_IDENTITIES, Topology
+from bench.bench_forwarder_designs import INGRESS_IDENTITIES
+from bench.forwarder_design_clients import Topology
 from shared.curve import BusSecurity
 from shared.keys import PUBLISH_RIGHTS
 from shared.messages import Heartbeat, decode

@@ -494,11 +494,12 @@ def test_round_trips_one_share_positions_scale_flip_and_reduce() -> None:
 
 # ------------------------------------------------------------------ execution's risk rules (risk=)
 # Five calm bars (ATR 2 with SIZING's period 3), then a long opened at 100 with a stop at
-# 100 - 2 x 2 = 96 (250 shares: 1 % of 100k over 4), a close at 95 (through the stop, and
-# 250 x 5 = 1250 lost since the previous close), then a recovery. No costs: every fill is at the
-# open. All numbers below are worked out by hand from those bars.
+# 100 - 2 x 2 = 96 (250 shares: 1 % of 100k over 4), a close at 95.5 (through the stop, and
+# 250 x 4.5 = 1125 lost since the previous close), then a recovery. No costs: every fill is at
+# the open. All numbers below are worked out by hand from those bars. Without the five bars of
+# warm-up the rules would see no ATR at bar 0: a 5 % fallback stop at 95, not reached by 95.5.
 RISK_OPEN = [100.0, 100.0, 96.0, 100.0]
-RISK_CLOSE = [100.0, 95.0, 100.0, 100.0]
+RISK_CLOSE = [100.0, 95.5, 100.0, 100.0]
 
 
 def risk_bars() -> pd.DataFrame:
@@ -514,16 +515,16 @@ def test_run_backtest_with_the_stop_forces_the_decision_after_the_stop_close_fla
     res = run_backtest(
         traded, [1.0, 1.0, 1.0, 0.0], acct, warmup=warm, params={"fast": 5}, risk=RiskRules()
     )
-    # bar 0: buy 250 at 100 (stop 96); bar 1: close 100 > 96, kept; the close of bar 1 (95) is
+    # bar 0: buy 250 at 100 (stop 96); bar 1: close 100 > 96, kept; the close of bar 1 (95.5) is
     # at or through 96: bar 2 is forced flat, 250 sold at bar 2's open 96; bar 3 flat anyway
     assert res.targets.tolist() == [1.0, 1.0, 0.0, 0.0]
     assert res.qty.tolist() == [250.0, 250.0, 0.0, 0.0]
     assert res.fills["bar"].tolist() == [0, 2]
     assert res.fills["qty"].tolist() == [250.0, -250.0]
     assert res.fills["price"].tolist() == [100.0, 96.0]
-    assert res.equity.tolist() == [100_000.0, 98_750.0, 99_000.0, 99_000.0]
+    assert res.equity.tolist() == [100_000.0, 98_875.0, 99_000.0, 99_000.0]
     assert res.params == {"fast": 5, "risk_forced": {"stop": 1, "daily_loss": 0}}
-    # the day's loss at the close of bar 1 is 1250: a 1000 limit halts that decision instead
+    # the day's loss at the close of bar 1 is 1125: a 1000 limit halts that decision instead
     halted = run_backtest(
         traded, [1.0, 1.0, 1.0, 0.0], acct, warmup=warm, risk=RiskRules(max_daily_loss=1000.0)
     )
@@ -549,16 +550,19 @@ def test_run_policy_with_the_stop_feeds_the_forced_flat_back_to_the_policy() -> 
         return 0.0 if t == 7 else 1.0
 
     res = run_policy(risk_bars(), long_then_flat, acct, start=5, risk=RiskRules())
-    # closes 4..7 decide bars 5..8; the decision at close 6 (95) is forced flat, so the policy's
+    # closes 4..7 decide bars 5..8; the decision at close 6 (95.5) is forced flat, so the policy's
     # call at close 7 sees position 0, not the 1 it asked for
     assert seen == [(4, 0.0), (5, 1.0), (6, 1.0), (7, 0.0)]
     assert res.targets.tolist() == [1.0, 1.0, 0.0, 0.0]
     assert res.qty.tolist() == [250.0, 250.0, 0.0, 0.0]
     assert res.params == {"risk_forced": {"stop": 1, "daily_loss": 0}}
     assert run_policy(risk_bars(), long_then_flat, acct, start=5).params == {}
-    # an empty slice with rules: nothing decided, nothing counted
+    # an empty slice with rules: nothing decided, nothing counted; one bar: counted (none)
     empty = run_policy(risk_bars(), long_then_flat, acct, start=5, end=5, risk=RiskRules())
     assert len(empty.equity) == 0 and empty.params == {}
+    one = run_policy(risk_bars(), long_then_flat, acct, start=5, end=6, risk=RiskRules())
+    assert one.qty.tolist() == [250.0]
+    assert one.params == {"risk_forced": {"stop": 0, "daily_loss": 0}}
 
 
 def test_run_policy_with_rules_from_the_first_bar_holds_bar_zero_flat() -> None:

@@ -383,44 +383,45 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: atr_series widens high/low/close to float64 itself, and the decision "
         "closes are written into float64 arrays: int or float32 columns widen exactly"
     ),
-    "shared.backtest.x_run_backtest__mutmut_18": (
+    "shared.backtest.x_run_backtest__mutmut_34": (
         "equivalent: prev[0] = NaN only puts bar 0 among the bars evaluated; bar 0 starts flat, "
         "so a flat target there trades nothing and any other target is evaluated anyway"
     ),
-    "shared.backtest.x_run_backtest__mutmut_19": (
-        "accepted: prev[0] is then np.empty_like's leftover memory; like __mutmut_18 that only "
-        "adds bar 0 to the evaluated bars, unless the leftover equals the first target exactly"
+    "shared.backtest.x_run_backtest__mutmut_35": (
+        "accepted: prev[0] is then np.empty_like's leftover memory; like "
+        "run_backtest__mutmut_34 that only adds bar 0 to the evaluated bars, unless the "
+        "leftover equals the first target exactly"
     ),
-    "shared.backtest.x_run_backtest__mutmut_47": (
+    "shared.backtest.x_run_backtest__mutmut_63": (
         "equivalent: ref_close/ref_atr are read only in the shared sizer's branch, which sets "
         "them; this is the risk_fraction branch"
     ),
-    "shared.backtest.x_run_backtest__mutmut_49": "equivalent: same as run_backtest__mutmut_47",
-    "shared.backtest.x_run_policy__mutmut_15": "equivalent: np.zeros is float64 by default",
-    "shared.backtest.x_run_policy__mutmut_17": "equivalent: np.zeros is float64 by default",
-    "shared.backtest.x_run_policy__mutmut_61": (
+    "shared.backtest.x_run_backtest__mutmut_65": "equivalent: same as run_backtest__mutmut_63",
+    "shared.backtest.x_run_policy__mutmut_42": "equivalent: np.zeros is float64 by default",
+    "shared.backtest.x_run_policy__mutmut_44": "equivalent: np.zeros is float64 by default",
+    "shared.backtest.x_run_policy__mutmut_15": (
         "equivalent: with start 0 the warm-up is bars.iloc[:0], empty, which decision_refs "
-        "treats as no warm-up"
+        "(the backtest's and the RiskBook's) treats as no warm-up"
     ),
-    "shared.backtest.x_run_policy__mutmut_62": "equivalent: same as run_policy__mutmut_61",
-    "shared.backtest.x_run_backtest__mutmut_145": (
+    "shared.backtest.x_run_policy__mutmut_16": "equivalent: same as run_policy__mutmut_15",
+    "shared.backtest.x_run_backtest__mutmut_161": (
         "equivalent: with k == 0 (no bar evaluated) `has` is all False, so np.where never "
         "picks the placeholder"
     ),
-    "shared.backtest.x_run_backtest__mutmut_156": "equivalent: same as run_backtest__mutmut_145",
-    "shared.backtest.x_run_backtest__mutmut_161": (
+    "shared.backtest.x_run_backtest__mutmut_172": "equivalent: same as run_backtest__mutmut_161",
+    "shared.backtest.x_run_backtest__mutmut_177": (
         "equivalent: `exited` is only tested for truth; None is falsy like False"
     ),
-    "shared.backtest.x_run_backtest__mutmut_187": "equivalent: same as rebalance__mutmut_28 (-2)",
-    "shared.backtest.x_run_backtest__mutmut_190": "equivalent: same as rebalance__mutmut_28 (+2)",
-    "shared.backtest.x_run_backtest__mutmut_188": (
+    "shared.backtest.x_run_backtest__mutmut_203": "equivalent: same as rebalance__mutmut_28 (-2)",
+    "shared.backtest.x_run_backtest__mutmut_206": "equivalent: same as rebalance__mutmut_28 (+2)",
+    "shared.backtest.x_run_backtest__mutmut_204": (
         "equivalent: last_q == 0 never reaches the exit (`qty_s[-1] != 0.0` above)"
     ),
-    "shared.backtest.x_run_backtest__mutmut_67": (
+    "shared.backtest.x_run_backtest__mutmut_83": (
         "equivalent: change, opens and tl are built from the same index array, equal lengths"
     ),
-    "shared.backtest.x_run_backtest__mutmut_71": "equivalent: same as run_backtest__mutmut_67",
-    "shared.backtest.x_run_backtest__mutmut_72": "equivalent: same as run_backtest__mutmut_67",
+    "shared.backtest.x_run_backtest__mutmut_87": "equivalent: same as run_backtest__mutmut_83",
+    "shared.backtest.x_run_backtest__mutmut_88": "equivalent: same as run_backtest__mutmut_83",
     # shared/manifest.py (LoadedModel)
     "shared.manifest.xǁLoadedModelǁ_target__mutmut_11": (
         "equivalent: starting the argmax loop at 0 first compares out[0] with itself (not >)"
@@ -432,15 +433,15 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: numpy (2.4, checked) treats any negative reshape size as 'infer', so "
         "reshape(1, -2) == reshape(1, -1)"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide__mutmut_25": (
+    "shared.manifest.xǁLoadedModelǁdecide__mutmut_37": (
         "equivalent: same as decide__mutmut_20 (reshape(-2) == reshape(-1))"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_3": (
-        "equivalent: both paths convert to float32 themselves (outputs() and decide()), and "
-        "the ndim/shape checks do not depend on the dtype"
+    "shared.manifest.xǁLoadedModelǁdecide__mutmut_30": (
+        "equivalent: same as decide__mutmut_20 (the gated path's reshape(-2) == reshape(-1))"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_5": (
-        "equivalent: same as decide_batch__mutmut_3"
+    "shared.manifest.xǁLoadedModelǁdecide__mutmut_33": (
+        "equivalent: same as decide__mutmut_20 (the observation handed to the gate: "
+        "reshape(-2) == reshape(-1))"
     ),
     "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_13": (
         "equivalent: np.empty is float64 by default"
@@ -458,30 +459,30 @@ EQUIVALENT: dict[str, str] = {
     "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_25": (
         "equivalent: np.array of Python floats is float64"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_30": (
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_38": (
         "equivalent: np.array of Python floats is float64"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_32": (
+    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_40": (
         "equivalent: np.array of Python floats is float64"
     ),
-    "shared.backtest.x_run_backtest__mutmut_196": (
+    "shared.backtest.x_run_backtest__mutmut_212": (
         "equivalent: CostModel.commission takes the quantity's absolute value"
     ),
-    "shared.backtest.x_run_backtest__mutmut_227": (
+    "shared.backtest.x_run_backtest__mutmut_243": (
         "equivalent: a list of Python floats (or an empty list) makes a float64 array"
     ),
-    "shared.backtest.x_run_backtest__mutmut_229": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_258": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_260": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_264": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_266": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_270": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_272": "equivalent: same as run_backtest__mutmut_227",
-    "shared.backtest.x_run_backtest__mutmut_232": (
+    "shared.backtest.x_run_backtest__mutmut_245": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_274": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_276": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_280": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_282": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_286": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_288": "equivalent: same as run_backtest__mutmut_243",
+    "shared.backtest.x_run_backtest__mutmut_248": (
         "equivalent: the dict's keys are FILL_COLUMNS in order, so DataFrame keeps that order"
     ),
-    "shared.backtest.x_run_backtest__mutmut_234": "equivalent: same as run_backtest__mutmut_232",
-    "shared.backtest.x_run_backtest__mutmut_247": (
+    "shared.backtest.x_run_backtest__mutmut_250": "equivalent: same as run_backtest__mutmut_248",
+    "shared.backtest.x_run_backtest__mutmut_263": (
         "equivalent: no fill has quantity 0 (only dq != 0 and a non-zero exit are recorded)"
     ),
     "shared.manifest.xǁLoadedModelǁoutputs__mutmut_15": (

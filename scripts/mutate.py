@@ -82,6 +82,15 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_sizing_parity_decision.py",
         "tests/unit/test_mutation_kills_backtest.py",
     ],
+    # execution's ATR stop and daily-loss halt as the backtester applies them (validation,
+    # the promotion gate and the hold-out score a model under them); not the export test
+    # (it trains a policy first: 7 s a run)
+    "shared/backtest_risk.py": [
+        "tests/unit/test_backtest_risk_rules.py",
+        "tests/unit/test_evaluate_risk_rules.py",
+        "tests/unit/test_mutation_kills_backtest.py",
+        "tests/unit/test_mutation_kills_backtest_risk.py",
+    ],
     "shared/features.py": [
         "tests/unit/test_features.py",
         "tests/unit/test_mutation_kills_features.py",
@@ -182,9 +191,12 @@ NOTES: list[str] = [
     "backtest's selection leaves out `test_selection_evaluate.py` (its CLI test alone runs "
     "35 s; the exit costs it checks are checked by hand in `test_mutation_kills_backtest.py`) "
     "and `test_backtest_risk_rules.py` (the risk rules' own paths are killed by hand-computed "
-    "stop / halt series in `test_mutation_kills_backtest.py`). Not mutated: the rules and the "
-    "gate themselves (`shared/backtest_risk.py`, `shared/env_risk.py`, `shared/regime_gate.py`): "
-    "money-path candidates for a row of their own.",
+    "stop / halt series in `test_mutation_kills_backtest.py`). The rules as the backtester "
+    "applies them have their own row (`shared/backtest_risk.py`, every function; its selection "
+    "leaves out `test_export_risk_rules.py`, which trains a policy first: 7 s a run). Not "
+    "mutated yet: the rule arithmetic it reuses (`shared/env_risk.py`: RiskState, stop_level) "
+    "and the regime gate (`shared/regime_gate.py`): money-path candidates for rows of their "
+    "own.",
     "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
     "path (bar -> features -> observation with the fed-back position -> target), the position "
     "update, the per-symbol state, dedupe / seq / backfill / epoch checks, the receive batch and "
@@ -207,7 +219,8 @@ NOTES: list[str] = [
     "the new kill tests (the survivors' time in the table). Those two "
     "rows were recorded before per-mutant statuses were kept: `--changed-only` rebuilt the "
     "unchanged functions' statuses from the row's survivors and counts (every other mutant "
-    "killed; refused when the counts do not add up). "
+    "killed; refused when the counts do not add up). `shared/backtest_risk.py` in full as of "
+    "17b873f (2026-11-30 21:45 UTC), then its survivors against the new kill tests. "
     "`shared/features.py` in full as of 87a4330 (the regime hook; full run 2026-11-30 18:00 "
     "UTC), then the one function changed since (`OnlineFeatures.update`, 1b6f5ca) re-run with "
     "`--changed-only`, which mutates only the functions whose source differs from the last "

@@ -681,4 +681,55 @@ EQUIVALENT: dict[str, str] = {
         "decides and publishes the same (a single queued row is decided alone, not counted as"
         " a batched call) and counts and logs a failure with the same topic"
     ),
+    # shared/backtest_risk.py (execution's stop and daily-loss halt in the backtester)
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_11": (
+        "equivalent for numbers: every read of the open goes through float(), which gives the "
+        "same value from an int, float32 or float64 column"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_15": (
+        "equivalent for numbers: same as __init____mutmut_11 (the close)"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_35": (
+        "equivalent: the first observe (the decision for bar 1) sees day days[0]; a different "
+        "starting day only resets the day's baseline to last_equity, still the initial cash: "
+        "the same baseline"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_36": (
+        "equivalent: same as __init____mutmut_35 (starting day 0)"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_40": (
+        "equivalent: same as __init____mutmut_35 (starting day 1 for an empty slice, which "
+        "decides nothing)"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_42": (
+        "equivalent: same as __init____mutmut_35 (starting day None)"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_48": (
+        "equivalent: reasons is read only by forced(), which counts 'stop' and 'daily_loss'; "
+        "a bar never forced keeps its placeholder, empty or not"
+    ),
+    "shared.backtest_risk.xǁRiskBookǁdecide__mutmut_6": (
+        "equivalent: `forced` is only tested for truth (and stored when true); None is falsy "
+        "like ''"
+    ),
+    "shared.backtest_risk.x_apply_risk_rules__mutmut_18": (
+        "equivalent: the targets are 1-d (run_backtest checked the shape (n,); 2-d targets "
+        "fail in float() first), `out` has one entry per target, and reshape(None) keeps it"
+    ),
+    "shared.backtest_risk.x_apply_risk_rules__mutmut_19": (
+        "equivalent: np.array of Python floats is already float64, and astype(None) is float64"
+    ),
+    "shared.backtest_risk.x_manifest_risk_rules__mutmut_5": (
+        'equivalent: a missing provenance gives None, and `None or ""` is "" as before'
+    ),
+    "shared.backtest_risk.x_manifest_risk_rules__mutmut_11": (
+        'equivalent: a missing provenance gives "XXXX", not JSON: None, as the empty '
+        "provenance's {} without rules gives"
+    ),
+    "shared.backtest_risk.x_manifest_risk_rules__mutmut_12": (
+        'equivalent: an empty provenance becomes "XXXX", not JSON: None, as {} gives'
+    ),
+    "shared.backtest_risk.x_manifest_risk_rules__mutmut_15": (
+        'equivalent: json.loads("") raises ValueError: None, as {} gives'
+    ),
 }

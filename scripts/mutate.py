@@ -91,6 +91,15 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_mutation_kills_backtest.py",
         "tests/unit/test_mutation_kills_backtest_risk.py",
     ],
+    # the rule arithmetic the env and the backtester share: RiskState (stop, daily-loss
+    # baseline and halt), stop_level(s), stop_triggered, day_ids; not the export test (it
+    # trains a policy first)
+    "shared/env_risk.py": [
+        "tests/unit/test_env_risk_rules.py",
+        "tests/unit/test_backtest_risk_rules.py",
+        "tests/unit/test_mutation_kills_backtest_risk.py",
+        "tests/unit/test_mutation_kills_env_risk.py",
+    ],
     "shared/features.py": [
         "tests/unit/test_features.py",
         "tests/unit/test_mutation_kills_features.py",
@@ -101,6 +110,13 @@ MODULES: dict[str, list[str]] = {
     "shared/manifest.py": [
         "tests/unit/test_manifest.py",
         "tests/unit/test_mutation_kills_manifest.py",
+    ],
+    # the regime-gated cap LoadedModel applies (cap_for, gate_target, check_caps, RegimeGate);
+    # not test_regime_caps_export.py (it trains and exports a policy first: 5 s a run)
+    "shared/regime_gate.py": [
+        "tests/unit/test_regime_gate.py",
+        "tests/unit/test_mutation_kills_manifest.py",
+        "tests/unit/test_mutation_kills_regime_gate.py",
     ],
     # every in-process test of the service (tests/inference_harness.py), not the stateful
     # serving tests (their decisions live in inference/recurrent.py; each exports a torch
@@ -193,10 +209,13 @@ NOTES: list[str] = [
     "and `test_backtest_risk_rules.py` (the risk rules' own paths are killed by hand-computed "
     "stop / halt series in `test_mutation_kills_backtest.py`). The rules as the backtester "
     "applies them have their own row (`shared/backtest_risk.py`, every function; its selection "
-    "leaves out `test_export_risk_rules.py`, which trains a policy first: 7 s a run). Not "
-    "mutated yet: the rule arithmetic it reuses (`shared/env_risk.py`: RiskState, stop_level) "
-    "and the regime gate (`shared/regime_gate.py`): money-path candidates for rows of their "
-    "own.",
+    "leaves out `test_export_risk_rules.py`, which trains a policy first: 7 s a run). The "
+    "rule arithmetic it reuses (`shared/env_risk.py`: RiskRules, day_ids, stop_level(s), "
+    "stop_triggered, RiskState) and the regime gate (`shared/regime_gate.py`: cap_for, "
+    "gate_target, check_caps, RegimeGate) have rows of their own, every function; the gate's "
+    "selection leaves out `test_regime_caps_export.py` (it trains and exports a policy first: "
+    "5 s a run) and reaches the gate through `LoadedModel` (`test_mutation_kills_manifest.py`) "
+    "as well as directly.",
     "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
     "path (bar -> features -> observation with the fed-back position -> target), the position "
     "update, the per-symbol state, dedupe / seq / backfill / epoch checks, the receive batch and "
@@ -221,6 +240,10 @@ NOTES: list[str] = [
     "unchanged functions' statuses from the row's survivors and counts (every other mutant "
     "killed; refused when the counts do not add up). `shared/backtest_risk.py` in full as of "
     "17b873f (2026-11-30 21:45 UTC), then its survivors against the new kill tests. "
+    "`shared/regime_gate.py` in full as of 47737bf and `shared/env_risk.py` in full as of "
+    "d9e68c8 (both 2026-11-30 21:50 UTC, the tree at da9a522; env_risk's full run already "
+    "had the first 15 tests of its kill file, regime_gate's none), then their survivors "
+    "against the kill tests. "
     "`shared/features.py` in full as of 87a4330 (the regime hook; full run 2026-11-30 18:00 "
     "UTC), then the one function changed since (`OnlineFeatures.update`, 1b6f5ca) re-run with "
     "`--changed-only`, which mutates only the functions whose source differs from the last "

@@ -732,4 +732,54 @@ EQUIVALENT: dict[str, str] = {
     "shared.backtest_risk.x_manifest_risk_rules__mutmut_15": (
         'equivalent: json.loads("") raises ValueError: None, as {} gives'
     ),
+    # shared/regime_gate.py (the regime-gated position cap inside LoadedModel)
+    "shared.regime_gate.xǁRegimeGateǁprobabilities__mutmut_3": (
+        "equivalent: the z-scores are multiplied by the float64 std and added to the float64 "
+        "mean, so a float32 (or int) observation is promoted to float64 exactly: the same "
+        "probabilities"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁprobabilities__mutmut_5": (
+        "equivalent: same as probabilities__mutmut_3 (no dtype)"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁapply_rows__mutmut_7": (
+        "equivalent: same as probabilities__mutmut_3 (the batch: x[:, columns] * std + mean is "
+        "float64 whatever the observation's dtype)"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁapply_rows__mutmut_9": (
+        "equivalent: same as apply_rows__mutmut_7 (no dtype)"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁapply_rows__mutmut_11": (
+        "equivalent: numpy (2.4, checked) treats any negative reshape size as 'infer', so "
+        "reshape(n, -2) == reshape(n, -1)"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁapply_rows__mutmut_23": (
+        "equivalent: probs has exactly len(targets) rows (x was reshaped to (len(targets), "
+        "-1)), so zip never sees lengths that differ and strict changes nothing"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁapply_rows__mutmut_26": (
+        "equivalent: same as apply_rows__mutmut_23 (no strict)"
+    ),
+    "shared.regime_gate.xǁRegimeGateǁapply_rows__mutmut_27": (
+        "equivalent: same as apply_rows__mutmut_23 (strict=False)"
+    ),
+    # shared/env_risk.py (the stop / daily-loss arithmetic the env and the backtester share)
+    "shared.env_risk.x_day_ids__mutmut_8": (
+        'equivalent: pandas (3.1, checked) maps "utc" to the same UTC zone as "UTC"'
+    ),
+    "shared.env_risk.x_day_ids__mutmut_17": (
+        "equivalent: asi8 // int is already an int64 array, so asarray without dtype=int64 keeps it"
+    ),
+    "shared.env_risk.x_day_ids__mutmut_19": "equivalent: same as day_ids__mutmut_17 (no dtype)",
+    "shared.env_risk.x_day_ids__mutmut_20": (
+        "equivalent: a local midnight in ns is N * 86400e9 = N * 1318359375 * 2**16, exact in "
+        "float64 for |N| < 6.8e6 days, so / gives N exactly and the int64 cast equals //; "
+        "checked for every day of pandas' ns range (1677-2262)"
+    ),
+    "shared.env_risk.xǁRiskStateǁafter_fill__mutmut_7": (
+        "equivalent: old_qty == 0 is taken by the first clause, so here old_qty >= 0 is old_qty > 0"
+    ),
+    "shared.env_risk.xǁRiskStateǁafter_fill__mutmut_10": (
+        "equivalent: new_qty == 0 is taken by the first branch (the stop is dropped), so here "
+        "new_qty >= 0 is new_qty > 0"
+    ),
 }

@@ -33,6 +33,7 @@ from tests.fake_marketdata import (
     wait_bars_reach_inference,
 )
 from tests.model_artifacts import baseline_folder, constant_policy_onnx, corrupt, make_artifact
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -150,8 +151,17 @@ async def test_inference_end_to_end_with_hot_swap(busproxy: dict[str, str], tmp_
         md.publish_next()
         assert (await next_of(sub, TargetPosition)).model_version == "v-short"
 
-        # 6. malformed frames are counted and dropped; the service keeps answering
+        # 6. malformed frames are counted and dropped; the service keeps answering. The raw
+        # frame and the next bar come through two publisher connections, which the forwarder
+        # serves in no fixed order (seen in the stability loop: the bar's signal came first), so
+        # the count is awaited, not assumed from the next signal
         raw_pub.send_multipart([b"bar.AAPL", b"\xc1 not msgpack"])
+        await asyncio.to_thread(
+            wait_for,
+            lambda: call(cmd, "status", {}, key)["bus"]["malformed"] >= 1,
+            "inference counts the malformed frame",
+            60.0,
+        )
         md.publish_next()
         assert (await next_of(sub, TargetPosition)).model_version == "v-short"
         status_reply = await asyncio.to_thread(call, cmd, "status", {}, key)

@@ -100,6 +100,17 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_mutation_kills_backtest_risk.py",
         "tests/unit/test_mutation_kills_env_risk.py",
     ],
+    # THE sizing rule (execution trades with it; env, backtest and evaluation call it): the
+    # independent-oracle contract, the decision parity, execution's risk/decision tests that
+    # size through it; not test_env.py / test_backtest.py (slow, and they reach it only
+    # through the env and backtest rows)
+    "shared/sizing.py": [
+        "tests/unit/test_sizing_contract.py",
+        "tests/unit/test_sizing_parity_decision.py",
+        "tests/unit/test_risk.py",
+        "tests/unit/test_execution_decision.py",
+        "tests/unit/test_mutation_kills_sizing.py",
+    ],
     "shared/features.py": [
         "tests/unit/test_features.py",
         "tests/unit/test_mutation_kills_features.py",
@@ -244,6 +255,13 @@ NOTES: list[str] = [
     "d9e68c8 (both 2026-11-30 21:50 UTC, the tree at da9a522; env_risk's full run already "
     "had the first 15 tests of its kill file, regime_gate's none), then their survivors "
     "against the kill tests. "
+    "`shared/sizing.py` (execution's sizing rule, shared with the env and the backtest since "
+    "7207a8b) in full as of 7207a8b (2026-11-30 21:53 UTC, the tree at 3e5ab9c: no kill file "
+    "yet; 615 mutants, 156 survivors, 55 of them SizingConfig's bounds and messages and 45 "
+    "the array versions' edge rows, which the scalar-parity hypothesis test never draws), then "
+    "its survivors against `test_mutation_kills_sizing.py` (c320923); its selection is the "
+    "oracle contract, the decision parity and execution's risk and decision tests, not "
+    "`test_env.py` / `test_backtest.py` (slow; they reach it through their own rows). "
     "`shared/features.py` in full as of 87a4330 (the regime hook; full run 2026-11-30 18:00 "
     "UTC), then the one function changed since (`OnlineFeatures.update`, 1b6f5ca) re-run with "
     "`--changed-only`, which mutates only the functions whose source differs from the last "
@@ -520,7 +538,10 @@ def changed_since_run(module: str, prev: dict, new_source: str) -> tuple[list[st
     if not old_path.exists():
         raise SystemExit(f"{module}: the last run's stage {root} is gone; run it in full")
     old_source = old_path.read_text()
-    if hashlib.sha256(old_source.encode()).hexdigest() != prev.get("source_sha256"):
+    recorded = prev.get("source_sha256")
+    # a run recorded before the sha was kept: the rebuild below refuses a stage whose mutants
+    # do not add up to the run's counts and survivors
+    if recorded is not None and hashlib.sha256(old_source.encode()).hexdigest() != recorded:
         raise SystemExit(f"{module}: the stage is not the last recorded run's source")
     statuses = prev.get("statuses")
     if not statuses:

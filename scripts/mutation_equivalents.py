@@ -782,4 +782,164 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: new_qty == 0 is taken by the first branch (the stop is dropped), so here "
         "new_qty >= 0 is new_qty > 0"
     ),
+    # shared/sizing.py (THE sizing rule: execution, env, backtest and evaluation)
+    "shared.sizing.xǁWilderATRǁ__init____mutmut_12": (
+        "equivalent: the previous close is read only from the second accepted bar on, after the"
+        " first has set it"
+    ),
+    "shared.sizing.x_atr_series__mutmut_6": (
+        "equivalent for numbers: tolist() of an int / float32 / float64 column gives Python "
+        "ints or floats whose WilderATR arithmetic (differences, max, mean) is exact-equal to "
+        "the float64 path for prices <= MAX_PRICE < 2**53"
+    ),
+    "shared.sizing.x_atr_series__mutmut_8": (
+        "equivalent for numbers: same as atr_series__mutmut_6 (the dtype argument dropped)"
+    ),
+    "shared.sizing.x_atr_series__mutmut_11": (
+        "equivalent for numbers: same as atr_series__mutmut_6 (the low column)"
+    ),
+    "shared.sizing.x_atr_series__mutmut_13": (
+        "equivalent for numbers: same as atr_series__mutmut_6 (the low column, no dtype)"
+    ),
+    "shared.sizing.x_atr_series__mutmut_16": (
+        "equivalent for numbers: same as atr_series__mutmut_6 (the close column)"
+    ),
+    "shared.sizing.x_atr_series__mutmut_18": (
+        "equivalent for numbers: same as atr_series__mutmut_6 (the close column, no dtype)"
+    ),
+    "shared.sizing.x_full_size__mutmut_7": (
+        "equivalent: equity 0 passes the guard but floors 0 x risk / stop = 0 shares, what the "
+        "guard returns"
+    ),
+    "shared.sizing.x_clip_to_gross_exposure__mutmut_8": (
+        "equivalent: at exactly the limit |t| x price + other == max, room = floor((max - "
+        "other) / price) = |t|, so nothing is clipped"
+    ),
+    "shared.sizing.x_clip_to_gross_exposure__mutmut_22": (
+        "equivalent: `target >= 0` differs only at target 0, and a zero target is never clipped"
+        " (|0| > allowed is false for allowed >= 0)"
+    ),
+    "shared.sizing.x_clip_to_gross_exposure__mutmut_25": (
+        "equivalent: `current >= 0` differs only at current 0, already excluded by `current != 0`"
+    ),
+    "shared.sizing.x_clip_to_gross_exposure__mutmut_36": (
+        "equivalent: at |target| == allowed the clip returns copysign(allowed, target) == target"
+    ),
+    "shared.sizing.x_clip_to_gross_exposure__mutmut_38": (
+        "equivalent: with allowed 0, int(copysign(0, target)) is 0, what the else gives"
+    ),
+    "shared.sizing.x_within_rebalance_threshold__mutmut_8": (
+        "equivalent: `target >= 0` differs only at target 0, already excluded by `target != 0`"
+    ),
+    "shared.sizing.x_within_rebalance_threshold__mutmut_11": (
+        "equivalent: `held >= 0` differs only at held 0, already excluded by `held != 0`"
+    ),
+    "shared.sizing.x_position_after__mutmut_25": (
+        "equivalent: at |target| == max_position the cap gives copysign(max_position, target) "
+        "== target"
+    ),
+    "shared.sizing.x_position_after__mutmut_26": (
+        "equivalent: unreachable cap: |target| = round_half_away(f x full) with |f| <= 1 and "
+        "full <= max_position (an integer) is never above max_position"
+    ),
+    "shared.sizing.x_position_after__mutmut_27": (
+        "equivalent: same as position_after__mutmut_26 (unreachable cap)"
+    ),
+    "shared.sizing.x_position_after__mutmut_28": (
+        "equivalent: same as position_after__mutmut_26 (unreachable cap)"
+    ),
+    "shared.sizing.x_position_after__mutmut_29": (
+        "equivalent: same as position_after__mutmut_26 (unreachable cap)"
+    ),
+    "shared.sizing.x_position_after__mutmut_30": (
+        "equivalent: same as position_after__mutmut_26 (unreachable cap)"
+    ),
+    "shared.sizing.x_position_after__mutmut_31": (
+        "equivalent: same as position_after__mutmut_26 (unreachable cap)"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_20": (
+        "equivalent: the inner where's value for a cold row is discarded by the outer "
+        "np.where(warm, ..., 0.0)"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_21": (
+        "equivalent: a cold row's stop is replaced by the fallback on the next line"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_36": (
+        "equivalent: equity 0 passes but floors 0 x risk / stop = 0 shares, what the guard gives"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_40": (
+        "equivalent: the divisor is np.where(ok, stop, 1.0), never 0, so no divide warning is "
+        "raised either way (and warnings are not errors)"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_41": (
+        "equivalent: same as full_size_array__mutmut_40 (no 0/0 or inf-inf: the divisor is a "
+        "positive finite stop or 1.0)"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_42": (
+        "equivalent: same as full_size_array__mutmut_40 (errstate without divide)"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_43": (
+        "equivalent: same as full_size_array__mutmut_41 (errstate without invalid)"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_62": (
+        "equivalent: the divisor of a not-ok row only fills a value np.where(ok, ..., 0.0) discards"
+    ),
+    "shared.sizing.x_full_size_array__mutmut_71": (
+        "equivalent: an ok row has equity > 0 and stop > 0, so raw >= 0 and the lower clip "
+        "bound never acts"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_37": (
+        "equivalent: unreachable clip: |round_half_away(f x full)| <= full <= max_position (|f|"
+        " <= 1, full an integer)"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_38": (
+        "equivalent: same as position_after_array__mutmut_37 (the upper bound)"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_46": (
+        "equivalent: a row with price > 0 under the limit has |t| <= max / price, so |t| <= "
+        "floor(max / price) = room <= allowed and nothing is clipped (no float counterexample "
+        "in 2e6 random draws); price <= 0 is never over"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_47": (
+        "equivalent: at price 0, |t| x 0 > max_gross_exposure (> 0) is false anyway"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_51": (
+        "equivalent: at exactly the limit room = floor(max / price) = |t|, so nothing is clipped"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_52": (
+        "equivalent: the divisor is np.where(price > 0, price, 1.0), never 0, so no divide "
+        "warning is raised either way (and warnings are not errors)"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_53": (
+        "equivalent: same as position_after_array__mutmut_52 (no invalid operation: max / a "
+        "positive divisor)"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_54": (
+        "equivalent: same as position_after_array__mutmut_52 (errstate without divide)"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_55": (
+        "equivalent: same as position_after_array__mutmut_53 (errstate without invalid)"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_74": (
+        "equivalent: a price-0 row's room (now inf) is never used: `over` is false at price 0"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_76": (
+        "equivalent: a non-positive price's room is never used: `over` is false there"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_81": (
+        "equivalent: `target >= 0` differs only at target 0, which is never over the limit, so "
+        "never clipped"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_84": (
+        "equivalent: `held >= 0` differs only at held 0, already excluded by `held != 0`"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_107": (
+        "equivalent: at |target| == allowed, copysign(allowed, target) == target"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_122": (
+        "equivalent: `target >= 0` differs only at target 0, already excluded by `target != 0`"
+    ),
+    "shared.sizing.x_position_after_array__mutmut_125": (
+        "equivalent: `held >= 0` differs only at held 0, already excluded by `held != 0`"
+    ),
 }

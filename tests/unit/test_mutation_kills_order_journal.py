@@ -7,6 +7,8 @@ another read of the journal.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,149 @@ def test_listings_default_to_the_newest_thousand(tmp_path: Path) -> None:
     assert len(orders) == 1000 and orders[-1].order_ref == "r1"
     fills = j.fills()
     assert len(fills) == 1000 and fills[-1]["exec_id"] == "e1"
+
+
+# ------------------------------------------------------------------ the fast path (0784737)
+
+
+def bracket(ref: str = "rl-AAPL-9") -> tuple[OrderRequest, tuple[OrderRequest, ...]]:
+    """A bracket parent and its two children, written out by hand."""
+    bar = 1_700_000_000_000_000_000
+    parent = OrderRequest(
+        order_ref=ref,
+        symbol="AAPL",
+        side="BUY",
+        quantity=10,
+        order_type="BRACKET",
+        limit_price=100.0,
+        take_profit=104.0,
+        stop_loss=98.0,
+        bar_seq=9,
+        not_before_ns=bar,
+    )
+    tp = OrderRequest(
+        order_ref=f"{ref}-tp",
+        symbol="AAPL",
+        side="SELL",
+        quantity=10,
+        order_type="LMT",
+        limit_price=104.0,
+        bar_seq=9,
+        not_before_ns=bar + 1,
+    )
+    sl = OrderRequest(
+        order_ref=f"{ref}-sl",
+        symbol="AAPL",
+        side="SELL",
+        quantity=10,
+        order_type="STP",
+        limit_price=98.0,
+        bar_seq=9,
+        not_before_ns=bar + 2,
+    )
+    return parent, (tp, sl)
+
+
+def test_a_bracket_is_reserved_parent_and_children_with_the_given_time(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = OrderJournal(path)
+    parent, children = bracket()
+    assert j.reserve(parent, now_ns=500, children=children) is True
+    # the index knows all three, each with its own bar time
+    assert j.bar_ts_of("rl-AAPL-9") == 1_700_000_000_000_000_000
+    assert j.bar_ts_of("rl-AAPL-9-tp") == 1_700_000_000_000_000_001
+    assert j.bar_ts_of("rl-AAPL-9-sl") == 1_700_000_000_000_000_002
+    j.close()
+    j = OrderJournal(path)  # and the file has them, written at now_ns = 500
+    rows = {
+        e.order_ref: (e.side, e.order_type, e.quantity, e.limit_price, e.state, e.created_ns)
+        for e in j.orders()
+    }
+    assert rows == {
+        "rl-AAPL-9": ("BUY", "BRACKET", 10.0, 100.0, "reserved", 500),
+        "rl-AAPL-9-tp": ("SELL", "LMT", 10.0, 104.0, "reserved", 500),
+        "rl-AAPL-9-sl": ("SELL", "STP", 10.0, 98.0, "reserved", 500),
+    }
+    assert j.bar_ts_of("rl-AAPL-9-sl") == 1_700_000_000_000_000_002
+    j.close()
+
+
+def test_a_bracket_whose_parent_exists_inserts_no_children(tmp_path: Path) -> None:
+    j = OrderJournal(tmp_path / "j.sqlite")
+    parent, children = bracket()
+    assert j.reserve(parent, now_ns=500) is True  # the parent alone, earlier
+    assert j.reserve(parent, now_ns=600, children=children) is False
+    assert not j.has("rl-AAPL-9-tp") and j.bar_ts_of("rl-AAPL-9-sl") is None
+    assert [e.order_ref for e in j.orders()] == ["rl-AAPL-9"]
+    j.close()
+
+
+def test_a_plain_reserve_returns_true_once_and_indexes_the_bar_time(tmp_path: Path) -> None:
+    j = OrderJournal(tmp_path / "j.sqlite")
+    assert j.bar_ts_of("rl-AAPL-7") is None
+    assert j.reserve(lmt(), now_ns=5) is True
+    assert j.bar_ts_of("rl-AAPL-7") == 1_700_000_000_000_000_000
+    assert j.reserve(lmt(), now_ns=6) is False
+    j.close()
+
+
+def test_mark_sent_true_once_and_the_first_order_of_the_day_opens_it_at_that_equity(
+    tmp_path: Path,
+) -> None:
+    j = OrderJournal(tmp_path / "j.sqlite")
+    assert j.reserve(lmt(), now_ns=5)
+    assert j.mark_sent("rl-AAPL-7", "77", "2024-03-04", 123_456.0) is True
+    assert j.equity_day("2024-03-04") == EquityDay(
+        day="2024-03-04", start_equity=123_456.0, last_equity=123_456.0, orders=1
+    )
+    assert j.mark_sent("rl-AAPL-7", "78", "2024-03-04", 99.0) is False  # already sent
+    assert j.get("rl-AAPL-7").broker_order_id == "77"  # type: ignore[union-attr]
+    assert j.mark_sent("never-reserved", "79", "2024-03-04", 99.0) is False
+    j.close()
+
+
+def test_synchronous_is_kept_and_anything_else_refused_by_name(tmp_path: Path) -> None:
+    j = OrderJournal(tmp_path / "j.sqlite", synchronous="FULL")
+    assert j.synchronous == "FULL"
+    j.close()
+    with pytest.raises(ValueError) as err:
+        OrderJournal(tmp_path / "k.sqlite", synchronous="OFF")
+    assert str(err.value) == "synchronous must be one of ('NORMAL', 'FULL'), got 'OFF'"
+
+
+def test_checkpoint_moves_wal_pages_and_runs_from_any_worker_thread(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = OrderJournal(path)
+    for i in range(200):
+        assert j.reserve(
+            OrderRequest(
+                order_ref=f"rl-AAPL-{i}",
+                symbol="AAPL",
+                side="BUY",
+                quantity=1,
+                bar_seq=i,
+                not_before_ns=i,
+            )
+        )
+    before = os.path.getsize(path)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(j.checkpoint())
+        except BaseException as exc:  # the assertion below names it
+            errors.append(exc)
+
+    # asyncio.to_thread may hand each call to another pool thread: two threads, one after the
+    # other, share the checkpoint connection
+    for _ in range(2):
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(timeout=60)
+    assert errors == []
+    assert len(results) == 2 and results[0] > 0  # the first moved the 200 orders' pages
+    assert results[1] >= 0
+    assert os.path.getsize(path) > before  # the pages are in the main file now
+    j.close()
+    assert OrderJournal(":memory:").checkpoint() == 0

@@ -429,3 +429,13 @@ def test_checkpoint_moves_wal_pages_and_runs_from_any_worker_thread(tmp_path: Pa
     assert os.path.getsize(path) > before  # the pages are in the main file now
     j.close()
     assert OrderJournal(":memory:").checkpoint() == 0
+
+
+def test_checkpoint_of_a_reopened_journal_with_an_empty_wal_moves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = OrderJournal(path)
+    assert j.reserve(lmt(), now_ns=5)
+    j.close()  # the last connection closing folds the WAL into the file
+    j = OrderJournal(path)  # the tables exist: opening writes nothing
+    assert j.checkpoint() == 0
+    j.close()

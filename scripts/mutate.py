@@ -265,6 +265,16 @@ NOTES: list[str] = [
     "its survivors against `test_mutation_kills_sizing.py` (c320923); its selection is the "
     "oracle contract, the decision parity and execution's risk and decision tests, not "
     "`test_env.py` / `test_backtest.py` (slow; they reach it through their own rows). "
+    "`services/execution/order_journal.py` in full as of 3f5cd0b (the first session's run; "
+    "the commit is inferred: its source gives the row's 417 mutants and nothing changed the "
+    "module until 0784737), then its eight functions changed since (0784737, 3a1d293: "
+    "reservation only before placeOrder, the in-memory reference index, WAL checkpoints on "
+    "their own connection, SENT with the day's order count) re-run with `--changed-only "
+    "--source-ref HEAD` (2026-11-30 22:04 UTC at c96f160: 148 mutants, 69 not killed, 29 of "
+    "them checkpoint's with no test reaching it; about 50 s wall, staging included; its own "
+    "time was lost when an unfinished survivors re-run was merged over the row, which was "
+    "restored from the run's log; the tool now refuses to merge an unfinished re-run), then "
+    "its survivors against the new kill tests (the survivors' time in the table). "
     "`shared/features.py` in full as of 87a4330 (the regime hook; full run 2026-11-30 18:00 "
     "UTC), then the one function changed since (`OnlineFeatures.update`, 1b6f5ca) re-run with "
     "`--changed-only`, which mutates only the functions whose source differs from the last "
@@ -832,6 +842,11 @@ def main() -> int:
             if not only:
                 continue
         r = run_module(module, budget, args.children, only, args.source_ref)
+        if (prev is not None or args.changed_only) and not r["finished"]:
+            # merged, an unfinished re-run would overwrite the recorded row with "not checked"
+            # mutants and no survivors (then --survivors-only has nothing left to re-run)
+            print(f"[mutate] FAIL {module}: the re-run did not finish; row kept (log {r['log']})")
+            return 1
         if prev is not None:
             r = mutate_merge.merge_rerun(prev, r)
         if args.changed_only:

@@ -105,27 +105,10 @@ EQUIVALENT: dict[str, str] = {
     "execution.risk.xǁRiskManagerǁdecide__mutmut_140": (
         "equivalent: `held >= 0` differs only at 0, excluded by `held != 0`"
     ),
-    # services/execution/order_journal.py
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_2": (
-        "equivalent: the value of PRAGMA synchronous is case-insensitive (normal == NORMAL)"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_5": (
-        "equivalent: always creating the parent folder only adds mkdir('.') for ':memory:', "
-        "which exists"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_7": (
-        "equivalent: same as __init____mutmut_5 (the ':memory:' test never matches, mkdir('.') "
-        "is a no-op)"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_8": (
-        "equivalent: same as __init____mutmut_5"
-    ),
+    # services/execution/order_journal.py (__init__'s old judgements went with its old source:
+    # 0784737 renumbered its mutants; its current ones are judged under the fast path below)
     "execution.order_journal.xǁOrderJournalǁset_value__mutmut_11": (
         "equivalent: json.dumps treats allow_nan=None like False (falsy): NaN is refused either way"
-    ),
-    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_1": (
-        "equivalent: SQLite maps an unknown PRAGMA synchronous value to NORMAL (1), the "
-        "intended setting (checked: the pragma reads 1 either way)"
     ),
     "execution.order_journal.xǁOrderJournalǁsave_fill__mutmut_22": (
         "equivalent: only the letter case of SQL identifiers changed (continuation line of the "
@@ -781,6 +764,51 @@ EQUIVALENT: dict[str, str] = {
     "shared.env_risk.xǁRiskStateǁafter_fill__mutmut_10": (
         "equivalent: new_qty == 0 is taken by the first branch (the stop is dropped), so here "
         "new_qty >= 0 is new_qty > 0"
+    ),
+    # services/execution/order_journal.py: the fast path (0784737)
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_8": (
+        "equivalent: _in_memory only skips mkdir (the parent of ':memory:' is '.', which "
+        "exists) and makes checkpoint() return 0; without it checkpoint opens a fresh private "
+        "':memory:' database whose wal_checkpoint reports (0, -1, -1), also 0"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_9": (
+        "equivalent: same as __init____mutmut_8 (':memory:' not recognised)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_11": (
+        "equivalent: same as __init____mutmut_8 (':memory:' not recognised)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_12": (
+        "equivalent: same as __init____mutmut_8 (':memory:' not recognised)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_26": (
+        "equivalent: every call on the writing connection runs on the thread that opened it "
+        "(the service's event loop); the one worker-thread call, checkpoint(), uses a "
+        "connection of its own"
+    ),
+    "execution.order_journal.xǁOrderJournalǁ__init____mutmut_28": (
+        "equivalent: same as __init____mutmut_26 (check_same_thread=True)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁcheckpoint__mutmut_7": (
+        "equivalent: without isolation_level=None the sqlite3 module opens an implicit "
+        "transaction only before INSERT/UPDATE/DELETE/REPLACE, and this connection runs PRAGMAs"
+        " only"
+    ),
+    "execution.order_journal.xǁOrderJournalǁcheckpoint__mutmut_22": (
+        "equivalent: the journal is in WAL mode (set at open), so wal_checkpoint reports >= 0 "
+        "checkpointed pages and int(row[2]) is what the guard returns; only a non-WAL -1 would "
+        "differ"
+    ),
+    "execution.order_journal.xǁOrderJournalǁcheckpoint__mutmut_25": (
+        "equivalent: same as checkpoint__mutmut_22 (the row always exists; row[2] >= 0 in WAL mode)"
+    ),
+    "execution.order_journal.xǁOrderJournalǁcheckpoint__mutmut_27": (
+        "equivalent: at row[2] == 0 both return 0"
+    ),
+    "execution.order_journal.xǁOrderJournalǁcheckpoint__mutmut_28": (
+        "accepted: differs only when exactly one WAL page is checkpointed (1 vs 0); the service"
+        " discards the count (await asyncio.to_thread(self.journal.checkpoint)) and a one-page "
+        "transaction cannot be made through the journal's API (every write touches a table page"
+        " and an index page)"
     ),
     # shared/sizing.py (THE sizing rule: execution, env, backtest and evaluation)
     "shared.sizing.xǁWilderATRǁ__init____mutmut_12": (

@@ -165,6 +165,28 @@ def test_session_bounds_to_the_microsecond(when: tuple[int, ...], inside: bool) 
         assert refusal is not None and refusal.startswith("outside trading hours 09:30-16:00: ")
 
 
+def test_hours_refusal_names_the_local_time_with_its_zone() -> None:
+    # 2024-03-04 (a Monday) 16:00:30 New York is 30 s past the close, EST (before the DST switch)
+    assert schedule().refusal(ns(2024, 3, 4, 16, 0, 30)) == (
+        "outside trading hours 09:30-16:00: 2024-03-04 16:00 EST"
+    )
+    # after the DST switch (2024-03-10) the zone reads EDT
+    assert schedule().refusal(ns(2024, 3, 11, 8, 15)) == (
+        "outside trading hours 09:30-16:00: 2024-03-11 08:15 EDT"
+    )
+
+
+def test_local_time_of_the_epoch_itself() -> None:
+    # ts 0 is 1970-01-01 00:00 UTC = 1969-12-31 19:00 in New York (EST, UTC-5); the first call,
+    # and again from the one-entry cache
+    s = schedule()
+    for _ in range(2):
+        when = s.local(0)
+        assert when is not None
+        assert (when.year, when.month, when.day, when.hour, when.minute) == (1969, 12, 31, 19, 0)
+        assert when.utcoffset() == dt.timedelta(hours=-5)
+
+
 # ------------------------------------------------------------------------- rate limiter
 def test_rate_window_is_sixty_seconds() -> None:
     rl = RateLimiter(1)

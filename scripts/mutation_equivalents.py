@@ -53,21 +53,6 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: `position >= 0` differs only at 0, where `position == 0` short-circuits"
     ),
     # services/execution/risk.py
-    "execution.risk.xǁWilderATRǁ__init____mutmut_12": (
-        "equivalent: the previous close is read only from the second accepted bar on, after the"
-        " first has set it"
-    ),
-    "execution.risk.x_full_size__mutmut_7": (
-        "equivalent: with equity 0 the size is floor(0) = 0 either way"
-    ),
-    "execution.risk.xǁTradingScheduleǁlocal__mutmut_3": (
-        "equivalent on a host whose local zone has no DST (UTC, as CI): a naive local datetime "
-        "converted with astimezone is the same instant; on a DST host it differs only inside "
-        "the repeated autumn hour"
-    ),
-    "execution.risk.xǁTradingScheduleǁlocal__mutmut_5": (
-        "equivalent: same as local__mutmut_3 (tz argument dropped)"
-    ),
     "execution.risk.xǁTradingScheduleǁrefusal__mutmut_20": (
         "equivalent: session bounds are whole minutes and (s + us/1000001)/60 stays in [0, 1) "
         "like (s + us/1e6)/60, so no comparison with a whole minute changes"
@@ -86,24 +71,19 @@ EQUIVALENT: dict[str, str] = {
     "execution.risk.xǁRiskManagerǁdecide__mutmut_47": (
         "equivalent: `current >= 0` differs only at 0, where `current == 0` short-circuits"
     ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_74": (
-        "equivalent up to float rounding: at exposure == limit the room floor((limit - "
-        "other)/price) is |target|, so nothing is clipped either way"
+    # services/execution/risk.py since 7207a8b/3a1d293 (the sizer moved to shared/sizing.py; the
+    # local-time cache): the moved functions' and decide's old judgements went with the old source
+    "execution.risk.xǁTradingScheduleǁ__init____mutmut_7": (
+        "equivalent: the empty cache entry holds no datetime, and local() uses an entry only "
+        "when its datetime is not None, so its timestamp (0 or 1) never matters"
     ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_88": (
-        "equivalent: a target of 0 is never above `allowed`, so the side test does not matter"
+    "execution.risk.xǁTradingScheduleǁlocal__mutmut_8": (
+        "equivalent: a naive fromtimestamp is the system's local time (fold set in a repeated "
+        "hour) and astimezone reads a naive datetime as that same local time, so the instant "
+        "and its self.tz view are the same"
     ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_91": (
-        "equivalent: `current >= 0` differs only at 0, excluded by `current != 0`"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_105": (
-        "equivalent: int(copysign(0, t)) == 0, the `else` value"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_137": (
-        "equivalent: `target >= 0` differs only at 0, excluded by `target != 0`"
-    ),
-    "execution.risk.xǁRiskManagerǁdecide__mutmut_140": (
-        "equivalent: `held >= 0` differs only at 0, excluded by `held != 0`"
+    "execution.risk.xǁTradingScheduleǁlocal__mutmut_10": (
+        "equivalent: same as local__mutmut_8 (tz dropped)"
     ),
     # services/execution/order_journal.py (__init__'s old judgements went with its old source:
     # 0784737 renumbered its mutants; its current ones are judged under the fast path below)

@@ -67,6 +67,14 @@ def free_port() -> int:
     return _PORTS.take()
 
 
+def sim_ports() -> dict[str, str]:
+    """The simulator's two ports from this allocator, for ``SimulatorProcess(env)``: its own
+    default picks them with ``bind(port 0)``, in the kernel's ephemeral range, where an outbound
+    connection can take one before the simulator binds it (seen in the stability loop: "address
+    already in use" at the simulator's start)."""
+    return {"IBSIM_PORT": str(free_port()), "IBSIM_CONTROL_PORT": str(free_port())}
+
+
 @pytest.fixture
 def bus_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for a private bus: fresh ports for the forwarder and every command endpoint,

@@ -18,6 +18,8 @@ import pytest
 from ib_async import IB, MarketOrder, Stock
 from ibsim.process import SimulatorProcess
 
+from tests.conftest import sim_ports
+
 pytestmark = pytest.mark.integration
 
 NS = 1_000_000_000
@@ -89,7 +91,8 @@ async def test_a_re_run_never_reuses_an_exec_id(tmp_path: Path, keep_state: bool
         env["IBSIM_STATE_DIR"] = str(tmp_path / "state")
     seen: list[str] = []
     for run in range(2):
-        with SimulatorProcess(env, log_path=tmp_path / f"ibsim-{run}.log") as sim:
+        log = tmp_path / f"ibsim-{run}.log"
+        with SimulatorProcess({**env, **sim_ports()}, log_path=log) as sim:
             seen.append(await buy_and_fill(sim, f"run-{run}", minute=run + 1))
             records = sim.control({"cmd": "executions"})["executions"]
             assert isinstance(records, list)
@@ -108,7 +111,7 @@ async def test_hostile_clients_then_ib_async_trades(tmp_path: Path) -> None:
         "IBSIM_FRAME_TIMEOUT_S": "0.5",
         "IBSIM_MAX_FRAME_BYTES": str(64 * 1024),
     }
-    with SimulatorProcess(env, log_path=tmp_path / "ibsim.log") as sim:
+    with SimulatorProcess({**env, **sim_ports()}, log_path=tmp_path / "ibsim.log") as sim:
         # three half-open connections fill the cap; a fourth is refused at once
         held = [socket.create_connection(("127.0.0.1", sim.port), timeout=5) for _ in range(3)]
         deadline = time.monotonic() + 10

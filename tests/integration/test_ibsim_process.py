@@ -18,7 +18,7 @@ from ibsim.process import SimulatorProcess
 
 from shared.bus import Publisher
 from shared.messages import Bar
-from tests.conftest import bus_security
+from tests.conftest import bus_security, sim_ports
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def push_bar(sim: SimulatorProcess, minute: int, price: float) -> dict[str, obje
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
     with SimulatorProcess(
-        {"IBSIM_STATE_DIR": str(tmp_path / "state"), "IBSIM_SLIPPAGE_BPS": "0"},
+        {**sim_ports(), "IBSIM_STATE_DIR": str(tmp_path / "state"), "IBSIM_SLIPPAGE_BPS": "0"},
         log_path=tmp_path / "ibsim.log",
     ) as proc:
         yield proc
@@ -141,7 +141,7 @@ async def test_restart_keeps_the_execution_record(sim: SimulatorProcess, tmp_pat
 
 
 async def test_bars_from_the_bus_drive_fills(busproxy: dict[str, str], tmp_path: Path) -> None:
-    env = {**busproxy, "IBSIM_PRICE_SOURCE": "bus", "IBSIM_SLIPPAGE_BPS": "0"}
+    env = {**busproxy, **sim_ports(), "IBSIM_PRICE_SOURCE": "bus", "IBSIM_SLIPPAGE_BPS": "0"}
     with SimulatorProcess(env, log_path=tmp_path / "ibsim.log") as sim:
         ctx = zmq.Context()
         publisher = Publisher(
@@ -199,7 +199,7 @@ def test_a_bad_setting_fails_the_start_naming_the_key() -> None:
 
 
 def test_live_account_switch_and_outage(tmp_path: Path) -> None:
-    with SimulatorProcess({"IBSIM_LIVE_ACCOUNT": "true"}) as sim:
+    with SimulatorProcess({**sim_ports(), "IBSIM_LIVE_ACCOUNT": "true"}) as sim:
         assert sim.control({"cmd": "ping"})["account"] == "U1234567"
         sim.control({"cmd": "faults", "set": {"outage_seconds": 1.0}})
         with pytest.raises(ConnectionRefusedError):

@@ -18,19 +18,10 @@ from shared.backtest import AccountConfig, run_backtest
 from shared.backtest_risk import RiskBook, apply_risk_rules, manifest_risk_rules
 from shared.costs import ZERO_COSTS
 from shared.env_risk import RiskRules
-from shared.sizing import SizingConfig
+from tests.unit.test_mutation_kills_backtest import SIZING  # 1 %, 2 x ATR(3), cap 1000
 
 pytestmark = pytest.mark.unit
 
-SIZING = SizingConfig(
-    risk_per_trade=0.01,
-    stop_atr_multiple=2.0,
-    atr_period=3,
-    max_position=1000,
-    max_gross_exposure=1e9,
-    rebalance_threshold=0.1,
-    fallback_stop_pct=0.05,
-)
 ACCT = AccountConfig(initial_cash=100_000.0, sizing=SIZING, costs=ZERO_COSTS)
 
 

@@ -491,6 +491,8 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
     def handle_batch(self, messages: list[Any]) -> None:
         """One receive batch: bars of distinct symbols share one ONNX call (see the module doc);
         no exception from a message leaves here, the next message is served."""
+        if self.sharding is not None:  # paused past the peer timeout: release all first
+            self.check_fence()  # (inference.sharding, rule 6)
         if len(messages) == 1 and type(messages[0]) is Bar:
             # one bar alone (bar_to_signal_1): no batch to build, decide and publish directly
             # (profiled: the batch bookkeeping was ~10 % of the per-bar Python time)
@@ -588,7 +590,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
             self.bus.publisher,
             "inference",
             self.bus.settings.heartbeat_interval_s,
-            self.status_detail,
+            self.heartbeat_detail,  # the self-fence first (inference.membership)
         )
 
     def close(self) -> None:

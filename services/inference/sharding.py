@@ -175,6 +175,33 @@ class Sharding:
     serves: set[str] = field(default_factory=set)
     last_signal_ts: dict[str, int] = field(default_factory=dict)  # symbol -> close ts, any replica
     handovers: int = 0  # symbols acquired after the join grace from a peer (or a dead peer)
+    # monotonic time of the last heartbeat this replica published (None: none yet, so no peer
+    # can have counted it, nor expired it)
+    last_heartbeat: float | None = None
+    self_fences: int = 0  # rule 6: pauses past the peer timeout, everything released
+
+    def heartbeat_sent(self, now: float) -> None:
+        self.last_heartbeat = now
+
+    def stale(self, now: float) -> bool:
+        """Rule 6's condition: this replica's own last heartbeat is older than the peer timeout,
+        so its peers may have expired it (never true before its first heartbeat)."""
+        last = self.last_heartbeat
+        return last is not None and now - last > self.peer_timeout_s
+
+    def fence(self, now: float) -> list[str] | None:
+        """Rule 6: when ``stale``, release every symbol and start over as a new replica (a new
+        join grace, no peer known until heard again); the symbols released (maybe none), or
+        None when not stale. The caller publishes nothing for them and announces the empty set
+        at once (``heartbeat_sent``)."""
+        if not self.stale(now):
+            return None
+        released = sorted(self.serves)
+        self.serves.clear()
+        self.peers.clear()  # their last_seen predates the pause: hear them again first
+        self.started = now
+        self.self_fences += 1
+        return released
 
     def joining(self, now: float) -> bool:
         return now - self.started < self.join_grace_s
@@ -258,4 +285,5 @@ class Sharding:
             # is still to come once their first heartbeat past the grace arrives
             "peers_joining": sorted(r for r, p in self.live_peers(now).items() if p.joining),
             "handovers": self.handovers,
+            "self_fences": self.self_fences,
         }

@@ -8,9 +8,8 @@ What it does about IB's known pains:
 * Duplicated orders after a restart: every order carries the deterministic reference as
   ``orderRef``; ``known_order_refs`` holds the references of every open and completed order the
   gateway reported (and every order this process placed), which the service checks before sending.
-* Silent rejections: ib_async marks a rejected order ``Cancelled`` and keeps the error in the
-  trade's log; this adapter reports it as ``rejected`` with the IB code and reason (202, "order
-  cancelled", stays a cancel).
+* Silent rejections: reported as ``rejected`` with the IB code and reason
+  (``execution.ib_translation``).
 * Reconnect: a dropped connection is retried with exponential backoff (``reconnect_min_s`` doubling
   up to ``reconnect_max_s``); positions and account updates are subscribed again by the connect.
 
@@ -23,7 +22,8 @@ for a missing report: after ``commission_wait_s`` without it the adapter logs ``
 re-requests the executions (IB answers each with its commission report) and checks again with a
 growing interval (at most a minute), so a late report is booked when it arrives and a lost one is
 fetched again. ``recover_fills`` likewise leaves out an execution whose report has not come yet; the
-same wait takes it over.
+same wait takes it over. Which filled shares the service sees already is ``execution.fill_book``'s
+ledger; the orders for a request are built by ``execution.ib_orders``.
 """
 
 from __future__ import annotations
@@ -31,23 +31,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import math
-import re
 import time
 from typing import Any
 
-from ib_async import (
-    IB,
-    Contract,
-    ExecutionFilter,
-    LimitOrder,
-    MarketOrder,
-    Order,
-    OrderStatus,
-    Stock,
-    StopOrder,
-    Trade,
-)
+from ib_async import IB, ExecutionFilter, OrderStatus, Trade
 from ib_async import Fill as IBFill
 from ib_async import Position as IBPosition
 from ib_async.objects import CommissionReport
@@ -59,9 +46,12 @@ from execution.broker import (
     BrokerPosition,
     ConnectionChange,
     OrderRequest,
-    OrderUpdate,
     WorkingOrder,
 )
+from execution.fill_book import FillBook, TradeKey
+from execution.ib_contracts import StockContracts
+from execution.ib_orders import ib_orders
+from execution.ib_translation import broker_fill, is_bracket_child, order_update, working_order
 from shared.logs import event
 from shared.messages import Bar
 from shared.paper_config import IBConnection
@@ -69,37 +59,15 @@ from shared.paper_config import IBConnection
 log = logging.getLogger("execution.ib")
 
 PAPER_PREFIXES = ("DU", "DF")
-ORDER_CANCELLED_CODE = 202
-# ib_async's warning codes: the order is still live after them
-WARNING_CODES = frozenset({105, 110, 165, 321, 329, 399, 404, 434, 492, 10167})
-_ERROR_PREFIX = re.compile(r"^(Error|Warning) \d+, reqId -?\d+: ")
 
 
-def _trade_key(trade: Trade) -> tuple[int, int]:
+def _trade_key(trade: Trade) -> TradeKey:
     """How ib_async itself keys trades: (client id, order id)."""
     return (trade.order.clientId, trade.order.orderId)
 
 
 def is_paper_account(account: str) -> bool:
     return account.upper().startswith(PAPER_PREFIXES)
-
-
-def _ns(moment: Any) -> int:
-    if isinstance(moment, dt.datetime):
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        return int(moment.timestamp() * 1e9)
-    return time.time_ns()
-
-
-def _rejection(trade: Trade) -> tuple[int, str] | None:
-    """The error that ended the trade, if an error did (not a plain cancel)."""
-    for entry in reversed(trade.log):
-        code = int(entry.errorCode or 0)
-        if code and code != ORDER_CANCELLED_CODE and code not in WARNING_CODES:
-            message = entry.message.split(", contract:", 1)[0]
-            return code, _ERROR_PREFIX.sub("", message)
-    return None
 
 
 class IBBroker:
@@ -122,30 +90,19 @@ class IBBroker:
         self.reconnect_max_s = reconnect_max_s
         self.commission_wait_s = commission_wait_s
         self.ib = ib or IB()
+        self._contracts = StockContracts(self.ib, connection.exchange, connection.currency)
         if not log.isEnabledFor(logging.DEBUG):  # ib_async logs every status change at INFO
             logging.getLogger("ib_async").setLevel(logging.WARNING)
         self.events: asyncio.Queue[BrokerEvent] = asyncio.Queue()
         self._account = ""
-        self._contracts: dict[str, Contract] = {}
         self._known_refs: set[str] = set()
         # Orders not yet done, kept from order events: ib_async's openTrades() scans every trade
         # of the session, which made each signal's cost grow with the number of orders sent.
-        self._open: dict[tuple[int, int], Trade] = {}
+        self._open: dict[TradeKey, Trade] = {}
         self._pending_fills: dict[str, asyncio.TimerHandle] = {}
         self._reported_fills: set[str] = set()
-        # Every filled share of our own orders must be in exactly one place the service sees:
-        # a working order, a position report, or a booked fill. IB says "Filled" at once, but a
-        # fill is handed over only with its commission report, and a position report may come
-        # before or after it. So per order reference we count the *accounted* shares (of
-        # executions handed over as fills or covered by a later position report of the symbol);
-        # filled shares not accounted yet still count as working (done orders of this session
-        # are kept in ``_unbooked`` for that), or a decision in the gap would order them again.
-        self._placed_refs: set[str] = set()
-        self._accounted_shares: dict[str, float] = {}
-        self._accounted_execs: set[str] = set()
-        self._positioned_execs: set[str] = set()  # covered by a position report
-        self._unpositioned: dict[str, dict[str, tuple[str, float]]] = {}  # symbol -> exec
-        self._unbooked: dict[tuple[int, int], Trade] = {}
+        # which filled shares of our own orders the service sees already (see its module)
+        self._fills = FillBook()
         self._commission_attempts: dict[str, int] = {}
         self._commission_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -211,7 +168,7 @@ class IBBroker:
                 self._known_refs.add(trade.order.orderRef)
                 if trade.orderStatus.status in ("Filled", "Cancelled", "ApiCancelled", "Inactive"):
                     self._on_status(trade)  # completed while we were away: final state
-        await self._qualify(self.symbols)
+        await self._contracts.qualify(self.symbols)
         account_type = next(
             (v.value for v in self.ib.accountValues(account) if v.tag == "AccountType"), ""
         )
@@ -302,36 +259,15 @@ class IBBroker:
         key = _trade_key(trade)
         if trade.orderStatus.status in OrderStatus.DoneStates:
             self._open.pop(key, None)
-            if self._unreported_shares(trade) > 0:
-                self._unbooked[key] = trade
-            else:
-                self._unbooked.pop(key, None)
+            self._fills.on_done(key, trade)
         else:
             self._open[key] = trade
 
-    def _unreported_shares(self, trade: Trade) -> float:
-        """Filled shares of one of this session's orders that neither a handed-over fill nor a
-        position report accounts for yet."""
-        ref = trade.order.orderRef
-        if not ref or ref not in self._placed_refs:
-            return 0.0
-        return max(0.0, float(trade.orderStatus.filled) - self._accounted_shares.get(ref, 0.0))
-
-    def _mark_accounted(self, exec_id: str, order_ref: str, shares: float) -> None:
-        """An execution is now visible to the service (handed over, or inside a position
-        report); counted once, however many times it is seen."""
-        self._unpositioned_drop(exec_id)
-        if order_ref not in self._placed_refs or exec_id in self._accounted_execs:
-            return
-        self._accounted_execs.add(exec_id)
-        self._accounted_shares[order_ref] = self._accounted_shares.get(order_ref, 0.0) + shares
-        for key, trade in list(self._unbooked.items()):
-            if trade.order.orderRef == order_ref and self._unreported_shares(trade) <= 0:
-                del self._unbooked[key]
-
-    def _unpositioned_drop(self, exec_id: str) -> None:
-        for execs in self._unpositioned.values():
-            execs.pop(exec_id, None)
+    @property
+    def _placed_refs(self) -> set[str]:
+        """The fill book's placed references (the unit test of fill accounting marks its
+        hand-made orders as placed through this name)."""
+        return self._fills.placed_refs
 
     def _open_trades(self) -> list[Trade]:
         return [
@@ -349,31 +285,14 @@ class IBBroker:
                 continue
             total = float(order.totalQuantity)
             remaining = max(0.0, total - float(trade.orderStatus.filled))
-            remaining += self._unreported_shares(trade)
-            out.append(self._working(trade, total, remaining, child=None))
-        for trade in self._unbooked.values():
-            shares = self._unreported_shares(trade)
+            remaining += self._fills.unreported_shares(trade)
+            out.append(working_order(trade, total, remaining, is_child=is_bracket_child(order)))
+        for trade in self._fills.unbooked_trades():
+            shares = self._fills.unreported_shares(trade)
             if shares > 0:
-                out.append(self._working(trade, float(trade.order.totalQuantity), shares, False))
+                total = float(trade.order.totalQuantity)
+                out.append(working_order(trade, total, shares, is_child=False))
         return out
-
-    @staticmethod
-    def _working(trade: Trade, total: float, remaining: float, child: bool | None) -> WorkingOrder:
-        order = trade.order
-        return WorkingOrder(
-            order_ref=order.orderRef,
-            symbol=trade.contract.symbol,
-            side="BUY" if order.action == "BUY" else "SELL",
-            quantity=total,
-            remaining=remaining,
-            order_type=order.orderType,
-            broker_order_id=str(order.orderId),
-            is_child=(
-                bool(order.parentId) or order.orderRef.endswith(("-tp", "-sl"))
-                if child is None
-                else child
-            ),
-        )
 
     def known_order_refs(self) -> set[str]:
         return self._known_refs
@@ -391,92 +310,16 @@ class IBBroker:
         """IB prices its own fills; bars from the bus are not needed here."""
 
     # ================================================================== orders
-    async def _qualify(self, symbols: tuple[str, ...] | list[str]) -> None:
-        missing = [s for s in symbols if s not in self._contracts]
-        if not missing:
-            return
-        contracts = [Stock(s, self.conn.exchange, self.conn.currency) for s in missing]
-        try:
-            results = await self.ib.qualifyContractsAsync(*contracts)
-        except (ConnectionError, OSError) as exc:
-            raise BrokerError(f"contract qualification failed: {exc!r}") from None
-        for symbol, contract in zip(missing, results, strict=True):
-            if isinstance(contract, Contract) and contract.conId:
-                self._contracts[symbol] = contract
-            else:
-                event(log, "contract_not_found", logging.ERROR, symbol=symbol)
-
-    async def _contract(self, symbol: str) -> Contract:
-        if symbol not in self._contracts:
-            await self._qualify([symbol])
-        contract = self._contracts.get(symbol)
-        if contract is None:
-            raise BrokerError(
-                f"IB has no unique stock contract for {symbol!r}"
-                f" on {self.conn.exchange}/{self.conn.currency}"
-            )
-        return contract
-
-    def _stamp(self, order: Order, ref: str) -> Order:
-        order.orderRef = ref
-        order.account = self._account
-        order.tif = "DAY"
-        return order
-
     async def place(self, order: OrderRequest) -> str:
         if not self.is_connected():
             raise BrokerError("not connected to IB")
-        contract = await self._contract(order.symbol)
+        contract = await self._contracts.get(order.symbol)
         if not self.is_connected():
             raise BrokerError("connection to IB lost while qualifying the contract")
-        side, qty = order.side, float(order.quantity)
-        orders: list[Order]
-        if order.order_type == "BRACKET":
-            if order.stop_loss is None or order.take_profit is None:
-                raise BrokerError("bracket order needs stop_loss and take_profit")
-            exit_side = "SELL" if side == "BUY" else "BUY"
-            client = self.ib.client
-            parent: Order = (
-                LimitOrder(side, qty, order.limit_price)
-                if order.limit_price
-                else MarketOrder(side, qty)
-            )
-            parent.orderId = client.getReqId()
-            parent.transmit = False
-            take = LimitOrder(
-                exit_side,
-                qty,
-                order.take_profit,
-                orderId=client.getReqId(),
-                transmit=False,
-                parentId=parent.orderId,
-            )
-            stop = StopOrder(
-                exit_side,
-                qty,
-                order.stop_loss,
-                orderId=client.getReqId(),
-                transmit=True,
-                parentId=parent.orderId,
-            )
-            orders = [
-                self._stamp(parent, order.order_ref),
-                self._stamp(take, f"{order.order_ref}-tp"),
-                self._stamp(stop, f"{order.order_ref}-sl"),
-            ]
-        elif order.order_type == "LMT":
-            if not order.limit_price:
-                raise BrokerError("limit order without a limit price")
-            orders = [self._stamp(LimitOrder(side, qty, order.limit_price), order.order_ref)]
-        elif order.order_type == "STP":
-            if not order.stop_price:
-                raise BrokerError("stop order without a stop price")
-            orders = [self._stamp(StopOrder(side, qty, order.stop_price), order.order_ref)]
-        else:
-            orders = [self._stamp(MarketOrder(side, qty), order.order_ref)]
+        orders = ib_orders(order, self._account, self.ib.client.getReqId)
         for ib_order in orders:
             self._known_refs.add(ib_order.orderRef)
-            self._placed_refs.add(ib_order.orderRef)
+            self._fills.placed(ib_order.orderRef)
             self._track(self.ib.placeOrder(contract, ib_order))
         return str(orders[0].orderId)
 
@@ -535,7 +378,7 @@ class IBBroker:
                 continue
             out.append(self._to_fill(fill, fill.commissionReport, recovered=True))
             ex = fill.execution
-            self._mark_accounted(ex.execId, ex.orderRef, float(ex.shares))
+            self._fills.mark_accounted(ex.execId, ex.orderRef, float(ex.shares))
         return out
 
     # ================================================================== ib_async events
@@ -554,38 +397,9 @@ class IBBroker:
         ref = self._ref_of(trade)
         if not ref:
             return
-        st = trade.orderStatus
-        status = st.status
-        common: dict[str, Any] = {
-            "order_ref": ref,
-            "symbol": trade.contract.symbol,
-            "broker_order_id": str(trade.order.orderId),
-            "filled": float(st.filled),
-            "remaining": float(st.remaining),
-            "avg_fill_price": float(st.avgFillPrice or 0.0),
-            "ts_ns": time.time_ns(),
-        }
-        if status in ("PreSubmitted", "Submitted"):
-            self.events.put_nowait(OrderUpdate(status="acknowledged", **common))
-        elif status == "Filled":
-            self.events.put_nowait(OrderUpdate(status="filled", **common))
-        elif status in ("Cancelled", "ApiCancelled", "Inactive"):
-            rejected = _rejection(trade)
-            if rejected is not None:
-                code, reason = rejected
-                self.events.put_nowait(
-                    OrderUpdate(status="rejected", error_code=code, reason=reason, **common)
-                )
-            elif status == "Inactive":
-                self.events.put_nowait(
-                    OrderUpdate(
-                        status="rejected",
-                        reason="order inactive at IB (rejected or held)",
-                        **common,
-                    )
-                )
-            else:
-                self.events.put_nowait(OrderUpdate(status="cancelled", **common))
+        update = order_update(trade, ref)
+        if update is not None:
+            self.events.put_nowait(update)
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         if code in (1100, 2110):
@@ -600,11 +414,9 @@ class IBBroker:
     def _on_exec(self, trade: Trade, fill: IBFill) -> None:
         exec_id = fill.execution.execId
         self._ref_of(trade)
-        if exec_id not in self._accounted_execs:  # the next position report will include it
-            self._unpositioned.setdefault(fill.contract.symbol, {})[exec_id] = (
-                fill.execution.orderRef,
-                float(fill.execution.shares),
-            )
+        self._fills.on_execution(
+            fill.contract.symbol, exec_id, fill.execution.orderRef, float(fill.execution.shares)
+        )
         if exec_id in self._reported_fills or exec_id in self._pending_fills:
             return
         loop = asyncio.get_running_loop()
@@ -677,36 +489,16 @@ class IBBroker:
         self._reported_fills.add(fill.execution.execId)
         self.events.put_nowait(self._to_fill(fill, report, recovered=self._syncing))
         ex = fill.execution
-        self._mark_accounted(ex.execId, ex.orderRef, float(ex.shares))
+        self._fills.mark_accounted(ex.execId, ex.orderRef, float(ex.shares))
 
     def _to_fill(self, fill: IBFill, report: CommissionReport, recovered: bool) -> BrokerFill:
-        ex = fill.execution
-        commission = float(report.commission) if report and report.execId else 0.0
-        if not math.isfinite(commission) or commission > 1e12:
-            commission = 0.0
-        return BrokerFill(
-            in_position=ex.execId in self._positioned_execs,
-            exec_id=ex.execId,
-            order_ref=ex.orderRef,
-            symbol=fill.contract.symbol,
-            side="BUY" if ex.side in ("BOT", "BUY") else "SELL",
-            quantity=float(ex.shares),
-            price=float(ex.price),
-            commission=commission,
-            account=ex.acctNumber or self._account,
-            ts_ns=_ns(ex.time),
-            recovered=recovered,
-        )
+        in_position = self._fills.is_in_position(fill.execution.execId)
+        return broker_fill(fill, report, recovered, in_position, self._account)
 
     def _on_position(self, position: IBPosition) -> None:
         if self._account and position.account != self._account:
             return
-        # this report includes every execution of the symbol seen before it
-        for exec_id, (ref, shares) in list(
-            self._unpositioned.pop(position.contract.symbol, {}).items()
-        ):
-            self._positioned_execs.add(exec_id)
-            self._mark_accounted(exec_id, ref, shares)
+        self._fills.on_position(position.contract.symbol)
         self.events.put_nowait(
             BrokerPosition(
                 symbol=position.contract.symbol,

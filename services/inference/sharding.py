@@ -33,6 +33,36 @@ Hand-over rule (what makes "served exactly once" hold):
    start), nothing from the snapshot is published.
 5. Conflict (a safety net for views that disagreed): when a live peer lists a symbol this
    replica serves and the peer's score is higher, this replica releases it.
+6. Self-fence (a replica paused: SIGSTOP, a VM or ``docker pause``, a long GC or swap stall).
+   A replica whose own last heartbeat (the last one it published, by its monotonic clock) is
+   older than ``peer_timeout_s`` assumes its peers expired it and gave its share away (rules 3
+   and 4: the successor has caught up and signalled the bars closed meanwhile). Before it
+   decides any bar or publishes any heartbeat it releases everything, publishing nothing for
+   those symbols (decisions queued and warm-ups in flight are dropped), forgets its peers, starts
+   a new join grace as a new replica, announces the empty set at once and counts the fence
+   (``self_fences``). It then re-joins by rules 1, 3 and 4: the bars, signals and heartbeats
+   queued in its SUB socket during the pause are read during the grace (bars not served are
+   filtered), so by the time it acquires a symbol again its last signal seen is the
+   successor's, and the catch-up signals only what closed after it.
+
+   Why the peers' own threshold: a peer stamps this replica's heartbeat when it receives it,
+   after it was sent, so at any instant the age this replica counts for its last heartbeat is
+   at least the age any peer counts. A peer can have expired it only if its own age exceeds
+   ``peer_timeout_s`` as well (the same value: ``handover_timing`` derives it from the same
+   settings on every replica). A replica merely slow (a busy host, a heartbeat late by less than
+   the timeout) has been expired by nobody and keeps its symbols: no fence, no churn. Never
+   before the first heartbeat (no peer has counted the replica yet). The sending time is
+   recorded just before the heartbeat goes to the socket, so a pause between the two can only
+   make the replica fence when it need not (two hand-overs, each caught up), never the opposite.
+
+   Where: after a SIGCONT the event loop may wake the consumer (a receive batch of what queued
+   up), the heartbeat task, the membership tick (which would otherwise find every peer silent,
+   expire them all and take every symbol) or a warm-up whose snapshot reply arrived, in any
+   order; the check is the first thing each of them does (``inference.membership``).
+
+   What remains: a pause inside one receive batch, between the check and a signal's send (one
+   synchronous handler), publishes that signal late after the successor has signalled the bar
+   too; execution drops the doubled signal by its order reference (strategy, symbol, bar).
 
 Hand-over time: a clean release or a clean stop (``leaving``) is handed over within one
 heartbeat's trip; a replica killed without a word is handed over after ``peer_timeout_s`` (counted
@@ -52,6 +82,9 @@ bars/s; 0 = not declared, nothing checked):
 Measured with three replica processes on a busy 2-core VM (``test_sharding_native``: 0.2 s
 heartbeats, bars every 2 s, a replica SIGKILLed just before a bar): the dead replica's symbols got
 their signal 0.53 s after the bar at worst.
+
+A paused replica's share is handed over as a dead one's (after ``peer_timeout_s``); on resuming
+it fences (rule 6) and takes its share back after its join grace plus one heartbeat's trip.
 
 This module is pure bookkeeping (no sockets, no clock of its own: ``now`` is passed in), so it
 is unit-tested directly; ``InferenceService`` wires it to the bus.

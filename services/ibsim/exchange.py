@@ -19,6 +19,9 @@ so nothing fills on a bar the order could not have seen):
 - Account: Reg T margin, initial 50% / maintenance 25% of gross position value; an order that would
   raise the initial margin above the net liquidation value is rejected with error 201, as IB does.
   BuyingPower is 2 x AvailableFunds (Reg T overnight).
+
+The price rules are ``ibsim.matching``; the orders' indexes ``ibsim.order_book``; cash, positions
+and account values ``ibsim.account_book``.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
-from ibsim.bars import NS, BarStore, parse_ib_time
+from ibsim.account_book import QTY_EPS, AccountBook
+from ibsim.bars import NS, BarStore
 from ibsim.commissions import CommissionSchedule
 from ibsim.config import IbsimSettings
 from ibsim.contracts import ContractRegistry
+from ibsim.exchange_listener import ExchangeListener, NullListener
+from ibsim.execution_filter import matching_executions
 from ibsim.faults import FaultSwitches
 from ibsim.journal import ExecutionJournal
+from ibsim.matching import fill_price
 from ibsim.models import (
     AccountSnapshot,
     ExecutionFilterQuery,
@@ -47,65 +53,19 @@ from ibsim.models import (
     Status,
     StockContract,
 )
+from ibsim.order_book import OrderBook
+from ibsim.order_checks import order_problem
 from shared.logs import event
 
 log = logging.getLogger("ibsim.exchange")
 
-INITIAL_MARGIN = 0.50
-MAINT_MARGIN = 0.25
-QTY_EPS = 1e-9
-SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP"})
-
 # IB error codes and texts used for orders
 NO_SECURITY_DEFINITION = (200, "No security definition has been found for the request")
-ORDER_REJECTED = 201
 ORDER_CANCELED = (202, "Order Canceled - reason:")
 DUPLICATE_ORDER_ID = (103, "Duplicate order id")
-PARENT_NOT_FOUND = 135
-UNSUPPORTED_ORDER_TYPE = (387, "Unsupported order type for this exchange and security type.")
 CANCEL_NOT_FOUND = 10147
 CANCEL_NOT_CANCELLABLE = 10148
 VALIDATION_WARNING = 321
-
-
-def rejection_text(code: int, reason: str) -> str:
-    return f"Order rejected - reason:{reason}" if code == ORDER_REJECTED else reason
-
-
-class ExchangeListener(Protocol):
-    """What the exchange reports; the server turns each call into API messages."""
-
-    def order_changed(self, order: SimOrder, open_order: bool) -> None:
-        """Status (and with ``open_order`` the order's terms) changed: openOrder/orderStatus."""
-
-    def request_error(self, client_id: int, req_id: int, code: int, text: str) -> None:
-        """An error message about an order or request of one client."""
-
-    def executed(self, order: SimOrder, record: ExecutionRecord) -> None:
-        """A fill: execDetails, orderStatus, commissionReport to the order's client."""
-
-    def portfolio_changed(self, symbol: str, traded: bool) -> None:
-        """A fill (``traded``) or a new mark changed ``symbol``'s position value and the account."""
-
-    def bar_added(self, bar: SourceBar) -> None:
-        """A new bar: historical keepUpToDate and real-time bar subscribers."""
-
-
-class NullListener:
-    def order_changed(self, order: SimOrder, open_order: bool) -> None:
-        pass
-
-    def request_error(self, client_id: int, req_id: int, code: int, text: str) -> None:
-        pass
-
-    def executed(self, order: SimOrder, record: ExecutionRecord) -> None:
-        pass
-
-    def portfolio_changed(self, symbol: str, traded: bool) -> None:
-        pass
-
-    def bar_added(self, bar: SourceBar) -> None:
-        pass
 
 
 class Exchange:
@@ -138,17 +98,27 @@ class Exchange:
 
     # ----------------------------------------------------------------- state
     def _reset_state(self) -> None:
-        self.orders: dict[int, SimOrder] = {}  # permId -> order, in arrival order
-        self._by_client_order: dict[tuple[int, int], SimOrder] = {}
-        self._by_parent: dict[tuple[int, int], list[SimOrder]] = {}  # (clientId, parentId)
-        self._by_oca_group: dict[str, list[SimOrder]] = {}
-        self._working: dict[str, dict[int, SimOrder]] = {}  # symbol -> permId -> Submitted order
+        self.order_book = OrderBook()
+        self.account_book = AccountBook(self.settings.initial_cash)
         self.executions: list[ExecutionRecord] = []
-        self.positions: dict[str, PositionState] = {}
-        self.cash = self.settings.initial_cash
-        self.realized_pnl = 0.0
-        self.last_price: dict[str, float] = {}
         self._max_order_id: dict[int, int] = {}  # clientId -> highest orderId seen
+
+    @property
+    def orders(self) -> dict[int, SimOrder]:
+        """permId -> order, in arrival order."""
+        return self.order_book.orders
+
+    @property
+    def positions(self) -> dict[str, PositionState]:
+        return self.account_book.positions
+
+    @property
+    def cash(self) -> float:
+        return self.account_book.cash
+
+    @property
+    def last_price(self) -> dict[str, float]:
+        return self.account_book.last_price
 
     def reset(self) -> None:
         """Forget orders, executions (on disk too), positions and bars; cash back to initial."""
@@ -161,7 +131,7 @@ class Exchange:
         """Rebuild positions and cash from a journalled execution (simulator restart)."""
         self.contracts.add(record.symbol)
         signed = record.shares if record.side == "BOT" else -record.shares
-        self._apply_fill(record.symbol, signed, record.price, record.commission)
+        self.account_book.apply_fill(record.symbol, signed, record.price, record.commission)
         self.last_price.setdefault(record.symbol, record.price)
         self.executions.append(record)
         self._note_order_id(record.client_id, record.order_id)
@@ -177,7 +147,7 @@ class Exchange:
     def place_order(self, client_id: int, request: OrderRequest) -> SimOrder | None:
         """Accept, modify or reject an order; every outcome is reported to the listener."""
         self._note_order_id(client_id, request.order_id)
-        existing = self._by_client_order.get((client_id, request.order_id))
+        existing = self.order_book.find(client_id, request.order_id)
         if existing is not None:
             if existing.is_done:
                 self.listener.request_error(client_id, request.order_id, *DUPLICATE_ORDER_ID)
@@ -191,13 +161,15 @@ class Exchange:
             # IB answers an unknown contract with the error alone, no order status
             self._reject(order, *NO_SECURITY_DEFINITION, send_status=False)
             return order
-        problem = self._validate(order, request)
+        problem = order_problem(
+            order, request, self.account, self.order_book, self.account_book, self.faults
+        )
         if problem is not None:
             self._reject(order, *problem)
             return order
         if not request.transmit:
             return order  # staged: TWS holds it and the API hears nothing until transmitted
-        for member in self._staged_family(order):
+        for member in self.order_book.staged_family(order):
             self._transmit(member)
         return order
 
@@ -225,69 +197,8 @@ class Exchange:
             outside_rth=request.outside_rth,
             received_ns=self.clock(),
         )
-        self.orders[order.perm_id] = order
-        self._by_client_order[(client_id, request.order_id)] = order
-        if order.parent_id:
-            self._by_parent.setdefault((client_id, order.parent_id), []).append(order)
-        if order.oca_group:
-            self._by_oca_group.setdefault(order.oca_group, []).append(order)
+        self.order_book.add(order)
         return order
-
-    def _validate(self, order: SimOrder, request: OrderRequest) -> tuple[int, str] | None:
-        """The first reason IB would refuse this new order, or None."""
-        if request.what_if:
-            return ORDER_REJECTED, "What-if orders are not supported by the simulator"
-        if order.action not in ("BUY", "SELL"):
-            return ORDER_REJECTED, f"Invalid action {order.action!r}: use BUY or SELL"
-        if not order.total_qty > 0 or not math.isfinite(order.total_qty):
-            return ORDER_REJECTED, "The order quantity must be positive"
-        if order.order_type not in SUPPORTED_ORDER_TYPES:
-            return UNSUPPORTED_ORDER_TYPE
-        if order.order_type == "LMT" and not _positive(order.lmt_price):
-            return ORDER_REJECTED, "A limit order requires a positive limit price"
-        if order.order_type == "STP" and not _positive(order.aux_price):
-            return ORDER_REJECTED, "A stop order requires a positive stop price (auxPrice)"
-        if order.account != self.account:
-            return ORDER_REJECTED, f"Account {order.account} is not managed by this login"
-        if order.parent_id:
-            parent = self._by_client_order.get((order.client_id, order.parent_id))
-            if parent is None or parent is order:
-                return PARENT_NOT_FOUND, f"Can't find order with id ={order.parent_id}"
-            if parent.status == Status.CANCELLED:
-                return ORDER_REJECTED, f"Parent order {order.parent_id} is cancelled"
-        injected = self.faults.take_rejection()
-        if injected is not None:
-            return injected.code, rejection_text(injected.code, injected.reason)
-        margin = self._margin_problem(order)
-        if margin is not None:
-            return ORDER_REJECTED, margin
-        return None
-
-    def _margin_problem(self, order: SimOrder) -> str | None:
-        price = self.last_price.get(order.contract.symbol) or order.lmt_price or order.aux_price
-        if not price:
-            return None  # nothing to value it with yet
-        # Working orders in the symbol count as if filled, so a burst of orders before the next
-        # bar cannot together exceed what one order may.
-        filled = self.positions.get(order.contract.symbol, PositionState()).quantity
-        held = filled + sum(
-            o.remaining if o.is_buy else -o.remaining
-            for o in self._working.get(order.contract.symbol, {}).values()
-        )
-        after = held + (order.total_qty if order.is_buy else -order.total_qty)
-        if abs(after) <= abs(held):
-            return None  # reduces exposure
-        snapshot = self.account_snapshot()
-        gross_after = snapshot.gross_position_value + (abs(after) - abs(filled)) * price
-        init_after = INITIAL_MARGIN * gross_after
-        if init_after <= snapshot.net_liquidation:
-            return None
-        return rejection_text(
-            ORDER_REJECTED,
-            "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR EQUITY "
-            f"WITH LOAN VALUE [{snapshot.net_liquidation:.2f} USD] MUST EXCEED THE INITIAL "
-            f"MARGIN [{init_after:.2f} USD]",
-        )
 
     def _reject(self, order: SimOrder, code: int, text: str, send_status: bool = True) -> None:
         order.reject_code = code
@@ -306,25 +217,12 @@ class Exchange:
         self._set_status(order, Status.CANCELLED)
         if send_status:
             self.listener.order_changed(order, open_order=False)
-        for child in self._children(order):
+        for child in self.order_book.children(order):
             if not child.is_done:
                 self._cancel(child, notify_error=False, why="Cancelled by System")
 
-    def _staged_family(self, order: SimOrder) -> list[SimOrder]:
-        """A transmitting order releases its staged parent and staged siblings, parent first."""
-        if not order.parent_id:
-            return [order]
-        parent = self._by_client_order[(order.client_id, order.parent_id)]
-        family = [parent] if parent.status == Status.STAGED else []
-        family += [c for c in self._children(parent) if c.status == Status.STAGED]
-        return family
-
     def _transmit(self, order: SimOrder) -> None:
-        parent = (
-            self._by_client_order.get((order.client_id, order.parent_id))
-            if order.parent_id
-            else None
-        )
+        parent = self.order_book.parent_of(order)
         if parent is not None and parent.status != Status.FILLED:
             self._set_status(order, Status.PRE_SUBMITTED)  # held until the parent fills
         else:
@@ -371,7 +269,7 @@ class Exchange:
         )
         if order.status == Status.STAGED:
             if request.transmit:
-                for member in self._staged_family(order):
+                for member in self.order_book.staged_family(order):
                     self._transmit(member)
             return
         if order.remaining <= QTY_EPS:
@@ -379,7 +277,7 @@ class Exchange:
         self.listener.order_changed(order, open_order=True)
 
     def cancel_order(self, client_id: int, order_id: int) -> None:
-        order = self._by_client_order.get((client_id, order_id))
+        order = self.order_book.find(client_id, order_id)
         if order is None:
             self.listener.request_error(
                 client_id,
@@ -420,20 +318,13 @@ class Exchange:
         self.listener.order_changed(order, open_order=False)
         if notify_error and not was_staged:
             self.listener.request_error(order.client_id, order.order_id, *ORDER_CANCELED)
-        for child in self._children(order):
+        for child in self.order_book.children(order):
             if not child.is_done:
                 self._cancel(child, notify_error=notify_error, why="Cancelled by System")
 
-    def _children(self, parent: SimOrder) -> list[SimOrder]:
-        return self._by_parent.get((parent.client_id, parent.order_id), [])
-
     def _set_status(self, order: SimOrder, status: str) -> None:
         order.status = status
-        working = self._working.setdefault(order.contract.symbol, {})
-        if status == Status.SUBMITTED:
-            working[order.perm_id] = order
-        else:
-            working.pop(order.perm_id, None)
+        self.order_book.status_changed(order)
         if status in Status.DONE and not order.completed_ns:
             order.completed_ns = self.clock()
 
@@ -481,10 +372,10 @@ class Exchange:
 
     def _match(self, bar: SourceBar, published_ns: int | None = None) -> int:
         candidates: list[tuple[tuple[int, int, int], SimOrder, float]] = []
-        for order in self._working.get(bar.symbol, {}).values():
+        for order in self.order_book.working(bar.symbol):
             if published_ns is not None and order.received_ns >= published_ns:
                 continue  # placed after this bar was public: it trades from the next bar on
-            fill = self._fill_price(order, bar)
+            fill = fill_price(order, bar, self._slippage)
             if fill is not None:
                 price, intrabar = fill
                 stop_first = 0 if order.order_type == "STP" else 1
@@ -497,39 +388,13 @@ class Exchange:
                 fills += 1
         return fills
 
-    def _fill_price(self, order: SimOrder, bar: SourceBar) -> tuple[float, int] | None:
-        """(price, 0 at the open / 1 inside the bar) if the bar fills this order."""
-        buy = order.is_buy
-        if order.order_type == "MKT":
-            return self._slipped(bar.open, buy), 0
-        if order.order_type == "LMT":
-            limit = order.lmt_price or 0.0
-            if buy:
-                if bar.open <= limit:
-                    return bar.open, 0
-                return (limit, 1) if bar.low <= limit else None
-            if bar.open >= limit:
-                return bar.open, 0
-            return (limit, 1) if bar.high >= limit else None
-        stop = order.aux_price or 0.0  # STP
-        if buy:
-            if bar.open >= stop:
-                return self._slipped(bar.open, buy), 0
-            return (self._slipped(stop, buy), 1) if bar.high >= stop else None
-        if bar.open <= stop:
-            return self._slipped(bar.open, buy), 0
-        return (self._slipped(stop, buy), 1) if bar.low <= stop else None
-
-    def _slipped(self, price: float, buy: bool) -> float:
-        return round(price * (1 + self._slippage if buy else 1 - self._slippage), 6)
-
     def _execute(self, order: SimOrder, price: float, bar: SourceBar) -> None:
         quantity = self.faults.fill_quantity(order.total_qty, order.remaining)
         cum_qty = order.filled_qty + quantity
         cum_value = order.avg_fill_price * order.filled_qty + price * quantity
         commission = self.commissions.for_execution(cum_qty, cum_value, order.commission_paid)
         signed = quantity if order.is_buy else -quantity
-        realized = self._apply_fill(order.contract.symbol, signed, price, commission)
+        realized = self.account_book.apply_fill(order.contract.symbol, signed, price, commission)
         order.filled_qty = cum_qty
         order.avg_fill_price = cum_value / cum_qty
         order.last_fill_price = price
@@ -582,11 +447,11 @@ class Exchange:
 
     def _after_fill(self, order: SimOrder, quantity: float) -> None:
         if order.status == Status.FILLED:
-            for child in self._children(order):
+            for child in self.order_book.children(order):
                 if child.status == Status.PRE_SUBMITTED:
                     self._set_status(child, Status.SUBMITTED)
                     self.listener.order_changed(child, open_order=True)
-        siblings = self._oca_siblings(order)
+        siblings = self.order_book.oca_siblings(order)
         cancel_all = not order.parent_id and order.oca_type == 1
         for sibling in siblings:
             if cancel_all:
@@ -598,84 +463,12 @@ class Exchange:
             else:
                 self.listener.order_changed(sibling, open_order=True)
 
-    def _oca_siblings(self, order: SimOrder) -> list[SimOrder]:
-        if order.parent_id:
-            parent = self._by_client_order.get((order.client_id, order.parent_id))
-            group = self._children(parent) if parent is not None else []
-        elif order.oca_group:
-            group = self._by_oca_group.get(order.oca_group, [])
-        else:
-            return []
-        return [o for o in group if o is not order and not o.is_done]
-
     # --------------------------------------------------------------- account
-    def _apply_fill(
-        self, symbol: str, signed_qty: float, price: float, commission: float
-    ) -> float | None:
-        """Update cash and the position; returns the realized PnL (net of commission) if the
-        execution closed something, else None. ``avg_cost`` carries commissions, as IB's does."""
-        self.cash -= signed_qty * price + commission
-        position = self.positions.setdefault(symbol, PositionState())
-        held = position.quantity
-        if held == 0 or (held > 0) == (signed_qty > 0):
-            new_qty = held + signed_qty
-            cost = abs(held) * position.avg_cost + abs(signed_qty) * price
-            cost += commission if signed_qty > 0 else -commission
-            position.avg_cost = cost / abs(new_qty)
-            position.quantity = new_qty
-            return None
-        closing = min(abs(signed_qty), abs(held))
-        closing_commission = commission * closing / abs(signed_qty)
-        per_share = price - position.avg_cost if held > 0 else position.avg_cost - price
-        realized = per_share * closing - closing_commission
-        position.realized_pnl += realized
-        self.realized_pnl += realized
-        new_qty = held + signed_qty
-        if abs(new_qty) <= QTY_EPS:
-            position.quantity = 0.0
-            position.avg_cost = 0.0
-        elif (new_qty > 0) == (held > 0):
-            position.quantity = new_qty
-        else:  # flipped through zero: the rest opens a new position at this price
-            opening_commission = commission - closing_commission
-            cost = abs(new_qty) * price + (
-                opening_commission if new_qty > 0 else -opening_commission
-            )
-            position.avg_cost = cost / abs(new_qty)
-            position.quantity = new_qty
-        return realized
-
     def mark(self, symbol: str) -> float:
-        position = self.positions.get(symbol)
-        fallback = position.avg_cost if position is not None else 0.0
-        return self.last_price.get(symbol, fallback)
+        return self.account_book.mark(symbol)
 
     def account_snapshot(self) -> AccountSnapshot:
-        stock_value = gross = unrealized = 0.0
-        for symbol, position in self.positions.items():
-            if position.quantity == 0:
-                continue
-            mark = self.mark(symbol)
-            stock_value += position.quantity * mark
-            gross += abs(position.quantity) * mark
-            unrealized += (mark - position.avg_cost) * position.quantity
-        net_liq = self.cash + stock_value
-        init_margin = INITIAL_MARGIN * gross
-        maint_margin = MAINT_MARGIN * gross
-        available = net_liq - init_margin
-        return AccountSnapshot(
-            cash=self.cash,
-            stock_value=stock_value,
-            gross_position_value=gross,
-            net_liquidation=net_liq,
-            init_margin=init_margin,
-            maint_margin=maint_margin,
-            available_funds=available,
-            excess_liquidity=net_liq - maint_margin,
-            buying_power=max(0.0, available) / INITIAL_MARGIN,
-            realized_pnl=self.realized_pnl,
-            unrealized_pnl=unrealized,
-        )
+        return self.account_book.snapshot()
 
     def open_positions(self) -> list[tuple[StockContract, PositionState]]:
         out = []
@@ -688,49 +481,16 @@ class Exchange:
     # --------------------------------------------------------------- queries
     def open_orders(self, client_id: int | None = None) -> list[SimOrder]:
         """Transmitted, not yet done orders (of one client, or all)."""
-        return [
-            o
-            for o in self.orders.values()
-            if not o.is_done
-            and o.status != Status.STAGED
-            and (client_id is None or o.client_id == client_id)
-        ]
+        return self.order_book.open_orders(client_id)
 
     def completed_orders(self) -> list[SimOrder]:
-        done = [o for o in self.orders.values() if o.is_done]
-        return sorted(done, key=lambda o: o.completed_ns)
+        return self.order_book.completed_orders()
 
     def find_executions(
         self, query: ExecutionFilterQuery, visible_clients: Iterable[int] | None
     ) -> list[ExecutionRecord]:
         """reqExecutions: records matching the filter; ``visible_clients`` None = all clients."""
-        allowed = None if visible_clients is None else set(visible_clients)
-        since = parse_ib_time(query.time) if query.time else None
-        side = {"BUY": "BOT", "SELL": "SLD"}.get(query.side.upper(), query.side.upper())
-        out = []
-        for record in self.executions:
-            if allowed is not None and record.client_id not in allowed:
-                continue
-            if query.client_id and record.client_id != query.client_id:
-                continue
-            if query.account and record.account != query.account:
-                continue
-            if query.symbol and record.symbol != query.symbol.upper():
-                continue
-            if query.sec_type and query.sec_type.upper() != "STK":
-                continue
-            if query.exchange and query.exchange.upper() not in ("SMART", record.venue):
-                continue
-            if side and record.side != side:
-                continue
-            if since is not None and record.time_ns < since:
-                continue
-            out.append(record)
-        return out
+        return matching_executions(self.executions, query, visible_clients)
 
     def find_order(self, client_id: int, order_id: int) -> SimOrder | None:
-        return self._by_client_order.get((client_id, order_id))
-
-
-def _positive(value: float | None) -> bool:
-    return value is not None and math.isfinite(value) and value > 0
+        return self.order_book.find(client_id, order_id)

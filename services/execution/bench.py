@@ -74,15 +74,19 @@ def bench_signal_to_ack(n: int = 200, rate_per_s: float = 20.0, warmup: int = 5)
 
 
 async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
+    from ibsim.process import free_ports
+
     tmp = Path(tempfile.mkdtemp(prefix="execution-bench-"))
+    # the simulator's ports below the ephemeral range, as SimulatorProcess picks them
+    sim_port, sim_control_port = free_ports(2)
     env = {
         **os.environ,
         "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
         "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
         "BUS_SECRET_FILE": str(tmp / "bus.key"),
         "EXECUTION_CMD_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
-        "IBSIM_PORT": str(_free_port()),
-        "IBSIM_CONTROL_PORT": str(_free_port()),
+        "IBSIM_PORT": str(sim_port),
+        "IBSIM_CONTROL_PORT": str(sim_control_port),
         "IBSIM_PRICE_SOURCE": "bus",  # the bars the bench publishes fill its orders
         "LOG_LEVEL": "WARNING",
     }

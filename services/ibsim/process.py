@@ -14,15 +14,58 @@ from typing import IO
 
 from ibsim.control import control_request
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Below the kernel's ephemeral range (Linux: 32768-60999) and below the tests' allocator
+# (tests/conftest.py: 20000-32000), so neither an outbound connection nor a test takes these.
+DEFAULT_PORT_STRETCH = (10000, 20000)
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def ephemeral_port_low(range_file: Path = EPHEMERAL_RANGE_FILE) -> int:
+    """The lowest port the kernel hands out for port 0 and outbound connections (32768 when the
+    range cannot be read, Linux's default)."""
+    try:
+        return int(range_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int, stretch: tuple[int, int] = DEFAULT_PORT_STRETCH) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1, free now, below the ephemeral range.
+
+    ``bind(port 0)`` picks from the ephemeral range, where an outbound connection can take the
+    port before the simulator binds it ("address already in use" at its start, seen in the
+    stability loop). Here the walk starts at a pid-derived offset (concurrent processes walk
+    different stretches), a probe bind skips ports something holds, and the probes stay bound
+    until all ``count`` are found, so one call never returns a port twice."""
+    if count <= 0:
+        return []
+    low, high = stretch
+    high = min(high, ephemeral_port_low())
+    if high - low < count:
+        raise RuntimeError(f"no room for {count} ports in {low}-{high} below the ephemeral range")
+    span = high - low
+    start = (os.getpid() * 97) % span
+    held: list[socket.socket] = []
+    try:
+        for step in range(span):
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", low + (start + step) % span))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            if len(held) == count:
+                return [int(s.getsockname()[1]) for s in held]
+        raise RuntimeError(f"fewer than {count} free ports in {low}-{high}")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 class SimulatorProcess:
-    """Start on enter, SIGTERM on exit. Ports are picked free unless given in ``env``.
+    """Start on enter, SIGTERM on exit. Ports are picked free below the kernel's ephemeral range
+    (``free_ports``) unless given in ``env``.
 
     with SimulatorProcess({"IBSIM_STATE_DIR": "/tmp/s"}) as sim:
         ib.connect("127.0.0.1", sim.port, clientId=1)
@@ -35,8 +78,11 @@ class SimulatorProcess:
         ready_timeout_s: float = 20.0,
     ) -> None:
         extra = dict(env or {})
-        self.port = int(extra.setdefault("IBSIM_PORT", str(free_port())))
-        self.control_port = int(extra.setdefault("IBSIM_CONTROL_PORT", str(free_port())))
+        missing = [key for key in ("IBSIM_PORT", "IBSIM_CONTROL_PORT") if key not in extra]
+        for key, port in zip(missing, free_ports(len(missing)), strict=True):
+            extra[key] = str(port)
+        self.port = int(extra["IBSIM_PORT"])
+        self.control_port = int(extra["IBSIM_CONTROL_PORT"])
         extra.setdefault("IBSIM_PRICE_SOURCE", "none")
         self.env = {**os.environ, **extra}
         self.log_path = log_path

@@ -22,7 +22,7 @@ log = logging.getLogger("inference")
 
 class ShardMembership:
     """Needs the service's ``sharding``, ``states``, ``shadow``, ``bus``, ``_flush_symbol``,
-    ``_reset_symbol`` and ``status_detail``."""
+    ``_reset_symbol``, ``status_detail`` and (the fence) ``_batch``."""
 
     sharding: Any
     states: dict[str, Any]

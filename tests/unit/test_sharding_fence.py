@@ -157,8 +157,7 @@ async def serving(tmp_path: Path, bus: BusConnection, aapl: SymbolSeries) -> Inf
         baseline_root(tmp_path), bus, aapl, snapshot_bars=120, shard_mode="rendezvous",
         join_grace_s=PAUSE, peer_timeout_s=PAUSE,
     )  # fmt: skip
-    sharding = h.service.sharding
-    assert sharding is not None
+    sharding = shard(h)
     sharding.symbols.add("AAPL")
     sharding.started -= 2 * PAUSE
     h.service.rebalance()
@@ -167,24 +166,37 @@ async def serving(tmp_path: Path, bus: BusConnection, aapl: SymbolSeries) -> Inf
     return h
 
 
+def shard(h: InferenceHarness) -> Sharding:
+    sharding = h.service.sharding
+    assert sharding is not None
+    return sharding
+
+
+def pause(h: InferenceHarness, seconds: float) -> None:
+    """As if the process had been stopped for ``seconds`` since its last heartbeat."""
+    sharding = shard(h)
+    assert sharding.last_heartbeat is not None
+    sharding.last_heartbeat -= seconds
+
+
 def beats(h: InferenceHarness, since: int) -> list[dict]:
     return [m.detail for m in h.published[since:] if isinstance(m, Heartbeat)]
 
 
 async def test_a_slow_replica_within_the_timeout_keeps_deciding(tmp_path, bus, aapl) -> None:
     h = await serving(tmp_path, bus, aapl)
-    h.service.sharding.last_heartbeat -= PAUSE - 60.0  # late by most of the timeout
+    pause(h, PAUSE - 60.0)  # late by most of the timeout
     h.service.handle_batch([aapl.bar(aapl.first_live)])
-    assert len(h.signals()) == 1 and h.service.sharding.self_fences == 0
+    assert len(h.signals()) == 1 and shard(h).self_fences == 0
     assert h.service.heartbeat_detail()["serves"] == ["AAPL"]
 
 
 async def test_bars_queued_during_a_pause_are_not_decided(tmp_path, bus, aapl) -> None:
     h = await serving(tmp_path, bus, aapl)
-    sharding = h.service.sharding
+    sharding = shard(h)
     h.service.handle_batch([aapl.bar(aapl.first_live)])
     assert len(h.signals()) == 1
-    sharding.last_heartbeat -= PAUSE + 1.0
+    pause(h, PAUSE + 1.0)
     since = len(h.published)
     h.service.handle_batch([aapl.bar(aapl.first_live + 1)])  # alone: the single-bar path
     h.service.handle_batch([aapl.bar(aapl.first_live + 2), aapl.bar(aapl.first_live + 3)])
@@ -202,7 +214,7 @@ async def test_no_heartbeat_after_a_pause_lists_the_serves_of_before(
 ) -> None:
     """Whichever task the event loop wakes first after the pause."""
     h = await serving(tmp_path, bus, aapl)
-    h.service.sharding.last_heartbeat -= PAUSE + 1.0
+    pause(h, PAUSE + 1.0)
     since = len(h.published)
     if first == "heartbeat_loop":
         assert h.service.heartbeat_detail()["serves"] == []
@@ -215,15 +227,15 @@ async def test_no_heartbeat_after_a_pause_lists_the_serves_of_before(
         task.cancel()
     got = beats(h, since)
     assert got and all(d["serves"] == [] and d["joining"] for d in got), got
-    assert h.service.sharding.self_fences == 1
+    assert shard(h).self_fences == 1
 
 
 async def test_a_warm_up_resumed_after_a_pause_publishes_nothing(tmp_path, bus, aapl) -> None:
     h = await serving(tmp_path, bus, aapl)
-    sharding = h.service.sharding
+    sharding = shard(h)
     h.end["AAPL"] = aapl.first_live + 3  # the snapshot holds 3 bars after the last signal
     h.service._reset_symbol("AAPL", aapl.bar(aapl.first_live - 1).ts_event)  # a catch-up warm-up
-    sharding.last_heartbeat -= PAUSE + 1.0  # paused while its snapshot request was out
+    pause(h, PAUSE + 1.0)  # paused while its snapshot request was out
     await h.settle()
     assert h.signals() == [] and sharding.self_fences == 1 and sharding.serves == set()
 
@@ -232,10 +244,10 @@ async def test_re_joining_after_a_fence_catches_up_after_the_successors_last_sig
     tmp_path, bus, aapl
 ) -> None:
     h = await serving(tmp_path, bus, aapl)
-    sharding = h.service.sharding
+    sharding = shard(h)
     live = aapl.first_live
     h.service.handle_batch([aapl.bar(live)])
-    sharding.last_heartbeat -= PAUSE + 1.0
+    pause(h, PAUSE + 1.0)
     # queued during the pause: bars, the successor's heartbeat and its signals for them
     successor = "inference@peer:1:x"
     beat = msgspec.structs.replace(

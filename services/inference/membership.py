@@ -67,7 +67,7 @@ class ShardMembership:
         tick = min(0.1, self.bus.settings.heartbeat_interval_s / 4)
         was_joining = True
         while True:
-            self.check_fence()  # first: after a pause every peer looks expired from here
+            self.check_fence("membership_tick")  # first: after a pause every peer looks expired
             now = time.monotonic()
             expired = sharding.expire(now)
             joining = sharding.joining(now)
@@ -78,7 +78,7 @@ class ShardMembership:
             await asyncio.sleep(tick)
 
     def publish_heartbeat(self, leaving: bool = False) -> None:
-        if not leaving and self.check_fence():
+        if not leaving and self.check_fence("heartbeat"):
             return  # the fence has just announced the empty set
         detail = self.status_detail()
         if leaving:
@@ -96,17 +96,18 @@ class ShardMembership:
         """The periodic heartbeat's detail (``shared.bus.heartbeat_loop`` publishes it at once,
         with no await in between): the fence first, so a heartbeat sent after a pause never
         lists the serves of before it."""
-        self.check_fence()
+        self.check_fence("heartbeat_loop")
         detail = self.status_detail()
         if self.sharding is not None:
             self.sharding.heartbeat_sent(time.monotonic())
         return detail
 
     # ------------------------------------------------------------------ self-fence
-    def check_fence(self) -> bool:
+    def check_fence(self, where: str = "receive_batch") -> bool:
         """Rule 6 of ``inference.sharding``: if this replica's last heartbeat is older than the
         peer timeout, release everything (nothing published for it: queued decisions dropped,
-        warm-ups abandoned), re-join as a new replica and say so at once; True if it fenced."""
+        warm-ups abandoned), re-join as a new replica and say so at once; True if it fenced.
+        ``where``: the task that woke first after the pause (logged)."""
         sharding = self.sharding
         if sharding is None:
             return False
@@ -130,6 +131,7 @@ class ShardMembership:
             peer_timeout_s=sharding.peer_timeout_s,
             released=released,
             self_fences=sharding.self_fences,
+            where=where,
         )
         self._send_heartbeat(self.status_detail())
         return True

@@ -60,7 +60,7 @@ class WarmUp:
         state.warming = True
         applied = 0
         bars = await self._snapshot(symbol)
-        self.check_fence()  # paused while waiting: maybe not ours now (inference.sharding rule 6)
+        self.check_fence("warm_up")  # paused while waiting? (inference.sharding, rule 6)
         if self.states.get(symbol) is not state:  # released or reset meanwhile: not ours now
             return 0
         caught_up = 0

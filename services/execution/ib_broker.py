@@ -263,12 +263,6 @@ class IBBroker:
         else:
             self._open[key] = trade
 
-    @property
-    def _placed_refs(self) -> set[str]:
-        """The fill book's placed references (the unit test of fill accounting marks its
-        hand-made orders as placed through this name)."""
-        return self._fills.placed_refs
-
     def _open_trades(self) -> list[Trade]:
         return [
             t for t in self._open.values() if t.orderStatus.status not in OrderStatus.DoneStates

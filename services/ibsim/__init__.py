@@ -5,11 +5,15 @@ The unchanged ``ib_async`` client connects to it like to TWS / IB Gateway (defau
 by tests. Modules, in the order a message travels:
 
 - ``wire``: framing and field encoding; ``requests``: incoming messages -> typed requests;
-- ``server``: asyncio server, one ``ClientSession`` per connection, routing to clients, and the
-  limits a hostile client meets (connection cap, handshake and frame timeouts, frame size);
-- ``exchange``: orders, matching on bars, account, positions, the execution record
-  (``commissions``, ``contracts``, ``bars``, ``journal``, ``models`` support it); every start is a
-  new session whose token is in each exec id, so a re-run never repeats one;
+- ``server``: asyncio server, client ids, dispatch, order requests and order-event routing;
+  ``session``: one ``ClientSession`` per connection and the limits a hostile client meets
+  (connection cap, handshake and frame timeouts, frame size); ``account_requests`` and
+  ``market_data_requests``: the request handlers of their kind;
+- ``exchange``: orders, matching on bars, the execution record (``account_book``: cash,
+  positions, account values; ``order_book``: orders by id, parent, OCA group; ``matching``: fill
+  prices; ``order_checks``: refusals and the margin check; ``execution_filter``;
+  ``exchange_listener``; ``commissions``, ``contracts``, ``bars``, ``journal``, ``models`` support
+  it); every start is a new session whose token is in each exec id, so a re-run never repeats one;
 - ``encoders``: one function per outgoing message, written from ib_async's decoder for 157;
 - ``faults`` + ``control``: fault switches and the JSON-lines control port (default 4003), which
   validates every field of every command and answers ``"<field>: <why>"``;

@@ -46,7 +46,7 @@ def _placed(broker: IBBroker, ref: str, qty: float) -> Trade:
     order = MarketOrder("BUY", qty, orderRef=ref, orderId=7, clientId=11)
     trade = Trade(contract=Stock("AAPL", "SMART", "USD"), order=order)
     trade.orderStatus = OrderStatus(orderId=7, status="Submitted", remaining=qty)
-    broker._placed_refs.add(ref)
+    broker._fills.placed(ref)
     broker._known_refs.add(ref)
     broker._track(trade)
     return trade

@@ -53,14 +53,6 @@ from shared.messages import Bar, OrderEvent, TargetPosition
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
@@ -77,14 +69,15 @@ async def _bench(n: int, rate_per_s: float, warmup: int) -> dict[str, Any]:
     from ibsim.process import free_ports
 
     tmp = Path(tempfile.mkdtemp(prefix="execution-bench-"))
-    # the simulator's ports below the ephemeral range, as SimulatorProcess picks them
-    sim_port, sim_control_port = free_ports(2)
+    # every port below the ephemeral range, as SimulatorProcess picks its own: a port from
+    # bind(port 0) can be taken by an outbound connection before its process binds it
+    sim_port, sim_control_port, pub_port, sub_port, cmd_port = free_ports(5)
     env = {
         **os.environ,
-        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
-        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{pub_port}",
+        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{sub_port}",
         "BUS_SECRET_FILE": str(tmp / "bus.key"),
-        "EXECUTION_CMD_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "EXECUTION_CMD_ENDPOINT": f"tcp://127.0.0.1:{cmd_port}",
         "IBSIM_PORT": str(sim_port),
         "IBSIM_CONTROL_PORT": str(sim_control_port),
         "IBSIM_PRICE_SOURCE": "bus",  # the bars the bench publishes fill its orders

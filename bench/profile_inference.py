@@ -100,7 +100,7 @@ def profile(env: dict[str, str], n_bars: int, n_symbols: int, warm: int = 150) -
     settings = msgspec.convert({"model_dir": str(ROOT / "models")}, InferenceSettings)
     svc = InferenceService(settings, bus)
     for s in symbols:  # warm (no snapshot to ask): the bars below warm the features
-        svc.states[s] = SymbolState(s, svc.pipeline.online(), warm=True)
+        svc.states[s] = SymbolState(s, svc.online_features(), warm=True)
     sub = bus.subscriber(svc.topics())
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
@@ -139,6 +139,7 @@ def profile(env: dict[str, str], n_bars: int, n_symbols: int, warm: int = 150) -
         patched(Subscriber, "accept", timers, "accept: decode + validate + seq"),
         patched(bus_module, "problem", timers, "  of which validate (problem)"),
         patched(OnlineFeatures, "update", timers, "features (OnlineFeatures.update)"),
+        patched(service_module, "update_features", timers, "features (bank, one pass a batch)"),
         patched(Normaliser, "transform", timers, "normalise"),
         patched(service_module, "build_observation", timers, "build_observation"),
         patched(InferenceService, "_decide", timers, "decide (one bar, ONNX)"),

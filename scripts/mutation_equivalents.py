@@ -950,4 +950,24 @@ EQUIVALENT: dict[str, str] = {
     "shared.sizing.x_position_after_array__mutmut_125": (
         "equivalent: `held >= 0` differs only at held 0, already excluded by `held != 0`"
     ),
+    # services/inference/sharding.py (rendezvous assignment, hand-over, self-fence; SCOPE)
+    "inference.sharding.x_score__mutmut_10": (
+        "equivalent: int.from_bytes's byteorder defaults to 'big' since Python 3.11 (the project "
+        "requires >= 3.11), so the score is the same number"
+    ),
+    "inference.sharding.xǁShardingǁnote_signal__mutmut_1": (
+        "equivalent: `>=` differs only when close_ts equals the stored one, and then it stores "
+        "the same value again"
+    ),
+    "inference.sharding.xǁShardingǁnote_signal__mutmut_7": (
+        "equivalent: a default of -2 instead of -1 differs only for close_ts == -1; every close "
+        "ts noted is a validated bar's ts_event or a validated signal's bar_close_ts, both "
+        ">= MIN_TS_NS = 0 (shared/validate.py); ts 0 is recorded (killed by a test)"
+    ),
+    "inference.sharding.xǁShardingǁreconcile__mutmut_32": (
+        "equivalent: `>=` differs only for a claiming peer whose score equals this replica's: "
+        "`others` never holds this replica itself (on_heartbeat drops its own heartbeats), and "
+        "two distinct replica ids tie on a 64-bit blake2b score with probability 2**-64 per "
+        "symbol (no such pair can be constructed for a test)"
+    ),
 }

@@ -48,7 +48,10 @@ def test_timeout_and_grace_scale_with_a_heartbeat_other_than_one_second() -> Non
 def test_the_refusals_say_why_and_the_heartbeat_that_would_fit() -> None:
     with pytest.raises(ConfigError) as short:
         handover_timing(1.0, peer_timeout_s=0.5, env={})
-    assert "a live replica would lose its symbols between two heartbeats" in str(short.value)
+    assert str(short.value) == (
+        "INFERENCE_PEER_TIMEOUT_S=0.5: must exceed BUS_HEARTBEAT_INTERVAL_S=1.0"
+        " (a live replica would lose its symbols between two heartbeats)"
+    )
     # bars every 2 s need heartbeats of at most 2 / 3 s; the peer timeout is not named when it
     # was derived (only the heartbeat can be changed then)
     with pytest.raises(ConfigError) as derived:

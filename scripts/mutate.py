@@ -333,6 +333,20 @@ NOTES: list[str] = [
     "whose diff differs is reported open again until it is re-judged.",
     "The quick CI gate samples every changed module of the table (QUICK_NOT_GATED is empty "
     "now); a sampled module is judged on the mutants its share of the 270 s budget reached.",
+    "`services/execution/fill_book.py` (which IB fills of this session's orders are accounted: "
+    "moved out of ib_broker.py in 82492d1) in full and `services/inference/sharding.py` in the "
+    "functions named in SCOPE (timing at start, ids and scores, membership, expiry, reconcile, "
+    "fence; not describe) as of 6c92e1f (--source-ref HEAD, 2026-12-01 00:36 UTC): fill_book "
+    "70 mutants, 5 survivors (92.9 %: a one-share remainder, a second done report of a key, "
+    "two executions in one position report, other symbols' pending executions); sharding "
+    "235 mutants, 46 survivors (80.4 %: the one-week bound and its message, timing with a "
+    "heartbeat other than 1 s, the refusal hints, replica ids with a second '@', the score's "
+    "digest size, `joining` / `live_peers` at their exact boundaries, on_heartbeat's change "
+    "flag, rule 5 against a joining peer's claim, note_signal's ordering, the hand-over and "
+    "fence counters). Then the survivors against the kill files, twice for sharding (one "
+    "message pinned whole after the first re-run; the table shows the last re-run). Their "
+    "selections are fast unit tests: the fence file's service tests are in-process (under "
+    "0.1 s each); test_sharding_handover_timing's subprocess test reaches only start-up.",
     "The stage rewrites `services.execution` / `services.inference` imports in the copied tests to "
     "the package names, so those tests exercise the mutated module (the repository's tests are "
     "not changed).",

@@ -48,8 +48,9 @@ def test_a_kept_trade_stays_until_its_last_share_is_accounted() -> None:
 
 
 def test_the_latest_done_report_of_an_order_decides_whether_it_is_kept() -> None:
-    """The same order reported done again (ib_async rebuilds a completed order as a new Trade
-    after a reconnect) with no filled share unaccounted: nothing stays kept under its key."""
+    """The same order reported done again with no filled share unaccounted (a new Trade object
+    for the key: ib_async's completedOrder builds one with a status-only OrderStatus, filled 0):
+    nothing stays kept under its key."""
     book = FillBook()
     book.placed(REF)
     first = _trade(100, 100)

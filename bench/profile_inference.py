@@ -15,7 +15,9 @@ before and after a change, on the same load, and compare.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import functools
+import pstats
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -83,8 +85,12 @@ def _bar_payloads(symbols: list[str], n: int) -> list[list[tuple[bytes, bytes]]]
     return steps
 
 
-def profile(env: dict[str, str], n_bars: int, n_symbols: int, warm: int = 150) -> dict[str, float]:
-    """Microseconds per bar per stage over the live (non-warming) bars."""
+def profile(
+    env: dict[str, str], n_bars: int, n_symbols: int, warm: int = 150, cprofile: int = 0
+) -> dict[str, float]:
+    """Microseconds per bar per stage over the live (non-warming) bars; with ``cprofile`` > 0,
+    also prints the functions with the most own time inside ``handle_batch`` (cProfile around
+    those calls only, so its overhead inflates the stage timers of that run)."""
     import inference.service as service_module
     from inference.config import InferenceSettings
     from inference.service import InferenceService, SymbolState
@@ -126,13 +132,17 @@ def profile(env: dict[str, str], n_bars: int, n_symbols: int, warm: int = 150) -
                 raise TimeoutError("bars did not come back from the forwarder")
             got.extend(m for m in (sub._accept_frames(f) for f in _drain(sub)) if m is not None)
         t1 = time.perf_counter_ns()
-        svc.handle_batch(got)
+        if timed and profiler is not None:
+            profiler.runcall(svc.handle_batch, got)
+        else:
+            svc.handle_batch(got)
         t2 = time.perf_counter_ns()
         if timed:
             timers.ns["bus receive + accept"] += t1 - t0
             timers.ns["handle_batch (total)"] += t2 - t1
 
     timers = StageTimers()
+    profiler = cProfile.Profile() if cprofile else None
     for frames in steps[:warm]:
         step(frames, False)
     with (
@@ -150,6 +160,8 @@ def profile(env: dict[str, str], n_bars: int, n_symbols: int, warm: int = 150) -
             step(frames, True)
     while probe.poll(500):
         probe.recv_multipart()
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(cprofile)
     bars = n_bars * n_symbols
     out = {name: ns / bars / 1e3 for name, ns in timers.ns.items()}
     pub.close()
@@ -175,9 +187,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_inference")
     parser.add_argument("--bars", type=int, default=3000)
     parser.add_argument("--symbols", type=int, default=1)
+    parser.add_argument(
+        "--cprofile", type=int, default=0, metavar="N", help="top N functions in handle_batch"
+    )
     args = parser.parse_args()
     with private_bus(curve=True) as env:
-        result = profile(env, args.bars, args.symbols)
+        result = profile(env, args.bars, args.symbols, cprofile=args.cprofile)
     print(f"us per bar, {args.symbols} symbol(s) x {args.bars} bars, CURVE on:")
     for name, us in result.items():
         print(f"  {name:42s} {us:8.2f}")

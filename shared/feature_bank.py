@@ -20,7 +20,8 @@ step is the same IEEE operation in the same order, element by element:
 
 A symbol's ``BankedFeatures`` starts as a plain ``OnlineFeatures`` (a warm-up replay or the
 one-bar path updates it one bar at a time, as before) and moves into the bank at its first
-batched update of at least ``ADOPT_MIN`` symbols; from then on a lone bar is a batch of one.
+batched update of at least ``ADOPT_MIN`` symbols; from then on a lone bar or a small batch is a
+bank pass too (its fixed cost, ~125 us, bounds the price of a receive batch split small).
 A config with the optional regime block is not vectorised: its symbols stay ``OnlineFeatures``.
 """
 
@@ -41,7 +42,9 @@ from shared.features import (
     warmup_bars,
 )
 
-ADOPT_MIN = 4  # a smaller batch updates its not-yet-banked symbols one by one (cheaper)
+# A smaller batch updates its not-yet-banked symbols one by one: a bank pass costs ~125 us plus
+# ~1.7 us a symbol, ``OnlineFeatures.update`` ~5.5 us a symbol (measured here: even at ~35).
+ADOPT_MIN = 32
 OHLCV = tuple[float, float, float, float, float]
 
 # Rows of the state matrix (one column per slot): scalars, then for each window field one row

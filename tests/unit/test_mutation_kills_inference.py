@@ -448,10 +448,10 @@ async def test_a_clean_batch_builds_its_observations_as_one_block(
 ) -> None:
     """The batch's observations are built in one block (no row-by-row fallback) when every
     row is finite; the targets are the per-symbol ones either way."""
-    import inference.service as service_module
+    import inference.batching as batching_module
 
     built: list[int] = []
-    one_by_one = service_module.build_observation
+    one_by_one = batching_module.build_observation
 
     def counting(features, position):  # type: ignore[no-untyped-def]
         built.append(1)
@@ -463,7 +463,7 @@ async def test_a_clean_batch_builds_its_observations_as_one_block(
         s: ready_rows(ser, ser.first_live - SNAPSHOT, ser.first_live)
         for s, ser in all_series.items()
     }
-    monkeypatch.setattr(service_module, "build_observation", counting)
+    monkeypatch.setattr(batching_module, "build_observation", counting)
     h.service.handle_batch([ser.bar(ser.first_live) for ser in all_series.values()])
     assert built == [] and h.service.counters.batched_calls == 1
     assert [(s.symbol, s.target_position) for s in h.signals()] == [

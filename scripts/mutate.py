@@ -144,6 +144,27 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_feature_swap.py",
         "tests/unit/test_mutation_kills_inference.py",
     ],
+    # the receive batch moved out of service.py (one numpy feature pass, one ONNX call, the
+    # row-by-row fallbacks): the same in-process tests of the service (tests/inference_harness.py)
+    # and the self-fence's (handle_batch checks it first: in-process, under 0.1 s each)
+    "services/inference/batching.py": [
+        "tests/unit/test_inference_service.py",
+        "tests/unit/test_inference_batching.py",
+        "tests/unit/test_inference_epoch.py",
+        "tests/unit/test_shadow_inference.py",
+        "tests/unit/test_inference_hot_path.py",
+        "tests/unit/test_feature_swap.py",
+        "tests/unit/test_sharding_fence.py",
+        "tests/unit/test_mutation_kills_inference.py",
+        "tests/unit/test_mutation_kills_batching.py",
+    ],
+    # the batched online features (bit-identical to OnlineFeatures.update): the bank's own
+    # tests and the service's batching tests (every batch equal to bar by bar)
+    "shared/feature_bank.py": [
+        "tests/unit/test_feature_bank.py",
+        "tests/unit/test_inference_batching.py",
+        "tests/unit/test_mutation_kills_feature_bank.py",
+    ],
     # which IB fills of this session's orders are accounted (booked or in a position report)
     # and which still count as working: a wrong count books a fill twice or orders it again
     "services/execution/fill_book.py": [
@@ -188,31 +209,40 @@ SCOPE: dict[str, list[str]] = {
     ],
     # inference/service.py: the decision path (bar in -> features -> observation with the
     # position the policy sees -> model -> target out), the position update, the per-symbol
-    # state, dedupe / seq / backfill / epoch checks, the batch, the shadow's targets; not the
-    # socket wiring (consume, heartbeats, close, topics), start-up model loading, status
-    # reporting or the benchmark helper decide_many. Names that a version of the module does
-    # not have match nothing.
+    # state, dedupe / seq / backfill / epoch checks, the shadow's targets; not the socket
+    # wiring (consume, heartbeats, close, topics), start-up model loading, status reporting or
+    # the benchmark helper decide_many. The receive batch moved to inference/batching.py (its
+    # own row). Names that a version of the module does not have match nothing.
     "services/inference/service.py": [
-        "xǁDecisionBatchǁadd",
-        "xǁDecisionBatchǁobservations",
-        "xǁDecisionBatchǁclear",
         "xǁInferenceServiceǁ_state",
+        "xǁInferenceServiceǁonline_features",
         "xǁInferenceServiceǁ_features",
+        "xǁInferenceServiceǁ_refused",
+        "xǁInferenceServiceǁ_accepted",
         "xǁInferenceServiceǁ_apply",
         "xǁInferenceServiceǁ_admit",
         "xǁInferenceServiceǁ_pipeline_mismatch",
         "xǁInferenceServiceǁ_epoch_changed",
         "xǁInferenceServiceǁ_reset_symbol",
-        "xǁInferenceServiceǁon_bar",
-        "xǁInferenceServiceǁflush_batch",
-        "xǁInferenceServiceǁ_batch_observations",
-        "xǁInferenceServiceǁ_flush_symbol",
         "xǁInferenceServiceǁ_decide_and_publish",
         "xǁInferenceServiceǁ_publish_signal",
         "xǁInferenceServiceǁ_shadow_decide",
         "xǁInferenceServiceǁ_shadow_publish",
         "xǁInferenceServiceǁ_shadow_batch",
-        "xǁInferenceServiceǁhandle_batch",
+    ],
+    # inference/batching.py: the receive batch (queue, one feature pass, one observation block,
+    # one ONNX call, the row-by-row fallbacks, publish order); not the handler-error log line
+    "services/inference/batching.py": [
+        "xǁDecisionBatchǁadd",
+        "xǁDecisionBatchǁobservations",
+        "xǁDecisionBatchǁqueue",
+        "xǁDecisionBatchǁclear",
+        "xǁBatchedDecisionsǁhandle_batch",
+        "xǁBatchedDecisionsǁon_bar",
+        "xǁBatchedDecisionsǁflush_batch",
+        "xǁBatchedDecisionsǁ_batch_features",
+        "xǁBatchedDecisionsǁ_batch_observations",
+        "xǁBatchedDecisionsǁ_flush_symbol",
     ],
     # inference/sharding.py: what decides which replica serves a symbol (the timing derived at
     # start, the rendezvous owner, membership, expiry, the hand-over and the self-fence); not
@@ -892,12 +922,28 @@ def main() -> int:
                 ).stdout
             )
             changed, old_statuses = changed_since_run(module, last, new_source)
+            dropped: list[str] = []
             if module in SCOPE:
                 changed = [c for c in changed if c in SCOPE[module]]
+                # functions out of SCOPE now (moved to another module, or taken out): their
+                # mutants leave the row instead of keeping their old statuses
+                dropped = sorted(
+                    {mutate_merge.stem_of(n) for n in old_statuses} - set(SCOPE[module])
+                )
             prefix = import_path(module).removesuffix(".py").replace("/", ".")
             names = mutate_quick.mutants_of(import_path(module), new_source, changed)
             only = [f"{prefix}.{n}" for n in names]
             print(f"[mutate] {module}: changed since the last run: {changed} ({len(only)} mutants)")
+            if dropped:
+                print(f"[mutate] {module}: out of SCOPE now, mutants leave the row: {dropped}")
+                stem = mutate_merge.stem_of
+                old_statuses = {n: s for n, s in old_statuses.items() if stem(n) not in dropped}
+                last = {
+                    **last,
+                    "survivors": {
+                        n: sv for n, sv in last["survivors"].items() if stem(n) not in dropped
+                    },
+                }
             if not only:
                 continue
         r = run_module(module, budget, args.children, only, args.source_ref)

@@ -545,24 +545,6 @@ EQUIVALENT: dict[str, str] = {
         "a 1 in place of the 0 for the absent regime block never wins"
     ),
     # services/inference/service.py (decision path, SCOPE in scripts/mutate.py)
-    "inference.service.xǁDecisionBatchǁobservations__mutmut_3": (
-        "equivalent: the positions are Python floats, which np.asarray makes float64 without "
-        "the dtype (and build_observations converts to float64 again)"
-    ),
-    "inference.service.xǁDecisionBatchǁobservations__mutmut_5": (
-        "equivalent: same as observations__mutmut_3 (the dtype argument dropped)"
-    ),
-    "inference.service.xǁDecisionBatchǁobservations__mutmut_15": (
-        "equivalent: with axis=None the mask is one flag for the whole batch: a non-finite "
-        "value anywhere sends the batch to the row-by-row fallback, which refuses exactly the"
-        " non-finite rows and builds the others identically (a NaN row failing alone is "
-        "tested)"
-    ),
-    "inference.service.xǁDecisionBatchǁclear__mutmut_1": (
-        "equivalent: after clear() the batch is empty; flushing an empty batch decides and "
-        "publishes nothing whatever its model, and on_bar's extra flush of that empty batch "
-        "is a no-op before add() sets the model"
-    ),
     "inference.service.xǁInferenceServiceǁ_features__mutmut_6": (
         "equivalent: OnlineFeatures.update reads no open price (deleted unread; as "
         "shared.features' update_many__mutmut_17)"
@@ -572,49 +554,6 @@ EQUIVALENT: dict[str, str] = {
         "flushes it first, a released symbol is flushed by the membership, an acquired one "
         "was not served, and a model swap or a pipeline mismatch follows a flushed batch (a "
         "ModelUpdated flushes before it is applied)"
-    ),
-    "inference.service.xǁInferenceServiceǁon_bar__mutmut_13": (
-        "equivalent: within a receive batch the live model changes only through a "
-        "ModelUpdated message, which flushes the batch first (handle_batch), so a queued "
-        "batch's model is always the live one and the clause is never true"
-    ),
-    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_2": (
-        "equivalent: flush_batch runs only while handle_batch holds a batch (its other caller"
-        " checks _batch), so `batch is None` is always false; an empty batch (model None) "
-        "then decides and publishes nothing either way"
-    ),
-    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_30": (
-        "equivalent: states and bars come from the same batch (or the same kept indices), "
-        "equal lengths, so zip's strict cannot matter"
-    ),
-    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_33": (
-        "equivalent: same as flush_batch__mutmut_30"
-    ),
-    "inference.service.xǁInferenceServiceǁflush_batch__mutmut_34": (
-        "equivalent: same as flush_batch__mutmut_30"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_10": (
-        "equivalent: bars, rows and positions are appended together by DecisionBatch.add, "
-        "equal lengths, so zip's strict cannot matter"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_14": (
-        "equivalent: same as _batch_observations__mutmut_10"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_15": (
-        "equivalent: same as _batch_observations__mutmut_10"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_28": (
-        "equivalent: the empty array is returned only when every row was refused; then no bar"
-        " is kept and it is never read (its dtype cannot matter)"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_30": (
-        "equivalent: same as _batch_observations__mutmut_28"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_31": (
-        "equivalent: same as _batch_observations__mutmut_28 (its shape)"
-    ),
-    "inference.service.xǁInferenceServiceǁ_batch_observations__mutmut_32": (
-        "equivalent: same as _batch_observations__mutmut_28 (its shape)"
     ),
     "inference.service.xǁInferenceServiceǁ_shadow_decide__mutmut_1": (
         "equivalent: every caller passes breaks explicitly; the default is never used"
@@ -639,10 +578,100 @@ EQUIVALENT: dict[str, str] = {
     "inference.service.xǁInferenceServiceǁ_shadow_batch__mutmut_38": (
         "equivalent: same as _shadow_batch__mutmut_34"
     ),
-    "inference.service.xǁInferenceServiceǁhandle_batch__mutmut_4": (
+    # services/inference/batching.py (the receive batch, moved out of service.py unchanged:
+    # the same judgements under the new names, each held to the diff it was judged on)
+    "inference.batching.xǁDecisionBatchǁobservations__mutmut_3": (
+        "equivalent: the positions are Python floats, which np.asarray makes float64 without "
+        "the dtype (and build_observations converts to float64 again)"
+    ),
+    "inference.batching.xǁDecisionBatchǁobservations__mutmut_5": (
+        "equivalent: same as observations__mutmut_3 (the dtype argument dropped)"
+    ),
+    "inference.batching.xǁDecisionBatchǁobservations__mutmut_15": (
+        "equivalent: with axis=None the mask is one flag for the whole batch: a non-finite "
+        "value anywhere sends the batch to the row-by-row fallback, which refuses exactly the"
+        " non-finite rows and builds the others identically (a NaN row failing alone is "
+        "tested)"
+    ),
+    "inference.batching.xǁDecisionBatchǁclear__mutmut_1": (
+        "equivalent: after clear() the batch is empty; flushing an empty batch decides and "
+        "publishes nothing whatever its model, and on_bar's extra flush of that empty batch "
+        "is a no-op before add() sets the model"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁflush_batch__mutmut_2": (
+        "equivalent: flush_batch runs only while handle_batch holds a batch (its other caller"
+        " checks _batch), so `batch is None` is always false; an empty batch (model None) "
+        "then decides and publishes nothing either way"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_10": (
+        "equivalent: bars, rows and positions are appended together by DecisionBatch.add, "
+        "equal lengths, so zip's strict cannot matter"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_14": (
+        "equivalent: same as _batch_observations__mutmut_10"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_15": (
+        "equivalent: same as _batch_observations__mutmut_10"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_28": (
+        "equivalent: the empty array is returned only when every row was refused; then no bar"
+        " is kept and it is never read (its dtype cannot matter)"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_30": (
+        "equivalent: same as _batch_observations__mutmut_28"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_31": (
+        "equivalent: same as _batch_observations__mutmut_28 (its shape)"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_observations__mutmut_32": (
+        "equivalent: same as _batch_observations__mutmut_28 (its shape)"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁflush_batch__mutmut_34": (
+        "equivalent: states and bars come from the same batch (or the same kept indices), "
+        "equal lengths, so zip's strict cannot matter"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁflush_batch__mutmut_37": (
+        "equivalent: same as flush_batch__mutmut_34"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁflush_batch__mutmut_38": (
+        "equivalent: same as flush_batch__mutmut_34"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁhandle_batch__mutmut_5": (
         "equivalent: the one-bar shortcut (a speed path) is then never taken; the batch path "
         "decides and publishes the same (a single queued row is decided alone, not counted as"
         " a batched call) and counts and logs a failure with the same topic"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁon_bar__mutmut_14": (
+        "equivalent: the original clause is never true (within a receive batch the live model "
+        "changes only through a ModelUpdated message, which flushes the batch first, so a "
+        "queued batch's model is the live one); the mutant's clause is true only for an empty "
+        "batch (queue() sets the model, clear() resets both), whose flush is a no-op"
+    ),
+    "inference.batching.xǁDecisionBatchǁadd__mutmut_1": (
+        "equivalent: add() runs only inside flush_batch (_batch_features), after queue() set "
+        "the batch's model and flush_batch read it into a local; the batch's model is not "
+        "read again before clear() resets it"
+    ),
+    "inference.batching.xǁDecisionBatchǁadd__mutmut_6": (
+        "equivalent: add() is called only for a queued state, whose symbol queue() already put "
+        "in `symbols`; an extra None is never a symbol looked up there, and clear() resets it"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁflush_batch__mutmut_6": (
+        "equivalent: _batch_features passes the model only to DecisionBatch.add (as "
+        "add__mutmut_1: the batch's model is not read again before clear())"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_features__mutmut_29": (
+        "equivalent: same as flush_batch__mutmut_6"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_features__mutmut_11": (
+        "equivalent: update_features returns one row and one error per input (lists of the "
+        "queue's length), so zip's strict cannot matter"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_features__mutmut_15": (
+        "equivalent: same as _batch_features__mutmut_11"
+    ),
+    "inference.batching.xǁBatchedDecisionsǁ_batch_features__mutmut_16": (
+        "equivalent: same as _batch_features__mutmut_11"
     ),
     # shared/backtest_risk.py (execution's stop and daily-loss halt in the backtester)
     "shared.backtest_risk.xǁRiskBookǁ__init____mutmut_11": (

@@ -999,4 +999,249 @@ EQUIVALENT: dict[str, str] = {
         "two distinct replica ids tie on a 64-bit blake2b score with probability 2**-64 per "
         "symbol (no such pair can be constructed for a test)"
     ),
+    # shared/feature_bank.py (the online features of a receive batch in one numpy pass)
+    "shared.feature_bank.x__logs__mutmut_3": (
+        "equivalent: np.fromiter's dtype None is float64 (np.dtype(None)), the dtype given"
+    ),
+    "shared.feature_bank.x__logs__mutmut_7": (
+        "equivalent: the count only preallocates; the iterator yields exactly x.size logs "
+        "either way"
+    ),
+    "shared.feature_bank.xǁBankedFeaturesǁupdate__mutmut_4": (
+        "equivalent: OnlineFeatures.update reads no open price (as shared.features' "
+        "update_many__mutmut_17)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_adopt__mutmut_2": (
+        "equivalent: an assertion that never fails in either form: _adopt is called only for "
+        "a handle with its own OnlineFeatures (update_batch checks `online is not None`), "
+        "made from this bank's config (BankedFeatures.__init__, _export)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_leave__mutmut_1": (
+        "equivalent: same as _adopt__mutmut_2: both callers leave only a banked handle "
+        "(`online is None`), whose finalizer _adopt set"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_leave__mutmut_7": (
+        "equivalent: a handle's slot is read only while it is banked (`online is None`: "
+        "bars_seen, atr, update_batch), and _adopt sets it again before that"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_leave__mutmut_8": ("equivalent: same as _leave__mutmut_7"),
+    "shared.feature_bank.xǁFeatureBankǁ_leave__mutmut_9": ("equivalent: same as _leave__mutmut_7"),
+    "shared.feature_bank.xǁFeatureBankǁ_leave__mutmut_10": (
+        "equivalent: the finalizer is read only by _leave's assertion, for a banked handle, "
+        "whose finalizer _adopt set again"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_export__mutmut_20": (
+        "equivalent: zip over two literal 4-tuples: equal lengths, strict cannot matter"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_export__mutmut_23": (
+        "equivalent: same as _export__mutmut_20"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_export__mutmut_24": (
+        "equivalent: same as _export__mutmut_20"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_2": (
+        "equivalent: when every bar of the batch is warm, `done` is arange(K), so indexing "
+        "with it reads the same values as the slice (which only saves copies); the results "
+        "are new arrays either way"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_19": (
+        "accepted: the re-anchor heuristic at exact equality m*m == 16*var (as "
+        "shared.features' _Rolling.std__mutmut_10)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_23": (
+        "accepted: the heuristic's |m| > 1e-12 |anchor| at exact equality (as "
+        "shared.features' _Rolling.std__mutmut_14)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_30": (
+        "equivalent: None assigned into a bool array stores False"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_47": (
+        "accepted: right after a re-anchor m is the exact sum of the deviations from the "
+        "window's rounded mean over n (about one ulp of the mean), so m*n^2 squared still "
+        "sits below var's last bit except for a window whose std is below ~1e-6 of its mean "
+        "right after a level jump made its anchor stale; no packaged or hostile series has "
+        "one (as shared.features' _Rolling.std__mutmut_20)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_50": (
+        "accepted: same as _rows__mutmut_47 (+ m*m instead of - m*m right after a re-anchor)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_62": (
+        "equivalent: sqrt(0.0) == 0.0 (and a -0.0 std compares and subtracts as 0.0 in every use)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_107": (
+        "accepted: same as shared.features' _batch__mutmut_86 (the %B zero-width cut-off at "
+        "exact equality; its sides are tested in test_mutation_kills_feature_bank.py)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_rows__mutmut_162": (
+        "accepted: same as shared.features' _batch__mutmut_185 (rl == 0 < rs)"
+    ),
+    "shared.feature_bank.xǁBankedFeaturesǁ__init____mutmut_4": (
+        "equivalent: same as _leave__mutmut_7 (the slot of a handle not yet banked is never "
+        "read; _adopt sets it)"
+    ),
+    "shared.feature_bank.xǁBankedFeaturesǁ__init____mutmut_5": (
+        "equivalent: same as __init____mutmut_4"
+    ),
+    "shared.feature_bank.xǁBankedFeaturesǁ__init____mutmut_6": (
+        "equivalent: same as __init____mutmut_4"
+    ),
+    "shared.feature_bank.xǁBankedFeaturesǁ__init____mutmut_7": (
+        "equivalent: same as _leave__mutmut_10 (the finalizer is read only for a banked "
+        "handle, after _adopt set it)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ__init____mutmut_1": (
+        "equivalent: the initial capacity only decides when the arrays double; slots are "
+        "handed out in the same order and every read is of a used slot"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ__init____mutmut_14": (
+        "equivalent: the template only gives constants (the EWM coefficients, bb_dev, the six"
+        " window sizes), none of which the regime block changes; a regime config is not "
+        "vectorised at all"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ__init____mutmut_26": (
+        "equivalent: return_horizons are Python ints, which np.asarray makes int64 (intp on "
+        "this 64-bit platform)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ__init____mutmut_28": (
+        "equivalent: same as __init____mutmut_26"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ__init____mutmut_43": (
+        "equivalent: the window sizes are small ints: as int64 they compare and divide (true "
+        "division promotes to float64) exactly as the float64 sizes"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ__init____mutmut_45": (
+        "equivalent: same as __init____mutmut_43"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_adopt__mutmut_6": (
+        "detected, not a survivor: the test run crashed (segfault): a full bank never grows, "
+        "so its rows are written past the arrays"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_load__mutmut_21": (
+        "equivalent: zip over two literal 6-tuples: equal lengths, strict cannot matter"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_load__mutmut_24": ("equivalent: same as _load__mutmut_21"),
+    "shared.feature_bank.xǁFeatureBankǁ_load__mutmut_25": ("equivalent: same as _load__mutmut_21"),
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_7": (
+        "equivalent: the bars are tuples of Python floats (Bar's float fields), which "
+        "np.array makes float64"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_9": (
+        "equivalent: same as _update_banked__mutmut_7"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_16": (
+        "accepted: errstate(all=None) leaves numpy's policy as it is (warn), so a NaN/inf "
+        "bar's comparisons may print a RuntimeWarning; every value and refusal is the same"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_65": (
+        "equivalent: _advance returns one block row per index in done, equal lengths, so "
+        "zip's strict cannot matter"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_68": (
+        "equivalent: same as _update_banked__mutmut_65"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_69": (
+        "equivalent: same as _update_banked__mutmut_65"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_4": (
+        "equivalent: slots are Python ints, which np.array makes int64 (intp here)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_6": (
+        "equivalent: same as _advance__mutmut_4"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_9": (
+        "equivalent: consecutive slots then take the copy path (state[:, slots], written back"
+        " at the end) instead of a view: the same values (the view is a speed path)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_14": (
+        "equivalent: true only for consecutive slots starting at 0 (else the copy path, as "
+        "_advance__mutmut_9)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_15": (
+        "equivalent: never true for a non-empty batch: always the copy path (as _advance__mutmut_9)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_16": (
+        "equivalent: same as _advance__mutmut_15"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_63": (
+        "equivalent: for diff == 0 both give 0.0 (diff itself), and a NaN diff (the first "
+        "bar) fails both comparisons"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_72": (
+        "equivalent: for diff == 0 the down input is -0.0 instead of 0.0: it compares equal "
+        "(the EWM keeps its value) and b*ewm + a*(-0.0) == b*ewm + a*0.0 for every ewm; a NaN"
+        " diff fails both comparisons"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_82": (
+        "equivalent: den = (1 - alpha) + alpha is exactly 1.0 for every window 2..59 as 1/n "
+        "and 2/(n+1) (checked), so * den == / den"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_121": (
+        "equivalent: same as _advance__mutmut_82 (the signal EWM's den)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_136": (
+        "equivalent: before the macd_slow-th bar SIG is never read (rows start after the "
+        "warm-up, which is at least macd_slow bars), the macd_slow-th bar sets it to macd, "
+        "and an export before then sets nobs 0, whose first push overwrites the value"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_173": (
+        "equivalent: ATR starts NaN (OnlineFeatures._atr = nan), so the Wilder step while "
+        "seeding keeps it NaN, as the original keeps it; the seed (mean of the first n) "
+        "overwrites it at seen == n - 1"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_174": (
+        "equivalent: same as _advance__mutmut_173 (None stored in a float array is NaN, the "
+        "value it had)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_214": (
+        "equivalent: an all-False `first` makes _push_windows' skip mask all False: no value "
+        "changes (passing None only skips that work)"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_224": (
+        "equivalent: _rows with no warm bar returns a (0, names) block, the shape of the "
+        "empty block returned otherwise; its stale mask is empty"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_push_windows__mutmut_74": (
+        "equivalent: a float64 mask of 0.0 / 1.0 selects in np.where exactly as the bool one"
+    ),
+    "shared.feature_bank.xǁFeatureBankǁ_push_windows__mutmut_76": (
+        "equivalent: same as _push_windows__mutmut_74"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_1": (
+        "equivalent: the one-bank shortcut (a speed path) is then never taken; the grouped "
+        "path calls the same update_batch with the same handles and bars in order"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_2": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_4": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_10": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_11": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_15": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_20": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_21": (
+        "equivalent: same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_22": (
+        "equivalent: never true (features[0]'s bank is the bank): same as update_features__mutmut_1"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_54": (
+        "equivalent: update_batch returns one row and one error per handle, equal lengths, so"
+        " zip's strict cannot matter"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_58": (
+        "equivalent: same as update_features__mutmut_54"
+    ),
+    "shared.feature_bank.x_update_features__mutmut_59": (
+        "equivalent: same as update_features__mutmut_54"
+    ),
 }

@@ -55,6 +55,17 @@ PACKAGES = {
 }
 
 # module (repo path) -> the unit tests that exercise it (kept to what kills its mutants)
+# every in-process test of inference's service (tests/inference_harness.py), shared by the
+# rows of service.py and of the receive batch moved out of it (inference/batching.py)
+INFERENCE_IN_PROCESS_TESTS = (
+    "tests/unit/test_inference_service.py",
+    "tests/unit/test_inference_batching.py",
+    "tests/unit/test_inference_epoch.py",
+    "tests/unit/test_shadow_inference.py",
+    "tests/unit/test_inference_hot_path.py",
+    "tests/unit/test_feature_swap.py",
+)
+
 MODULES: dict[str, list[str]] = {
     "shared/costs.py": ["tests/unit/test_costs.py", "tests/unit/test_mutation_kills_costs.py"],
     "shared/accounting.py": [
@@ -136,24 +147,14 @@ MODULES: dict[str, list[str]] = {
     # serving tests (their decisions live in inference/recurrent.py; each exports a torch
     # policy first) nor the subprocess/bus tiers; files not (yet) in the tree are left out
     "services/inference/service.py": [
-        "tests/unit/test_inference_service.py",
-        "tests/unit/test_inference_batching.py",
-        "tests/unit/test_inference_epoch.py",
-        "tests/unit/test_shadow_inference.py",
-        "tests/unit/test_inference_hot_path.py",
-        "tests/unit/test_feature_swap.py",
+        *INFERENCE_IN_PROCESS_TESTS,
         "tests/unit/test_mutation_kills_inference.py",
     ],
     # the receive batch moved out of service.py (one numpy feature pass, one ONNX call, the
     # row-by-row fallbacks): the same in-process tests of the service (tests/inference_harness.py)
     # and the self-fence's (handle_batch checks it first: in-process, under 0.1 s each)
     "services/inference/batching.py": [
-        "tests/unit/test_inference_service.py",
-        "tests/unit/test_inference_batching.py",
-        "tests/unit/test_inference_epoch.py",
-        "tests/unit/test_shadow_inference.py",
-        "tests/unit/test_inference_hot_path.py",
-        "tests/unit/test_feature_swap.py",
+        *INFERENCE_IN_PROCESS_TESTS,
         "tests/unit/test_sharding_fence.py",
         "tests/unit/test_mutation_kills_inference.py",
         "tests/unit/test_mutation_kills_batching.py",

@@ -86,11 +86,11 @@ class ShardMembership:
         self._send_heartbeat(detail)
 
     def _send_heartbeat(self, detail: dict[str, Any]) -> None:
+        if self.sharding is not None:  # stamped before the send (sharding, rule 6: a pause
+            self.sharding.heartbeat_sent(time.monotonic())  # in between may only over-fence)
         self.bus.publisher.publish(
             Heartbeat(service="inference", ready=True, detail=detail, ts_event=time.time_ns())
         )
-        if self.sharding is not None:
-            self.sharding.heartbeat_sent(time.monotonic())
 
     def heartbeat_detail(self) -> dict[str, Any]:
         """The periodic heartbeat's detail (``shared.bus.heartbeat_loop`` publishes it at once,

@@ -88,6 +88,10 @@ class Publisher:
         if security is not None:
             security.client(self._socket, "bus")
         self._socket.connect(endpoint)
+        # pyzmq's Socket.send is a Python wrapper (routing_id / group for draft sockets) around
+        # the compiled send; calling the compiled one directly halves the two sends of every
+        # message (measured 0.67 -> 0.30 us on this VM, pyzmq 27)
+        self._send = super(zmq.Socket, self._socket).send  # type: ignore[misc]
         self._seq: dict[str, int] = {}
 
     def publish(self, message: Message) -> Message:
@@ -99,8 +103,8 @@ class Publisher:
         )
         # Two plain sends, not send_multipart(copy=False): for frames this small the zero-copy
         # Frame objects cost more than the copy (measured ~4.6 us vs ~0.7 us per message).
-        self._socket.send(topic.encode(), zmq.SNDMORE)
-        self._socket.send(encode(stamped))
+        self._send(topic.encode(), zmq.SNDMORE)
+        self._send(encode(stamped))
         return stamped
 
     def close(self) -> None:

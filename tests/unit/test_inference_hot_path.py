@@ -1,7 +1,8 @@
 """The hot-path shortcuts (issue 16, latency) change no verdict and no number:
 
 * ``shared.validate``'s float fast path for bars gives the same reason as the general check for
-  hostile values of every kind (NaN, inf, bool, int, str, negative, huge);
+  hostile values of every kind (NaN, inf, bool, int, str, negative, huge), and its one-call
+  ``Bar`` path the same reason as the general envelope + bar checks, field by field;
 * a receive batch builds its observations as one block, and a row the observation builder
   refuses (NaN) is a handler error of its own bar only, as it is bar by bar;
 * the publisher's two plain sends arrive as the same ``[topic, payload]`` frames.
@@ -19,12 +20,14 @@ import msgspec
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marketdata.replay import SymbolSeries
 
 from shared.bus import Publisher
 from shared.messages import Bar, TargetPosition, decode
 from shared.runtime import BusConnection
-from shared.validate import MAX_PRICE, finite, problem
+from shared.validate import FUTURE_SLACK_NS, MAX_PRICE, _general_problem, finite, problem
 from tests.conftest import free_port
 from tests.inference_harness import InferenceHarness, baseline_root, inference_bus
 
@@ -82,6 +85,44 @@ def test_a_decoded_hostile_bar_is_refused_by_the_fast_path() -> None:
         bar = decode(payload)
         assert isinstance(bar, Bar) and type(bar.close) is float
         assert problem(bar, NOW) == "non_finite"
+
+
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, -1.0, 9.0, 10.0, 10.5, 11.0, MAX_PRICE, MAX_PRICE * 2]),
+    st.integers(-5, 20), st.booleans(),
+)  # fmt: skip
+_TIMES = st.one_of(
+    st.sampled_from([-1, 0, NOW - 10, NOW, NOW + FUTURE_SLACK_NS, NOW + FUTURE_SLACK_NS + 1]),
+    st.integers(-(2**63), 2**63 - 1),
+)
+_BAR_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "symbol": st.one_of(st.sampled_from(["AAPL", "BRK.B", "", "-X", "A" * 25]), st.text()),
+        "producer": st.sampled_from(["m", "m" * 128, "m" * 129]),
+        "seq": st.integers(-3, 3),
+        "ts_event": _TIMES,
+        "ts_publish": _TIMES,
+        "bar_open_ts": _TIMES,
+        "timeframe": st.sampled_from(["1d", "x" * 16, "x" * 17]),
+        "epoch": st.integers(-2, 2),
+        "open": _NUMBERS,
+        "high": _NUMBERS,
+        "low": _NUMBERS,
+        "close": _NUMBERS,
+        "volume": _NUMBERS,
+    },
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_BAR_FIELDS)
+def test_the_one_call_bar_path_gives_the_general_verdict(fields: dict[str, Any]) -> None:
+    """``problem`` serves a ``Bar`` in one function (every bar on the bus passes it); whatever
+    is hostile, and in which field, its reason is the general envelope + bar checks' reason."""
+    bar = msgspec.structs.replace(good_bar(), **fields)
+    assert problem(bar, NOW) == _general_problem(bar, NOW), fields
 
 
 @pytest.fixture(scope="module")

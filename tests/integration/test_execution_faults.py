@@ -433,6 +433,51 @@ async def test_a_target_between_ibs_filled_and_the_booked_fill_orders_nothing_tw
     assert [o["order_ref"] for o in await stack.sim_orders()] == [ref1]
 
 
+@pytest.mark.parametrize("drop", ["connection_drop", "outage"])
+async def test_a_fill_unbooked_when_the_connection_drops_is_booked_once_after_it(
+    stack: ExecutionStack, drop: str
+) -> None:
+    """IB said "Filled", the commission report never came (dropped), then the connection
+    dropped. On reconnect ib_async rebuilds the completed order with a fill count of 0, so the
+    done order no longer holds the unbooked shares; the broker's position report and the
+    executions re-requested since the last one must: the same target orders nothing, the fill
+    is booked once, with IB's commission, and the position is the target."""
+    await stack.ctl({"cmd": "faults", "set": {"drop_commission_next_n": 1}})
+    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
+    ref1 = stack.signal(b1, 1.0)
+    await stack.wait_for(is_event(ref1, "acknowledged"), "ack")
+    b2 = await stack.bar(DAYS[1], 101, 102, 100, 101.5)  # the simulator fills ref1 at its open
+    await stack.wait_for(is_event(ref1, "filled"), "IB's Filled status")
+    assert not stack.messages(Fill), "booked before the drop: the test would prove nothing"
+    reconnects = int((await stack.status()).get("reconnects", 0))
+    fault = {"drop_connection_now": True} if drop == "connection_drop" else {"outage_seconds": 2.0}
+    await stack.ctl({"cmd": "faults", "set": fault})
+    await stack.wait_until(
+        lambda: ready_with_reconnects(stack, reconnects + 1), "reconnected", timeout_s=30
+    )
+    fill = await stack.wait_for(
+        lambda m: isinstance(m, Fill) and m.order_ref == ref1, "recovered fill", timeout_s=30
+    )
+    [execution] = await stack.sim_executions(ref1)
+    assert fill.exec_id == execution["exec_id"]
+    assert fill.commission == pytest.approx(execution["commission"]) and fill.commission > 0
+    b3 = await stack.bar(DAYS[2], 101, 102, 100, 101.5)
+    ref3 = stack.signal(b3, 1.0)  # on target: nothing to send
+    ref2 = stack.signal(b2, 1.0)  # the bar the order filled on, replayed: nothing either
+    await end_marker(stack, b3)
+    assert not stack.messages(OrderEvent, order_ref=ref3)
+    assert not stack.messages(OrderEvent, order_ref=ref2)
+    assert [o["order_ref"] for o in await stack.sim_orders()] == [ref1]
+    assert [f.exec_id for f in stack.messages(Fill)] == [execution["exec_id"]]
+    await stack.wait_until(lambda: fill.exec_id in journal_fills(stack), "fill journaled")
+    assert journal_fills(stack)[fill.exec_id] == (
+        pytest.approx(execution["qty"]),
+        pytest.approx(execution["commission"]),
+    )
+    status = await stack.status()
+    assert status["fills"] == 1 and status["recovered_fills"] == 1
+
+
 def test_commission_fault_switches_are_validated() -> None:
     faults = FaultSwitches()
     faults.update({"delay_commission_ms": 250, "drop_commission_next_n": 2})

@@ -455,16 +455,17 @@ async def test_a_fill_unbooked_when_the_connection_drops_is_booked_once_after_it
     await stack.wait_until(
         lambda: ready_with_reconnects(stack, reconnects + 1), "reconnected", timeout_s=30
     )
+    # at once after the reconnect (not waiting for the recovered fill): on target, nothing
+    b3 = await stack.bar(DAYS[2], 101, 102, 100, 101.5)
+    ref3 = stack.signal(b3, 1.0)
+    ref2 = stack.signal(b2, 1.0)  # the bar the order filled on, replayed: nothing either
+    await end_marker(stack, b3)
     fill = await stack.wait_for(
         lambda m: isinstance(m, Fill) and m.order_ref == ref1, "recovered fill", timeout_s=30
     )
     [execution] = await stack.sim_executions(ref1)
     assert fill.exec_id == execution["exec_id"]
     assert fill.commission == pytest.approx(execution["commission"]) and fill.commission > 0
-    b3 = await stack.bar(DAYS[2], 101, 102, 100, 101.5)
-    ref3 = stack.signal(b3, 1.0)  # on target: nothing to send
-    ref2 = stack.signal(b2, 1.0)  # the bar the order filled on, replayed: nothing either
-    await end_marker(stack, b3)
     assert not stack.messages(OrderEvent, order_ref=ref3)
     assert not stack.messages(OrderEvent, order_ref=ref2)
     assert [o["order_ref"] for o in await stack.sim_orders()] == [ref1]

@@ -48,7 +48,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from shared.data import OHLCV, validate_bars
+from shared.data_validation import OHLCV, validate_bars
 from shared.messages import Bar
 from shared.validate import problem
 

@@ -10,7 +10,7 @@ from marketdata.config import load_settings
 from marketdata.ib_source import SourceError
 from marketdata.sources import make_source
 from shared.config import ConfigError
-from shared.data import DataValidationError
+from shared.data_validation import DataValidationError
 from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
 

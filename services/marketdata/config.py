@@ -9,7 +9,7 @@ import msgspec
 import pandas as pd
 
 from shared.config import from_env, require
-from shared.data import parse_column_map
+from shared.data_files import parse_column_map
 
 DEFAULT_BARS_PER_SECOND = 0.2
 

@@ -1,7 +1,7 @@
 """``MARKETDATA_SOURCE=file``: a user's CSV or Parquet bars, replayed like the packaged history.
 
-The file is read with ``shared.data.load_file`` and every row is validated at start; a bad row
-refuses the start with the file, the row (CSV: line, header = 1; Parquet: 1-based row) and the
+The file is read with ``shared.data_files.load_file`` and every row is validated at start; a bad
+row refuses the start with the file, the row (CSV: line, header = 1; Parquet: 1-based row) and the
 rule. Column mapping and time zone:
 
 * ``MARKETDATA_FILE_PATH``: the file; ``{symbol}`` in it is replaced by each of
@@ -24,7 +24,7 @@ import hashlib
 from marketdata.config import MarketDataSettings
 from marketdata.replay import SymbolSeries
 from marketdata.service import MarketDataService
-from shared.data import load_file, parse_column_map
+from shared.data_files import load_file, parse_column_map
 from shared.runtime import BusConnection
 
 

@@ -40,7 +40,7 @@ class BarSource(Protocol):
 
 
 def make_source(settings: MarketDataSettings, bus: BusConnection) -> BarSource:
-    """The configured source; a bad file raises ``shared.data.DataValidationError``."""
+    """The configured source; a bad file raises ``shared.data_validation.DataValidationError``."""
     if settings.kind == "ib":
         from marketdata.ib_source import IbBarSource
 

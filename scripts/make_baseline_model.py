@@ -157,7 +157,8 @@ def evaluate(
 ) -> tuple[Metrics, Metrics]:
     """Validation and test metrics of the written artifact through the project's backtester."""
     try:
-        from shared.backtest import ModelPolicy, run_policy
+        from shared.backtest import run_policy
+        from shared.model_policy import ModelPolicy
     except ImportError:
         return {}, {}
     model = load_artifact(folder, pipeline)

@@ -26,19 +26,19 @@ Two implementations of the accounting:
 
 * :func:`run_backtest` - vectorised numpy: Python work only at the bars where the target changes,
   everything else (cash/quantity forward fill, equity, metrics) in array operations;
-* :func:`run_backtest_reference` - a plain row-by-row pandas loop with its own arithmetic and its
-  own pandas metrics; the benchmark baseline and the equality test's oracle.
+* ``shared.backtest_reference.run_backtest_reference`` - a plain row-by-row pandas loop with its
+  own arithmetic and its own pandas metrics; the benchmark baseline and the equality test's oracle.
 
-Strategies: :func:`buy_and_hold_targets`, :func:`ma_crossover_targets` (+ :func:`grid_search_ma`,
-fitted on the training slice only), :func:`run_policy` (any callable ``decide(t, position)``),
-and :class:`ModelPolicy` (an exported ONNX artifact through its manifest's pipeline).
+:func:`run_policy` backtests any callable ``decide(t, position)``. The strategies live apart:
+``shared.baselines`` (Buy-and-Hold, the MA crossover and its grid search, fitted on the training
+slice only) and ``shared.model_policy.ModelPolicy`` (an exported ONNX artifact through its
+manifest's pipeline).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,7 +48,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from shared.costs import CostModel
-from shared.metrics import compute_metrics, infer_periods_per_year
+from shared.metrics import compute_metrics
 from shared.sizing import SizingConfig, atr_series, position_after
 
 if TYPE_CHECKING:
@@ -57,18 +57,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountConfig",
     "BacktestResult",
-    "ModelPolicy",
-    "buy_and_hold_targets",
     "clip_targets",
-    "grid_search_ma",
-    "ma_crossover_targets",
     "order_quantity",
     "rebalance",
     "round_trips",
     "run_backtest",
-    "run_backtest_reference",
     "run_policy",
-    "sma",
 ]
 
 # One row per order. ``time``/``bar``: the bar (labelled at its close) whose OPEN filled it;
@@ -570,270 +564,6 @@ def run_backtest(
     )
 
 
-def run_backtest_reference(
-    bars: pd.DataFrame,
-    targets: ArrayLike,
-    acct: AccountConfig | None = None,
-    *,
-    name: str = "strategy",
-    periods_per_year: float | None = None,
-    warmup: pd.DataFrame | None = None,
-) -> BacktestResult:
-    """The plain pandas loop: one row at a time, its own arithmetic and pandas metrics.
-
-    Used as the benchmark baseline and as the oracle that :func:`run_backtest` must equal.
-    """
-    acct = acct or AccountConfig()
-    c = acct.costs
-    lo = -1.0 if acct.allow_short else 0.0
-    df = bars[["open", "close"]].copy()
-    df["target"] = [
-        0.0 if not math.isfinite(x) else min(1.0, max(lo, x))
-        for x in np.asarray(targets, dtype=np.float64)
-    ]
-    cash = float(acct.initial_cash)
-    qty = 0.0
-    prev_target = 0.0
-    rows = []
-    fills = []
-    adverse = (c.spread_bps / 2.0 + c.slippage_bps) / 10_000.0
-    if acct.sizer == "shared":
-        sized = _reference_shared_sizing(bars, df["target"].tolist(), warmup, acct)
-    for i, (ts, row) in enumerate(df.iterrows()):
-        o = row["open"]
-        want: float | None = None  # None: no decision at this bar
-        if acct.sizer == "shared":
-            want = float(sized(i, cash, qty))
-        elif row["target"] != prev_target:
-            eq_open = cash + qty * o
-            want = 0.0
-            if eq_open > 0 and o > 0:
-                want = row["target"] * acct.risk_fraction * eq_open / o
-                if acct.integer_shares:
-                    want = float(int(want))
-            prev_target = row["target"]
-        trade = 0.0 if want is None else want - qty
-        if trade != 0:
-            px = o * (1 + adverse) if trade > 0 else o * (1 - adverse)
-            shares = abs(trade)
-            fee = shares * c.commission_per_share + shares * px * c.commission_bps / 10_000.0
-            if c.commission_max_pct > 0:
-                fee = min(fee, shares * px * c.commission_max_pct)
-            fee = max(fee, c.commission_min)
-            cash = cash - trade * px - fee
-            qty = float(want)  # type: ignore[arg-type]  # trade != 0 implies want is not None
-            fills.append((ts, i, "buy" if trade > 0 else "sell", trade, o, px, fee, row["target"]))
-        rows.append((cash, qty, cash + qty * row["close"]))
-    series = pd.DataFrame(rows, columns=["cash", "qty", "equity"], index=df.index)
-    fills_df = pd.DataFrame(fills, columns=FILL_COLUMNS)
-    fills_df["bar"] = fills_df["bar"].astype(np.int64)
-    for col in ("qty", "ref_price", "price", "commission", "target"):
-        fills_df[col] = fills_df[col].astype(np.float64)
-    n = len(df)
-    trades = (
-        round_trips(fills_df, float(df["close"].iloc[-1]), df.index[-1], n - 1)
-        if n
-        else pd.DataFrame(columns=TRADE_COLUMNS)
-    )
-    metrics = _pandas_metrics(series, fills_df, trades, acct, periods_per_year)
-    return BacktestResult(
-        name=name,
-        index=pd.DatetimeIndex(df.index),
-        open=df["open"].to_numpy(np.float64),
-        close=df["close"].to_numpy(np.float64),
-        targets=df["target"].to_numpy(np.float64),
-        cash=series["cash"].to_numpy(np.float64),
-        qty=series["qty"].to_numpy(np.float64),
-        equity=series["equity"].to_numpy(np.float64),
-        fills=fills_df,
-        trades=trades,
-        metrics=metrics,
-        account=acct,
-    )
-
-
-def _reference_shared_sizing(
-    bars: pd.DataFrame, targets: list[float], warmup: pd.DataFrame | None, acct: AccountConfig
-) -> Callable[[int, float, float], int]:
-    """The oracle's own reading of the execution sizing rule: its own ATR (pandas true range,
-    seeded mean, Wilder recursion) and its own arithmetic (tolerances, not a decimal snap)."""
-    cfg = acct.sizing
-    hist = bars if warmup is None or not len(warmup) else pd.concat([warmup, bars])
-    prev_close = hist["close"].shift(1)
-    tr = pd.concat(
-        [
-            hist["high"] - hist["low"],
-            (hist["high"] - prev_close).abs(),
-            (hist["low"] - prev_close).abs(),
-        ],
-        axis=1,
-    ).max(axis=1)
-    tr.iloc[0] = hist["high"].iloc[0] - hist["low"].iloc[0]
-    p = cfg.atr_period
-    atr = [math.nan] * len(hist)
-    for k, value in enumerate(tr.tolist()):
-        if k == p - 1:
-            atr[k] = sum(tr.iloc[:p].tolist()) / p
-        elif k >= p:
-            atr[k] = (atr[k - 1] * (p - 1) + value) / float(p)
-    w = len(hist) - len(bars)
-    closes = hist["close"].tolist()
-    first_open = float(bars["open"].iloc[0]) if len(bars) else math.nan
-
-    def sized(i: int, cash: float, qty: float) -> int:
-        k = w + i - 1  # the decision bar in ``hist``
-        px, a = (closes[k], atr[k]) if k >= 0 else (first_open, math.nan)
-        held = round(qty)
-        stop = cfg.stop_atr_multiple * a if a == a and a > 0 else cfg.fallback_stop_pct * px
-        equity = cash + qty * px
-        full = 0
-        if equity > 0 and stop > 0:
-            ratio = equity * cfg.risk_per_trade / stop
-            full = min(cfg.max_position, math.floor(ratio + 5e-10))
-        frac = targets[i]
-        size = abs(frac) * full
-        want = math.floor(size + 0.5 + 5e-10) * (1 if frac >= 0 else -1)
-        if abs(want) * px > cfg.max_gross_exposure:
-            room = int(cfg.max_gross_exposure // px)
-            if held and (want > 0) == (held > 0):
-                room = max(room, abs(held))
-            want = max(-room, min(room, want))
-        same_side = want != 0 and held != 0 and (want > 0) == (held > 0)
-        if want != held and same_side and abs(want - held) < cfg.rebalance_threshold * full:
-            return held
-        return want
-
-    return sized
-
-
-def _pandas_metrics(
-    series: pd.DataFrame,
-    fills: pd.DataFrame,
-    trades: pd.DataFrame,
-    acct: AccountConfig,
-    periods_per_year: float | None,
-) -> dict[str, float]:
-    """Metrics computed the pandas way (independent of ``shared.metrics`` arithmetic)."""
-    ppy = periods_per_year or infer_periods_per_year(series.index)
-    init = float(acct.initial_cash)
-    eq = series["equity"]
-    r = eq.pct_change()
-    r.iloc[0] = eq.iloc[0] / init - 1.0
-    final = float(eq.iloc[-1])
-    years = len(eq) / ppy
-    ann = math.exp(min(math.log(final / init) / years, 700.0)) - 1 if final > 0 else -1.0
-    peak = eq.cummax().clip(lower=init)
-    dd = 1 - eq / peak
-    underwater = dd > 1e-12
-    runs = underwater.groupby((~underwater).cumsum()).sum()
-    mdd = float(dd.max())
-    std = r.std()
-    down = math.sqrt((r.clip(upper=0) ** 2).mean())
-    pnl = trades["pnl"]
-    gross_loss = -pnl[pnl < 0].sum()
-    nan = math.nan
-    return {
-        "initial_equity": init,
-        "final_equity": final,
-        "pnl": final - init,
-        "total_return": final / init - 1.0,
-        "annualised_return": ann,
-        "annualised_volatility": std * math.sqrt(ppy),
-        "sharpe": r.mean() / std * math.sqrt(ppy) if std > 1e-15 else nan,
-        "sortino": r.mean() / down * math.sqrt(ppy) if down > 1e-15 else nan,
-        "calmar": ann / mdd if mdd > 1e-12 else nan,
-        "max_drawdown": mdd,
-        "max_drawdown_duration_bars": float(runs.max()) if len(runs) else 0.0,
-        "win_rate": float((pnl > 0).mean()) if len(pnl) else nan,
-        "profit_factor": float(pnl[pnl > 0].sum() / gross_loss) if gross_loss > 0 else nan,
-        "n_trades": float(len(trades)),
-        "n_fills": float(len(fills)),
-        "fees_paid": float(fills["commission"].sum()),
-        "exposure": float((series["qty"] != 0).mean()),
-    }
-
-
-# ------------------------------------------------------------------------------ strategies
-
-
-def buy_and_hold_targets(n: int) -> NDArray[np.float64]:
-    """Long from the first bar's open (decided before the slice) to the end."""
-    return np.ones(n, dtype=np.float64)
-
-
-def sma(values: ArrayLike, window: int) -> NDArray[np.float64]:
-    """Simple moving average over the last ``window`` values; NaN before it is full."""
-    x = np.asarray(values, dtype=np.float64)
-    out = np.full(x.shape, np.nan)
-    if window < 1:
-        raise ValueError("window must be >= 1")
-    if len(x) >= window:
-        out[window - 1 :] = np.lib.stride_tricks.sliding_window_view(x, window).mean(axis=1)
-    return out
-
-
-def ma_crossover_targets(
-    close: ArrayLike, fast: int, slow: int, *, long_short: bool = False
-) -> NDArray[np.float64]:
-    """Targets held during each bar from the SMA crossover seen at the PREVIOUS close.
-
-    Signal at close t: +1 if SMA(fast) > SMA(slow), else 0 (or -1 with ``long_short``); flat
-    until both averages exist. ``targets[t] = signal[t-1]`` (no look-ahead).
-    """
-    if not 1 <= fast < slow:
-        raise ValueError(f"need 1 <= fast < slow, got fast={fast} slow={slow}")
-    c = np.asarray(close, dtype=np.float64)
-    f, s = sma(c, fast), sma(c, slow)
-    valid = np.isfinite(s)
-    signal = np.where(f > s, 1.0, -1.0 if long_short else 0.0)
-    signal = np.where(valid, signal, 0.0)
-    targets = np.zeros_like(c)
-    targets[1:] = signal[:-1]
-    return targets
-
-
-DEFAULT_FAST = (5, 10, 20, 30, 50)
-DEFAULT_SLOW = (20, 50, 100, 150, 200)
-
-
-def grid_search_ma(
-    bars: pd.DataFrame,
-    acct: AccountConfig | None = None,
-    *,
-    fast: Sequence[int] = DEFAULT_FAST,
-    slow: Sequence[int] = DEFAULT_SLOW,
-    objective: str = "sharpe",
-    long_short: bool = False,
-) -> tuple[int, int, pd.DataFrame]:
-    """Choose (fast, slow) on ``bars`` (the TRAINING slice only) by ``objective``.
-
-    Each candidate is backtested with the full accounting and costs. Ties (and NaN objectives)
-    resolve to the earlier candidate in (fast, slow) order, so the choice is deterministic.
-    Returns ``(fast, slow, table)`` with one row per candidate.
-    """
-    acct = acct or AccountConfig()
-    close = bars["close"].to_numpy(np.float64)
-    rows = []
-    best: tuple[float, int, int] | None = None
-    for f in fast:
-        for s in slow:
-            if not f < s or s >= len(close):
-                continue
-            res = run_backtest(bars, ma_crossover_targets(close, f, s, long_short=long_short), acct)
-            score = res.metrics[objective]
-            rows.append({"fast": f, "slow": s, **{k: res.metrics[k] for k in _GRID_COLS}})
-            if math.isfinite(score) and (best is None or score > best[0]):
-                best = (score, f, s)
-    if best is None:
-        raise ValueError(
-            f"no MA window pair fits {len(close)} training bars with a finite {objective}"
-        )
-    return best[1], best[2], pd.DataFrame(rows)
-
-
-_GRID_COLS = ("sharpe", "total_return", "max_drawdown", "n_trades")
-
-
 Decide = Callable[[int, float], float]
 
 
@@ -886,53 +616,3 @@ def run_policy(
         warmup=warmup,
         params={"risk_forced": book.forced()} if book is not None else None,
     )
-
-
-class ModelPolicy:
-    """A model as a ``decide(t, position)`` callable over a bar frame.
-
-    ``model`` is a ``shared.manifest.LoadedModel`` or any object with ``decide(obs) -> target``
-    and ``normaliser`` (a fitted ``shared.features.Normaliser``), plus either ``manifest`` (its
-    ``feature_config`` is used) or ``feature_config`` - e.g. a trainer's torch policy wrapped
-    before export. Features are computed once over all ``bars`` (they only look back) and
-    normalised; each call is the observation of bar ``t`` with the current position -
-    ``build_observation`` exactly as the env and the inference service build it - and one
-    ``model.decide``. Bars still in the feature warm-up decide flat.
-    """
-
-    def __init__(self, model: Any, bars: pd.DataFrame, pipeline: Any | None = None) -> None:
-        from shared.features import FeatureConfig, FeaturePipeline
-        from shared.observation import build_observations
-
-        self.model = model
-        if pipeline is None:
-            manifest = getattr(model, "manifest", None)
-            config = (
-                manifest.feature_config
-                if manifest is not None
-                else getattr(model, "feature_config", None) or FeatureConfig()
-            )
-            pipeline = FeaturePipeline(config)
-        self.pipeline = pipeline
-        feats = np.asarray(model.normaliser.transform(self.pipeline.batch(bars)), np.float64)
-        self.features = feats
-        self.valid: NDArray[np.bool_] = np.asarray(np.isfinite(feats).all(axis=1), dtype=bool)
-        self.obs = np.zeros((len(bars), feats.shape[1] + 1), dtype=np.float32)
-        rows = np.flatnonzero(self.valid)
-        self.obs[rows] = build_observations(feats[rows], np.zeros(len(rows)))
-        self.calls = 0
-        self.seconds = 0.0
-
-    def observation(self, t: int, position: float) -> NDArray[np.float32]:
-        obs = self.obs[t].copy()
-        obs[-1] = position
-        return obs
-
-    def __call__(self, t: int, position: float) -> float:
-        if not self.valid[t]:
-            return 0.0
-        t0 = time.perf_counter()
-        target = float(self.model.decide(self.observation(t, position)))
-        self.seconds += time.perf_counter() - t0
-        self.calls += 1
-        return target

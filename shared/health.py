@@ -13,7 +13,8 @@ import socket
 import sys
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call, security_from_env
+from shared.bus import security_from_env
+from shared.command_channel import CommandError, call
 from shared.config import bus_settings, command_endpoint
 
 

@@ -18,7 +18,8 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import AuthError, load_or_create_key
-from shared.bus import CommandClient, CommandServer, Publisher, Subscriber, producer_id
+from shared.bus import Publisher, Subscriber, producer_id
+from shared.command_channel import CommandClient, CommandServer
 from shared.config import BusSettings, ConfigError, bus_settings, command_bind, command_endpoint
 from shared.curve import BusSecurity
 from shared.heap import settle_heap

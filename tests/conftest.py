@@ -79,8 +79,8 @@ def sim_ports() -> dict[str, str]:
 def bus_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for a private bus: fresh ports for the forwarder and every command endpoint,
     its own HMAC secret and CURVE key folder. The test process gets it too, so a
-    ``shared.bus.call`` from the test talks to this bus as the ``operator`` identity, as a CLI
-    on the same host would."""
+    ``shared.command_channel.call`` from the test talks to this bus as the ``operator`` identity,
+    as a CLI on the same host would."""
     env = {
         "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
         "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",

@@ -22,7 +22,8 @@ import zmq
 import zmq.asyncio
 from marketdata.replay import SymbolSeries
 
-from shared.bus import CommandServer, Publisher, Subscriber, call, producer_id
+from shared.bus import Publisher, Subscriber, producer_id
+from shared.command_channel import CommandServer, call
 from shared.messages import Bar, Heartbeat
 from tests.conftest import bus_security
 

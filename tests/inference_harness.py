@@ -26,7 +26,7 @@ from inference.config import InferenceSettings
 from inference.service import InferenceService
 from marketdata.replay import SymbolSeries
 
-from shared.bus import CommandTimeout
+from shared.command_channel import CommandTimeout
 from shared.features import FeaturePipeline
 from shared.messages import Bar, Message, ModelStatus, ShadowTarget, TargetPosition
 from shared.runtime import BusConnection, connect_bus

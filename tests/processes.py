@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.bus import CommandError, call
+from shared.command_channel import CommandError, call
 
 
 class Stack:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from marketdata.replay import SymbolSeries
 
-from shared.backtest import ModelPolicy
 from shared.data import load_bars
 from shared.manifest import MODEL_FILE, read_manifest, write_artifact
+from shared.model_policy import ModelPolicy
 from shared.runtime import BusConnection
 from tests.inference_harness import InferenceHarness, baseline_root, packaged_series
 from tests.model_artifacts import baseline_folder

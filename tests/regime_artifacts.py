@@ -3,7 +3,7 @@ AAPL's bars before ``TRAIN_END`` (training data only), a normaliser fitted on th
 seeded linear discrete policy (``tests.model_artifacts.linear_onnx``) that reads every feature,
 so its targets move with the regime probabilities. ``regime_caps`` makes it a gated model.
 
-The reference is the backtest decider (``shared.backtest.ModelPolicy`` over batch features, the
+The reference is the backtest decider (``shared.model_policy.ModelPolicy`` over batch features, the
 position fed back as ``run_policy`` does): what evaluation scores.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.backtest import ModelPolicy
 from shared.data import load_bars
 from shared.features import FeatureConfig, FeaturePipeline, Normaliser
 from shared.manifest import LoadedModel, load_artifact, pipeline_from_manifest, read_manifest
+from shared.model_policy import ModelPolicy
 from shared.regime import RegimeConfig, fit_regime
 from tests.model_artifacts import linear_onnx, make_artifact
 

@@ -47,7 +47,8 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Publisher, Subscriber, call, security_from_env
+from shared.bus import Publisher, Subscriber, security_from_env
+from shared.command_channel import CommandError, call
 from shared.messages import Bar, OrderEvent, TargetPosition
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

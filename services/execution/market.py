@@ -16,7 +16,7 @@ import msgspec
 
 from execution.input_guard import InputGuard, valid_price
 from execution.risk import WilderATR
-from shared.bus import CommandError
+from shared.command_channel import CommandError
 from shared.logs import event
 from shared.messages import Bar
 

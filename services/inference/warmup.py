@@ -19,7 +19,7 @@ import msgspec
 
 from inference.pipelines import OwnPipelineShadow
 from inference.shadow import ShadowSlot
-from shared.bus import CommandError
+from shared.command_channel import CommandError
 from shared.logs import event
 from shared.messages import Bar
 

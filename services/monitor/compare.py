@@ -5,11 +5,11 @@ and decision bar; ``fills``: every booked execution), the bar store (``shared.ba
 bar marketdata published) and the model artifacts (``models/``, ``paper_trading/models/``,
 ``best_models/``; a version is the artifact folder's name, as in ``manifest.version``).
 
-What is replayed, per symbol: all stored bars go through ``shared.backtest.ModelPolicy`` with, at
-each bar, the model version that paper trading used at that bar (the version of that bar's signal;
-between signals the last one; before the first, the first). The policy is fed its own previous
-target as the position, exactly as inference does, from the first stored bar on (inference warms
-up on history the same way). That gives the backtest's decision at every bar.
+What is replayed, per symbol: all stored bars go through ``shared.model_policy.ModelPolicy`` with,
+at each bar, the model version that paper trading used at that bar (the version of that bar's
+signal; between signals the last one; before the first, the first). The policy is fed its own
+previous target as the position, exactly as inference does, from the first stored bar on (inference
+warms up on history the same way). That gives the backtest's decision at every bar.
 
 What is compared:
 
@@ -61,11 +61,12 @@ from monitor.compare_inputs import (
     parse_period,
     read_ledger,
 )
-from shared.backtest import AccountConfig, ModelPolicy, clip_target, run_backtest
+from shared.backtest import AccountConfig, clip_target, run_backtest
 from shared.barstore import BarStore
 from shared.costs import CostModel
 from shared.manifest import LoadedModel, load_artifact
 from shared.metrics import infer_periods_per_year, returns_from_equity, sharpe_ratio
+from shared.model_policy import ModelPolicy
 from shared.sizing import SizingConfig
 
 SESSION_TZ = "America/New_York"

@@ -12,7 +12,7 @@ import sys
 
 from monitor.ledger import Ledger
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call
+from shared.command_channel import CommandError, call
 from shared.config import bus_settings, command_endpoint
 
 

@@ -42,7 +42,8 @@ from monitor.metrics import MonitorMetrics
 from monitor.retraining import RetrainFile
 from monitor.view import slippage_bps
 from shared.accounting import Book
-from shared.bus import CommandError, heartbeat_loop
+from shared.bus import heartbeat_loop
+from shared.command_channel import CommandError
 from shared.logs import event
 from shared.messages import Message, PnL, ShadowTarget, TargetPosition
 from shared.runtime import BusConnection

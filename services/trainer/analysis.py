@@ -43,7 +43,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from shared.backtest import AccountConfig, ModelPolicy, clip_target, run_backtest
+from shared.backtest import AccountConfig, clip_target, run_backtest
+from shared.model_policy import ModelPolicy
 from shared.sizing import SizingConfig, WilderATR, atr_series
 
 LOOKAHEAD_TOL = 1e-12

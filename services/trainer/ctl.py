@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call
+from shared.command_channel import CommandError, call
 from shared.config import bus_settings, command_endpoint
 from trainer.config import parse_key_values
 

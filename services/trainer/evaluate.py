@@ -54,20 +54,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from shared.backtest import (
+from shared.backtest import AccountConfig, BacktestResult, run_backtest, run_policy
+from shared.backtest_risk import manifest_risk_rules, risk_record
+from shared.baselines import (
     DEFAULT_FAST,
     DEFAULT_SLOW,
-    AccountConfig,
-    BacktestResult,
-    ModelPolicy,
     buy_and_hold_targets,
     grid_search_ma,
     ma_crossover_targets,
-    run_backtest,
-    run_policy,
 )
-from shared.backtest_risk import manifest_risk_rules, risk_record
 from shared.env_risk import RiskRules
+from shared.model_policy import ModelPolicy
 from shared.provenance import git_revision
 from trainer.evaluation_report import EvaluationResult, clean_json, write_outputs
 
@@ -177,7 +174,7 @@ def evaluate_model(
 
     Args:
         model: artifact folder, a ``LoadedModel`` (or any object with ``decide(obs)`` and
-            ``normaliser``, see ``shared.backtest.ModelPolicy``), ``"baseline"``, or None.
+            ``normaliser``, see ``shared.model_policy.ModelPolicy``), ``"baseline"``, or None.
         start, end: inclusive test dates (UTC days); ``end`` None = last bar; ``start`` None =
             the bar after the first ``select_fraction`` of the data (those bars choose the MA
             windows and warm up features).

@@ -40,7 +40,7 @@ from trainer.progress import say, setup
 
 def _reachable(service: str, timeout_s: float = 1.5) -> bool:
     from shared.auth import load_or_create_key
-    from shared.bus import CommandError, call
+    from shared.command_channel import CommandError, call
     from shared.config import bus_settings, command_endpoint
 
     secret = Path(bus_settings().secret_file)
@@ -61,7 +61,7 @@ def push_if_possible(version: str, output_dir: Path, *, force: bool) -> dict[str
     its own ``TRAINER_OUTPUT_DIR``.
     """
     from shared.auth import load_or_create_key
-    from shared.bus import call
+    from shared.command_channel import call
     from shared.config import bus_settings, command_endpoint
 
     settings = trainer_settings()

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
 
     from shared.auth import load_or_create_key
-    from shared.bus import CommandError, call
+    from shared.command_channel import CommandError, call
     from shared.config import bus_settings, command_endpoint
 
     key = load_or_create_key(bus_settings().secret_file)

@@ -55,7 +55,7 @@ SIGNAL_LIMIT_S = 90  # signals seen on the bus after a swap
 COMMAND_PROBE = """
 import json, sys
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call
+from shared.command_channel import CommandError, call
 from shared.config import bus_settings, command_endpoint
 key = load_or_create_key(bus_settings().secret_file)
 service, name, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -167,7 +167,8 @@ FORGED_COMMANDS_PROBE = """
 import json, secrets, sys, time
 import msgspec, zmq
 from shared.auth import load_or_create_key, sign
-from shared.bus import CommandError, call, security_from_env
+from shared.bus import security_from_env
+from shared.command_channel import CommandError, call
 from shared.config import bus_settings, command_endpoint
 from shared.messages import Command, Reply
 tag = sys.argv[1]

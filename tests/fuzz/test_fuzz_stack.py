@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.auth import load_or_create_key, sign
-from shared.bus import call, security_from_env
+from shared.bus import security_from_env
+from shared.command_channel import call
 from shared.keys import IDENTITIES
 from shared.messages import (
     Bar,

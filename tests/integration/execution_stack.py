@@ -26,7 +26,8 @@ import zmq.asyncio
 from ibsim.control import control_request_async
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Publisher, Subscriber, call, producer_id
+from shared.bus import Publisher, Subscriber, producer_id
+from shared.command_channel import CommandError, call
 from shared.messages import Bar, Message, TargetPosition
 from tests.conftest import REPO_ROOT, bus_security, free_port
 

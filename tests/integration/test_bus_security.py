@@ -16,7 +16,8 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import load_or_create_key, sign
-from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call, producer_id
+from shared.bus import Publisher, Subscriber, producer_id
+from shared.command_channel import CommandError, CommandServer, call
 from shared.curve import BusSecurity
 from shared.keys import IDENTITIES, PUBLISH_RIGHTS, KeyRing, ensure_keys, may_publish
 from shared.messages import Bar, Command, Fill, Heartbeat, Message, Reply, encode

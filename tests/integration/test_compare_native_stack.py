@@ -24,7 +24,7 @@ from execution.live_record import read_track_record
 from monitor.compare import main as compare_main
 
 from shared.auth import load_or_create_key
-from shared.bus import call
+from shared.command_channel import call
 from shared.data import load_bars
 from tests.processes import Stack, wait_ready
 

@@ -29,7 +29,7 @@ import pytest
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import call
+from shared.command_channel import call
 from shared.data import load_bars
 from shared.messages import Bar, Fill, TargetPosition
 from tests.conftest import bus_security, free_port

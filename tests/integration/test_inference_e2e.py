@@ -19,7 +19,8 @@ import zmq.asyncio
 from marketdata.replay import SymbolSeries
 
 from shared.auth import load_or_create_key, sign
-from shared.bus import CommandError, Publisher, Subscriber, call, producer_id
+from shared.bus import Publisher, Subscriber, producer_id
+from shared.command_channel import CommandError, call
 from shared.features import FeaturePipeline
 from shared.manifest import load_artifact, read_manifest
 from shared.messages import ModelStatus, ModelUpdated, TargetPosition

@@ -20,7 +20,7 @@ import pytest
 from ibsim.control import control_request
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, call
+from shared.command_channel import CommandError, call
 from tests.conftest import free_port
 from tests.processes import Stack
 

@@ -13,7 +13,8 @@ import pytest
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import Subscriber, call
+from shared.bus import Subscriber
+from shared.command_channel import call
 from shared.data import load_bars
 from shared.messages import Bar
 from tests.conftest import bus_security

@@ -13,7 +13,8 @@ from ibsim.control import control_request
 
 from shared import sessions
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Subscriber, call
+from shared.bus import Subscriber
+from shared.command_channel import CommandError, call
 from shared.data import load_bars
 from shared.messages import Bar, Heartbeat
 from tests.conftest import bus_security, free_port

@@ -19,7 +19,8 @@ import pytest
 import zmq
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Publisher, call, producer_id
+from shared.bus import Publisher, producer_id
+from shared.command_channel import CommandError, call
 from shared.messages import Fill, OrderEvent, encode
 from tests.conftest import bus_security, free_port
 

@@ -29,7 +29,8 @@ import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.auth import load_or_create_key
-from shared.bus import Publisher, call, producer_id
+from shared.bus import Publisher, producer_id
+from shared.command_channel import call
 from shared.messages import Bar, Heartbeat, ModelStatus, ShadowTarget, TargetPosition
 from tests.conftest import bus_security, free_port
 from tests.integration.test_monitor_bad_input import (

@@ -10,7 +10,8 @@ import pytest
 import zmq
 
 from shared.auth import load_or_create_key
-from shared.bus import Publisher, call
+from shared.bus import Publisher
+from shared.command_channel import call
 from shared.messages import Bar
 from tests.conftest import bus_security
 from tests.integration.test_monitor_bad_input import (

@@ -19,7 +19,8 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import Subscriber, call
+from shared.bus import Subscriber
+from shared.command_channel import call
 from shared.manifest import resolve_artifact
 from shared.messages import TargetPosition
 from tests.conftest import bus_security

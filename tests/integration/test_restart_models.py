@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared.auth import load_or_create_key
-from shared.bus import call
+from shared.command_channel import call
 from shared.features import FeaturePipeline
 from shared.manifest import Promotion
 from shared.observation import observation_names

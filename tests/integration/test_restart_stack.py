@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.auth import load_or_create_key
-from shared.bus import call
+from shared.command_channel import call
 from tests.conftest import free_port
 from tests.processes import Stack, wait_for, wait_ready
 

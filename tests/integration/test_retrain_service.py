@@ -21,7 +21,7 @@ import pytest
 
 from shared.auth import load_or_create_key
 from shared.barstore import BarStore
-from shared.bus import CommandError, call
+from shared.command_channel import CommandError, call
 from shared.data import load_bars
 from shared.manifest import read_manifest, read_push_history
 from shared.messages import Bar

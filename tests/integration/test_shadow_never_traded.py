@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
-from shared.bus import Subscriber, call
+from shared.bus import Subscriber
+from shared.command_channel import call
 from shared.features import FeaturePipeline
 from shared.manifest import read_manifest
 from shared.messages import OrderEvent, ShadowTarget, TargetPosition

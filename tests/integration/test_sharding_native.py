@@ -28,7 +28,8 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import load_or_create_key
-from shared.bus import CommandError, Subscriber, call
+from shared.bus import Subscriber
+from shared.command_channel import CommandError, call
 from shared.messages import Bar, TargetPosition
 from tests.conftest import bus_security, free_port
 from tests.fake_marketdata import FakeMarketData

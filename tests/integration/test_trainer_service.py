@@ -19,7 +19,8 @@ import pytest
 import zmq.asyncio
 
 from shared.auth import Verifier, load_or_create_key
-from shared.bus import CommandError, Subscriber, call
+from shared.bus import Subscriber
+from shared.command_channel import CommandError, call
 from shared.features import FeatureConfig, FeaturePipeline
 from shared.manifest import Promotion, load_artifact
 from shared.messages import Heartbeat, ModelUpdated

@@ -8,18 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.backtest import (
-    AccountConfig,
-    ModelPolicy,
-    buy_and_hold_targets,
-    grid_search_ma,
-    ma_crossover_targets,
-    round_trips,
-    run_backtest,
-    run_backtest_reference,
-    run_policy,
-)
+from shared.backtest import AccountConfig, round_trips, run_backtest, run_policy
+from shared.backtest_reference import run_backtest_reference
+from shared.baselines import buy_and_hold_targets, grid_search_ma, ma_crossover_targets
 from shared.costs import ZERO_COSTS, CostModel
+from shared.model_policy import ModelPolicy
 from shared.sizing import SizingConfig
 
 pytestmark = pytest.mark.unit

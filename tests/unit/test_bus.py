@@ -9,7 +9,8 @@ import zmq
 import zmq.asyncio
 
 from shared.auth import AuthError, Verifier, load_or_create_key, sign
-from shared.bus import CommandError, CommandServer, Publisher, Subscriber, call
+from shared.bus import Publisher, Subscriber
+from shared.command_channel import CommandError, CommandServer, call
 from shared.messages import Bar, Command, encode
 from tests.conftest import bus_security
 

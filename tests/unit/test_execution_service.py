@@ -493,7 +493,7 @@ class SnapshotClient:
     async def request(self, name: str, args: dict[str, Any], timeout_s: float) -> Any:
         assert name == "snapshot"
         if args["symbol"] != "AAPL":
-            from shared.bus import CommandTimeout
+            from shared.command_channel import CommandTimeout
 
             raise CommandTimeout("no such symbol here")
         return {"symbol": "AAPL", "bars": [msgspec.to_builtins(b) for b in self.bars]}

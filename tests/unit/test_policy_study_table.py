@@ -16,9 +16,10 @@ from trainer.policies.training import StatefulOnnxPolicy
 from trainer.study import STUDIES, SeedScore, StudyConfig, StudyVariant
 from trainer.study_report import markdown, table_rows, write_results
 
-from shared.backtest import ModelPolicy, run_policy
+from shared.backtest import run_policy
 from shared.data import load_bars
 from shared.manifest import read_manifest
+from shared.model_policy import ModelPolicy
 from tests.model_artifacts import baseline_folder
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from trainer.evaluate import evaluate_model, main
 
-from shared.backtest import AccountConfig, buy_and_hold_targets, run_backtest
+from shared.backtest import AccountConfig, run_backtest
+from shared.baselines import buy_and_hold_targets
 from shared.data import load_bars
 from shared.data_files import load_file, parse_column_map
 from shared.data_validation import DataValidationError

@@ -76,7 +76,7 @@ def train_stateful(
 
 
 class StatefulOnnxPolicy:
-    """An exported stateful graph as ``shared.backtest.ModelPolicy``'s model (``decide(obs)``,
+    """An exported stateful graph as ``shared.model_policy.ModelPolicy``'s model (``decide(obs)``,
     ``normaliser``, ``feature_config``), the state carried from one decision to the next.
 
     ``ModelPolicy`` reads ``normaliser`` once when a backtest starts, so reading it starts the

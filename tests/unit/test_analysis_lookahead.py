@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from trainer.analysis import feature_block, lookahead_analysis, main, perturb_after
+from trainer.analysis import main
+from trainer.analysis_common import feature_block
+from trainer.analysis_lookahead import lookahead_analysis, perturb_after
 
 from shared.features import FeaturePipeline, Normaliser
 

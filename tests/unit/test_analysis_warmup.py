@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from trainer.analysis import WARMUP_TOL, main, online_row, warmup_analysis
+from trainer.analysis import main
+from trainer.analysis_warmup import WARMUP_TOL, online_row, warmup_analysis
 
 from shared.features import FeaturePipeline
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from trainer.analysis import WARMUP_TOL, lookahead_analysis, online_row
+from trainer.analysis_lookahead import lookahead_analysis
+from trainer.analysis_warmup import WARMUP_TOL, online_row
 
 from shared.env_config import EnvConfig
 from shared.env_market import prepare_market

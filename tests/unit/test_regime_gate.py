@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from trainer.analysis import lookahead_analysis
+from trainer.analysis_lookahead import lookahead_analysis
 from trainer.config import TrainConfig, trainer_settings
 
 from shared.config import ConfigError
@@ -154,7 +154,7 @@ def test_gated_targets_pass_the_future_perturbation_test(models: dict[str, Path]
     plain = open_own(models["plain"])
     report_plain = lookahead_analysis(bars, plain.pipeline, plain, points=1, seed=5)  # type: ignore[arg-type]
     assert report_plain.leaks == []
-    from trainer.analysis import policy_path
+    from trainer.analysis_common import policy_path
 
     gated_path = policy_path(gated, gated.pipeline, bars, len(bars) - 2)
     plain_path = policy_path(plain, plain.pipeline, bars, len(bars) - 2)  # type: ignore[arg-type]

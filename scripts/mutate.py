@@ -184,8 +184,9 @@ MODULES: dict[str, list[str]] = {
 }
 # Modules mutated only in some functions (mutmut name stems): the money path of a large module.
 # shared/backtest.py: the accounting and sizing path that turns targets into fills, cash and
-# round trips; not the pandas reference loop and its metrics (the test oracle itself), the MA
-# grid search, the vector env's rebalance_arrays (test_env's) or ModelPolicy (inference's).
+# round trips; not the vector env's rebalance_arrays (test_env's). The pandas reference loop and
+# its metrics (the test oracle itself), the baselines with the MA grid search and ModelPolicy
+# (inference's) moved out in 5af5a6f: shared/backtest_reference.py, baselines.py, model_policy.py.
 SCOPE: dict[str, list[str]] = {
     "shared/backtest.py": [
         "x_clip_targets",
@@ -297,7 +298,10 @@ NOTES: list[str] = [
     "gate_target, check_caps, RegimeGate) have rows of their own, every function; the gate's "
     "selection leaves out `test_regime_caps_export.py` (it trains and exports a policy first: "
     "5 s a run) and reaches the gate through `LoadedModel` (`test_mutation_kills_manifest.py`) "
-    "as well as directly.",
+    "as well as directly. The pandas oracle (`shared/backtest_reference.py`), the baselines "
+    "(`shared/baselines.py`) and `ModelPolicy` (`shared/model_policy.py`) moved out of "
+    "`shared/backtest.py` unchanged in 5af5a6f; checked with `--changed-only --source-ref HEAD` "
+    "(2026-12-01 03:40 UTC): no SCOPE function changed, so the row stands.",
     "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
     "path (bar -> features -> observation with the fed-back position -> target), the position "
     "update, the per-symbol state, dedupe / seq / backfill / epoch checks and the shadow's "

@@ -54,7 +54,8 @@ def _mlp_member(root: Path, seed: int, size: int) -> Path:
     import torch
     from trainer.config import TrainConfig
     from trainer.onnx_export import export_onnx
-    from trainer.train import PolicyHead, build_module
+    from trainer.policy_head import PolicyHead
+    from trainer.train import build_module
 
     from shared.manifest import read_manifest, resolve_artifact, write_artifact
 

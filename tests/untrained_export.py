@@ -10,7 +10,9 @@ from typing import Any
 from trainer.config import TrainConfig
 from trainer.export import export_model
 from trainer.export_manifest import ExportInputs
-from trainer.train import PolicyHead, SliceData, build_module, load_slice
+from trainer.policy_head import PolicyHead
+from trainer.train import build_module
+from trainer.train_data import SliceData, load_slice
 
 from shared.env import TradingEnv
 

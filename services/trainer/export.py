@@ -6,7 +6,7 @@
 
 Steps:
 
-1. ONNX: the policy's deterministic action head (``trainer.train.PolicyHead``: the RLModule's
+1. ONNX: the policy's deterministic action head (``trainer.policy_head.PolicyHead``: the RLModule's
    ``forward_inference`` action logits, DQN's Q-values, or a Gaussian's mean) is wrapped in a
    ``torch.nn.Module`` and exported with ``torch.onnx.export(..., dynamo=False)``; input ``obs``
    (batch, features + position), output ``logits`` (batch, actions).
@@ -68,8 +68,8 @@ from trainer.export_scoring import (
 from trainer.gate import GateDecision
 from trainer.onnx_export import check_parity, export_onnx, parity_observations
 from trainer.paper_export import write_paper_trading
+from trainer.policy_head import PolicyHead
 from trainer.progress import say, setup
-from trainer.train import PolicyHead
 
 
 @dataclass
@@ -285,7 +285,8 @@ def write_evaluation(
 
 def inputs_from_run(run: Path, trial_id: str = "") -> ExportInputs:
     """Rebuild the export inputs from a ``trainer.train`` run folder (checkpoint + config)."""
-    from trainer.train import load_module, load_slice
+    from trainer.policy_head import load_module
+    from trainer.train_data import load_slice
 
     cfg = TrainConfig.from_dict(json.loads((run / "train_config.json").read_text()))
     normaliser = json.loads((run / "normaliser.json").read_text())

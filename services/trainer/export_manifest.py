@@ -21,7 +21,8 @@ from shared.manifest import ActionSpace, DataSlice, ModelManifest, ObservationSp
 from shared.observation import observation_names
 from shared.provenance import git_revision
 from trainer.config import TrainConfig
-from trainer.train import PolicyHead, SliceData
+from trainer.policy_head import PolicyHead
+from trainer.train_data import SliceData
 
 
 def new_version(root: Path, now: dt.datetime | None = None, suffix: str = "") -> str:

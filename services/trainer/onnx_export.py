@@ -1,6 +1,6 @@
 """The export's ONNX step: the policy's deterministic action head as ONNX, checked against torch.
 
-The head (``trainer.train.PolicyHead``: the RLModule's ``forward_inference`` action logits,
+The head (``trainer.policy_head.PolicyHead``: the RLModule's ``forward_inference`` action logits,
 DQN's Q-values, or a Gaussian's mean) is wrapped in a ``torch.nn.Module`` and exported with
 ``torch.onnx.export(..., dynamo=False)``; input ``obs`` (batch, features + position), output
 ``logits`` (batch, actions). Parity: onnxruntime (run as inference serves it) and torch are
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from trainer.train import PolicyHead, SliceData
+from trainer.policy_head import PolicyHead
+from trainer.train_data import SliceData
 
 PARITY_TOLERANCE = 1e-5
 ONNX_OPSET = 17

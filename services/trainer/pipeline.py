@@ -139,7 +139,8 @@ def run_pipeline(
     from trainer.export import export_model
     from trainer.export_manifest import ExportInputs
     from trainer.seed_spread import SeedRuns, results_table
-    from trainer.train import load_slice, prepare_data
+    from trainer.train import prepare_data
+    from trainer.train_data import load_slice
     from trainer.tune import tune_run, tune_settings
 
     if per_symbol:

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
+from trainer.policy_head import policy_decider
 from trainer.progress import say
-from trainer.train import PreparedData, TrainResult, load_slice, policy_decider
+from trainer.train import PreparedData, TrainResult
+from trainer.train_data import load_slice
 
 __all__ = ["SeedRuns", "median_index", "spread_stats"]
 

@@ -2,7 +2,9 @@
 
     python -m trainer.train --profile quick [--algorithm PPO] [--lr 1e-3 ...] [--out runs/x]
 
-What happens, in order (every step is a function below):
+What happens, in order (every step is a function below; the pieces each step uses live beside
+it: ``trainer.train_data`` the slices, ``trainer.policy_head`` the greedy policy and its
+backtests, ``trainer.train_cli`` the flags):
 
 1. ``init_ray``: connect to ``RAY_ADDRESS`` when it is set (an existing cluster; authenticate as
    that cluster requires, e.g. ``RAY_AUTH_TOKEN``), else start a private 2-CPU Ray. Ray's token
@@ -29,7 +31,6 @@ one numpy call, 8000-step batches of 2000-step minibatches) are measured by
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -44,18 +45,18 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from shared.backtest import AccountConfig, BacktestResult, run_policy
 from shared.env import ENV_ID
 from shared.env_config import EnvConfig
-from shared.env_market import MarketData, prepare_market
-from shared.observation import build_observations
-from trainer.config import TrainConfig, add_source_args, source_overrides
+from trainer.config import TrainConfig, add_source_args
+from trainer.policy_head import PolicyHead, validate_symbols
 from trainer.progress import quiet_ray, say, setup
+from trainer.train_cli import add_config_args, config_from_args
+from trainer.train_data import SliceData, load_slice
 
 RLLIB_ENV = "rltrader-trading"
 
 
-# ----------------------------------------------------------------------------- 1. Ray
+# ----------------------------------------------------------------------------- 1. Ray, seeds, torch
 
 
 def init_ray(num_cpus: int = 2) -> None:
@@ -92,52 +93,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def setup_torch(cfg: TrainConfig) -> None:
+    import torch
+
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+
+
 # ----------------------------------------------------------------------------- 2. data
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-@dataclass
-class SliceData:
-    """One evaluation slice: its bars, env observations and where trading starts."""
-
-    name: str
-    env_config: EnvConfig
-    market: MarketData
-    bars: pd.DataFrame
-
-    @property
-    def start(self) -> int:
-        return self.market.first
-
-    @functools.cached_property
-    def observations(self) -> tuple[np.ndarray, np.ndarray]:
-        """(obs with position 0, valid rows) for every bar; the env's rows before its first
-        decision are zeros, but a backtest's first decision reads the bar before the slice."""
-        feats = self.market.features
-        valid = np.asarray(np.isfinite(feats).all(axis=1), dtype=bool)
-        obs = np.zeros((len(feats), feats.shape[1] + 1), dtype=np.float32)
-        obs[valid] = build_observations(feats[valid], np.zeros(int(valid.sum())))
-        return obs, valid
-
-    def describe(self) -> dict[str, Any]:
-        """The bars the slice covers, as ``shared.data.content_hash`` identifies them: from the
-        slice's start (the whole history for an open start, warm-up included) to its end."""
-        idx = self.market.index
-        start = self.env_config.start
-        s0 = 0 if start is None else int(np.searchsorted(idx.asi8, _utc(start).value))
-        return {
-            "role": self.name,
-            "source": self.env_config.source,
-            "symbol": self.env_config.symbol,
-            "start": idx[s0].isoformat(),
-            "end": idx[-1].isoformat(),
-            "rows": len(idx) - s0,
-            "content_hash": self.market.data_hash,
-        }
 
 
 @dataclass
@@ -165,21 +128,6 @@ class PreparedData:
         if split == "validation":
             return self.validation
         return load_slice(cfg, split, self.normaliser)
-
-
-def load_slice(
-    cfg: TrainConfig, split: str, normaliser: dict[str, Any] | None, symbol: str | None = None
-) -> SliceData:
-    from shared.data import load_bars
-
-    symbol = symbol or cfg.symbol
-    env_cfg = cfg.env_config(split, normaliser, symbol)
-    market = prepare_market(env_cfg)
-    bars = load_bars(cfg.source, symbol)
-    bars = bars.iloc[: len(market.index)]  # prepare_market cut at the slice's end the same way
-    if not bars.index.equals(market.index):
-        raise RuntimeError(f"{split}: bars and env market data are not aligned")
-    return SliceData(split, env_cfg, market, bars)
 
 
 def prepare_data(cfg: TrainConfig) -> PreparedData:
@@ -296,150 +244,6 @@ def build_module(cfg: TrainConfig, observation_space: Any, action_space: Any) ->
         spaces={"default_policy": (observation_space, action_space)}
     )
     return spec.build()
-
-
-# ----------------------------------------------------------------------------- policy head
-
-
-class PolicyHead:
-    """The deterministic decision of an RLModule: ``forward_inference`` -> one row per obs.
-
-    Discrete spaces: one output per action (PPO/APPO action logits, DQN Q-values); the greedy
-    action is the argmax. Continuous: the Gaussian's mean (the deterministic action). The ONNX
-    export wraps exactly this function (``trainer.export``).
-    """
-
-    def __init__(self, module: Any, algorithm: str, discrete: bool) -> None:
-        self.module = module
-        self.algorithm = algorithm
-        self.discrete = discrete
-
-    def forward(self, obs: Any) -> Any:
-        if self.algorithm == "DQN":
-            return self.module.compute_q_values({"obs": obs})["qf_preds"]
-        out = self.module.forward_inference({"obs": obs})["action_dist_inputs"]
-        if self.discrete:
-            return out
-        return out[:, : out.shape[1] // 2]  # [mean, log_std] -> mean
-
-    def outputs(self, obs: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            x = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(-1, obs.shape[-1]))
-            return self.forward(x).cpu().numpy().astype(np.float64)
-
-
-def greedy_targets(head: PolicyHead, outputs: np.ndarray, env_cfg: EnvConfig) -> np.ndarray:
-    if head.discrete:
-        values = np.asarray(env_cfg.action_targets, dtype=np.float64)
-        return values[np.argmax(outputs, axis=1)]
-    low = -1.0 if env_cfg.allow_short else 0.0
-    return np.clip(outputs[:, 0], low, 1.0)
-
-
-def backtest_policy(head: PolicyHead, data: SliceData) -> BacktestResult:
-    """Backtest the greedy policy over the slice (decision at each close, fill at next open)."""
-    account: AccountConfig = data.env_config.account()
-    return run_policy(
-        data.bars,
-        policy_decider(head, data),
-        account,
-        start=data.start,
-        name="model",
-        risk=data.env_config.risk,  # execution's rules when the model trains under them
-    )
-
-
-def backtest_folds(
-    head: PolicyHead, data: SliceData, folds: Any, metric: str
-) -> tuple[list[dict[str, float]], float, float]:
-    """The greedy policy on each walk-forward fold of the validation slice (``folds``: a
-    ``shared.splits.HoldoutPlan`` over ``data.bars``), each from flat with exit costs at its end.
-
-    Returns (per-fold metrics, mean fold ``metric``, worst fold ``metric``); the slice's bars end
-    at ``val_end``, so nothing of the hold-out can be read.
-    """
-    account: AccountConfig = data.env_config.account()
-    decide = policy_decider(head, data)
-    per = [
-        run_policy(
-            data.bars,
-            decide,
-            account,
-            start=int(f.test[0]),
-            end=int(f.test[-1]) + 1,
-            name="model",
-            exit_costs=True,
-            risk=data.env_config.risk,
-        ).metrics
-        for f in folds.folds
-    ]
-    values = [metric_value(m, metric) for m in per]
-    return per, sum(values) / len(values), min(values)
-
-
-def validate_symbols(
-    head: PolicyHead, data: PreparedData, folds: dict[str, Any], metric: str
-) -> tuple[dict[str, float], float, float]:
-    """The greedy policy on every symbol's validation slice and walk-forward folds.
-
-    Returns (metrics, objective, worst): metrics are the whole-slice backtest metrics (the mean
-    over symbols) plus ``fold_mean_<metric>``/``fold_worst_<metric>`` and, per symbol,
-    ``<SYM>:fold_mean_<metric>``/``<SYM>:fold_worst_<metric>``; the objective is the mean over
-    symbols of each symbol's mean fold, the worst the worst fold of any symbol.
-    """
-    whole: list[dict[str, float]] = []
-    out: dict[str, float] = {}
-    means, worsts = [], []
-    for sym, validation in data.validations.items():
-        whole.append(dict(backtest_policy(head, validation).metrics))
-        _per, mean, worst = backtest_folds(head, validation, folds[sym], metric)
-        out[f"{sym}:fold_mean_{metric}"] = mean
-        out[f"{sym}:fold_worst_{metric}"] = worst
-        means.append(mean)
-        worsts.append(worst)
-    for key, value in whole[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            vals = [float(m.get(key, math.nan)) for m in whole]
-            out.setdefault(key, sum(vals) / len(vals))
-    objective = sum(means) / len(means)
-    out[f"fold_mean_{metric}"] = objective
-    out[f"fold_worst_{metric}"] = min(worsts)
-    return out, objective, min(worsts)
-
-
-def policy_decider(head: PolicyHead, data: SliceData) -> Callable[[int, float], float]:
-    """``decide(t, position)`` of the greedy policy over the slice's bars."""
-    env_cfg = data.env_config
-    base, valid = data.observations
-    if head.discrete:
-        # The position is the only sequential input: precompute the decision for every bar and
-        # every position the policy can hold, then walk the bars.
-        table: dict[float, np.ndarray] = {}
-        for pos in env_cfg.action_targets:
-            obs = base.copy()
-            obs[:, -1] = pos
-            table[pos] = np.where(valid, greedy_targets(head, head.outputs(obs), env_cfg), 0.0)
-
-        def decide(t: int, position: float) -> float:
-            return float(table[position][t])
-    else:
-
-        def decide(t: int, position: float) -> float:
-            if not valid[t]:
-                return 0.0
-            obs = base[t].copy()
-            obs[-1] = position
-            return float(greedy_targets(head, head.outputs(obs[None, :]), env_cfg)[0])
-
-    return decide
-
-
-def metric_value(metrics: dict[str, float], name: str) -> float:
-    """The objective; an undefined ratio (a policy that never trades) counts as 0."""
-    value = float(metrics.get(name, math.nan))
-    return value if math.isfinite(value) else 0.0
 
 
 # ----------------------------------------------------------------------------- 4. the loop
@@ -604,73 +408,7 @@ def summary(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def setup_torch(cfg: TrainConfig) -> None:
-    import torch
-
-    if cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
-
-
-def load_module(checkpoint: str | Path) -> Any:
-    """The trained RLModule from a checkpoint written by ``train`` (no env, no Ray needed)."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    path = Path(checkpoint).resolve() / "learner_group" / "learner" / "rl_module" / "default_policy"
-    return RLModule.from_checkpoint(str(path))
-
-
 # ----------------------------------------------------------------------------- CLI
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """``--profile`` plus one ``--<field>`` per TrainConfig field (JSON for lists/dicts)."""
-    parser.add_argument("--profile", default="quick", choices=["quick", "full"])
-    for name in TrainConfig.__struct_fields__:
-        parser.add_argument(
-            "--" + name.replace("_", "-").rstrip("-"),
-            dest=name,
-            default=None,
-            help=f"TrainConfig.{name}",
-        )
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The profile with every ``--<field>`` given; ``--source file|barstore --path P`` becomes
-    a source spec (``trainer.config.source_overrides``), ``--symbols A,B`` a list."""
-    overrides: dict[str, Any] = {}
-    for name in TrainConfig.__struct_fields__:
-        raw = getattr(args, name, None)
-        if raw is None:
-            continue
-        if name == "symbols" and not raw.lstrip().startswith("["):
-            overrides[name] = [s.strip() for s in raw.split(",") if s.strip()]
-            continue
-        try:
-            overrides[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[name] = raw
-    if overrides.get("symbols") and "symbol" not in overrides:
-        overrides["symbol"] = overrides["symbols"][0]
-    if overrides.get("source") in ("file", "barstore"):
-        dated = any(k in overrides for k in ("train_end", "val_start", "val_end", "test_start"))
-        given = overrides.get("symbols") or (
-            [overrides["symbol"]] if "symbol" in overrides else None
-        )
-        overrides.update(
-            source_overrides(
-                overrides["source"],
-                getattr(args, "path", None),
-                symbols=given,
-                columns=getattr(args, "columns", None),
-                tz=getattr(args, "tz", "UTC"),
-                label=getattr(args, "label", "close"),
-                bar=getattr(args, "bar", None),
-                dated=dated,
-            )
-        )
-    elif getattr(args, "path", None):
-        raise SystemExit("--path needs --source file or --source barstore")
-    return TrainConfig.profile(args.profile, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -692,14 +430,10 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "ENV_ID",
-    "PolicyHead",
     "PreparedData",
-    "SliceData",
     "TrainResult",
-    "backtest_policy",
     "build_algo_config",
     "init_ray",
-    "load_module",
     "prepare_data",
     "train",
 ]

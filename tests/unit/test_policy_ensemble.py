@@ -17,7 +17,8 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.ensemble import EnsembleError, build_ensemble, top_k
 from trainer.onnx_export import export_onnx
-from trainer.train import PolicyHead, build_module
+from trainer.policy_head import PolicyHead
+from trainer.train import build_module
 
 from shared.features import FeaturePipeline
 from shared.manifest import ActionSpace, read_manifest, write_artifact

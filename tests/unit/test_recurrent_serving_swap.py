@@ -83,7 +83,8 @@ def _ensemble_member(root: Path, seed: int) -> Path:
     import torch
     from trainer.config import TrainConfig
     from trainer.onnx_export import export_onnx
-    from trainer.train import PolicyHead, build_module
+    from trainer.policy_head import PolicyHead
+    from trainer.train import build_module
 
     base = read_manifest(baseline_folder())
     size = base.observation.size

@@ -63,7 +63,7 @@ def test_checkpoint_validation_backtests_apply_the_rules_the_model_trains_under(
     rules to the backtester, so a checkpoint is chosen under the limits it will trade with."""
     import types
 
-    from trainer import train
+    from trainer import policy_head
 
     seen: list[object] = []
 
@@ -71,11 +71,11 @@ def test_checkpoint_validation_backtests_apply_the_rules_the_model_trains_under(
         seen.append(risk)
         return types.SimpleNamespace(metrics={"sharpe": 1.0})
 
-    monkeypatch.setattr(train, "run_policy", fake_run_policy)
-    monkeypatch.setattr(train, "policy_decider", lambda head, data: None)
+    monkeypatch.setattr(policy_head, "run_policy", fake_run_policy)
+    monkeypatch.setattr(policy_head, "policy_decider", lambda head, data: None)
     cfg = TrainConfig(env_risk_rules=rules_on)
     data = types.SimpleNamespace(env_config=cfg.env_config("validation"), bars=None, start=0)
     folds = types.SimpleNamespace(folds=[types.SimpleNamespace(test=[3, 4, 5])] * 2)
-    train.backtest_policy(None, data)  # type: ignore[arg-type]
-    train.backtest_folds(None, data, folds, "sharpe")  # type: ignore[arg-type]
+    policy_head.backtest_policy(None, data)  # type: ignore[arg-type]
+    policy_head.backtest_folds(None, data, folds, "sharpe")  # type: ignore[arg-type]
     assert seen == [RiskRules() if rules_on else None] * 3

@@ -154,9 +154,9 @@ def test_holdout_ledger_counts_every_model_scored(tmp_path: Path) -> None:
 
 
 def test_tune_validation_slice_ends_before_the_holdout() -> None:
-    """Tune's objective is computed on this slice (trainer.train.backtest_folds): its bars are
+    """Tune's objective is computed on this slice (trainer.policy_head.backtest_folds): its bars are
     cut at val_end, so the hold-out is not even loaded into it."""
-    from trainer.train import load_slice
+    from trainer.train_data import load_slice
 
     cfg = TrainConfig()
     data = load_slice(cfg, "validation", None)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from trainer.config import TrainConfig, source_overrides
-from trainer.train import add_config_args, config_from_args, prepare_data
+from trainer.train import prepare_data
+from trainer.train_cli import add_config_args, config_from_args
 
 from shared.data import load_bars
 from shared.data_files import file_source, parse_file_source

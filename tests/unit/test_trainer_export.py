@@ -21,7 +21,9 @@ from trainer.onnx_export import (
     export_onnx,
     parity_observations,
 )
-from trainer.train import PolicyHead, build_module, load_slice
+from trainer.policy_head import PolicyHead
+from trainer.train import build_module
+from trainer.train_data import load_slice
 
 from shared.data import content_hash, load_bars, slice_bars
 from shared.features import FeatureConfig, FeaturePipeline

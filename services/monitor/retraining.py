@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-RECORDS_FILE = "retrain.json"  # trainer.retrain.RECORDS_FILE (the monitor imports no trainer)
+RECORDS_FILE = "retrain.json"  # trainer.retrain_config.RECORDS_FILE (no trainer import here)
 SHOWN = 10  # newest records on the dashboard
 NOTE = (
     "the trainer's retraining records (train on the bar store, validation-fold gate, shadow "

@@ -13,7 +13,7 @@ from shared.config import ConfigError
 from shared.logs import configure, event
 from shared.runtime import connect_bus, run_until_stopped
 from trainer.config import trainer_settings
-from trainer.retrain import retrain_settings
+from trainer.retrain_config import retrain_settings
 from trainer.service import TrainerService
 
 

@@ -25,6 +25,10 @@ the record's ``steps`` with its numbers, and shown in ``hb.trainer`` and ``statu
 A session is complete when every symbol the shadow decided in it has a later known close (its
 decisions are all marked) or when decisions two sessions later exist. A session with no bar that
 both models decided does not count.
+
+This module is the state machine (``RetrainLoop``); ``trainer.retrain_config`` holds the settings,
+the registry file, the data window and the pipeline's arguments, ``trainer.retrain_scoring`` the
+session scores and the promote-or-drop rule.
 """
 
 from __future__ import annotations
@@ -33,231 +37,32 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import msgspec
-
-from shared.config import from_env, require
 from shared.logs import event
 from shared.messages import ShadowTarget, TargetPosition
-from shared.shadow_marks import known_closes, step_returns
 from trainer import registry
 from trainer import shadow as shadow_verbs
+from trainer.retrain_config import (
+    RetrainSettings,
+    parse_duration,
+    pipeline_argv,
+    read_records,
+    window_overrides,
+    write_records,
+)
+from trainer.retrain_scoring import Row, decide, decision_row, session_scores
 
 log = logging.getLogger("trainer.retrain")
 
-RECORDS_FILE = "retrain.json"
-NY = ZoneInfo("America/New_York")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 OPEN_STATES = ("training", "candidate", "shadow", "promoting")
-Row = dict[str, Any]
-
-
-def parse_duration(text: str) -> float | None:
-    """``90s`` / ``30m`` / ``6h`` / ``1d`` / ``2w`` in seconds; ``off`` / ``""`` / ``0`` -> None."""
-    text = text.strip().lower()
-    if text in ("", "off", "0", "none"):
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 6h, 1d or 2w")
-    return float(match.group(1)) * UNITS[match.group(2)]
-
-
-class RetrainSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Scheduled retraining (prefix ``TRAINER_RETRAIN_``); off unless ``EVERY`` is set."""
-
-    every: str = "off"  # how often the schedule retrains: off | 90s | 30m | 6h | 1d | 1w
-    window: str = "730d"  # train on the bars closing in this last stretch of the bar store
-    barstore: str = ""  # the SQLite bar store marketdata writes (MARKETDATA_BAR_STORE)
-    symbols: str = ""  # comma-separated; empty = every symbol the store holds
-    shadow_sessions: int = 5  # complete sessions the candidate is watched as a shadow
-    margin: float = 0.0  # percentage points the shadow must beat live by, over those sessions
-    seeds: int = 1  # seeds the pipeline trains (median promoted)
-    profile: str = "quick"
-    overrides: str = ""  # JSON object of TrainConfig overrides, e.g. {"iterations": 5}
-    check_interval_s: float = 30.0  # how often the schedule is looked at
-
-    def __post_init__(self) -> None:
-        for name in ("every", "window"):
-            try:
-                parse_duration(getattr(self, name))
-            except ValueError as exc:
-                require(False, name, str(exc))
-        require(parse_duration(self.window) is not None, "window", "must be a duration")
-        require(
-            parse_duration(self.every) is None or bool(self.barstore),
-            "barstore",
-            "must name the bar store when the schedule is on",
-        )
-        require(1 <= self.shadow_sessions <= 1000, "shadow_sessions", "must be in 1..1000")
-        require(self.margin >= 0, "margin", "must be >= 0 (percentage points)")
-        require(1 <= self.seeds <= 20, "seeds", "must be in 1..20")
-        require(self.profile in ("quick", "full"), "profile", "must be quick or full")
-        require(self.check_interval_s > 0, "check_interval_s", "must be > 0")
-        try:
-            parsed = json.loads(self.overrides) if self.overrides else {}
-        except ValueError:
-            parsed = None
-        require(isinstance(parsed, dict), "overrides", "must be a JSON object")
-
-    @property
-    def every_s(self) -> float | None:
-        return parse_duration(self.every)
-
-    @property
-    def window_s(self) -> float:
-        window = parse_duration(self.window)
-        assert window is not None  # checked in __post_init__
-        return window
-
-
-def retrain_settings(env: dict[str, str] | None = None) -> RetrainSettings:
-    return from_env(RetrainSettings, "TRAINER_RETRAIN_", env)
-
-
-# --------------------------------------------------------------------------- the registry
-
-
-def read_records(model_dir: Path) -> list[dict[str, Any]]:
-    try:
-        records = json.loads((model_dir / RECORDS_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    return records if isinstance(records, list) else []
-
-
-def write_records(model_dir: Path, records: list[dict[str, Any]]) -> None:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = model_dir / f".{RECORDS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(records, indent=2, default=str) + "\n")
-    os.replace(tmp, model_dir / RECORDS_FILE)
 
 
 def _iso(ts_s: float) -> str:
     return dt.datetime.fromtimestamp(ts_s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --------------------------------------------------------------------------- the data window
-
-
-def window_overrides(
-    store_path: Path, symbols: list[str], window_s: float, now_s: float
-) -> dict[str, Any]:
-    """TrainConfig slice dates: the last ``window_s`` of the first symbol's stored bars, cut at
-    60 % and 80 % (train, validation folds, final hold-out), like ``--source barstore``."""
-    from shared.data import barstore_source, barstore_symbols, load_bars
-
-    spec = barstore_source(str(store_path))
-    names = symbols or list(barstore_symbols(spec))
-    if not names:
-        raise ValueError(f"the bar store {store_path} holds no symbol")
-    start = dt.datetime.fromtimestamp(now_s - window_s, dt.UTC)
-    index = load_bars(spec, names[0]).index
-    index = index[index >= start]
-    if len(index) < 50:
-        raise ValueError(f"{len(index)} {names[0]} bars in the window: too few to train on")
-    cut1, cut2 = index[int(len(index) * 0.6)], index[int(len(index) * 0.8)]
-    return {
-        "source": spec,
-        "symbol": names[0],
-        "symbols": names,
-        "train_start": index[0].isoformat(),
-        "train_end": cut1.isoformat(),
-        "val_start": cut1.isoformat(),
-        "val_end": cut2.isoformat(),
-        "test_start": cut2.isoformat(),
-        "test_end": None,
-    }
-
-
-def pipeline_argv(settings: RetrainSettings, overrides: dict[str, Any]) -> list[str]:
-    """``trainer.pipeline`` arguments: one configured policy, no search, no live push."""
-    merged = {**json.loads(settings.overrides or "{}"), **overrides}
-    argv = ["--profile", settings.profile, "--skip-tune", "--no-push", "--no-plots"]
-    argv += ["--seeds", str(settings.seeds)]
-    for key, value in merged.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
-    return argv
-
-
-# --------------------------------------------------------------------------- the evaluation
-
-
-def session_of(bar_close_ts: int) -> str:
-    """The trading session of a bar: its New York calendar date."""
-    return dt.datetime.fromtimestamp(bar_close_ts / 1e9, NY).date().isoformat()
-
-
-def decision_row(message: TargetPosition | ShadowTarget) -> Row:
-    """A decision as ``shared.shadow_marks`` reads it (plus its role and session)."""
-    return {
-        "role": "shadow" if isinstance(message, ShadowTarget) else "live",
-        "model_version": message.model_version,
-        "symbol": message.symbol,
-        "bar_seq": message.bar_seq,
-        "bar_close": message.bar_close,
-        "target": message.target_position,
-        "session": session_of(message.bar_close_ts),
-    }
-
-
-def session_scores(rows: list[Row], version: str) -> list[dict[str, Any]]:
-    """Per complete session (oldest first), the shadow ``version``'s and the live model's summed
-    would-be return (in %) on the bars both decided, marked with ``shared.shadow_marks``' rule."""
-    live = [r for r in rows if r["role"] == "live"]
-    shadow = [r for r in rows if r["role"] == "shadow" and r["model_version"] == version]
-    closes = known_closes(live, shadow)
-    live_by_bar: dict[tuple[str, int], float] = {}
-    for steps in step_returns(live, closes).values():
-        live_by_bar.update(steps)
-    shadow_steps = step_returns(shadow, closes).get(version, {})
-    session_by_bar = {(r["symbol"], int(r["bar_seq"])): r["session"] for r in shadow}
-    sessions = sorted({r["session"] for r in rows})
-    scores = []
-    for i, session in enumerate(sessions):
-        decided = [bar for bar, s in session_by_bar.items() if s == session]
-        all_marked = all(bar in shadow_steps for bar in decided)
-        if not decided or not (all_marked or i + 2 < len(sessions)):
-            if decided:
-                break  # sessions complete in order: the rest wait for this one
-            continue
-        same = [bar for bar in decided if bar in shadow_steps and bar in live_by_bar]
-        if not same:
-            continue
-        scores.append(
-            {
-                "session": session,
-                "bars": len(same),
-                "shadow_pct": sum(shadow_steps[b] for b in same) * 100,
-                "live_pct": sum(live_by_bar[b] for b in same) * 100,
-            }
-        )
-    return scores
-
-
-def decide(scores: list[dict[str, Any]], sessions: int, margin_pct: float) -> dict[str, Any] | None:
-    """None while fewer than ``sessions`` complete sessions exist; then promote iff the shadow's
-    return summed over the first ``sessions`` of them exceeds live's by more than the margin."""
-    if len(scores) < sessions:
-        return None
-    used = scores[:sessions]
-    shadow = sum(s["shadow_pct"] for s in used)
-    live = sum(s["live_pct"] for s in used)
-    return {
-        "promote": shadow - live > margin_pct,
-        "sessions": [s["session"] for s in used],
-        "shadow_pct": round(shadow, 6),
-        "live_pct": round(live, 6),
-        "excess_pct": round(shadow - live, 6),
-        "margin_pct": margin_pct,
-    }
 
 
 # --------------------------------------------------------------------------- the loop

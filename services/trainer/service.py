@@ -40,7 +40,8 @@ from shared.runtime import BusConnection
 from trainer import registry
 from trainer import shadow as shadow_verbs
 from trainer.config import TrainerSettings
-from trainer.retrain import RetrainLoop, RetrainSettings
+from trainer.retrain import RetrainLoop
+from trainer.retrain_config import RetrainSettings
 
 log = logging.getLogger("trainer")
 

@@ -129,7 +129,7 @@ def test_a_restarted_trainer_resumes_and_promotes_from_bus_decisions(
     import numpy as np
     import zmq
     from trainer import shadow as shadow_verbs
-    from trainer.retrain import write_records
+    from trainer.retrain_config import write_records
 
     from shared.bus import Publisher, producer_id
     from shared.manifest import Promotion

@@ -18,14 +18,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from trainer import registry
-from trainer.retrain import (
-    RetrainLoop,
-    RetrainSettings,
-    decide,
-    read_records,
-    retrain_settings,
-    session_scores,
-)
+from trainer.retrain import RetrainLoop
+from trainer.retrain_config import RetrainSettings, read_records, retrain_settings
+from trainer.retrain_scoring import decide, session_scores
 
 from shared.barstore import BarStore
 from shared.config import ConfigError

@@ -7,7 +7,7 @@
     python -m trainer.evaluate --model baseline --source file --path my.csv \\
         [--columns "Date=date,Adj Close=close"] [--tz UTC] [--start 2021-01-01]
 
-Your own data (``--source file --path my.csv|my.parquet``, ``shared.data.load_file``): columns
+Your own data (``--source file --path my.csv|my.parquet``, ``shared.data_files.load_file``): columns
 ``open high low close volume`` plus ``timestamp`` (the bar's CLOSE time; naive values are in
 ``--tz``, default UTC; ``--label open --bar 1h`` when your stamps are bar opens) or ``date``
 (daily bars, labelled at 16:00 America/New_York, the packaged stocks' convention). Other names

@@ -117,6 +117,19 @@ async def push(stack: ExecutionStack, bar: Bar) -> int:
     return int(reply["fills"])
 
 
+async def filled_not_booked(stack: ExecutionStack, fault: dict[str, Any]) -> tuple[Bar, str]:
+    """With a commission fault set: BUY 100 on a signal, filled by the simulator at the next
+    bar's open; returns once IB said "Filled" (the fill is booked only with its commission
+    report, which the fault holds back). The filling bar and the order's reference."""
+    await stack.ctl({"cmd": "faults", "set": fault})
+    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
+    ref1 = stack.signal(b1, 1.0)
+    await stack.wait_for(is_event(ref1, "acknowledged"), "ack")
+    b2 = await stack.bar(DAYS[1], 101, 102, 100, 101.5)  # the simulator fills ref1 at its open
+    await stack.wait_for(is_event(ref1, "filled"), "IB's Filled status")
+    return b2, ref1
+
+
 async def ready_with_reconnects(stack: ExecutionStack, n: int) -> bool:
     status = await stack.status()
     return bool(status.get("ready")) and status.get("reconnects", 0) >= n
@@ -402,12 +415,7 @@ async def test_a_target_between_ibs_filled_and_the_booked_fill_orders_nothing_tw
     The same target on the next bar must count those shares (on target: no second order).
     Found by the stability loop: under load, a commission report came after the next signal and
     execution sold the same 20 shares twice."""
-    await stack.ctl({"cmd": "faults", "set": {"delay_commission_ms": 2500}})
-    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
-    ref1 = stack.signal(b1, 1.0)
-    await stack.wait_for(is_event(ref1, "acknowledged"), "ack")
-    b2 = await stack.bar(DAYS[1], 101, 102, 100, 101.5)  # the simulator fills ref1 at its open
-    await stack.wait_for(is_event(ref1, "filled"), "IB's Filled status")
+    b2, ref1 = await filled_not_booked(stack, {"delay_commission_ms": 2500})
     ref2 = stack.signal(b2, 1.0)
     await end_marker(stack, b2)  # ref2 was decided before this
     received = list(stack.received)
@@ -442,12 +450,7 @@ async def test_a_fill_unbooked_when_the_connection_drops_is_booked_once_after_it
     done order no longer holds the unbooked shares; the broker's position report and the
     executions re-requested since the last one must: the same target orders nothing, the fill
     is booked once, with IB's commission, and the position is the target."""
-    await stack.ctl({"cmd": "faults", "set": {"drop_commission_next_n": 1}})
-    b1 = await stack.bar(DAYS[0], 99, 101, 98, 100)
-    ref1 = stack.signal(b1, 1.0)
-    await stack.wait_for(is_event(ref1, "acknowledged"), "ack")
-    b2 = await stack.bar(DAYS[1], 101, 102, 100, 101.5)  # the simulator fills ref1 at its open
-    await stack.wait_for(is_event(ref1, "filled"), "IB's Filled status")
+    b2, ref1 = await filled_not_booked(stack, {"drop_commission_next_n": 1})
     assert not stack.messages(Fill), "booked before the drop: the test would prove nothing"
     reconnects = int((await stack.status()).get("reconnects", 0))
     fault = {"drop_connection_now": True} if drop == "connection_drop" else {"outage_seconds": 2.0}

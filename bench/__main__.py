@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ibsim.process import free_ports
 
 from bench.common import not_possible
 
@@ -84,12 +85,6 @@ CURVE_OFF: list[tuple[str, str, str]] = [
 CURVE_OFF_SUFFIX = "_curve_off"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def private_bus(curve: bool = True) -> Iterator[dict[str, str]]:
     """A forwarder process on fresh ports, with its own secret and CURVE keys, for the
@@ -97,15 +92,18 @@ def private_bus(curve: bool = True) -> Iterator[dict[str, str]]:
     poll loop admitting known keys; off: the plain C ``zmq.proxy``, plaintext)."""
     state = ROOT / "var" / "bench"
     state.mkdir(parents=True, exist_ok=True)
+    # one call for every port (below the ephemeral range, distinct: ibsim.process.free_ports)
+    services = ("marketdata", "inference", "execution", "trainer", "monitor")
+    pub_port, sub_port, *cmd_ports = free_ports(2 + len(services))
     env = {
-        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
-        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{_free_port()}",
+        "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{pub_port}",
+        "BUS_SUB_ENDPOINT": f"tcp://127.0.0.1:{sub_port}",
         "BUS_SECRET_FILE": str(state / "bus.key"),
         "BUS_KEYS_DIR": str(state / "curve"),
         "BUS_CURVE": "1" if curve else "0",
     }
-    for service in ("marketdata", "inference", "execution", "trainer", "monitor"):
-        env[f"{service.upper()}_CMD_ENDPOINT"] = f"tcp://127.0.0.1:{_free_port()}"
+    for service, port in zip(services, cmd_ports, strict=True):
+        env[f"{service.upper()}_CMD_ENDPOINT"] = f"tcp://127.0.0.1:{port}"
     if curve:
         from shared.keys import ensure_keys
 

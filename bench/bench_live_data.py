@@ -72,19 +72,12 @@ def bench_live_data(bus_env: dict[str, str], quick: bool) -> list[dict[str, Any]
         return [not_possible("live_bar_to_order_ack", str(exc))]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _bench(bus_env: dict[str, str], n: int) -> list[dict[str, Any]]:
     from ibsim.control import control_request
+    from ibsim.process import free_ports
 
     tmp = Path(tempfile.mkdtemp(prefix="live-data-bench-"))
-    ib_port, control_port = _free_port(), _free_port()
+    ib_port, control_port = free_ports(2)
     paper = tmp / "paper.json"
     paper.write_text(
         json.dumps(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ibsim.process import free_ports
 
 from bench.bench_inference import _bars, _Bus, _EmptyMarketData
 from bench.common import latency_row, rate_row
@@ -35,14 +36,6 @@ from shared.messages import TargetPosition
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = [f"H{i:02d}" for i in range(24)]
 HEARTBEAT_S = "0.2"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(endpoint: str, env: dict[str, str], key: bytes) -> dict[str, Any]:
@@ -83,8 +76,9 @@ def _run_replicas(
     )
     bus = _Bus(env)
     try:
-        for _ in range(n):
-            endpoint = f"tcp://127.0.0.1:{_free_port()}"
+        # all ports in one call: a replica may not have bound its port before the next pick
+        for port in free_ports(n):
+            endpoint = f"tcp://127.0.0.1:{port}"
             endpoints.append(endpoint)
             procs.append(
                 subprocess.Popen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,9 +35,13 @@ def free_ports(count: int, stretch: tuple[int, int] = DEFAULT_PORT_STRETCH) -> l
 
     ``bind(port 0)`` picks from the ephemeral range, where an outbound connection can take the
     port before the simulator binds it ("address already in use" at its start, seen in the
-    stability loop). Here the walk starts at a pid-derived offset (concurrent processes walk
-    different stretches), a probe bind skips ports something holds, and the probes stay bound
-    until all ``count`` are found, so one call never returns a port twice."""
+    stability loop). Here the walk starts at a random offset, a probe bind skips ports something
+    holds, and the probes stay bound until all ``count`` are found, so one call never returns a
+    port twice. A port handed out but not bound yet is invisible to the probe: ask for every
+    port a set-up needs in one call. Two calls overlap only if their random windows do (about
+    2 * count / 10,000 for the default stretch; a pid-derived start, used before, made two calls
+    in one process return the same ports every time: a benchmark's private bus and its
+    simulator collided)."""
     if count <= 0:
         return []
     low, high = stretch
@@ -44,7 +49,7 @@ def free_ports(count: int, stretch: tuple[int, int] = DEFAULT_PORT_STRETCH) -> l
     if high - low < count:
         raise RuntimeError(f"no room for {count} ports in {low}-{high} below the ephemeral range")
     span = high - low
-    start = (os.getpid() * 97) % span
+    start = random.SystemRandom().randrange(span)
     held: list[socket.socket] = []
     try:
         for step in range(span):

@@ -317,7 +317,8 @@ def bench_inference(
     from inference.service import decide_many
 
     from shared.features import FeaturePipeline
-    from shared.manifest import load_artifact, resolve_artifact
+    from shared.manifest import load_artifact
+    from shared.model_store import resolve_artifact
     from shared.observation import build_observation
 
     key = load_or_create_key(env["BUS_SECRET_FILE"])

@@ -57,7 +57,8 @@ def _mlp_member(root: Path, seed: int, size: int) -> Path:
     from trainer.policy_head import PolicyHead
     from trainer.train import build_module
 
-    from shared.manifest import read_manifest, resolve_artifact, write_artifact
+    from shared.manifest import read_manifest
+    from shared.model_store import resolve_artifact, write_artifact
 
     base = read_manifest(resolve_artifact(ROOT / "models", "baseline"))
     torch.manual_seed(seed)
@@ -83,7 +84,8 @@ def _lstm_artifact(root: Path, size: int) -> Path:
     from trainer.policies import PolicyConfig, build_policy_module
     from trainer.policies.onnx import export_stateful, policy_spec
 
-    from shared.manifest import read_manifest, resolve_artifact, write_artifact
+    from shared.manifest import read_manifest
+    from shared.model_store import resolve_artifact, write_artifact
 
     base = read_manifest(resolve_artifact(ROOT / "models", "baseline"))
     policy = PolicyConfig(kind="lstm", lstm_cell_size=64)

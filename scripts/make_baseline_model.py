@@ -58,8 +58,8 @@ from shared.manifest import (  # noqa: E402
     ObservationSpec,
     Promotion,
     load_artifact,
-    write_artifact,
 )
+from shared.model_store import write_artifact  # noqa: E402
 from shared.observation import observation_names  # noqa: E402
 from shared.provenance import git_revision  # noqa: E402
 

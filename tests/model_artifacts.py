@@ -9,15 +9,8 @@ import msgspec
 import numpy as np
 
 from shared.features import FeatureConfig, FeaturePipeline, Normaliser
-from shared.manifest import (
-    MODEL_FILE,
-    ActionSpace,
-    ModelManifest,
-    ObservationSpec,
-    read_manifest,
-    resolve_artifact,
-    write_artifact,
-)
+from shared.manifest import MODEL_FILE, ActionSpace, ModelManifest, ObservationSpec, read_manifest
+from shared.model_store import resolve_artifact, write_artifact
 from shared.observation import observation_names
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,9 @@ import pandas as pd
 from marketdata.replay import SymbolSeries
 
 from shared.data import load_bars
-from shared.manifest import MODEL_FILE, read_manifest, write_artifact
+from shared.manifest import MODEL_FILE, read_manifest
 from shared.model_policy import ModelPolicy
+from shared.model_store import write_artifact
 from shared.runtime import BusConnection
 from tests.inference_harness import InferenceHarness, baseline_root, packaged_series
 from tests.model_artifacts import baseline_folder

@@ -38,9 +38,9 @@ from shared.manifest import (
     load_artifact,
     pipeline_from_manifest,
     read_manifest,
-    resolve_artifact,
 )
 from shared.messages import ModelStatus, ModelUpdated
+from shared.model_store import resolve_artifact
 from shared.runtime import BusConnection
 from shared.shadow_record import read_shadow_record
 

@@ -64,13 +64,9 @@ from shared.bus import heartbeat_loop
 from shared.feature_bank import BankedFeatures, FeatureBank
 from shared.features import FeaturePipeline, OnlineFeatures
 from shared.logs import event
-from shared.manifest import (
-    ArtifactError,
-    LoadedModel,
-    current_pushed_version,
-    resolve_artifact,
-)
+from shared.manifest import ArtifactError, LoadedModel
 from shared.messages import Bar, TargetPosition
+from shared.model_store import current_pushed_version, resolve_artifact
 from shared.observation import build_observation
 from shared.runtime import BusConnection
 from shared.stateful_model import State, StatefulModel

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from shared.manifest import list_versions
+from shared.model_store import list_versions
 
 
 class CompareError(Exception):

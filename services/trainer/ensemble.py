@@ -39,8 +39,8 @@ from shared.manifest import (
     PolicySpec,
     Promotion,
     read_manifest,
-    write_artifact,
 )
+from shared.model_store import write_artifact
 
 Rule = Literal["mean_probability", "mean_target"]
 PROBABILITY_FLOOR = 1e-30  # log(0) would be -inf, which inference serves as "flat"

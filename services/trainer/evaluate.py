@@ -129,7 +129,8 @@ def resolve_model(model: str | Path | None) -> Path | None:
     if model is None or str(model).lower() in ("none", ""):
         return None
     if str(model) == "baseline":
-        from shared.manifest import ArtifactError, resolve_artifact
+        from shared.manifest import ArtifactError
+        from shared.model_store import resolve_artifact
 
         root = model_root()
         try:

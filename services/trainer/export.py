@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import ModelManifest, Promotion, load_artifact, write_artifact
+from shared.manifest import ModelManifest, Promotion, load_artifact
+from shared.model_store import write_artifact
 from trainer.config import TrainConfig
 from trainer.export_manifest import ExportInputs, build_manifest, new_version
 from trainer.export_scoring import (

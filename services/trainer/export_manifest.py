@@ -2,7 +2,7 @@
 
 ``ExportInputs`` is everything the manifest records about where the model came from (config,
 policy head, normaliser, data slices, seeds, Tune trial, seed spread); ``build_manifest`` turns
-it (and the gate's and hold-out's numbers) into the manifest ``shared.manifest.write_artifact``
+it (and the gate's and hold-out's numbers) into the manifest ``shared.model_store.write_artifact``
 writes next to ``model.onnx``.
 """
 

@@ -34,19 +34,21 @@ from typing import Any
 from shared.auth import sign
 from shared.features import FeaturePipeline
 from shared.manifest import (
-    PUSH_HISTORY_FILE,
     ArtifactError,
     LoadedModel,
-    current_pushed_version,
-    list_versions,
     load_artifact,
     pipeline_from_manifest,
     read_manifest,
-    read_push_history,
-    resolve_artifact,
     sha256_file,
 )
 from shared.messages import ModelUpdated
+from shared.model_store import (
+    PUSH_HISTORY_FILE,
+    current_pushed_version,
+    list_versions,
+    read_push_history,
+    resolve_artifact,
+)
 
 HISTORY_FILE = PUSH_HISTORY_FILE
 

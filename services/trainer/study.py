@@ -256,7 +256,8 @@ def _score_symbols(
 
 def _train_mlp(cfg: TrainConfig, data: Any, root: Path, version: str) -> tuple[Any, Path]:
     """``trainer.train.train`` -> ``export_onnx`` (parity-checked) -> artifact, loaded back."""
-    from shared.manifest import load_artifact, write_artifact
+    from shared.manifest import load_artifact
+    from shared.model_store import write_artifact
     from trainer.export_manifest import ExportInputs, build_manifest
     from trainer.onnx_export import check_parity, export_onnx, parity_observations
     from trainer.train import train
@@ -289,7 +290,7 @@ def _train_stateful(
     cfg: TrainConfig, policy: PolicyConfig, data: Any, root: Path, version: str
 ) -> tuple[Any, Path]:
     """``train_stateful`` -> ``export_stateful`` (500-step parity) -> artifact + ONNX policy."""
-    from shared.manifest import write_artifact
+    from shared.model_store import write_artifact
     from trainer.export_manifest import ExportInputs, build_manifest
     from trainer.onnx_export import ExportError
     from trainer.policies.onnx import (

@@ -74,7 +74,8 @@ MAKE_MODELS_PROBE = """
 import json, os, sys, time
 from pathlib import Path
 import msgspec
-from shared.manifest import MODEL_FILE, read_manifest, resolve_artifact, write_artifact
+from shared.manifest import MODEL_FILE, read_manifest
+from shared.model_store import resolve_artifact, write_artifact
 version, corrupt = sys.argv[1], sys.argv[2]
 src = resolve_artifact(os.environ["TRAINER_MODEL_DIR"], "baseline")
 base = read_manifest(src)

@@ -21,8 +21,8 @@ import zmq.asyncio
 from shared.auth import load_or_create_key
 from shared.bus import Subscriber
 from shared.command_channel import call
-from shared.manifest import resolve_artifact
 from shared.messages import TargetPosition
+from shared.model_store import resolve_artifact
 from tests.conftest import bus_security
 from tests.fake_marketdata import (
     FakeMarketData,

@@ -23,8 +23,9 @@ from shared.auth import load_or_create_key
 from shared.barstore import BarStore
 from shared.command_channel import CommandError, call
 from shared.data import load_bars
-from shared.manifest import read_manifest, read_push_history
+from shared.manifest import read_manifest
 from shared.messages import Bar
+from shared.model_store import read_push_history
 from tests.processes import wait_for, wait_ready
 
 pytestmark = pytest.mark.integration

@@ -232,8 +232,8 @@ def test_model_policy_uses_build_observation(tmp_path, aapl: pd.DataFrame) -> No
         ObservationSpec,
         Promotion,
         load_artifact,
-        write_artifact,
     )
+    from shared.model_store import write_artifact
     from shared.observation import build_observation, observation_names
 
     pipe = FeaturePipeline()

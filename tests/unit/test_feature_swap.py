@@ -15,7 +15,8 @@ import msgspec
 import pytest
 
 from shared.features import FeaturePipeline
-from shared.manifest import read_manifest, resolve_artifact
+from shared.manifest import read_manifest
+from shared.model_store import resolve_artifact
 from shared.runtime import BusConnection
 from tests.inference_harness import InferenceHarness, baseline_root, inference_bus, packaged_series
 from tests.model_artifacts import make_artifact

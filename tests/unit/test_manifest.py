@@ -23,10 +23,9 @@ from shared.manifest import (
     ManifestSchemaError,
     load_artifact,
     read_manifest,
-    resolve_artifact,
     sha256_file,
-    write_artifact,
 )
+from shared.model_store import resolve_artifact, write_artifact
 from shared.observation import build_observations, observation_names
 from tests.model_artifacts import (
     MODELS,

@@ -21,7 +21,8 @@ from trainer.policy_head import PolicyHead
 from trainer.train import build_module
 
 from shared.features import FeaturePipeline
-from shared.manifest import ActionSpace, read_manifest, write_artifact
+from shared.manifest import ActionSpace, read_manifest
+from shared.model_store import write_artifact
 from tests.model_artifacts import baseline_folder
 
 pytestmark = pytest.mark.unit

@@ -28,7 +28,8 @@ from trainer.policies.onnx import (
     sequential_decider,
 )
 
-from shared.manifest import load_artifact, read_manifest, write_artifact
+from shared.manifest import load_artifact, read_manifest
+from shared.model_store import write_artifact
 from tests.model_artifacts import baseline_folder
 
 pytestmark = pytest.mark.unit

@@ -23,9 +23,9 @@ from shared.manifest import (
     ModelManifest,
     load_artifact,
     read_manifest,
-    write_artifact,
 )
 from shared.messages import ModelStatus, ModelUpdated, ShadowTarget
+from shared.model_store import write_artifact
 from shared.runtime import BusConnection, connect_bus
 from shared.stateful_model import StatefulModel
 from tests.conftest import free_port

@@ -25,8 +25,9 @@ from trainer.retrain_scoring import decide, session_scores
 from shared.barstore import BarStore
 from shared.config import ConfigError
 from shared.data import load_bars
-from shared.manifest import Promotion, read_push_history
+from shared.manifest import Promotion
 from shared.messages import Bar, ModelUpdated, ShadowTarget, TargetPosition
+from shared.model_store import read_push_history
 from tests.model_artifacts import make_artifact
 
 pytestmark = pytest.mark.unit

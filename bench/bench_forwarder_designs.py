@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -60,6 +59,7 @@ if str(ROOT) not in sys.path:  # run as a script: `bench` is not an installed pa
 
 import numpy as np  # noqa: E402
 import zmq  # noqa: E402
+from ibsim.process import free_ports  # noqa: E402
 
 from bench.bench_bus import _bars as bus_bars  # noqa: E402
 from bench.forwarder_design_clients import (  # noqa: E402
@@ -79,12 +79,6 @@ MAX_MESSAGE_BYTES = 256 * 1024  # BUS_MAX_MESSAGE_BYTES's default
 INGRESS_INPROC = "inproc://ingress"
 # identities that may publish something get an ingress port; "bus" is the forwarder itself
 INGRESS_IDENTITIES = tuple(i for i, rights in PUBLISH_RIGHTS.items() if rights and i != "bus")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,9 +233,12 @@ def serve_curve_proxy(keys_dir: str, host: str, ingress_port: int, egress_port: 
 @contextmanager
 def forwarder(design: str, keys_dir: str) -> Iterator[Topology]:
     """One forwarder process of ``design`` on fresh ports."""
-    egress = free_port()
+    # every port of the topology in one call (ibsim.process.free_ports: distinct, below the
+    # ephemeral range); only the prototype uses more than one ingress
+    egress, *ingress_ports = free_ports(1 + len(INGRESS_IDENTITIES))
+    ingress = ingress_ports[0]
     if design == "prototype":
-        ports = {identity: free_port() for identity in INGRESS_IDENTITIES}
+        ports = dict(zip(INGRESS_IDENTITIES, ingress_ports, strict=True))
         spec = ",".join(f"{i}={p}" for i, p in ports.items())
         cmd = python_cmd("--serve-prototype", "--keys-dir", keys_dir, "--egress", str(egress),
                           "--ingress", spec)  # fmt: skip
@@ -253,7 +250,6 @@ def forwarder(design: str, keys_dir: str) -> Iterator[Topology]:
         )
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     elif design == "curve_proxy":
-        ingress = free_port()
         cmd = python_cmd("--serve-curve-proxy", "--keys-dir", keys_dir, "--egress", str(egress),
                           "--ingress", str(ingress))  # fmt: skip
         topology = Topology(
@@ -261,7 +257,6 @@ def forwarder(design: str, keys_dir: str) -> Iterator[Topology]:
         )
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     else:
-        ingress = free_port()
         env = {
             **os.environ,
             "BUS_PUB_ENDPOINT": f"tcp://127.0.0.1:{ingress}",

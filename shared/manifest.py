@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +54,6 @@ from shared.regime_gate import RegimeGate, check_caps
 MANIFEST_SCHEMA_VERSION = 1
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 # --------------------------------------------------------------------------- errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,7 +19,6 @@ from typing import Any
 import msgspec
 
 from shared.manifest import (
-    _VERSION_RE,
     MANIFEST_FILE,
     MODEL_FILE,
     ArtifactError,
@@ -26,6 +26,9 @@ from shared.manifest import (
     encode_manifest,
     sha256_bytes,
 )
+
+# a version names a folder under the model root: no path separators, no leading dot
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # --------------------------------------------------------------------------- writing
 

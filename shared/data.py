@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.data_files import FILE_PREFIX, _load_file_spec
+from shared.data_files import FILE_PREFIX, load_file_spec
 from shared.data_validation import (
     LINE_COLUMN,
     NY_TZ,
@@ -253,7 +253,7 @@ def load_bars(source: str, symbol: str, *, repair: bool = False) -> pd.DataFrame
     manifests unchanged.
     """
     if source.startswith(FILE_PREFIX):
-        return _load_file_spec(source, symbol, repair=repair)
+        return load_file_spec(source, symbol, repair=repair)
     if source.startswith(BARSTORE_PREFIX):
         return _load_barstore_spec(source, symbol)
     src = _source(source)

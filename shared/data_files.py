@@ -193,7 +193,7 @@ def parse_file_source(spec: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-def _load_file_spec(spec: str, symbol: str, *, repair: bool) -> pd.DataFrame:
+def load_file_spec(spec: str, symbol: str, *, repair: bool) -> pd.DataFrame:
     path, options = parse_file_source(spec)
     return load_file(
         path,

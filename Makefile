@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml requirements-data.txt
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[marketdata,inference,execution,monitor,ibsim,trainer,dev]"
+	$(PY) -m pip install -q -e ".[marketdata,inference,execution,monitor,ibsim,trainer,fast,dev]"
 	$(PY) -m pip install -q --no-deps -r requirements-data.txt
 	touch $@
 

@@ -195,3 +195,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for tier, reasons in sorted(skipped.items()):
         for reason, count in reasons.items():
             terminalreporter.write_line(f"  {tier}: {count} skipped: {reason}", red=True)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def bank_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on both of the feature bank's banked updates: the compiled kernel
+    (``shared.feature_kernel``, numba) and the numpy pass (as an install without numba)."""
+    import shared.feature_bank as bank_mod
+
+    if request.param == "numpy":
+        monkeypatch.setattr(bank_mod, "feature_kernel", None)
+    elif bank_mod.feature_kernel is None:
+        pytest.skip("numba is not installed (the `fast` extra): the compiled kernel is not run")
+    return str(request.param)

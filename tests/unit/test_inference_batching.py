@@ -34,7 +34,7 @@ from tests.inference_harness import (
 )
 from tests.model_artifacts import make_artifact, position_flipping_onnx
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("bank_path")]
 
 SIZE = len(observation_names(FeaturePipeline()))
 SYMBOLS = ("AAPL", "NVDA", "GOOG", "META", "AMZN")

@@ -16,7 +16,7 @@ import shared.feature_bank as bank_mod
 from shared.feature_bank import FeatureBank, update_features
 from shared.features import FeaturePipeline, OnlineFeatures
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("bank_path")]
 
 Bar5 = tuple[float, float, float, float, float]
 BARS = 160  # past the default pipeline's warm-up (101 bars)

@@ -349,7 +349,14 @@ NOTES: list[str] = [
     "other-bank refusal text: `test_mutation_kills_feature_bank.py` (each row also equal to "
     "`OnlineFeatures` bit for bit), then the survivors re-run. No survivor showed the bank "
     "differing from `OnlineFeatures`. Its selection: `test_feature_bank.py` and the "
-    "service's batching tests.",
+    "service's batching tests. Session 8 (0ca8a43) added the compiled pass "
+    "(`shared/feature_kernel.py`, numba): the two changed functions (`FeatureBank.__init__`, "
+    "`update_batch`: 144 mutants) re-run with `--changed-only`, every test now running on both "
+    "paths (`bank_path`); the 5 new survivors (asking for `compiled=True` without numba, its "
+    "message) killed by `test_asking_for_the_compiled_pass_without_numba_is_refused_by_name`; "
+    "the capacity equivalent re-keyed to its new line. The kernel module itself is not a row: "
+    "mutmut cannot mutate numba-compiled functions; it is checked by the bank's row-by-row "
+    "equality with `OnlineFeatures` on both paths and by `test_feature_kernel.py`.",
     "Source versions of the rows: `shared/backtest.py` in full as of a0ec830 (the sizing "
     "change), then its two functions changed since (`run_backtest`, `run_policy`: the risk "
     "rules, 17b873f) re-run with `--changed-only --source-ref HEAD` (2026-11-30 21:35 UTC: "

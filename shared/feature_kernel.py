@@ -8,18 +8,19 @@ adds ~100 MB of resident memory, LLVM, to a process; the image ~210 MB).
 Each symbol's step is scalar code in the same IEEE operations and the same order as
 ``OnlineFeatures.update`` (``shared.features``), so the rows are bit-identical to it: numba
 compiles without fast-math and LLVM does not contract ``a * b + c`` into an FMA without it;
-``math.log`` compiles to a call of libm's ``log``, the function CPython's ``math.log`` calls
-(checked on 3 million inputs, and row by row by the bank's tests). The rare steps that need
-``math.fsum`` or ``np.mean`` stay in Python (``FeatureBank``): the kernels flag them and the bank
-does them between the two calls, in ``OnlineFeatures``' order:
+``math.log`` compiles to a call of libm's ``log``, the function CPython's ``math.log`` calls; a
+window's exact re-sum runs CPython's own ``math.fsum`` algorithm (``_fsum``). Tests check the
+log on 300,000 inputs, the fsum on cancelling and wide-range sums, and every row against
+``OnlineFeatures``. What stays in Python (``CompiledSteps``, between the two calls, in
+``OnlineFeatures``' order): the ATR seed (``np.mean``, once in a symbol's life), a refused bar's
+message, and a re-sum whose sum is not finite (``math.fsum``'s own overflow and inf rules):
 
 * ``advance`` checks each bar (a refused bar leaves its symbol untouched), moves the closes'
-  ring, the four EWMs, MACD's signal, ATR and the six rolling windows; it flags a refused bar,
-  an ATR seed (the mean of the first ``atr_window`` true ranges) and each window's exact re-sum
-  that falls due (every ``n`` pushes);
-* ``rows`` reads each window's mean, then (``stage`` 0) flags the windows whose std needs an
-  exact re-anchor first (``_Rolling.std``'s stale test); with none flagged it writes the rows at
-  once, else the bank re-sums the flagged ones and calls it again with ``stage`` 1, which reuses
+  ring, the four EWMs, MACD's signal, ATR and the six rolling windows (with the re-sums that
+  fall due every ``n`` pushes); it flags a refused bar, an ATR seed and a re-sum left to Python;
+* ``rows_kernel`` reads each window's mean, then (``stage`` 0) re-anchors a stale std
+  (``_Rolling.std``'s test) in place; with nothing left to Python it writes the rows at once,
+  else the bank re-sums the flagged windows and calls it again with ``stage`` 1, which reuses
   the means read before the re-sum (as ``OnlineFeatures`` reads a mean before its std).
 
 The state layout is the bank's (``shared.feature_bank``): ``state`` (fields x slots) and ``ring``
@@ -65,7 +66,8 @@ FLAG_REFUSED, FLAG_ATR_SEED = 0, 1
 FLAG_WINDOW = 2  # + window: 1 = an exact re-sum due (advance), 2 = a stale std (rows)
 FLAG_DONE = 8  # the bar is past the warm-up: its row was written
 N_FLAGS = 9
-DUE, STALE = 1, 2
+DUE, STALE = 1, 2  # a re-sum left to the bank (a non-finite sum)
+STALE_RESUMMED = 3  # a stale std re-anchored in the kernel (for the tests' counts)
 
 _ADVANCE_SIGNATURE = (
     "int64(f8[:, ::1], f8[:, ::1], i8[::1], f8[:, ::1], f8[::1], i8[::1], i1[:, ::1])"
@@ -74,6 +76,93 @@ _ROWS_SIGNATURE = (
     "int64(f8[:, ::1], f8[:, ::1], i8[::1], f8[:, ::1], f8[::1], i8[::1], i1[:, ::1], "
     "f8[:, ::1], f8[:, ::1], i8)"
 )
+
+
+@njit
+def _fsum(values: np.ndarray, n: int, partials: np.ndarray) -> float:
+    """``math.fsum(values[:n])`` by CPython's own algorithm (Shewchuk's exact partials, then
+    its half-even correction), so the same bits; NaN where CPython would leave the finite path
+    (a non-finite partial: overflow or a non-finite value), for the bank to redo in Python."""
+    count = 0
+    for k in range(n):
+        x = values[k]
+        i = 0
+        for j in range(count):
+            y = partials[j]
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo != 0.0:
+                partials[i] = lo
+                i += 1
+            x = hi
+        count = i
+        if x != 0.0:
+            if not math.isfinite(x):
+                return np.nan
+            partials[count] = x
+            count += 1
+    if count == 0:
+        return 0.0
+    count -= 1
+    hi = partials[count]
+    lo = 0.0
+    while count > 0:
+        x = hi
+        count -= 1
+        y = partials[count]
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            break
+    if count > 0 and (
+        (lo < 0.0 and partials[count - 1] < 0.0) or (lo > 0.0 and partials[count - 1] > 0.0)
+    ):
+        y = lo * 2.0
+        x = hi + y
+        if y == x - hi:
+            hi = x
+    return hi
+
+
+@njit
+def _scratch(ip: np.ndarray) -> np.ndarray:
+    """Room for a window's deviations (first half) and fsum's partials (second half)."""
+    largest = 0
+    for w in range(N_WINDOWS):
+        largest = max(largest, ip[I_WIN_N + w])
+    return np.empty(2 * largest + 2)
+
+
+@njit
+def _resum(
+    state: np.ndarray, ring: np.ndarray, s: int, w: int, n: int, at: int, scratch: np.ndarray
+) -> bool:
+    """``_Rolling._resum`` of window ``w`` of slot ``s``: anchor on the exact mean, exact sums
+    of the deviations and their squares. False (the state untouched) when a sum is not
+    finite: the bank's Python re-sum then does what ``math.fsum`` does."""
+    half = scratch.shape[0] // 2
+    devs = scratch[:half]
+    partials = scratch[half:]
+    values = ring[s, at : at + n]
+    total = _fsum(values, n, partials)
+    if math.isnan(total):
+        return False
+    anchor = total / n
+    for i in range(n):
+        devs[i] = values[i] - anchor
+    s1 = _fsum(devs, n, partials)
+    for i in range(n):
+        devs[i] = devs[i] * devs[i]
+    s2 = _fsum(devs, n, partials)
+    if math.isnan(s1) or math.isnan(s2):
+        return False
+    state[ANCHOR + w, s] = anchor
+    state[SUM + w, s] = s1
+    state[SUM2 + w, s] = s2
+    state[SINCE + w, s] = 0.0
+    return True
 
 
 def _compiled(signature: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
@@ -96,6 +185,7 @@ def advance(state, ring, slots, bars, fp, ip, flags):  # typed by the signature
     pending = 0
     hist_len = ip[I_HIST_LEN]
     atr_n = ip[I_ATR_N]
+    scratch = _scratch(ip)
     for j in range(slots.shape[0]):
         s = slots[j]
         high = bars[j, 1]
@@ -205,8 +295,8 @@ def advance(state, ring, slots, bars, fp, ip, flags):  # typed by the signature
             state[POS + w, s] = i + 1 if i + 1 < n else 0
             since = state[SINCE + w, s] + 1
             state[SINCE + w, s] = since
-            if since >= n and count >= n:
-                flags[j, FLAG_WINDOW + w] = DUE
+            if since >= n and count >= n and not _resum(state, ring, s, w, n, at, scratch):
+                flags[j, FLAG_WINDOW + w] = DUE  # a non-finite sum: the bank's Python re-sum
                 pending += 1
 
         state[PREV, s] = close
@@ -224,6 +314,7 @@ def rows_kernel(state, ring, slots, bars, fp, ip, flags, means, out, stage):
     k = slots.shape[0]
     if stage == 0:
         stale = 0
+        scratch = _scratch(ip)
         for j in range(k):
             s = slots[j]
             if flags[j, FLAG_REFUSED] or state[SEEN, s] < warmup:
@@ -239,8 +330,11 @@ def rows_kernel(state, ring, slots, bars, fp, ip, flags, means, out, stage):
                         and abs(m) > 1e-12 * abs(state[ANCHOR + w, s])
                         and state[COUNT + w, s] >= n
                     ):
-                        flags[j, FLAG_WINDOW + w] = STALE
-                        stale += 1
+                        if _resum(state, ring, s, w, n, ip[I_WIN_AT + w], scratch):
+                            flags[j, FLAG_WINDOW + w] = STALE_RESUMMED
+                        else:
+                            flags[j, FLAG_WINDOW + w] = STALE
+                            stale += 1
         if stale:
             return stale
 

@@ -191,21 +191,24 @@ def test_flat_and_constant_windows_hit_the_degenerate_branches() -> None:
         stale_resums += int(((g[bank_mod.SINCE] == 0) & (before != 0)).sum())
         return out
 
-    def counting_resum(steps: Any, slots: np.ndarray, flags: np.ndarray, mark: int) -> None:
-        """The compiled path: the re-sums the rows kernel flags STALE."""
+    def counting_rows_kernel(*args: Any) -> int:
+        """The compiled path: the stale stds the rows kernel re-anchored (in place, or flagged
+        for the bank's Python re-sum when a sum is not finite)."""
         nonlocal stale_resums
-        if mark == feature_kernel.STALE:
-            windows = flags[:, feature_kernel.FLAG_WINDOW :][:, : feature_kernel.N_WINDOWS]
-            stale_resums += int((windows == feature_kernel.STALE).sum())
-        real_resum(steps, slots, flags, mark)
+        out = real_rows_kernel(*args)
+        windows = args[6][:, feature_kernel.FLAG_WINDOW :][:, : feature_kernel.N_WINDOWS]
+        stale_resums += int(
+            np.isin(windows, (feature_kernel.STALE, feature_kernel.STALE_RESUMMED)).sum()
+        )
+        return int(out)
 
     rising = [(100.0 + t, 101.0 + t, 99.5 + t, 100.5 + t, 10.0 + t) for t in range(300)]
     rows: list[np.ndarray] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(bank_mod.FeatureBank, "_rows", counting_rows)
         if twin.bank.compiled is not None:
-            real_resum = feature_kernel.CompiledSteps._resum
-            mp.setattr(feature_kernel.CompiledSteps, "_resum", counting_resum)
+            real_rows_kernel = feature_kernel.rows_kernel
+            mp.setattr(feature_kernel, "rows_kernel", counting_rows_kernel)
         for t, bar in enumerate(aapl):
             step = [("A", bar), *((f"F{k}", bar) for k in range(ADOPT_MIN))]
             if t < len(rising):  # never a down move: RSI's 100 branch
@@ -394,33 +397,3 @@ def test_batches_shrinking_and_growing_move_symbols_in_and_out_of_the_bank() -> 
             moved["in"] += now and not was_banked
             moved["out"] += was_banked and not now
     assert moved["in"] > 100 and moved["out"] > 100 and twin.rows > 1000
-
-
-def test_the_compiled_path_is_the_default_and_its_log_is_libm_log(bank_path: str) -> None:
-    """With numba installed a bank uses the kernel unless told not to; the kernel's
-    ``math.log`` is the very function CPython's ``math.log`` calls (numpy's SIMD log is not:
-    ~4 % of inputs differ in the last bit on this machine), on 300,000 inputs."""
-    if bank_path == "numpy":
-        assert FeatureBank(FeatureConfig()).compiled is None  # no numba: the numpy pass
-        return
-    assert FeatureBank(FeatureConfig()).compiled is not None
-    assert FeatureBank(FeatureConfig(), compiled=False).compiled is None
-    from numba import njit
-
-    @njit("void(f8[::1], f8[::1])")
-    def logs(x: np.ndarray, out: np.ndarray) -> None:
-        for i in range(x.shape[0]):
-            out[i] = math.log(x[i])
-
-    rng = np.random.default_rng(7)
-    x = np.concatenate(
-        [
-            np.exp(rng.normal(0.0, 0.01, 100_000)),  # log returns of prices
-            rng.uniform(0.5, 2.0, 100_000),  # ratios of stds
-            np.exp(rng.uniform(-700.0, 700.0, 100_000)),  # the whole range
-        ]
-    )
-    out = np.empty_like(x)
-    logs(x, out)
-    want = np.array([math.log(v) for v in x.tolist()])
-    assert np.array_equal(out, want)

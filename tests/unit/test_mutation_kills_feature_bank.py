@@ -142,3 +142,17 @@ def test_plain_and_banked_features_mixed_in_either_order_refuse_as_the_reference
                 assert error == str(exc) and error.startswith("invalid bar") and row is None
             else:
                 assert error is None and (row is None) == (want is None)
+
+
+def test_asking_for_the_compiled_pass_without_numba_is_refused_by_name(bank_path: str) -> None:
+    """``compiled=True`` gets the kernel where numba is installed, and a ValueError naming
+    what is missing where it is not (the numpy run plays an install without numba)."""
+    config = FeaturePipeline().config
+    if bank_path == "compiled":
+        assert FeatureBank(config, compiled=True).compiled is not None
+        assert FeatureBank(config).compiled is not None  # the default where numba imports
+    else:
+        with pytest.raises(ValueError, match=r"^compiled=True needs numba \(pip install "):
+            FeatureBank(config, compiled=True)
+        assert FeatureBank(config).compiled is None
+    assert FeatureBank(config, compiled=False).compiled is None

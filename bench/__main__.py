@@ -136,6 +136,7 @@ def machine() -> dict[str, Any]:
         "msgspec",
         "numpy",
         "onnxruntime",
+        "numba",
         "torch",
         "ray",
         "ib_async",

@@ -16,11 +16,13 @@ Rows (each with a baseline measured in the same run):
 * ``onnx_call``: ``LoadedModel.decide`` on one observation. Baseline: the raw onnxruntime
   ``session.run`` on the same input.
 * ``inference_rss_mb``: resident memory of the inference process after the runs. Baseline: a
-  Python process that imports numpy, pandas and onnxruntime only.
+  Python process that imports numpy, pandas and onnxruntime only. With numba installed (the
+  ``fast`` extra) the process also holds LLVM for the compiled feature bank, ~100 MiB.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -574,7 +576,10 @@ def _bus_rows(
             "inference_rss_mb", rss, "MiB", 1,
             baseline={"name": "python + numpy/pandas/onnxruntime",
                       "value": round(int(bare.stdout.strip()) / 1024.0, 1)},
-            goal="no ray/torch in the process", note="VmRSS after the benchmarks",
+            goal="no ray/torch in the process",
+            note="VmRSS after the benchmarks"
+            + ("; numba loaded (the compiled feature bank: LLVM is ~100 MiB of it)"
+               if importlib.util.find_spec("numba") else "; numba not installed (numpy pass)"),
         )
     )  # fmt: skip
     return rows

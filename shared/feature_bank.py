@@ -35,6 +35,7 @@ A config with the optional regime block is not vectorised: its symbols stay ``On
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Sequence
 
@@ -44,6 +45,12 @@ import numpy as np
 try:  # the compiled kernel (numba, the optional ``fast`` extra); else the numpy pass below
     from shared import feature_kernel
 except ImportError:  # pragma: no cover - exercised by an install without numba
+    feature_kernel = None  # type: ignore[assignment]
+except Exception as exc:  # pragma: no cover - numba installed but failing (its LLVM, a CPU)
+    # an optional accelerator must not take the service down: the same rows, slower
+    warnings.warn(
+        f"shared.feature_kernel did not load ({exc!r}): the numpy pass runs", stacklevel=1
+    )
     feature_kernel = None  # type: ignore[assignment]
 from shared.features import (
     _ZERO_STD_REL,

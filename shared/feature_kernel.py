@@ -63,10 +63,12 @@ I_HORIZONS = 19  # then the horizons themselves
 
 # flag columns, one row per bar of the batch
 FLAG_REFUSED, FLAG_ATR_SEED = 0, 1
-FLAG_WINDOW = 2  # + window: 1 = an exact re-sum due (advance), 2 = a stale std (rows)
+FLAG_WINDOW = 2  # + window: one of the three marks below
 FLAG_DONE = 8  # the bar is past the warm-up: its row was written
 N_FLAGS = 9
-DUE, STALE = 1, 2  # a re-sum left to the bank (a non-finite sum)
+# a re-sum left to the bank's Python (its sum is not finite): due every n pushes (advance), or
+# a stale std's re-anchor (rows_kernel)
+DUE, STALE = 1, 2
 STALE_RESUMMED = 3  # a stale std re-anchored in the kernel (for the tests' counts)
 
 _ADVANCE_SIGNATURE = (
@@ -307,9 +309,10 @@ def advance(state, ring, slots, bars, fp, ip, flags):  # typed by the signature
 @_compiled(_ROWS_SIGNATURE)
 def rows_kernel(state, ring, slots, bars, fp, ip, flags, means, out, stage):
     """The feature rows (``out[j]``, ``flags[j, FLAG_DONE]``) of the bars past the warm-up,
-    as ``OnlineFeatures.update``'s tail. Stage 0 reads the means, flags the stale stds
-    (``STALE``) and returns their count, writing no row if there is one; stage 1 writes the
-    rows with the means stage 0 read (the bank re-summed the flagged windows in between)."""
+    as ``OnlineFeatures.update``'s tail. Stage 0 reads the means and re-anchors the stale stds
+    in place; a re-anchor left to Python (``STALE``: its sum is not finite) is counted and
+    returned, and then no row is written; stage 1 writes the rows with the means stage 0 read
+    (the bank re-summed the flagged windows in between)."""
     warmup = ip[I_WARMUP]
     k = slots.shape[0]
     if stage == 0:

@@ -2,7 +2,7 @@
 machinery, doing no work.
 
 ``python -m bench.async_echo`` connects as ``monitor`` (``shared.runtime.connect_bus``), takes
-``pnl.AIN`` with the services' ``Subscriber.recv_batch`` (decode, validate, sequence check, the
+``pnl.AIN`` with the services' ``Subscriber.serve`` (decode, validate, sequence check, the
 event loop's reader on ZeroMQ's descriptor) and answers each message with a ``PnL`` on
 ``pnl.AECHO`` through the services' ``Publisher`` (stamp, encode, send). So the round trip through
 it costs everything ``bar_to_signal_1`` costs except inference's own work (features, normaliser,
@@ -17,7 +17,7 @@ import os
 
 import msgspec
 
-from shared.messages import PnL
+from shared.messages import Message, PnL
 from shared.runtime import connect_bus
 
 IN_TOPIC = "pnl.AIN"
@@ -27,15 +27,15 @@ ECHO_ACCOUNT = "AECHO"
 async def echo() -> None:
     bus = connect_bus("monitor", os.environ)
     subscriber = bus.subscriber([IN_TOPIC])
+
+    def answer(batch: list[Message]) -> None:
+        for message in batch:
+            if isinstance(message, PnL):
+                bus.publisher.publish(msgspec.structs.replace(message, account=ECHO_ACCOUNT, seq=0))
+
     print("ready", flush=True)
     try:
-        while True:
-            for message in await subscriber.recv_batch():
-                if isinstance(message, PnL):
-                    bus.publisher.publish(
-                        msgspec.structs.replace(message, account=ECHO_ACCOUNT, seq=0)
-                    )
-            await asyncio.sleep(0)  # as the services' receive loops do
+        await subscriber.serve(answer)  # as inference serves its bars
     finally:
         subscriber.close()
         bus.close()

@@ -145,6 +145,7 @@ class Subscriber:
         self._last_seq: dict[tuple[str, str, str], int] = {}
         self.last_seen_ns: dict[str, int] = {}  # producer -> time of its last message
         self.stats = StreamStats()
+        self._reader: Callable[[], None] | None = None  # stops ``serve``'s reader callback
 
     def _malformed(self, topic: str, error: str) -> None:
         self.stats.malformed += 1
@@ -225,17 +226,63 @@ class Subscriber:
             if message is not None:
                 return message
 
-    async def recv_batch(self, max_messages: int = 256) -> list[Message]:
-        """Wait until messages are queued, then take what is there (up to ``max_messages``)
-        without a trip through the event loop per message (about 5x cheaper per message under
-        load). The wait watches the socket's file descriptor itself instead of a zmq.asyncio
-        future per receive (less Python per wake-up on the one-bar latency path). Do not mix
-        with ``recv`` on the same subscriber: both would own the descriptor's reader."""
-        while True:
-            batch = self._drain(max_messages)
-            if batch:
-                return batch
-            await self._readable()
+    def serve(
+        self, handle: Callable[[list[Message]], None], max_messages: int = 256
+    ) -> asyncio.Future[None]:
+        """Call ``handle`` with each batch of messages, everything queued (up to
+        ``max_messages``) taken without a trip through the event loop per message (about 5x
+        cheaper per message under load), straight from the loop's reader callback on the
+        socket's descriptor. Await the returned future to serve until it is cancelled; it
+        fails with what ``handle`` raised.
+
+        The callback is the whole wake-up: no future to resolve and no task to resume per
+        batch, one trip through the loop instead of two (measured: an echo's round trip
+        through the forwarder ~0.05 ms shorter than awaiting a future per batch, 0.34 vs
+        0.40 ms). After a batch the loop runs its other callbacks and tasks before the next
+        (``call_soon``). ZeroMQ's descriptor is edge-triggered: it fires when the socket's
+        state changed, so ``EVENTS`` is read after registering and after every batch, and no
+        message waits for a change that already happened. Do not mix with ``recv`` on the
+        same subscriber: both would own the descriptor's reader."""
+        loop = asyncio.get_running_loop()
+        fd = int(self._sync.getsockopt(zmq.FD))
+        served: asyncio.Future[None] = loop.create_future()
+        pending = False  # a continuation is scheduled (call_soon)
+
+        def readable() -> bool:
+            return bool(int(self._sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+        def serve_batch() -> None:
+            nonlocal pending
+            if served.done():
+                return
+            try:
+                batch = self._drain(max_messages)
+                if batch:
+                    handle(batch)
+                if not pending and readable():  # more than max_messages queued, or arrived
+                    pending = True
+                    loop.call_soon(resume)
+            except Exception as exc:  # to the task awaiting ``served``
+                served.set_exception(exc)
+
+        def resume() -> None:
+            nonlocal pending
+            pending = False
+            serve_batch()
+
+        def stop_reading(_: object = None) -> None:
+            if self._reader is not None:
+                self._reader = None
+                if not loop.is_closed():
+                    loop.remove_reader(fd)
+
+        loop.add_reader(fd, serve_batch)
+        self._reader = stop_reading  # close() stops it at once (done callbacks run later)
+        served.add_done_callback(stop_reading)
+        if readable():  # queued before the reader was registered: no edge will come for it
+            pending = True
+            loop.call_soon(resume)
+        return served
 
     def _drain(self, max_messages: int) -> list[Message]:
         batch: list[Message] = []
@@ -249,27 +296,10 @@ class Subscriber:
                 batch.append(message)
         return batch
 
-    async def _readable(self) -> None:
-        """Return once the socket may have a message. ZeroMQ's descriptor is edge-triggered:
-        it fires when the socket's state changed, and ``EVENTS`` (read after registering, so
-        no change is missed in between) says whether a message is really there."""
-        loop = asyncio.get_running_loop()
-        fd = int(self._sync.getsockopt(zmq.FD))
-        woken = loop.create_future()
-        loop.add_reader(fd, _wake, woken)
-        try:
-            if not int(self._sync.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                await woken
-        finally:
-            loop.remove_reader(fd)
-
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader()
         self._socket.close()
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def security_from_env(

@@ -1,6 +1,6 @@
 """The receive batch (mixin of ``InferenceService``; see the service's docstring): the bars of one
-``recv_batch`` from the bus (e.g. every symbol's bar of the same close time) are decided in ONE
-ONNX call (``LoadedModel.decide_batch``) instead of one call per symbol.
+receive batch from the bus (``Subscriber.serve``; e.g. every symbol's bar of the same close time)
+are decided in ONE ONNX call (``LoadedModel.decide_batch``) instead of one call per symbol.
 
 Each bar is queued when it is received (``on_bar``); the queue goes through the symbols' features
 in one numpy pass (``shared.feature_bank``: bit-identical to ``OnlineFeatures`` symbol by symbol),

@@ -23,9 +23,9 @@ reconnected: the symbol's continuity state (feature window, position, seq-gap co
 and re-warmed from the snapshot, bars after the last signalled one are signalled, the change is
 logged (``epoch_changed``) and counted (``epoch_changes`` in ``status``).
 
-Batching (``inference.batching``): the bars of one ``recv_batch`` from the bus go through their
-symbols' features in one numpy pass and are decided in ONE ONNX call; targets, signals and their
-order are the same as deciding bar by bar.
+Batching (``inference.batching``): the bars of one receive batch from the bus
+(``Subscriber.serve``) go through their symbols' features in one numpy pass and are decided in ONE
+ONNX call; targets, signals and their order are the same as deciding bar by bar.
 
 Stateful policies (``policy.kind`` lstm / attention, ``shared.stateful_model``): each symbol
 carries its own state (LSTM h, c; attention the last W observations) from bar to bar, stacked
@@ -425,9 +425,9 @@ class InferenceService(BatchedDecisions, ModelControl, ShardMembership, WarmUp, 
         subscriber = self.bus.subscriber(self.topics())
         self._subscriber_stats = subscriber.stats
         try:
-            while True:
-                self.handle_batch(await subscriber.recv_batch())
-                await asyncio.sleep(0)  # commands, heartbeats and warm-ups get their turn
+            # each receive batch is handled in the event loop's reader callback; commands,
+            # heartbeats and warm-ups get their turn between batches (Subscriber.serve)
+            await subscriber.serve(self.handle_batch)
         finally:
             subscriber.close()
 

@@ -217,10 +217,13 @@ def test_publisher_frames_are_topic_and_payload() -> None:
         ctx.term()
 
 
-async def test_recv_batch_waits_on_the_socket_and_takes_a_burst_at_once() -> None:
-    """``Subscriber.recv_batch`` over real sockets: it waits for a message published later
-    (the descriptor wake-up), then a burst already queued comes back in one or a few batches,
-    every message once and in order."""
+async def test_serve_wakes_on_the_socket_and_takes_a_burst_in_batches() -> None:
+    """``Subscriber.serve`` over real sockets: messages queued before it starts are served
+    (no edge will come for them), a message published later wakes the reader callback, a
+    burst larger than ``max_messages`` is served whole with nothing more arriving (the
+    continuation: ZeroMQ's descriptor does not fire again for messages already queued), every
+    message once and in order; a failing handler fails the future and cancelling stops the
+    reader."""
     import asyncio
 
     import zmq.asyncio
@@ -247,38 +250,63 @@ async def test_recv_batch_waits_on_the_socket_and_takes_a_burst_at_once() -> Non
         )  # fmt: skip
         pub.send_multipart((b"signal.AAPL", encode(signal)))
 
+    batches: list[list[int]] = []
+    arrived = asyncio.Event()
+
+    def handle(batch: list[Any]) -> None:
+        batches.append([m.seq for m in batch])
+        arrived.set()
+
+    async def served_up_to(seq: int) -> None:
+        while not batches or batches[-1][-1] < seq:
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), timeout=10)
+
+    def seqs() -> list[int]:
+        return [s for batch in batches for s in batch]
+
     try:
-        first: list[Any] = []
-        for _ in range(200):  # the slow-joiner: until the subscription is through
+        deadline = time.monotonic() + 10
+        while sub.stats.received == 0:  # the slow joiner: until the subscription is through
+            assert time.monotonic() < deadline
             publish()
-            try:
-                first = await asyncio.wait_for(sub.recv_batch(), timeout=0.05)
-                break
-            except TimeoutError:
-                continue
-        assert first and all(isinstance(m, TargetPosition) for m in first)
-        seen = first[-1].seq
-        while True:  # stragglers of the joining loop
-            try:
-                seen = (await asyncio.wait_for(sub.recv_batch(), timeout=0.3))[-1].seq
-            except TimeoutError:
-                break
-        assert seen == sent["seq"]
-        # nothing queued: recv_batch waits, and a message published later wakes it
+            await asyncio.sleep(0.02)
+            sub._drain(1000)  # what joined before serve() is not part of the test
+        time.sleep(0.2)
+        sub._drain(1000)
+        first = sent["seq"]
+        for _ in range(3):  # queued before serve() starts
+            publish()
+        time.sleep(0.2)  # through ZeroMQ's I/O thread into the subscriber's queue
+        # reading EVENTS takes note of them: the descriptor will not fire for these three
+        while not sub._sync.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.01)
+        served = sub.serve(handle, max_messages=64)
+        await served_up_to(first + 3)
+        assert seqs() == [first + 1, first + 2, first + 3]
+        # nothing queued: a message published later wakes the reader callback
         asyncio.get_running_loop().call_later(0.1, publish)
-        later = await asyncio.wait_for(sub.recv_batch(), timeout=10)
-        assert [m.seq for m in later] == [seen + 1]
-        # a burst already queued comes back in order, each message once
+        await served_up_to(first + 4)
+        assert batches[-1] == [first + 4]
+        # a burst queued while the loop is blocked: 500 messages, batches of at most 64
+        before = len(batches)
         for _ in range(500):
             publish()
-        got: list[int] = []
-        batches = 0
-        while len(got) < 500:
-            got += [m.seq for m in await asyncio.wait_for(sub.recv_batch(), timeout=10)]
-            batches += 1
-        assert got == list(range(seen + 2, seen + 502))
-        assert batches < 500  # drained in batches, not one wait per message
+        time.sleep(0.3)
+        await served_up_to(first + 504)
+        assert seqs() == list(range(first + 1, first + 505))
+        assert all(len(b) <= 64 for b in batches[before:]) and len(batches) - before >= 8
         assert sub.stats.gaps == 0 and sub.stats.duplicates == 0
+        served.cancel()
+        await asyncio.sleep(0.05)
+        publish()  # no reader any more: nothing is served
+        await asyncio.sleep(0.2)
+        assert seqs()[-1] == first + 504
+        # a handler that raises fails the future with its exception
+        failing = sub.serve(lambda batch: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            await asyncio.wait_for(failing, timeout=10)  # the message published above
     finally:
         sub.close()
         ctx.destroy(linger=0)

@@ -342,9 +342,9 @@ async def test_a_handler_bug_is_logged_and_the_next_bar_is_served(
         def __init__(self, batch: list[Message]) -> None:
             self.batches = [batch]
 
-        async def recv_batch(self) -> list[Message]:
-            if self.batches:
-                return self.batches.pop()
+        async def serve(self, handle: Any) -> None:
+            for batch in self.batches:
+                handle(batch)
             raise asyncio.CancelledError
 
         def close(self) -> None:

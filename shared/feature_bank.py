@@ -72,6 +72,7 @@ from shared.features import (
     FeatureConfig,
     OnlineFeatures,
     feature_names,
+    invalid_bar_message,
     warmup_bars,
 )
 
@@ -333,7 +334,7 @@ class FeatureBank:
             if not ok.all():
                 for j in np.flatnonzero(~ok).tolist():
                     _, h, lo, c, v = (float(value) for value in bars[j])
-                    errors[where[j]] = f"invalid bar high={h!r} low={lo!r} close={c!r} volume={v!r}"
+                    errors[where[j]] = invalid_bar_message(h, lo, c, v)
                 keep = np.flatnonzero(ok)
                 x = x[:, keep]
                 slot_list = [slot_list[j] for j in keep.tolist()]

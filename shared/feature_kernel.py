@@ -57,7 +57,7 @@ from shared.feature_layout import (
     SUM,
     SUM2,
 )
-from shared.features import _ZERO_STD_REL
+from shared.features import _ZERO_STD_REL, invalid_bar_message
 
 if TYPE_CHECKING:  # the bank imports this module
     from shared.feature_bank import OHLCV, FeatureBank
@@ -450,7 +450,7 @@ class CompiledSteps:
         if advance(bank.state, bank.ring, slots, x, self.fp, self.ip, flags):
             for j in np.flatnonzero(flags[:, FLAG_REFUSED]).tolist():
                 _, h, lo, c, v = (float(value) for value in bars[j])
-                errors[where[j]] = f"invalid bar high={h!r} low={lo!r} close={c!r} volume={v!r}"
+                errors[where[j]] = invalid_bar_message(h, lo, c, v)
             n, at = bank._atr_n, bank._tr_at
             for j in np.flatnonzero(flags[:, FLAG_ATR_SEED]).tolist():
                 bank.state[ATR, slots[j]] = float(np.mean(bank.ring[slots[j], at : at + n].copy()))

@@ -304,22 +304,22 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: _prev_high is never read"
     ),
     "shared.features.xǁOnlineFeaturesǁ__init____mutmut_21": ("equivalent: _prev_low is never read"),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_47": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_55": (
         "equivalent: at diff == 0 the up-move is 0 either way (diff itself is 0.0)"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_54": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_62": (
         "equivalent: at diff == 0 the down-move is -0.0 vs 0.0; the EWM and RSI values are equal"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_65": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_73": (
         "equivalent: macd is read only after warm-up (>= macd_slow + macd_signal - 1 bars), "
         "when the MACD branch has always set it"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_66": "equivalent: same as update__mutmut_65",
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_69": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_74": "equivalent: same as update__mutmut_73",
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_77": (
         "equivalent: both EMAs are pushed every bar, so their nobs are equal; nobs >= macd_slow "
         "> macd_fast (validated) makes `> macd_fast` true whenever `>= macd_slow` is"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_75": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_83": (
         "equivalent: on the first bar prev is NaN, and Python's max keeps its first argument "
         "(high - low) when the later ones are NaN (NaN > x is false)"
     ),
@@ -521,19 +521,19 @@ EQUIVALENT: dict[str, str] = {
     "shared.features.x__batch__mutmut_237": (
         "equivalent: assigning None into a float64 array stores NaN"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_120": ("equivalent: _prev_high is never read"),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_121": ("equivalent: _prev_low is never read"),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_160": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_128": ("equivalent: _prev_high is never read"),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_129": ("equivalent: _prev_low is never read"),
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_168": (
         "accepted: same as _batch__mutmut_86 (online %B threshold at exact equality)"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_201": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_209": (
         "accepted: same as _batch__mutmut_185 (online: rl == 0 < rs)"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_210": (
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_218": (
         "equivalent: the row is a list of Python floats, which np.array makes float64"
     ),
-    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_212": (
-        "equivalent: same as update__mutmut_210"
+    "shared.features.xǁOnlineFeaturesǁupdate__mutmut_220": (
+        "equivalent: same as update__mutmut_218"
     ),
     "shared.features.xǁFeatureConfigǁto_dict__mutmut_9": (
         "equivalent: msgspec.to_builtins writes every field of FeatureConfig (no "
@@ -1132,15 +1132,15 @@ EQUIVALENT: dict[str, str] = {
         "accepted: errstate(all=None) leaves numpy's policy as it is (warn), so a NaN/inf "
         "bar's comparisons may print a RuntimeWarning; every value and refusal is the same"
     ),
-    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_65": (
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_73": (
         "equivalent: _advance returns one block row per index in done, equal lengths, so "
         "zip's strict cannot matter"
     ),
-    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_68": (
-        "equivalent: same as _update_banked__mutmut_65"
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_76": (
+        "equivalent: same as _update_banked__mutmut_73"
     ),
-    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_69": (
-        "equivalent: same as _update_banked__mutmut_65"
+    "shared.feature_bank.xǁFeatureBankǁ_update_banked__mutmut_77": (
+        "equivalent: same as _update_banked__mutmut_73"
     ),
     "shared.feature_bank.xǁFeatureBankǁ_advance__mutmut_4": (
         "equivalent: slots are Python ints, which np.array makes int64 (intp here)"

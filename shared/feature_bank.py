@@ -52,11 +52,27 @@ except Exception as exc:  # pragma: no cover - numba installed but failing (its 
         f"shared.feature_kernel did not load ({exc!r}): the numpy pass runs", stacklevel=1
     )
     feature_kernel = None  # type: ignore[assignment]
+from shared import feature_layout as layout
+from shared.feature_layout import (
+    ATR,
+    CI,
+    EMA_FAST,
+    EMA_SLOW,
+    N_FIELDS,
+    PREV,
+    RSI_DN,
+    RSI_UP,
+    SEEN,
+    SIG,
+    STD_WINDOWS,
+    WINDOWS,
+)
 from shared.features import (
     _ZERO_STD_REL,
     FeatureConfig,
     OnlineFeatures,
     feature_names,
+    invalid_bar_message,
     warmup_bars,
 )
 
@@ -68,14 +84,12 @@ ADOPT_MIN = 32
 LEAVE_MAX = 4
 OHLCV = tuple[float, float, float, float, float]
 
-# Rows of the state matrix (one column per slot): scalars, then for each window field one row
-# per rolling window (windows in the order of ``_WINDOWS``).
-SEEN, CI, PREV, RSI_UP, RSI_DN, EMA_FAST, EMA_SLOW, SIG, ATR = range(9)
-_WINDOWS = ("_bb", "_vol", "_rv_s", "_rv_l", "_sma_f", "_sma_s")
-_NW = len(_WINDOWS)
-POS, COUNT, SINCE, ANCHOR, SUM, SUM2 = (slice(9 + k * _NW, 9 + (k + 1) * _NW) for k in range(6))
-_COLUMNS = 9 + 6 * _NW
-_STD_WINDOWS = 4  # bb, vol, rv_s, rv_l: the windows whose std is read (not the two SMAs)
+# The state matrix's rows are ``shared.feature_layout``'s; here each window field's block of rows
+# (one per rolling window) is a slice: the numpy pass moves a field of every window at once.
+POS, COUNT, SINCE, ANCHOR, SUM, SUM2 = (
+    layout.window_rows(start)
+    for start in (layout.POS, layout.COUNT, layout.SINCE, layout.ANCHOR, layout.SUM, layout.SUM2)
+)
 
 
 def _logs(x: np.ndarray) -> np.ndarray:
@@ -138,7 +152,7 @@ class BankedFeatures:
 class FeatureBank:
     """The online feature state of many symbols of one ``FeatureConfig`` (see the module doc).
 
-    ``state`` (``_COLUMNS`` x slots) holds every scalar (counts and positions as exact float64
+    ``state`` (``N_FIELDS`` x slots) holds every scalar (counts and positions as exact float64
     integers), one row per field; ``ring`` (slots x L) every buffer: the closes
     (``hist_len``), the first ``atr_window`` true ranges, then each rolling window's values. A
     batch whose slots are consecutive (the usual case: symbols adopted together arrive in the
@@ -166,14 +180,14 @@ class FeatureBank:
         self._hist_len = max(c.return_horizons) + 1
         self._atr_n = c.atr_window
         self._tr_at = self._hist_len
-        sizes = [getattr(t, name)._n for name in _WINDOWS]
+        sizes = [getattr(t, name)._n for name in WINDOWS]
         self._win_sizes = sizes
         self._win_n = np.array(sizes, dtype=np.float64)[:, None]
         offsets = np.cumsum([self._tr_at + self._atr_n, *sizes])
         self._win_at = offsets[:-1].astype(np.intp)[:, None]
         self._free: list[int] = []
         self._used = 0
-        self.state = np.zeros((_COLUMNS, capacity))
+        self.state = np.zeros((N_FIELDS, capacity))
         self.ring = np.zeros((capacity, int(offsets[-1])))
         if compiled and feature_kernel is None:
             raise ValueError("compiled=True needs numba (pip install 'rltrader[fast]')")
@@ -236,7 +250,7 @@ class FeatureBank:
             ewm.value, ewm.nobs = col[row], seen  # every accepted bar pushes each once
         f._ema_sig.value = col[SIG]
         f._ema_sig.nobs = max(0, seen - self.config.macd_slow + 1)
-        for w, name in enumerate(_WINDOWS):
+        for w, name in enumerate(WINDOWS):
             r = getattr(f, name)
             at = int(self._win_at[w, 0])
             r._buf = ring[at : at + r._n]
@@ -255,7 +269,7 @@ class FeatureBank:
         ring = self.ring[slot]
         ring[: self._hist_len] = f._closes
         ring[self._tr_at : self._tr_at + len(f._tr_sum)] = f._tr_sum
-        for w, name in enumerate(_WINDOWS):
+        for w, name in enumerate(WINDOWS):
             r = getattr(f, name)
             at = int(self._win_at[w, 0])
             ring[at : at + r._n] = r._buf
@@ -320,7 +334,7 @@ class FeatureBank:
             if not ok.all():
                 for j in np.flatnonzero(~ok).tolist():
                     _, h, lo, c, v = (float(value) for value in bars[j])
-                    errors[where[j]] = f"invalid bar high={h!r} low={lo!r} close={c!r} volume={v!r}"
+                    errors[where[j]] = invalid_bar_message(h, lo, c, v)
                 keep = np.flatnonzero(ok)
                 x = x[:, keep]
                 slot_list = [slot_list[j] for j in keep.tolist()]
@@ -490,7 +504,7 @@ class FeatureBank:
         var = g[SUM2, sel] / sizes - m * m
         stale = (m * m > 16.0 * var) & (np.abs(m) > 1e-12 * np.abs(g[ANCHOR, sel]))
         stale &= g[COUNT, sel] >= sizes
-        stale[_STD_WINDOWS:] = False
+        stale[STD_WINDOWS:] = False
         if stale.any():
             for w in np.flatnonzero(stale.any(axis=1)).tolist():
                 js = np.flatnonzero(stale[w])

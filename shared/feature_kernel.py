@@ -23,9 +23,10 @@ message, and a re-sum whose sum is not finite (``math.fsum``'s own overflow and 
   else the bank re-sums the flagged windows and calls it again with ``stage`` 1, which reuses
   the means read before the re-sum (as ``OnlineFeatures`` reads a mean before its std).
 
-The state layout is the bank's (``shared.feature_bank``): ``state`` (fields x slots) and ``ring``
-(slots x buffers). Constants travel in two small arrays (``F_*`` and ``I_*`` indices below):
-every argument costs the dispatcher a type check, so fewer arguments, cheaper calls.
+The arrays are the bank's (``shared.feature_bank``): ``state`` (fields x slots, its rows laid out
+in ``shared.feature_layout``) and ``ring`` (slots x buffers). Constants travel in two small
+arrays (``F_*`` and ``I_*`` indices below): every argument costs the dispatcher a type check, so
+fewer arguments, cheaper calls.
 """
 
 from __future__ import annotations
@@ -37,17 +38,29 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from shared.features import _ZERO_STD_REL
+from shared.feature_layout import (
+    ANCHOR,
+    ATR,
+    CI,
+    COUNT,
+    EMA_FAST,
+    EMA_SLOW,
+    N_WINDOWS,
+    POS,
+    PREV,
+    RSI_DN,
+    RSI_UP,
+    SEEN,
+    SIG,
+    SINCE,
+    STD_WINDOWS,
+    SUM,
+    SUM2,
+)
+from shared.features import _ZERO_STD_REL, invalid_bar_message
 
 if TYPE_CHECKING:  # the bank imports this module
     from shared.feature_bank import OHLCV, FeatureBank
-
-# Rows of the bank's state matrix: nine scalars, then six rows per window field (one per window).
-SEEN, CI, PREV, RSI_UP, RSI_DN, EMA_FAST, EMA_SLOW, SIG, ATR = range(9)
-N_WINDOWS = 6  # bb, vol, rv_s, rv_l, sma_f, sma_s
-STD_WINDOWS = 4  # the windows whose std is read (bb, vol, rv_s, rv_l)
-POS, COUNT, SINCE, ANCHOR, SUM, SUM2 = (9 + k * N_WINDOWS for k in range(6))
-N_FIELDS = 9 + 6 * N_WINDOWS
 
 # float constants: the four EWMs' (b, a, den) (RSI up, RSI down, EMA fast, EMA slow), MACD
 # signal's, the Bollinger deviation and the zero-width threshold
@@ -437,7 +450,7 @@ class CompiledSteps:
         if advance(bank.state, bank.ring, slots, x, self.fp, self.ip, flags):
             for j in np.flatnonzero(flags[:, FLAG_REFUSED]).tolist():
                 _, h, lo, c, v = (float(value) for value in bars[j])
-                errors[where[j]] = f"invalid bar high={h!r} low={lo!r} close={c!r} volume={v!r}"
+                errors[where[j]] = invalid_bar_message(h, lo, c, v)
             n, at = bank._atr_n, bank._tr_at
             for j in np.flatnonzero(flags[:, FLAG_ATR_SEED]).tolist():
                 bank.state[ATR, slots[j]] = float(np.mean(bank.ring[slots[j], at : at + n].copy()))

@@ -342,6 +342,12 @@ class _Rolling:
         return math.sqrt(var) if var > 0.0 else 0.0
 
 
+def invalid_bar_message(high: float, low: float, close: float, volume: float) -> str:
+    """The refusal of a bar that fails ``OnlineFeatures.update``'s check: one text for the
+    online features and the bank's two passes (tests and logs match it)."""
+    return f"invalid bar high={high!r} low={low!r} close={close!r} volume={volume!r}"
+
+
 class OnlineFeatures:
     """Bar-by-bar twin of ``FeaturePipeline.batch``; feed bars in time order."""
 
@@ -402,9 +408,7 @@ class OnlineFeatures:
         if not (
             0.0 < low <= high < math.inf and 0.0 < close < math.inf and 0.0 <= volume < math.inf
         ):
-            raise ValueError(
-                f"invalid bar high={high!r} low={low!r} close={close!r} volume={volume!r}"
-            )
+            raise ValueError(invalid_bar_message(high, low, close, volume))
         prev = self._prev_close
         first = self.bars_seen == 0
 

@@ -14,6 +14,7 @@ import pytest
 import shared.feature_bank as bank_mod
 from shared.data import load_bars
 from shared.feature_bank import BankedFeatures, FeatureBank, update_features
+from shared.feature_layout import N_WINDOWS, WINDOWS
 from shared.features import FeatureConfig, FeaturePipeline, OnlineFeatures
 from shared.regime import RegimeConfig, fit_regime
 
@@ -196,7 +197,7 @@ def test_flat_and_constant_windows_hit_the_degenerate_branches() -> None:
         for the bank's Python re-sum when a sum is not finite)."""
         nonlocal stale_resums
         out = real_rows_kernel(*args)
-        windows = args[6][:, feature_kernel.FLAG_WINDOW :][:, : feature_kernel.N_WINDOWS]
+        windows = args[6][:, feature_kernel.FLAG_WINDOW :][:, :N_WINDOWS]
         stale_resums += int(
             np.isin(windows, (feature_kernel.STALE, feature_kernel.STALE_RESUMMED)).sum()
         )
@@ -354,7 +355,7 @@ def online_state(f: OnlineFeatures) -> dict[str, Any]:
     for name in ("_rsi_up", "_rsi_dn", "_ema_fast", "_ema_slow", "_ema_sig"):
         ewm = getattr(f, name)
         out[name] = (ewm.value, ewm.nobs)
-    for name in bank_mod._WINDOWS:
+    for name in WINDOWS:
         r = getattr(f, name)
         out[name] = (list(r._buf), r._i, r._count, r._since, r._anchor, r._s, r._s2)
     return out

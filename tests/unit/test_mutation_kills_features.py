@@ -92,6 +92,16 @@ def test_update_refuses_bad_bars_at_the_edges() -> None:
     assert o.bars_seen == 1
 
 
+def test_update_refusal_names_each_value() -> None:
+    """The refusal text gives each value under its own name (logs and the bank's refusals
+    match it): four distinct values, so a value dropped or swapped shows."""
+    o = FeaturePipeline().online()
+    with pytest.raises(ValueError) as refused:
+        o.update(1.0, 2.0, 3.0, 4.0, -5.0)
+    assert str(refused.value) == "invalid bar high=2.0 low=3.0 close=4.0 volume=-5.0"
+    assert o.bars_seen == 0
+
+
 def test_ewm_matches_pandas_adjust_false() -> None:
     x = [1.0, 3.0, 2.0, 2.0, 10.0, -4.0]
     e = _Ewm(0.3)

@@ -56,7 +56,7 @@ print(got / (last - first), got, flush=True)
 """
 
 
-def _bars(n: int) -> list[Bar]:
+def synthetic_bars(n: int) -> list[Bar]:
     return [
         Bar(
             symbol="AAPL",
@@ -111,7 +111,7 @@ def _run(env: dict[str, str], bars: list[Bar], codec: str) -> float:
 
 def bench_bus_publish(env: dict[str, str], quick: bool) -> list[dict[str, Any]]:
     n = 50_000 if quick else 300_000
-    bars = _bars(n)
+    bars = synthetic_bars(n)
     json_rate = _run(env, bars, "json")
     msgpack_rate = _run(env, bars, "msgpack")
     return [

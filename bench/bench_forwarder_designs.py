@@ -21,12 +21,12 @@ Designs (each a forwarder process of its own, the same client code in front of a
 
 Rows per design, each round measuring A, B, C, D in turn (medians over rounds are reported):
 
-* ``throughput``: a burst of N real encoded ``Bar`` frames (``bench.bench_bus._bars``, the
+* ``throughput``: a burst of N real encoded ``Bar`` frames (``bench.bench_bus.synthetic_bars``, the
   ``bus_publish`` row's bars) from one publisher (marketdata key) to one subscriber process that
   decodes each one, bars/s from its first to its last receipt (as ``bus_publish``).
 * ``echo_stream``: the ``inference_throughput`` row's baseline ("the same bars through the bus
   alone"): frames published back to back on ``pnl.IN`` to an echo process that answers each on
-  ``pnl.ECHO`` (``bench.bench_inference._stream``), bars/s until the last echo is back.
+  ``pnl.ECHO`` (``bench.bus_harness.stream``), bars/s until the last echo is back.
 * ``round_trip``: the ``bar_to_signal_1`` row's baseline: one bar payload out on ``pnl.IN``, its
   echo back on ``pnl.ECHO`` through the same forwarder, one at a time; p50 and p99 in ms.
 
@@ -61,7 +61,7 @@ import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 from ibsim.process import free_ports  # noqa: E402
 
-from bench.bench_bus import _bars as bus_bars  # noqa: E402
+from bench.bench_bus import synthetic_bars  # noqa: E402
 from bench.forwarder_design_clients import (  # noqa: E402
     Clients,
     Topology,
@@ -301,7 +301,7 @@ class Measured:
 def run_rounds(
     keys_dir: str, rounds: int, n_burst: int, n_echo: int, n_latency: int
 ) -> dict[str, Measured]:
-    bars = bus_bars(max(n_burst, n_echo, n_latency))
+    bars = synthetic_bars(max(n_burst, n_echo, n_latency))
     frames = [(f"bar.{b.symbol}".encode(), encode(b)) for b in bars[:n_burst]]
     echo_frames = frames[:n_echo]
     measured = {design: Measured() for design in DESIGNS}

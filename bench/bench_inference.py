@@ -26,42 +26,30 @@ import importlib.util
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
-import zmq
 
+from bench.bus_harness import (
+    ECHO_IN_TOPIC,
+    ECHO_SCRIPT,
+    ECHO_TOPIC,
+    BenchBus,
+    EmptyMarketData,
+    bar_frame,
+    make_bars,
+    stream,
+)
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
 from shared.bus import security_from_env
 from shared.command_channel import call
-from shared.curve import BusSecurity
 from shared.data import load_bars
-from shared.messages import Bar, Command, PnL, Reply, TargetPosition, decode, encode
+from shared.messages import TargetPosition
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bars(symbol: str, ohlcv: np.ndarray, ts: np.ndarray, first_seq: int = 1) -> list[Bar]:
-    return [
-        Bar(
-            symbol=symbol,
-            timeframe="30m",
-            bar_open_ts=int(t) - 1_800_000_000_000,
-            open=o,
-            high=h,
-            low=lo,
-            close=c,
-            volume=v,
-            ts_event=int(t),
-            seq=first_seq + i,
-        )
-        for i, ((o, h, lo, c, v), t) in enumerate(zip(ohlcv.tolist(), ts.tolist(), strict=True))
-    ]
 
 
 def _command(env: dict[str, str], key: bytes, name: str, timeout_s: float = 5.0) -> Any:
@@ -70,147 +58,6 @@ def _command(env: dict[str, str], key: bytes, name: str, timeout_s: float = 5.0)
         env["INFERENCE_CMD_ENDPOINT"], name, {}, key, timeout_s=timeout_s,
         security=security_from_env("operator", env), server="inference",
     )  # fmt: skip
-
-
-class _Bus:
-    """Raw sockets: bars in as the ``marketdata`` identity, signals and echoes out (with CURVE
-    the forwarder hands ``[topic, identity, payload]``; the payload is the last frame)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.ctx = zmq.Context()
-        self.pub = self.ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.SNDHWM, 0)
-        publisher = security_from_env("marketdata", env)
-        if publisher is not None:
-            publisher.client(self.pub, "bus")
-        self.pub.connect(env["BUS_PUB_ENDPOINT"])
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, 0)
-        subscriber = security_from_env("monitor", env)
-        if subscriber is not None:
-            subscriber.client(self.sub, "bus")
-        self.sub.connect(env["BUS_SUB_ENDPOINT"])
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"signal.")
-        self.sub.setsockopt(zmq.SUBSCRIBE, _ECHO_TOPIC)
-        self.sub.setsockopt(zmq.SUBSCRIBE, _ASYNC_ECHO_TOPIC)
-        # the baseline's frames go out on a topic inference does not subscribe to (as monitor),
-        # so inference sits idle while the bare round trip is measured
-        self.echo_pub = self.ctx.socket(zmq.PUB)
-        self.echo_pub.setsockopt(zmq.SNDHWM, 0)
-        if subscriber is not None:
-            subscriber.client(self.echo_pub, "bus")
-        self.echo_pub.connect(env["BUS_PUB_ENDPOINT"])
-
-    def send(self, bar: Bar) -> None:
-        # inference refuses a bar whose producer does not name the sender's identity
-        payload = encode(
-            msgspec.structs.replace(bar, producer="marketdata-bench", ts_publish=time.time_ns())
-        )
-        self.pub.send_multipart((f"bar.{bar.symbol}".encode(), payload))
-
-    def send_echo(self, bar: Bar) -> None:
-        """The same bar payload as ``send``, to the echo process only."""
-        payload = encode(
-            msgspec.structs.replace(bar, producer="marketdata-bench", ts_publish=time.time_ns())
-        )
-        self.echo_pub.send_multipart((_ECHO_IN_TOPIC, payload))
-
-    def send_async_echo(self, n: int, bar: Bar) -> None:
-        """A ``PnL`` about the size of a bar (``n`` in ``realized``) to the asyncio echo."""
-        message = PnL(
-            account="AIN", realized=float(n), unrealized=bar.close, fees=bar.volume,
-            equity=bar.open, positions={"BTC": bar.high, "ETH": bar.low, "SOL": 1.0},
-            producer="monitor-bench", seq=n, ts_event=bar.ts_event, ts_publish=time.time_ns(),
-        )  # fmt: skip
-        self.echo_pub.send_multipart((_ASYNC_ECHO_IN_TOPIC, encode(message)))
-
-    def recv_async_echo(self, n: int) -> None:
-        """Wait for the asyncio echo's answer to message ``n``."""
-        while True:
-            topic, message = self.recv_frame()
-            if topic == _ASYNC_ECHO_TOPIC and message.realized == float(n):
-                return
-
-    def recv(self, timeout_s: float = 10.0) -> Any:
-        return self.recv_frame(timeout_s)[1]
-
-    def recv_frame(self, timeout_s: float = 10.0) -> tuple[bytes, Any]:
-        if not self.sub.poll(int(timeout_s * 1000)):
-            raise TimeoutError("no message from the bus")
-        frames = self.sub.recv_multipart()
-        return frames[0], decode(frames[-1])
-
-    def recv_echo(self, seq: int) -> None:
-        """Wait for the echo of bar ``seq``."""
-        while True:
-            topic, message = self.recv_frame()
-            if topic == _ECHO_TOPIC and message.seq == seq:
-                return
-
-    def close(self) -> None:
-        self.pub.close()
-        self.echo_pub.close()
-        self.sub.close()
-        self.ctx.term()
-
-
-# The round-trip baseline's far end: pnl.IN in (a bar's payload), the same payload back as
-# pnl.ECHO, with the monitor's key when CURVE is on: the same forwarder, socket types, payload
-# sizes and CURVE as a bar and its signal, on topics inference never subscribes to.
-_ECHO_IN_TOPIC = b"pnl.IN"
-_ECHO_TOPIC = b"pnl.ECHO"
-# The second baseline's far end: ``bench.async_echo`` (the services' Subscriber and Publisher in
-# an event loop, no work), as monitor, on topics nobody else subscribes to.
-_ASYNC_ECHO_IN_TOPIC = b"pnl.AIN"
-_ASYNC_ECHO_TOPIC = b"pnl.AECHO"
-_ECHO = """
-import os, sys, zmq
-from shared.bus import security_from_env
-security = security_from_env("monitor", os.environ)
-ctx = zmq.Context()
-sub = ctx.socket(zmq.SUB)
-pub = ctx.socket(zmq.PUB)
-sub.setsockopt(zmq.RCVHWM, 100_000); pub.setsockopt(zmq.SNDHWM, 100_000)  # as inference's
-if security is not None:
-    security.client(sub, "bus"); security.client(pub, "bus")
-sub.connect(sys.argv[1]); sub.setsockopt(zmq.SUBSCRIBE, b"pnl.IN")
-pub.connect(sys.argv[2])
-print("ready", flush=True)
-while True:
-    frames = sub.recv_multipart()
-    pub.send_multipart((b"pnl.ECHO", frames[-1]))
-"""
-
-
-class _EmptyMarketData:
-    """Answers every command on marketdata's endpoint with no bars, so symbols start cold at
-    once (the benchmark feeds the warm-up bars itself)."""
-
-    def __init__(self, endpoint: str, security: BusSecurity | None) -> None:
-        self._stop = threading.Event()
-        self._sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        if security is not None:  # inference connects with marketdata's server key
-            security.server(self._sock)
-        self._sock.bind(endpoint.replace("localhost", "127.0.0.1"))
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        decoder, encoder = msgspec.msgpack.Decoder(Command), msgspec.msgpack.Encoder()
-        while not self._stop.is_set():
-            if not self._sock.poll(100):
-                continue
-            frames = self._sock.recv_multipart()
-            command = decoder.decode(frames[-1])
-            reply = Reply(
-                request_id=command.request_id, ok=True, result={"bars": [], "symbols": []}
-            )
-            self._sock.send_multipart([frames[0], b"", encoder.encode(reply)])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
 
 
 def _rss_mb(pid: int) -> float:
@@ -230,80 +77,26 @@ def _wait_signals(env: dict[str, str], key: bytes, want: int, timeout_s: float =
     raise TimeoutError(f"inference did not reach {want} processed bars")
 
 
-def _frame(bar: Bar) -> tuple[bytes, bytes]:
-    """A bar as marketdata-bench puts it on the wire (encoded before the clock starts)."""
-    stamped = msgspec.structs.replace(bar, producer="marketdata-bench", ts_publish=time.time_ns())
-    return f"bar.{bar.symbol}".encode(), encode(stamped)
-
-
-def _stream(
-    pub: zmq.Socket[bytes],
-    sub: zmq.Socket[bytes],
-    frames: list[tuple[bytes, bytes]],
-    want_topic: bytes,
-    send_topic: bytes | None,
-) -> float:
-    """Publish ``frames`` back to back (on ``send_topic`` when given) and wait until as many
-    frames on ``want_topic`` came back; seconds from the first send to the last receipt."""
-    t0 = time.perf_counter()
-    for topic, payload in frames:
-        pub.send(send_topic or topic, zmq.SNDMORE)
-        pub.send(payload)
-    got = 0
-    while got < len(frames):
-        if not sub.poll(30_000):
-            raise TimeoutError(f"{got} of {len(frames)} {want_topic!r} frames came back")
-        got += sub.recv_multipart()[0].startswith(want_topic)
-    return time.perf_counter() - t0
-
-
 def _torch_eager_p50_us(onnx_path: Path, x: np.ndarray, n: int = 10_000) -> float | None:
-    """The same network (rebuilt from the ONNX initialisers) run by torch eager, one observation
-    per call: the baseline the ONNX call is compared with. None when torch is not installed."""
+    """The same network (rebuilt from the ONNX initialisers, ``bench.onnx_rebuild``) run by torch
+    eager, one observation per call: the baseline the ONNX call is compared with. None when torch
+    or onnx is not installed."""
     try:
-        import onnx
         import torch
-        from onnx import numpy_helper
+
+        from bench.onnx_rebuild import read_graph, run_graph
+
+        graph = read_graph(onnx_path)
     except ImportError:
         return None
-    graph = onnx.load(str(onnx_path)).graph
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    ops = [
-        (
-            node.op_type,
-            list(node.input),
-            dict((a.name, onnx.helper.get_attribute_value(a)) for a in node.attribute),
-        )
-        for node in graph.node
-    ]
-
-    def forward(obs: torch.Tensor) -> torch.Tensor:
-        values: dict[str, torch.Tensor] = {graph.input[0].name: obs, **weights}
-        for node, (op, inputs, attrs) in zip(graph.node, ops, strict=True):
-            args = [values[i] for i in inputs if i]
-            if op == "Gemm":
-                b = args[1].T if attrs.get("transB") else args[1]
-                out = args[0] @ b + (args[2] if len(args) > 2 else 0)
-            elif op == "MatMul":
-                out = args[0] @ args[1]
-            elif op == "Add":
-                out = args[0] + args[1]
-            elif op == "Relu":
-                out = torch.relu(args[0])
-            elif op == "Tanh":
-                out = torch.tanh(args[0])
-            else:
-                raise NotImplementedError(op)
-            values[node.output[0]] = out
-        return values[graph.output[0].name]
-
+    weights = {name: torch.from_numpy(w) for name, w in graph.weights.items()}
     torch.set_num_threads(1)
     obs = torch.from_numpy(x)
     samples = []
     with torch.no_grad():
         for _ in range(n):
             t0 = time.perf_counter()
-            forward(obs)
+            run_graph(graph, obs, weights, torch.tanh, torch.relu)
             samples.append(time.perf_counter() - t0)
     return round(float(np.percentile(samples, 50)) * 1e6, 2)
 
@@ -376,7 +169,7 @@ def _bus_rows(
     rows: list[dict[str, Any]], signal_1_only: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     curve = security_from_env("marketdata", env) is not None
-    marketdata = _EmptyMarketData(
+    marketdata = EmptyMarketData(
         env["MARKETDATA_CMD_ENDPOINT"], security_from_env("marketdata", env)
     )
     proc = subprocess.Popen(
@@ -386,7 +179,7 @@ def _bus_rows(
              "INFERENCE_SNAPSHOT_TIMEOUT_S": "0.3", "INFERENCE_SNAPSHOT_ATTEMPTS": "1"},
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    bus = _Bus(env)
+    bus = BenchBus(env)
     echo: subprocess.Popen[str] | None = None
     async_echo: subprocess.Popen[str] | None = None
     try:
@@ -405,7 +198,7 @@ def _bus_rows(
         # Publisher (bench.async_echo, no work): the second splits inference's gap into the
         # services' bus machinery and inference's own per-bar work.
         echo = subprocess.Popen(
-            [sys.executable, "-c", _ECHO, env["BUS_SUB_ENDPOINT"], env["BUS_PUB_ENDPOINT"]],
+            [sys.executable, "-c", ECHO_SCRIPT, env["BUS_SUB_ENDPOINT"], env["BUS_PUB_ENDPOINT"]],
             stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **env},
         )  # fmt: skip
         async_echo = subprocess.Popen(
@@ -417,7 +210,7 @@ def _bus_rows(
             far_end.stdout.readline()
         time.sleep(1.0)  # their subscriptions reach the forwarder
 
-        one = _bars("BTC", ohlcv[: warm + n_latency], ts[: warm + n_latency])
+        one = make_bars("BTC", ohlcv[: warm + n_latency], ts[: warm + n_latency])
         for bar in one[:warm]:
             bus.send(bar)  # cold start: the service warms on the first bars (snapshot refused)
         _wait_signals(env, key, warm)
@@ -428,7 +221,7 @@ def _bus_rows(
         # 2026-12-01, kept in the note. Back to back, the echo's two processes never sleep long
         # and its ratio was measured against inference's own block, taken at another time.
         hop_block = []
-        for bar in _bars("BTC", ohlcv[:n_latency], ts[:n_latency]):
+        for bar in make_bars("BTC", ohlcv[:n_latency], ts[:n_latency]):
             t0 = time.perf_counter()
             bus.send_echo(bar)
             bus.recv_echo(bar.seq)
@@ -483,7 +276,7 @@ def _bus_rows(
 
         # bar_to_signal_100
         symbols = [f"S{i:03d}" for i in range(100)]
-        per_symbol = {s: _bars(s, ohlcv[: warm + 60], ts[: warm + 60]) for s in symbols}
+        per_symbol = {s: make_bars(s, ohlcv[: warm + 60], ts[: warm + 60]) for s in symbols}
         for i in range(warm):
             for s in symbols:
                 bus.send(per_symbol[s][i])
@@ -508,7 +301,7 @@ def _bus_rows(
             got = 0
             while got < 100:
                 topic, _ = bus.recv_frame()
-                got += topic == _ECHO_TOPIC
+                got += topic == ECHO_TOPIC
             burst_base.append(time.perf_counter() - t0)
         rows.append(
             latency_row(
@@ -527,17 +320,15 @@ def _bus_rows(
         first = warm + n_burst
         per_sym = max(1, min(n_throughput // len(symbols), len(ohlcv) - first))
         frames = [
-            _frame(bar)
+            bar_frame(bar)
             for i in range(first, first + per_sym)
             for s in symbols
-            for bar in _bars(s, ohlcv[i : i + 1], ts[i : i + 1], first_seq=i + 1)
+            for bar in make_bars(s, ohlcv[i : i + 1], ts[i : i + 1], first_seq=i + 1)
         ]
         before = _command(env, key, "status")["counters"]
-        rate = len(frames) / _stream(bus.pub, bus.sub, frames, b"signal.", None)
+        rate = len(frames) / stream(bus.pub, bus.sub, frames, b"signal.", None)
         after = _command(env, key, "status")["counters"]
-        echo_rate = len(frames) / _stream(
-            bus.echo_pub, bus.sub, frames, _ECHO_TOPIC, _ECHO_IN_TOPIC
-        )
+        echo_rate = len(frames) / stream(bus.echo_pub, bus.sub, frames, ECHO_TOPIC, ECHO_IN_TOPIC)
         calls = after["batched_calls"] - before["batched_calls"]
         batched = after["batched_bars"] - before["batched_bars"]
         rows.append(
@@ -555,10 +346,10 @@ def _bus_rows(
         )  # fmt: skip
         rss = _rss_mb(proc.pid)
     finally:
-        for far_end in (echo, async_echo):  # also when a step above failed: no orphans
-            if far_end is not None:
-                far_end.terminate()
-                far_end.wait(timeout=10)
+        for echo_process in (echo, async_echo):  # also when a step above failed: no orphans
+            if echo_process is not None:
+                echo_process.terminate()
+                echo_process.wait(timeout=10)
         bus.close()
         marketdata.close()
         proc.terminate()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from ibsim.process import free_ports
 
-from bench.bench_inference import _bars, _Bus, _EmptyMarketData
+from bench.bus_harness import BenchBus, EmptyMarketData, make_bars
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
 from shared.bus import security_from_env
@@ -39,7 +39,7 @@ HEARTBEAT_S = "0.2"
 
 
 def _status(endpoint: str, env: dict[str, str], key: bytes) -> dict[str, Any]:
-    return call(  # type: ignore[no-any-return]
+    return call(
         endpoint, "status", {}, key, timeout_s=5.0,
         security=security_from_env("operator", env), server="inference",
     )  # fmt: skip
@@ -71,10 +71,10 @@ def _run_replicas(
     through = 100 if quick else 400
     procs: list[subprocess.Popen[bytes]] = []
     endpoints: list[str] = []
-    marketdata = _EmptyMarketData(
+    marketdata = EmptyMarketData(
         env["MARKETDATA_CMD_ENDPOINT"], security_from_env("marketdata", env)
     )
-    bus = _Bus(env)
+    bus = BenchBus(env)
     try:
         # all ports in one call: a replica may not have bound its port before the next pick
         for port in free_ports(n):
@@ -108,7 +108,7 @@ def _run_replicas(
         _wait(agreed, f"{n} replicas see each other")
         time.sleep(0.5)  # our publisher's connection reaches the forwarder (as bench_inference)
         per_symbol = {
-            s: _bars(s, ohlcv[: warm + rounds + through], ts[: warm + rounds + through])
+            s: make_bars(s, ohlcv[: warm + rounds + through], ts[: warm + rounds + through])
             for s in SYMBOLS
         }
         for i in range(warm):

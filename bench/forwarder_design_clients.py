@@ -15,7 +15,7 @@ from typing import IO, Any
 import msgspec
 import zmq
 
-from bench.bench_inference import _ECHO_IN_TOPIC, _ECHO_TOPIC, _stream
+from bench.bus_harness import ECHO_IN_TOPIC, ECHO_TOPIC, stream
 from shared.curve import BusSecurity
 from shared.messages import Bar, decode, encode
 
@@ -66,7 +66,7 @@ def serve_far_end(sub_endpoint: str, pub_endpoint: str, keys_dir: str) -> None:
         security.client(pub, "bus")
     sub.connect(sub_endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"bar.")
-    sub.setsockopt(zmq.SUBSCRIBE, _ECHO_IN_TOPIC)
+    sub.setsockopt(zmq.SUBSCRIBE, ECHO_IN_TOPIC)
     pub.connect(pub_endpoint)
     poller = zmq.Poller()
     poller.register(sub, zmq.POLLIN)
@@ -87,11 +87,11 @@ def serve_far_end(sub_endpoint: str, pub_endpoint: str, keys_dir: str) -> None:
             except zmq.Again:
                 break
             topic = frames[0]
-            if topic == _ECHO_IN_TOPIC:
-                pub.send(_ECHO_TOPIC, zmq.SNDMORE)
+            if topic == ECHO_IN_TOPIC:
+                pub.send(ECHO_TOPIC, zmq.SNDMORE)
                 pub.send(frames[-1])
             elif topic == PROBE_TOPIC:
-                pub.send_multipart((_ECHO_TOPIC, PROBE_PAYLOAD))
+                pub.send_multipart((ECHO_TOPIC, PROBE_PAYLOAD))
             elif armed:
                 last = time.perf_counter()
                 first = first or last
@@ -119,7 +119,7 @@ class Clients:
         self.echo_pub.connect(topology.pub_endpoint("monitor"))
         self.sub = self._socket(zmq.SUB, monitor)
         self.sub.connect(topology.egress)
-        self.sub.setsockopt(zmq.SUBSCRIBE, _ECHO_TOPIC)
+        self.sub.setsockopt(zmq.SUBSCRIBE, ECHO_TOPIC)
         self.far = subprocess.Popen(
             python_cmd("--far-end", "--sub", topology.egress, "--pub",
                         topology.pub_endpoint("monitor"),
@@ -147,7 +147,7 @@ class Clients:
         deadline = time.monotonic() + timeout_s
         for send in (
             lambda: self.bar_pub.send_multipart((PROBE_TOPIC, PROBE_PAYLOAD)),
-            lambda: self.echo_pub.send_multipart((_ECHO_IN_TOPIC, PROBE_PAYLOAD)),
+            lambda: self.echo_pub.send_multipart((ECHO_IN_TOPIC, PROBE_PAYLOAD)),
         ):
             while True:
                 if time.monotonic() > deadline:
@@ -171,25 +171,25 @@ class Clients:
 
     def echo_stream(self, frames: list[tuple[bytes, bytes]]) -> float:
         """``inference_throughput``'s bus-alone baseline, with its own code."""
-        rate = len(frames) / _stream(self.echo_pub, self.sub, frames, _ECHO_TOPIC, _ECHO_IN_TOPIC)
+        rate = len(frames) / stream(self.echo_pub, self.sub, frames, ECHO_TOPIC, ECHO_IN_TOPIC)
         self._drain()
         return rate
 
     def round_trips(self, bars: list[Bar]) -> list[float]:
         """``bar_to_signal_1``'s bare round trip: encode and send one bar payload, wait for its
-        echo (``bench_inference._Bus.send_echo``/``recv_echo``)."""
+        echo (``bus_harness.BenchBus.send_echo``/``recv_echo``)."""
         samples = []
         for bar in bars:
             t0 = time.perf_counter()
             payload = encode(
                 msgspec.structs.replace(bar, producer="marketdata-bench", ts_publish=time.time_ns())
             )
-            self.echo_pub.send_multipart((_ECHO_IN_TOPIC, payload))
+            self.echo_pub.send_multipart((ECHO_IN_TOPIC, payload))
             while True:
                 if not self.sub.poll(10_000):
                     raise TimeoutError(f"{self.topology.design}: no echo of bar {bar.seq}")
                 frames = self.sub.recv_multipart()
-                if frames[0] == _ECHO_TOPIC and decode(frames[-1]).seq == bar.seq:
+                if frames[0] == ECHO_TOPIC and decode(frames[-1]).seq == bar.seq:
                     break
             samples.append(time.perf_counter() - t0)
         return samples

@@ -45,6 +45,7 @@ from mutation_equivalents import EQUIVALENT
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_ROOT = REPO / "var" / "mutate"
+QUICK_STAGE_ROOT = STAGE_ROOT / "quick"  # the CI sample's stages, apart from the recorded runs'
 REPORT = REPO / "docs" / "mutation-report.md"
 GOAL = 90.0  # percent: killed / (killed + survived + no tests + timeouts + suspicious)
 
@@ -353,7 +354,15 @@ NOTES: list[str] = [
     "loaded_model 166 in 31 s; their 30 survivors are exactly the moved functions' 30 listed "
     "equivalents, re-keyed to the new names and still matching the diffs they were judged on "
     "(the kill counts equal the old rows': loaded_model 151 of 166 as manifest's). "
-    "`test_mutation_kills_manifest.py` is now `test_mutation_kills_loaded_model.py`.",
+    "`test_mutation_kills_manifest.py` is now `test_mutation_kills_loaded_model.py`. "
+    "`shared/backtest_risk.py`'s `RiskBook.__init__` and `decide` import decision_refs / "
+    "resize from their new module (one changed line each): their 125 mutants re-ran with "
+    "`--changed-only --source-ref HEAD` at af07717 (2026-12-02 06:59 UTC, 30 s; 8 survivors, "
+    "all listed equivalents whose diffs still match; the row stays 189 mutants, 92.6 %). The "
+    "quick gate now stages under `var/mutate/quick/`: it used to replace the stage of a "
+    "module's recorded run, after which `--changed-only` refused that module (found here: "
+    "backtest_risk's stage, restored from 5ed175e's source, which the rebuilt row's sha256 "
+    "accepted).",
     "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
     "path (bar -> features -> observation with the fed-back position -> target), the position "
     "update, the per-symbol state, dedupe / seq / backfill / epoch checks and the shadow's "
@@ -494,10 +503,12 @@ def toml_list(items: list[str]) -> str:
     return json.dumps(items)
 
 
-def stage(module: str, tests: list[str], src: Path = REPO) -> Path:
+def stage(module: str, tests: list[str], src: Path = REPO, under: Path = STAGE_ROOT) -> Path:
     """Build var/mutate/<module>/ with the packages at their import names and the tests, copied
-    from ``src`` (the working tree, or a commit's tree: --source-ref)."""
-    root = STAGE_ROOT / module.replace("/", "_").removesuffix(".py")
+    from ``src`` (the working tree, or a commit's tree: --source-ref). ``under``: the quick
+    gate's own folder, so a sample never replaces the stage of a module's last recorded run
+    (--changed-only compares against that stage's source)."""
+    root = under / module.replace("/", "_").removesuffix(".py")
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -608,19 +619,21 @@ def run_module(
     children: int,
     only: list[str] | None = None,
     ref: str | None = None,
+    under: Path = STAGE_ROOT,
 ) -> dict:
     """mutmut over ``module`` (every mutant, or just the names in ``only``), judged and scored;
-    staged from the working tree, or from commit ``ref``."""
+    staged (under ``under``) from the working tree, or from commit ``ref``."""
     tests = MODULES[module]
     if ref is None:
-        root = stage(module, tests)
+        root = stage(module, tests, under=under)
     else:
         with tempfile.TemporaryDirectory(prefix="mutate-src-") as tmp:
             archive = subprocess.run(
                 ["git", "archive", ref], cwd=REPO, capture_output=True, check=True
             ).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            root = stage(module, [t for t in tests if (Path(tmp) / t).exists()], Path(tmp))
+            kept = [t for t in tests if (Path(tmp) / t).exists()]
+            root = stage(module, kept, Path(tmp), under)
     commit = mutate_merge.source_commit(
         REPO, module, ref
     )  # at staging: the source the mutants are made from
@@ -854,7 +867,7 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
         "the functions the change touched (scripts/mutate_quick.py); nothing changed: both "
         "small modules in full. It fails when a module is not fully judged or its score without",
         "the listed equivalents is under the goal. Work folders: `var/mutate/<module>/`",
-        "(`mutmut results`, `mutmut show <name>` work there).",
+        "(`mutmut results`, `mutmut show <name>` work there; the CI gate's: `var/mutate/quick/`).",
     ]
     if NOTES:
         out += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
@@ -1122,7 +1135,8 @@ def main() -> int:
                 continue
             if not only:
                 continue
-        r = run_module(module, budget, args.children, only, args.source_ref)
+        under = QUICK_STAGE_ROOT if args.quick else STAGE_ROOT
+        r = run_module(module, budget, args.children, only, args.source_ref, under)
         if (prev is not None or args.changed_only) and not r["finished"]:
             # merged, an unfinished re-run would overwrite the recorded row with "not checked"
             # mutants and no survivors (then --survivors-only has nothing left to re-run)

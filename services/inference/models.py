@@ -1,9 +1,9 @@
 """Which models an inference process serves: hot swap, rollback, shadow load / promote / drop.
 
 Hot swap: ``model.updated`` (HMAC-verified) and the ``push_model`` / ``rollback`` commands load the
-new artifact next to the serving one with ``shared.loaded_model.load_artifact``; only an artifact that
-passes every check replaces it. Either way ``model.status`` says what is served and why a model was
-refused; a refused model never interrupts serving.
+new artifact next to the serving one with ``shared.loaded_model.load_artifact``; only an artifact
+that passes every check replaces it. Either way ``model.status`` says what is served and why a
+model was refused; a refused model never interrupts serving.
 
 Shadow (see ``inference.shadow``): ``model.updated`` with action ``shadow`` / ``drop_shadow`` (what
 the trainer's verbs publish, so every replica follows) and the per-process commands

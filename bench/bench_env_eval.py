@@ -123,9 +123,10 @@ def intraday_bars(n: int = 175_000) -> pd.DataFrame:
 
 
 def _evaluate(bars: pd.DataFrame, reference: bool, policy_targets: np.ndarray | None) -> None:
-    from shared.backtest import AccountConfig, run_backtest
+    from shared.backtest import run_backtest
     from shared.backtest_reference import run_backtest_reference
     from shared.baselines import buy_and_hold_targets, ma_crossover_targets
+    from shared.rebalancing import AccountConfig
 
     run = run_backtest_reference if reference else run_backtest
     acct = AccountConfig(integer_shares=False) if len(bars) > 10_000 else AccountConfig()
@@ -147,7 +148,7 @@ def bench_eval_daily(quick: bool) -> dict[str, Any]:
         from trainer.evaluate import resolve_model
 
         from shared.features import FeaturePipeline
-        from shared.manifest import load_artifact
+        from shared.loaded_model import load_artifact
 
         folder = resolve_model("baseline")
         assert folder is not None

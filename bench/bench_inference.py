@@ -112,7 +112,7 @@ def bench_inference(
     from inference.service import decide_many
 
     from shared.features import FeaturePipeline
-    from shared.manifest import load_artifact
+    from shared.loaded_model import load_artifact
     from shared.model_store import resolve_artifact
     from shared.observation import build_observation
 

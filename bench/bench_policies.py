@@ -128,7 +128,7 @@ def bench_policies(env: dict[str, str] | None = None, quick: bool = False) -> li
     from trainer.policies.onnx import OnnxStepper, export_stateful, policy_spec
 
     from shared.features import FeaturePipeline
-    from shared.manifest import load_artifact
+    from shared.loaded_model import load_artifact
 
     torch.set_num_threads(1)
     n = 2_000 if quick else 10_000

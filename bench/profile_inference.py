@@ -98,7 +98,8 @@ def profile(
 
     import shared.bus as bus_module
     from shared.bus import Publisher, Subscriber, security_from_env
-    from shared.features import Normaliser, OnlineFeatures
+    from shared.features import OnlineFeatures
+    from shared.normaliser import Normaliser
     from shared.runtime import connect_bus
 
     symbols = [f"P{i:03d}" for i in range(n_symbols)]

@@ -50,16 +50,18 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from shared.data import content_hash, load_bars, slice_bars  # noqa: E402
-from shared.features import FeatureConfig, FeaturePipeline, Normaliser  # noqa: E402
+from shared.feature_config import FeatureConfig  # noqa: E402
+from shared.features import FeaturePipeline  # noqa: E402
+from shared.loaded_model import load_artifact  # noqa: E402
 from shared.manifest import (  # noqa: E402
     ActionSpace,
     DataSlice,
     ModelManifest,
     ObservationSpec,
     Promotion,
-    load_artifact,
 )
 from shared.model_store import write_artifact  # noqa: E402
+from shared.normaliser import Normaliser  # noqa: E402
 from shared.observation import observation_names  # noqa: E402
 from shared.provenance import git_revision  # noqa: E402
 

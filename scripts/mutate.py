@@ -38,12 +38,14 @@ import time
 import tomllib
 from pathlib import Path
 
+import mutate_history
 import mutate_merge  # scripts/ is on sys.path when run as a script
 import mutate_quick
 from mutation_equivalents import EQUIVALENT
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_ROOT = REPO / "var" / "mutate"
+QUICK_STAGE_ROOT = STAGE_ROOT / "quick"  # the CI sample's stages, apart from the recorded runs'
 REPORT = REPO / "docs" / "mutation-report.md"
 GOAL = 90.0  # percent: killed / (killed + survived + no tests + timeouts + suspicious)
 
@@ -65,6 +67,15 @@ INFERENCE_IN_PROCESS_TESTS = (
     "tests/unit/test_inference_hot_path.py",
     "tests/unit/test_feature_swap.py",
 )
+
+# the feature pipeline and the modules moved out of it (feature_config.py, normaliser.py)
+FEATURE_TESTS = [
+    "tests/unit/test_features.py",
+    "tests/unit/test_mutation_kills_features.py",
+    "tests/unit/test_mutation_kills_features_edges.py",
+    # the optional regime block's hooks (names, warm-up, batch and online columns)
+    "tests/unit/test_regime_features.py",
+]
 
 MODULES: dict[str, list[str]] = {
     "shared/costs.py": ["tests/unit/test_costs.py", "tests/unit/test_mutation_kills_costs.py"],
@@ -92,6 +103,13 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_mutation_kills_order_journal.py",
     ],
     "shared/backtest.py": [
+        "tests/unit/test_backtest.py",
+        "tests/unit/test_sizing_parity_decision.py",
+        "tests/unit/test_mutation_kills_backtest.py",
+    ],
+    # the one-bar accounting core moved out of shared/backtest.py unchanged: the backtest's own
+    # selection (its kill tests reach these functions through run_backtest and directly)
+    "shared/rebalancing.py": [
         "tests/unit/test_backtest.py",
         "tests/unit/test_sizing_parity_decision.py",
         "tests/unit/test_mutation_kills_backtest.py",
@@ -125,22 +143,22 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_execution_decision.py",
         "tests/unit/test_mutation_kills_sizing.py",
     ],
-    "shared/features.py": [
-        "tests/unit/test_features.py",
-        "tests/unit/test_mutation_kills_features.py",
-        "tests/unit/test_mutation_kills_features_edges.py",
-        # the optional regime block's hooks (names, warm-up, batch and online columns)
-        "tests/unit/test_regime_features.py",
-    ],
-    "shared/manifest.py": [
+    "shared/features.py": FEATURE_TESTS,
+    # the config, names, warm-up and fingerprint, and the normaliser, moved out of features.py
+    # unchanged: the feature pipeline's selection
+    "shared/feature_config.py": FEATURE_TESTS,
+    "shared/normaliser.py": FEATURE_TESTS,
+    # inference's decision core (LoadedModel) and the artifact loading around it, moved out of
+    # shared/manifest.py unchanged (the manifest's schema is not a row: no SCOPE function)
+    "shared/loaded_model.py": [
         "tests/unit/test_manifest.py",
-        "tests/unit/test_mutation_kills_manifest.py",
+        "tests/unit/test_mutation_kills_loaded_model.py",
     ],
     # the regime-gated cap LoadedModel applies (cap_for, gate_target, check_caps, RegimeGate);
     # not test_regime_caps_export.py (it trains and exports a policy first: 5 s a run)
     "shared/regime_gate.py": [
         "tests/unit/test_regime_gate.py",
-        "tests/unit/test_mutation_kills_manifest.py",
+        "tests/unit/test_mutation_kills_loaded_model.py",
         "tests/unit/test_mutation_kills_regime_gate.py",
     ],
     # every in-process test of the service (tests/inference_harness.py), not the stateful
@@ -183,26 +201,33 @@ MODULES: dict[str, list[str]] = {
     ],
 }
 # Modules mutated only in some functions (mutmut name stems): the money path of a large module.
-# shared/backtest.py: the accounting and sizing path that turns targets into fills, cash and
-# round trips; not the vector env's rebalance_arrays (test_env's). The pandas reference loop and
-# its metrics (the test oracle itself), the baselines with the MA grid search and ModelPolicy
-# (inference's) moved out in 5af5a6f: shared/backtest_reference.py, baselines.py, model_policy.py.
+# shared/backtest.py: the run over a bar slice that turns targets into fills, cash and round
+# trips (the one-bar accounting core it calls is shared/rebalancing.py's row since the split).
+# The pandas reference loop and its metrics (the test oracle itself), the baselines with the MA
+# grid search and ModelPolicy (inference's) moved out in 5af5a6f: shared/backtest_reference.py,
+# baselines.py, model_policy.py.
 SCOPE: dict[str, list[str]] = {
     "shared/backtest.py": [
+        "x_round_trips",
+        "x_run_backtest",
+        "x_run_policy",
+    ],
+    # shared/rebalancing.py: a target into shares, cash and fees at one bar (clip, size,
+    # rebalance, the decision bar's close and ATR, the shared sizer's resize); not the vector
+    # env's rebalance_arrays (test_env's) nor AccountConfig's validation
+    "shared/rebalancing.py": [
         "x_clip_targets",
         "x_clip_target",
         "x_order_quantity",
         "x_rebalance",
         "x_decision_refs",
         "x_resize",
-        "x_round_trips",
-        "x_run_backtest",
-        "x_run_policy",
     ],
-    # shared/manifest.py: inference's decision core (LoadedModel: ONNX outputs -> target), not
-    # the artifact loading and validation around it. The model folder store and the push
-    # history moved out in e015433: shared/model_store.py (not mutation-tested).
-    "shared/manifest.py": [
+    # shared/loaded_model.py: inference's decision core (LoadedModel: ONNX outputs -> target),
+    # not the artifact loading and validation around it (load_artifact, pipeline_from_manifest).
+    # The model folder store and the push history moved out of shared/manifest.py in e015433
+    # (shared/model_store.py), the schema and check_compatible stay there (neither mutated).
+    "shared/loaded_model.py": [
         "xǁLoadedModelǁ__init__",
         "xǁLoadedModelǁoutputs",
         "xǁLoadedModelǁ_target",
@@ -283,11 +308,13 @@ QUICK_ELIGIBLE = ["shared/costs.py", "shared/accounting.py"]
 
 # Free-text notes for the report: modules not run or not yet at the goal, and why.
 NOTES: list[str] = [
-    "`shared/backtest.py` and `shared/manifest.py` are mutated only in the functions named in "
-    "SCOPE (scripts/mutate.py): the backtest's accounting and sizing path (clip, size, "
-    "rebalance, decision_refs, resize, round_trips, run_backtest, run_policy; not the pandas "
-    "reference loop and its metrics, which are the tests' oracle) and `LoadedModel`, "
-    "inference's decision core (ONNX outputs -> target), with the regime gate it applies. The "
+    "`shared/backtest.py`, `shared/rebalancing.py` and `shared/loaded_model.py` are mutated "
+    "only in the functions named in SCOPE (scripts/mutate.py): the backtest's accounting and "
+    "sizing path (clip, size, rebalance, decision_refs, resize: `shared/rebalancing.py` since "
+    "the split; round_trips, run_backtest, run_policy; not the vector env's rebalance_arrays "
+    "nor the pandas reference loop and its metrics, which are the tests' oracle) and "
+    "`LoadedModel`, inference's decision core (ONNX outputs -> target), with the regime gate it "
+    "applies (`shared/loaded_model.py` since the split, `shared/manifest.py` before). The "
     "backtest's selection leaves out `test_selection_evaluate.py` (its CLI test alone runs "
     "35 s; the exit costs it checks are checked by hand in `test_mutation_kills_backtest.py`) "
     "and `test_backtest_risk_rules.py` (the risk rules' own paths are killed by hand-computed "
@@ -298,7 +325,7 @@ NOTES: list[str] = [
     "stop_triggered, RiskState) and the regime gate (`shared/regime_gate.py`: cap_for, "
     "gate_target, check_caps, RegimeGate) have rows of their own, every function; the gate's "
     "selection leaves out `test_regime_caps_export.py` (it trains and exports a policy first: "
-    "5 s a run) and reaches the gate through `LoadedModel` (`test_mutation_kills_manifest.py`) "
+    "5 s a run) and reaches the gate through `LoadedModel` (`test_mutation_kills_loaded_model.py`) "
     "as well as directly. The pandas oracle (`shared/backtest_reference.py`), the baselines "
     "(`shared/baselines.py`) and `ModelPolicy` (`shared/model_policy.py`) moved out of "
     "`shared/backtest.py` unchanged in 5af5a6f; checked with `--changed-only --source-ref HEAD` "
@@ -308,6 +335,34 @@ NOTES: list[str] = [
     "`shared/manifest.py` unchanged in e015433 (to `shared/model_store.py`); checked with "
     "`--changed-only --source-ref HEAD` (2026-12-01 03:56 UTC): no SCOPE function changed "
     "(0 mutants), so the row stands.",
+    "The split of 72dd10b moved functions unchanged (byte-identical sources) out of three "
+    "rows: `shared/features.py` -> `shared/feature_config.py` (FeatureConfig, feature_names, "
+    "warmup_bars, pipeline_fingerprint) and `shared/normaliser.py` (Normaliser); "
+    "`shared/backtest.py` -> `shared/rebalancing.py` (AccountConfig and the one-bar accounting "
+    "core; SCOPE: clip_targets, clip_target, order_quantity, rebalance, decision_refs, resize); "
+    "`shared/manifest.py` -> `shared/loaded_model.py` (LoadedModel, load_artifact, "
+    "pipeline_from_manifest; SCOPE: LoadedModel, so manifest.py's row became loaded_model.py's "
+    "and manifest.py, with no SCOPE function left, is no row). In a fresh checkout, "
+    "`--rebuild-history --source-ref 5ed175e` rebuilt var/mutate/ from this report (all 17 "
+    "rows: each source's mutants add up to its row; the report written from it read the same), "
+    "then `--changed-only --source-ref HEAD` took the moved functions' mutants out of "
+    "`shared/backtest.py` (895 -> 685 mutants, 93.4 -> 92.7 % raw) and `shared/features.py` "
+    "(1,050 -> 748, 92.0 -> 89.6 % raw: the moved config and normaliser were killed more often "
+    "than the formulas) without a re-run (no function left in either changed). The four new "
+    "modules ran in full at 2dc14d3 (2026-12-02 06:47-06:54 UTC, --source-ref HEAD): "
+    "feature_config 124 mutants in 52 s, normaliser 178 in 57 s, rebalancing 210 in 27 s, "
+    "loaded_model 166 in 31 s; their 30 survivors are exactly the moved functions' 30 listed "
+    "equivalents, re-keyed to the new names and still matching the diffs they were judged on "
+    "(the kill counts equal the old rows': loaded_model 151 of 166 as manifest's). "
+    "`test_mutation_kills_manifest.py` is now `test_mutation_kills_loaded_model.py`. "
+    "`shared/backtest_risk.py`'s `RiskBook.__init__` and `decide` import decision_refs / "
+    "resize from their new module (one changed line each): their 125 mutants re-ran with "
+    "`--changed-only --source-ref HEAD` at af07717 (2026-12-02 06:59 UTC, 30 s; 8 survivors, "
+    "all listed equivalents whose diffs still match; the row stays 189 mutants, 92.6 %). The "
+    "quick gate now stages under `var/mutate/quick/`: it used to replace the stage of a "
+    "module's recorded run, after which `--changed-only` refused that module (found here: "
+    "backtest_risk's stage, restored from 5ed175e's source, which the rebuilt row's sha256 "
+    "accepted).",
     "`services/inference/service.py` is mutated in the functions named in SCOPE: the decision "
     "path (bar -> features -> observation with the fed-back position -> target), the position "
     "update, the per-symbol state, dedupe / seq / backfill / epoch checks and the shadow's "
@@ -448,10 +503,12 @@ def toml_list(items: list[str]) -> str:
     return json.dumps(items)
 
 
-def stage(module: str, tests: list[str], src: Path = REPO) -> Path:
+def stage(module: str, tests: list[str], src: Path = REPO, under: Path = STAGE_ROOT) -> Path:
     """Build var/mutate/<module>/ with the packages at their import names and the tests, copied
-    from ``src`` (the working tree, or a commit's tree: --source-ref)."""
-    root = STAGE_ROOT / module.replace("/", "_").removesuffix(".py")
+    from ``src`` (the working tree, or a commit's tree: --source-ref). ``under``: the quick
+    gate's own folder, so a sample never replaces the stage of a module's last recorded run
+    (--changed-only compares against that stage's source)."""
+    root = under / module.replace("/", "_").removesuffix(".py")
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -562,19 +619,21 @@ def run_module(
     children: int,
     only: list[str] | None = None,
     ref: str | None = None,
+    under: Path = STAGE_ROOT,
 ) -> dict:
     """mutmut over ``module`` (every mutant, or just the names in ``only``), judged and scored;
-    staged from the working tree, or from commit ``ref``."""
+    staged (under ``under``) from the working tree, or from commit ``ref``."""
     tests = MODULES[module]
     if ref is None:
-        root = stage(module, tests)
+        root = stage(module, tests, under=under)
     else:
         with tempfile.TemporaryDirectory(prefix="mutate-src-") as tmp:
             archive = subprocess.run(
                 ["git", "archive", ref], cwd=REPO, capture_output=True, check=True
             ).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            root = stage(module, [t for t in tests if (Path(tmp) / t).exists()], Path(tmp))
+            kept = [t for t in tests if (Path(tmp) / t).exists()]
+            root = stage(module, kept, Path(tmp), under)
     commit = mutate_merge.source_commit(
         REPO, module, ref
     )  # at staging: the source the mutants are made from
@@ -808,7 +867,7 @@ def write_report(results: list[dict], path: Path, goal: float) -> None:
         "the functions the change touched (scripts/mutate_quick.py); nothing changed: both "
         "small modules in full. It fails when a module is not fully judged or its score without",
         "the listed equivalents is under the goal. Work folders: `var/mutate/<module>/`",
-        "(`mutmut results`, `mutmut show <name>` work there).",
+        "(`mutmut results`, `mutmut show <name>` work there; the CI gate's: `var/mutate/quick/`).",
     ]
     if NOTES:
         out += ["", "## Notes", ""] + [f"- {n}" for n in NOTES]
@@ -845,6 +904,64 @@ def record_judged() -> None:
     print(f"[mutate] {len(judged)} judged diffs -> {JUDGED_FILE.relative_to(REPO)}")
 
 
+def rebuild_history(ref: str) -> int:
+    """var/mutate/history.json and each row's staged source from docs/mutation-report.md, the
+    sources taken from commit ``ref`` (the one the report is current with); then the report is
+    written again from them to a scratch file and must equal the committed one (its time aside)."""
+    history = STAGE_ROOT / "history.json"
+    if history.exists():
+        print(f"[mutate] {history.relative_to(REPO)} exists; remove it to rebuild it")
+        return 1
+    report = REPORT.read_text()
+    rows = mutate_history.rebuild(report, MODULES)
+    for module, row in rows.items():
+        for name, sv in row["survivors"].items():
+            sv["reason"] = equivalence(name, sv["diff"])
+        row["equivalent"] = sum(1 for sv in row["survivors"].values() if sv["reason"])
+        net = row["judged"] - row["equivalent"]
+        row["score_net"] = 100.0 * row["killed"] / net if net > 0 else 0.0
+        shown = subprocess.run(
+            ["git", "show", f"{ref}:{module}"], cwd=REPO, capture_output=True, text=True
+        )
+        if shown.returncode != 0:
+            print(f"[mutate] {module}: not in {ref}; row kept without a stage")
+            continue
+        source = shown.stdout
+        prefix = import_path(module).removesuffix(".py").replace("/", ".")
+        stems = SCOPE.get(module) or list(mutate_merge.function_sources(source))
+        names = mutate_quick.mutants_of(import_path(module), source, stems)
+        names = [f"{prefix}.{n}" for n in names]
+        statuses = mutate_merge.statuses_from_counts(row, names)
+        if not statuses:
+            print(
+                f"[mutate] {module}: {len(names)} mutants at {ref}, the row has {row['total']}: "
+                "row kept without a stage (--changed-only refuses it; run it in full)"
+            )
+            continue
+        row["statuses"] = statuses
+        row["source_sha256"] = hashlib.sha256(source.encode()).hexdigest()
+        staged = STAGE_ROOT / module.replace("/", "_").removesuffix(".py") / import_path(module)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_text(source)
+        print(f"[mutate] {module}: {row['total']} mutants, staged from {ref}")
+    history.parent.mkdir(parents=True, exist_ok=True)
+    history.write_text(json.dumps(rows, indent=2))
+    with tempfile.TemporaryDirectory(prefix="mutate-report-") as tmp:
+        again = Path(tmp) / "report.md"
+        write_report([], again, GOAL)
+        strip = [ln for ln in report.splitlines() if not ln.startswith("Written by `make mutate`")]
+        got = [ln for ln in again.read_text().splitlines() if not ln.startswith("Written by")]
+    if got != strip:
+        a, b = [*strip, ""], [*got, ""]
+        bad = next(i for i in range(min(len(a), len(b))) if a[i] != b[i])
+        print(f"[mutate] FAIL: the rebuilt history writes another report (line {bad + 1}):")
+        print(f"  committed: {a[bad]}\n  rebuilt:   {b[bad]}")
+        history.unlink()
+        return 1
+    print(f"[mutate] {len(rows)} rows -> {history.relative_to(REPO)} (the report reads the same)")
+    return 0
+
+
 def mutmut_version() -> str:
     from importlib.metadata import version
 
@@ -875,6 +992,12 @@ def main() -> int:
         "--report-only", action="store_true", help="rewrite the report from var/mutate/history.json"
     )
     ap.add_argument(
+        "--rebuild-history",
+        action="store_true",
+        help="rebuild var/mutate/ (history.json, each row's staged source from --source-ref, "
+        "default HEAD) from docs/mutation-report.md, e.g. in a fresh checkout",
+    )
+    ap.add_argument(
         "--changed-only",
         action="store_true",
         help="mutate only the functions changed since the module's last full run (its stage "
@@ -894,6 +1017,8 @@ def main() -> int:
     if args.report_only:
         write_report([], REPORT, args.goal)
         return 0
+    if args.rebuild_history:
+        return rebuild_history(args.source_ref or "HEAD")
     samples: dict[str, list[str]] = {}
     if args.quick:
         # bounded: the changed modules whose full run fits CI's budget in full, the other
@@ -970,20 +1095,21 @@ def main() -> int:
                 ).stdout
             )
             changed, old_statuses = changed_since_run(module, last, new_source)
-            dropped: list[str] = []
+            # functions no longer in the module (moved to another module, or removed) or out
+            # of SCOPE now: their mutants leave the row instead of keeping their old statuses
+            old_stems = {mutate_merge.stem_of(n) for n in old_statuses}
+            gone = old_stems - set(mutate_merge.function_sources(new_source))
             if module in SCOPE:
                 changed = [c for c in changed if c in SCOPE[module]]
-                # functions out of SCOPE now (moved to another module, or taken out): their
-                # mutants leave the row instead of keeping their old statuses
-                dropped = sorted(
-                    {mutate_merge.stem_of(n) for n in old_statuses} - set(SCOPE[module])
-                )
+                gone |= old_stems - set(SCOPE[module])
+            dropped = sorted(gone)
+            changed = [c for c in changed if c not in gone]
             prefix = import_path(module).removesuffix(".py").replace("/", ".")
             names = mutate_quick.mutants_of(import_path(module), new_source, changed)
             only = [f"{prefix}.{n}" for n in names]
             print(f"[mutate] {module}: changed since the last run: {changed} ({len(only)} mutants)")
             if dropped:
-                print(f"[mutate] {module}: out of SCOPE now, mutants leave the row: {dropped}")
+                print(f"[mutate] {module}: moved out or out of SCOPE, mutants leave: {dropped}")
                 stem = mutate_merge.stem_of
                 old_statuses = {n: s for n, s in old_statuses.items() if stem(n) not in dropped}
                 last = {
@@ -992,9 +1118,25 @@ def main() -> int:
                         n: sv for n, sv in last["survivors"].items() if stem(n) not in dropped
                     },
                 }
+            if not only and dropped:
+                # nothing else changed: the row without those mutants, nothing re-run; the stage
+                # now holds this source (the other functions' source is the same)
+                commit = mutate_merge.source_commit(REPO, module, args.source_ref)
+                staged = STAGE_ROOT / module.replace("/", "_").removesuffix(".py")
+                (staged / import_path(module)).write_text(new_source)
+                r = mutate_merge.without_functions(
+                    last, old_statuses, dropped, new_source, commit, equivalence
+                )
+                results.append(r)
+                print(
+                    f"[mutate] {module}: {r['total']} mutants left, score {r['score']:.1f} %, "
+                    f"without the {r['equivalent']} listed equivalents {r['score_net']:.1f} %"
+                )
+                continue
             if not only:
                 continue
-        r = run_module(module, budget, args.children, only, args.source_ref)
+        under = QUICK_STAGE_ROOT if args.quick else STAGE_ROOT
+        r = run_module(module, budget, args.children, only, args.source_ref, under)
         if (prev is not None or args.changed_only) and not r["finished"]:
             # merged, an unfinished re-run would overwrite the recorded row with "not checked"
             # mutants and no survivors (then --survivors-only has nothing left to re-run)

@@ -6,6 +6,7 @@ stays small."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import subprocess
 import time
 from collections.abc import Callable
@@ -95,6 +96,44 @@ def merge_changed(
         "source_sha256": rerun["source_sha256"],
         "source_commit": f"{prev.get('source_commit', '?')}, {', '.join(changed)} re-run at "
         f"{rerun['source_commit']}",
+    }
+
+
+def without_functions(
+    prev: dict,
+    old_statuses: dict[str, str],
+    dropped: list[str],
+    new_source: str,
+    commit: str,
+    equivalence: Callable[[str, str], str | None],
+) -> dict:
+    """The last run with the mutants of the ``dropped`` functions (moved to another module, or
+    out of SCOPE) taken out and nothing re-run: every other function's source is unchanged, so
+    its mutants keep their statuses; the row is now of ``new_source``."""
+    statuses = {n: st for n, st in old_statuses.items() if stem_of(n) not in dropped}
+    counts: dict[str, int] = {}
+    for st in statuses.values():
+        counts[st] = counts.get(st, 0) + 1
+    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
+    judged = sum(n for st, n in counts.items() if st not in ("not checked", "skipped"))
+    survivors = {n: sv for n, sv in prev["survivors"].items() if stem_of(n) not in dropped}
+    for n, sv in survivors.items():
+        sv["reason"] = equivalence(n, sv["diff"])
+    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
+    return {
+        **prev,
+        "counts": counts,
+        "total": len(statuses),
+        "killed": killed,
+        "judged": judged,
+        "score": 100.0 * killed / judged if judged else 0.0,
+        "equivalent": equivalent,
+        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
+        "survivors": survivors,
+        "statuses": statuses,
+        "source_sha256": hashlib.sha256(new_source.encode()).hexdigest(),
+        "source_commit": f"{prev.get('source_commit', '?')}; {len(dropped)} functions moved "
+        f"out at {commit}",
     }
 
 

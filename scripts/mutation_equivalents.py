@@ -148,15 +148,6 @@ EQUIVALENT: dict[str, str] = {
     ),
     "shared.features.x__batch__mutmut_210": "equivalent: same as _batch__mutmut_43 (SMA fast)",
     "shared.features.x__batch__mutmut_216": "equivalent: same as _batch__mutmut_43 (SMA slow)",
-    "shared.features.xǁNormaliserǁtransform__mutmut_4": (
-        "equivalent: self.mean is float64, so the subtraction is float64 for any numeric input "
-        "(int and float32 widen exactly)"
-    ),
-    "shared.features.xǁNormaliserǁtransform__mutmut_7": "equivalent: same as transform__mutmut_4",
-    "shared.features.xǁNormaliserǁinverse__mutmut_4": (
-        "equivalent: z is multiplied by the float64 std, so any int/float32 z widens exactly"
-    ),
-    "shared.features.xǁNormaliserǁinverse__mutmut_6": "equivalent: same as inverse__mutmut_4",
     # -- pandas index arguments: RangeIndex(len(bars)) is pandas' default index
     "shared.features.x__batch__mutmut_2": (
         "equivalent: pd.Series(values, index=None) gets RangeIndex(len) itself"
@@ -324,28 +315,6 @@ EQUIVALENT: dict[str, str] = {
         "(high - low) when the later ones are NaN (NaN > x is false)"
     ),
     # shared/backtest.py
-    "shared.backtest.x_order_quantity__mutmut_2": (
-        "equivalent: at equity 0 the size is trunc(target * rf * 0 / price) = +-0.0, the same "
-        "no-position as the early 0.0 (-0.0 == 0.0 trades nothing)"
-    ),
-    "shared.backtest.x_rebalance__mutmut_28": (
-        "equivalent: CostModel.fill_price reads only the sign of its side (+2 is a buy)"
-    ),
-    "shared.backtest.x_rebalance__mutmut_32": "equivalent: same as rebalance__mutmut_28 (-2)",
-    "shared.backtest.x_rebalance__mutmut_29": (
-        "equivalent: `dq >= 0` differs only at dq == 0, returned (no order) two lines above"
-    ),
-    "shared.backtest.x_resize__mutmut_38": "equivalent: same as rebalance__mutmut_28 (+2)",
-    "shared.backtest.x_resize__mutmut_42": "equivalent: same as rebalance__mutmut_28 (-2)",
-    "shared.backtest.x_resize__mutmut_39": "equivalent: same as rebalance__mutmut_29",
-    "shared.backtest.x_resize__mutmut_6": (
-        "equivalent: a NaN ATR handed on fails stop_distance's `atr > 0` exactly like None: "
-        "the fallback stop either way"
-    ),
-    "shared.backtest.x_decision_refs__mutmut_9": (
-        "equivalent: atr_series widens high/low/close to float64 itself, and the decision "
-        "closes are written into float64 arrays: int or float32 columns widen exactly"
-    ),
     "shared.backtest.x_run_backtest__mutmut_34": (
         "equivalent: prev[0] = NaN only puts bar 0 among the bars evaluated; bar 0 starts flat, "
         "so a flat target there trades nothing and any other target is evaluated anyway"
@@ -385,47 +354,48 @@ EQUIVALENT: dict[str, str] = {
     ),
     "shared.backtest.x_run_backtest__mutmut_87": "equivalent: same as run_backtest__mutmut_83",
     "shared.backtest.x_run_backtest__mutmut_88": "equivalent: same as run_backtest__mutmut_83",
-    # shared/manifest.py (LoadedModel)
-    "shared.manifest.xǁLoadedModelǁ_target__mutmut_11": (
+    # shared/loaded_model.py (LoadedModel, moved out of shared/manifest.py unchanged: the same
+    # judgements under the new names, each held to the diff it was judged on)
+    "shared.loaded_model.xǁLoadedModelǁ_target__mutmut_11": (
         "equivalent: starting the argmax loop at 0 first compares out[0] with itself (not >)"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide__mutmut_2": (
+    "shared.loaded_model.xǁLoadedModelǁdecide__mutmut_2": (
         "equivalent: np.asarray of a float32 array with dtype float32 is the same array"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide__mutmut_20": (
+    "shared.loaded_model.xǁLoadedModelǁdecide__mutmut_20": (
         "equivalent: numpy (2.4, checked) treats any negative reshape size as 'infer', so "
         "reshape(1, -2) == reshape(1, -1)"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide__mutmut_37": (
+    "shared.loaded_model.xǁLoadedModelǁdecide__mutmut_37": (
         "equivalent: same as decide__mutmut_20 (reshape(-2) == reshape(-1))"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide__mutmut_30": (
+    "shared.loaded_model.xǁLoadedModelǁdecide__mutmut_30": (
         "equivalent: same as decide__mutmut_20 (the gated path's reshape(-2) == reshape(-1))"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide__mutmut_33": (
+    "shared.loaded_model.xǁLoadedModelǁdecide__mutmut_33": (
         "equivalent: same as decide__mutmut_20 (the observation handed to the gate: "
         "reshape(-2) == reshape(-1))"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_13": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_13": (
         "equivalent: np.empty is float64 by default"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_15": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_15": (
         "equivalent: np.empty is float64 by default"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_19": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_19": (
         "equivalent: x.shape[1] is the observation size (> 1), so the test becomes "
         "`not batchable`; a single row then takes the batch path: one call, the same target"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_23": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_23": (
         "equivalent: np.array of Python floats is float64"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_25": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_25": (
         "equivalent: np.array of Python floats is float64"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_38": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_38": (
         "equivalent: np.array of Python floats is float64"
     ),
-    "shared.manifest.xǁLoadedModelǁdecide_batch__mutmut_40": (
+    "shared.loaded_model.xǁLoadedModelǁdecide_batch__mutmut_40": (
         "equivalent: np.array of Python floats is float64"
     ),
     "shared.backtest.x_run_backtest__mutmut_212": (
@@ -448,10 +418,10 @@ EQUIVALENT: dict[str, str] = {
     "shared.backtest.x_run_backtest__mutmut_263": (
         "equivalent: no fill has quantity 0 (only dq != 0 and a non-zero exit are recorded)"
     ),
-    "shared.manifest.xǁLoadedModelǁoutputs__mutmut_15": (
+    "shared.loaded_model.xǁLoadedModelǁoutputs__mutmut_15": (
         "equivalent: same as decide__mutmut_20 (reshape(1, -2) == reshape(1, -1))"
     ),
-    "shared.manifest.xǁLoadedModelǁoutputs__mutmut_32": (
+    "shared.loaded_model.xǁLoadedModelǁoutputs__mutmut_32": (
         "equivalent: same as decide__mutmut_20 (reshape(n, -2) == reshape(n, -1))"
     ),
     "shared.backtest.x_round_trips__mutmut_98": (
@@ -534,15 +504,6 @@ EQUIVALENT: dict[str, str] = {
     ),
     "shared.features.xǁOnlineFeaturesǁupdate__mutmut_220": (
         "equivalent: same as update__mutmut_218"
-    ),
-    "shared.features.xǁFeatureConfigǁto_dict__mutmut_9": (
-        "equivalent: msgspec.to_builtins writes every field of FeatureConfig (no "
-        "omit_defaults), so 'regime' is always a key when this branch runs and pop needs no "
-        "default"
-    ),
-    "shared.features.x_warmup_bars__mutmut_32": (
-        "equivalent: the max() also holds vol_long + 1 >= 2 (vol_long >= 1 is validated), so "
-        "a 1 in place of the 0 for the absent regime block never wins"
     ),
     # services/inference/service.py (decision path, SCOPE in scripts/mutate.py)
     "inference.service.xǁInferenceServiceǁ_features__mutmut_6": (
@@ -1244,4 +1205,50 @@ EQUIVALENT: dict[str, str] = {
     "shared.feature_bank.x_update_features__mutmut_59": (
         "equivalent: same as update_features__mutmut_54"
     ),
+    # shared/rebalancing.py (the one-bar accounting core, moved out of shared/backtest.py
+    # unchanged: the same judgements under the new names, each held to the diff it was judged on)
+    "shared.rebalancing.x_order_quantity__mutmut_2": (
+        "equivalent: at equity 0 the size is trunc(target * rf * 0 / price) = +-0.0, the same "
+        "no-position as the early 0.0 (-0.0 == 0.0 trades nothing)"
+    ),
+    "shared.rebalancing.x_rebalance__mutmut_28": (
+        "equivalent: CostModel.fill_price reads only the sign of its side (+2 is a buy)"
+    ),
+    "shared.rebalancing.x_rebalance__mutmut_32": "equivalent: same as rebalance__mutmut_28 (-2)",
+    "shared.rebalancing.x_rebalance__mutmut_29": (
+        "equivalent: `dq >= 0` differs only at dq == 0, returned (no order) two lines above"
+    ),
+    "shared.rebalancing.x_resize__mutmut_38": "equivalent: same as rebalance__mutmut_28 (+2)",
+    "shared.rebalancing.x_resize__mutmut_42": "equivalent: same as rebalance__mutmut_28 (-2)",
+    "shared.rebalancing.x_resize__mutmut_39": "equivalent: same as rebalance__mutmut_29",
+    "shared.rebalancing.x_resize__mutmut_6": (
+        "equivalent: a NaN ATR handed on fails stop_distance's `atr > 0` exactly like None: "
+        "the fallback stop either way"
+    ),
+    "shared.rebalancing.x_decision_refs__mutmut_9": (
+        "equivalent: atr_series widens high/low/close to float64 itself, and the decision "
+        "closes are written into float64 arrays: int or float32 columns widen exactly"
+    ),
+    # shared/feature_config.py (FeatureConfig, names, warm-up, fingerprint; moved out of
+    # shared/features.py unchanged: the same judgements under the new names)
+    "shared.feature_config.xǁFeatureConfigǁto_dict__mutmut_9": (
+        "equivalent: msgspec.to_builtins writes every field of FeatureConfig (no "
+        "omit_defaults), so 'regime' is always a key when this branch runs and pop needs no "
+        "default"
+    ),
+    "shared.feature_config.x_warmup_bars__mutmut_32": (
+        "equivalent: the max() also holds vol_long + 1 >= 2 (vol_long >= 1 is validated), so "
+        "a 1 in place of the 0 for the absent regime block never wins"
+    ),
+    # shared/normaliser.py (Normaliser, moved out of shared/features.py unchanged: the same
+    # judgements under the new names)
+    "shared.normaliser.xǁNormaliserǁtransform__mutmut_4": (
+        "equivalent: self.mean is float64, so the subtraction is float64 for any numeric input "
+        "(int and float32 widen exactly)"
+    ),
+    "shared.normaliser.xǁNormaliserǁtransform__mutmut_7": "equivalent: same as transform__mutmut_4",
+    "shared.normaliser.xǁNormaliserǁinverse__mutmut_4": (
+        "equivalent: z is multiplied by the float64 std, so any int/float32 z widens exactly"
+    ),
+    "shared.normaliser.xǁNormaliserǁinverse__mutmut_6": "equivalent: same as inverse__mutmut_4",
 }

@@ -17,14 +17,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from shared.backtest import (
-    FILL_COLUMNS,
-    TRADE_COLUMNS,
-    AccountConfig,
-    BacktestResult,
-    round_trips,
-)
+from shared.backtest import FILL_COLUMNS, TRADE_COLUMNS, BacktestResult, round_trips
 from shared.metrics import infer_periods_per_year
+from shared.rebalancing import AccountConfig
 
 __all__ = ["run_backtest_reference"]
 

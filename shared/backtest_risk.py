@@ -52,7 +52,7 @@ class RiskBook:
         rules: RiskRules,
         warmup: pd.DataFrame | None = None,
     ) -> None:
-        from shared.backtest import decision_refs
+        from shared.rebalancing import decision_refs
 
         if acct.sizer != "shared":
             raise ValueError("risk rules need the shared sizer (its ATR stop), not risk_fraction")
@@ -91,7 +91,7 @@ class RiskBook:
             self.reasons[i] = forced
         old_qty = self.qty
         if target != 0.0 or self.qty != 0.0:
-            from shared.backtest import resize
+            from shared.rebalancing import resize
 
             ref, atr = float(self.ref_close[i]), float(self.ref_atr[i])
             self.cash, self.qty, *_ = resize(

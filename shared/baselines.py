@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from shared.backtest import AccountConfig, run_backtest
+from shared.backtest import run_backtest
+from shared.rebalancing import AccountConfig
 
 __all__ = [
     "DEFAULT_FAST",

@@ -51,11 +51,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from shared.backtest import clip_target, rebalance, resize
 from shared.env_config import EnvConfig
 from shared.env_market import MarketData, env_spaces, full_position_exposure, prepare_market
 from shared.env_risk import RiskState, day_ids, stop_triggered
 from shared.observation import build_observation
+from shared.rebalancing import clip_target, rebalance, resize
 from shared.vector_env import VectorTradingEnv
 
 __all__ = [

@@ -12,9 +12,9 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from shared.backtest import AccountConfig, clip_target
 from shared.costs import CostModel
 from shared.env_risk import RiskRules
+from shared.rebalancing import AccountConfig, clip_target
 from shared.sizing import SizingConfig
 
 __all__ = ["ActionKind", "EnvConfig", "RewardKind", "SamplingKind"]
@@ -50,7 +50,7 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             ``Discrete(2)`` without shorting) | "continuous" -> ``Box([-1], [1])`` target.
         allow_short: negative targets allowed (else clipped to 0).
 
-    Account (see ``shared.backtest.AccountConfig``)
+    Account (see ``shared.rebalancing.AccountConfig``)
         initial_cash, sizer ("shared" = ``shared.sizing`` with ``sizing``, the paper-trading
         config's sizing keys: the rule execution trades with; "risk_fraction" = the old rule,
         for old manifests only, with risk_fraction and integer_shares), costs (``CostModel``:

@@ -22,9 +22,9 @@ import pandas as pd
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from shared.backtest import AccountConfig
 from shared.env_config import EnvConfig
 from shared.observation import build_observations
+from shared.rebalancing import AccountConfig
 from shared.sizing import atr_series
 
 __all__ = ["MarketData", "env_spaces", "full_position_exposure", "prepare_market"]
@@ -103,7 +103,9 @@ def _cached_market(key: str) -> MarketData:
 
 def _build_market(cfg: EnvConfig, bars: pd.DataFrame) -> MarketData:
     from shared.data import content_hash
-    from shared.features import FeatureConfig, FeaturePipeline, Normaliser
+    from shared.feature_config import FeatureConfig
+    from shared.features import FeaturePipeline
+    from shared.normaliser import Normaliser
 
     if cfg.end is not None:
         bars = bars[bars.index < _utc(cfg.end)]  # nothing at or after `end` is ever read

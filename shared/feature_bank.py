@@ -53,6 +53,7 @@ except Exception as exc:  # pragma: no cover - numba installed but failing (its 
     )
     feature_kernel = None  # type: ignore[assignment]
 from shared import feature_layout as layout
+from shared.feature_config import FeatureConfig, feature_names, warmup_bars
 from shared.feature_layout import (
     ATR,
     CI,
@@ -67,14 +68,7 @@ from shared.feature_layout import (
     STD_WINDOWS,
     WINDOWS,
 )
-from shared.features import (
-    _ZERO_STD_REL,
-    FeatureConfig,
-    OnlineFeatures,
-    feature_names,
-    invalid_bar_message,
-    warmup_bars,
-)
+from shared.features import _ZERO_STD_REL, OnlineFeatures, invalid_bar_message
 
 # A smaller batch updates its not-yet-banked symbols one by one: a bank pass costs ~125 us plus
 # ~1.7 us a symbol, ``OnlineFeatures.update`` ~5.5 us a symbol (measured here: even at ~35).

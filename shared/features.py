@@ -34,131 +34,23 @@ No feature at bar t reads a bar after t (tests perturb the future and compare). 
 ``warmup_bars - 1`` are all NaN in ``batch``, and ``update`` returns ``None`` until the
 ``warmup_bars``-th bar.
 
-Change ``FEATURE_CODE_VERSION`` whenever a formula changes: it is part of
-``pipeline_fingerprint``, which every model manifest records and inference checks.
+The config, the column names, the warm-up and the fingerprint are in ``shared.feature_config``;
+change its ``FEATURE_CODE_VERSION`` whenever a formula here changes: it is part of
+``pipeline_fingerprint``, which every model manifest records and inference checks. The
+normaliser applied to these rows is ``shared.normaliser.Normaliser``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
 
-import msgspec
 import numpy as np
 import pandas as pd
 
-from shared.regime import OnlineRegime, RegimeConfig, regime_batch, regime_names, regime_warmup
-
-FEATURE_CODE_VERSION = "1"
+from shared.feature_config import FeatureConfig, feature_names, pipeline_fingerprint, warmup_bars
+from shared.regime import OnlineRegime, regime_batch
 
 _ZERO_STD_REL = 1e-9  # a std below this fraction of the mean level is treated as zero width
-
-
-class FeatureConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Windows of every feature. Defaults are the project's standard pipeline."""
-
-    return_horizons: tuple[int, ...] = (1, 5, 20)
-    rsi_window: int = 14
-    macd_fast: int = 12
-    macd_slow: int = 26
-    macd_signal: int = 9
-    bb_window: int = 20
-    bb_dev: float = 2.0
-    atr_window: int = 14
-    volume_window: int = 20
-    vol_short: int = 20
-    vol_long: int = 100
-    trend_fast: int = 10
-    trend_slow: int = 50
-    # The optional regime block (shared.regime): None = off, and then ``to_dict`` leaves the key
-    # out, so every existing manifest's fingerprint and feature list stay as they were.
-    regime: RegimeConfig | None = None
-
-    def __post_init__(self) -> None:
-        if not self.return_horizons or min(self.return_horizons) < 1:
-            raise ValueError("return_horizons: need at least one horizon, all >= 1")
-        for name in (
-            "rsi_window",
-            "macd_fast",
-            "macd_slow",
-            "macd_signal",
-            "bb_window",
-            "atr_window",
-            "volume_window",
-            "vol_short",
-            "vol_long",
-            "trend_fast",
-            "trend_slow",
-        ):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name}: must be >= 2")
-        if self.macd_fast >= self.macd_slow:
-            raise ValueError("macd_fast: must be < macd_slow")
-        if self.vol_short >= self.vol_long:
-            raise ValueError("vol_short: must be < vol_long")
-        if self.trend_fast >= self.trend_slow:
-            raise ValueError("trend_fast: must be < trend_slow")
-        if self.bb_dev <= 0:
-            raise ValueError("bb_dev: must be > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        if out.get("regime") is None:
-            out.pop("regime", None)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
-        return msgspec.convert(dict(data), cls)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def feature_names(config: FeatureConfig) -> list[str]:
-    c = config
-    return [
-        *(f"ret_{h}" for h in c.return_horizons),
-        f"rsi_{c.rsi_window}",
-        f"macd_{c.macd_fast}_{c.macd_slow}",
-        f"macd_hist_{c.macd_fast}_{c.macd_slow}_{c.macd_signal}",
-        f"bb_pos_{c.bb_window}_{_fmt(c.bb_dev)}",
-        f"atr_{c.atr_window}",
-        f"volz_{c.volume_window}",
-        f"vol_regime_{c.vol_short}_{c.vol_long}",
-        f"trend_{c.trend_fast}_{c.trend_slow}",
-        *(regime_names(c.regime) if c.regime is not None else ()),
-    ]
-
-
-def warmup_bars(config: FeatureConfig) -> int:
-    """Bars needed before the first complete feature row (that row is index warmup_bars - 1)."""
-    c = config
-    return max(
-        max(c.return_horizons) + 1,
-        c.rsi_window,
-        c.macd_slow + c.macd_signal - 1,
-        c.bb_window,
-        c.atr_window,
-        c.volume_window,
-        c.vol_long + 1,
-        c.trend_slow,
-        regime_warmup(c.regime) if c.regime is not None else 0,
-    )
-
-
-def pipeline_fingerprint(config: FeatureConfig) -> str:
-    """sha256 (hex) of the config, the feature names and ``FEATURE_CODE_VERSION``."""
-    payload = {
-        "code_version": FEATURE_CODE_VERSION,
-        "config": config.to_dict(),
-        "names": feature_names(config),
-    }
-    blob = msgspec.json.encode(payload, order="sorted")
-    return hashlib.sha256(blob).hexdigest()
 
 
 # --------------------------------------------------------------------------- batch (ta)
@@ -540,81 +432,3 @@ class FeaturePipeline:
     @property
     def trend_feature(self) -> str:
         return self.names[-1]
-
-
-# --------------------------------------------------------------------------- normaliser
-
-
-class Normaliser:
-    """Per-feature z-score fitted on the TRAINING slice only, then clipped to +-clip."""
-
-    def __init__(
-        self,
-        mean: Sequence[float] | np.ndarray,
-        std: Sequence[float] | np.ndarray,
-        names: Sequence[str] = (),
-        clip: float = 5.0,
-        fitted_rows: int = 0,
-    ) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.asarray(std, dtype=np.float64)
-        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
-            raise ValueError("mean and std must be 1-d and of equal length")
-        if not np.all(np.isfinite(self.mean)) or not np.all(self.std > 0):
-            raise ValueError("mean must be finite and std > 0")
-        if names and len(names) != len(self.mean):
-            raise ValueError(f"{len(names)} names for {len(self.mean)} features")
-        self.names = list(names)
-        self.clip = float(clip)
-        self.fitted_rows = int(fitted_rows)
-        self._inv = 1.0 / self.std
-
-    @classmethod
-    def fit(cls, features: np.ndarray, names: Sequence[str] = (), clip: float = 5.0) -> Normaliser:
-        """Fit on the rows without NaN (the warm-up rows are skipped)."""
-        x = np.asarray(features, dtype=np.float64)
-        rows = x[~np.isnan(x).any(axis=1)]
-        if len(rows) < 2:
-            raise ValueError(f"need >= 2 complete feature rows to fit, got {len(rows)}")
-        mean = rows.mean(axis=0)
-        std = rows.std(axis=0)
-        std = np.where(std > 1e-12, std, 1.0)
-        return cls(mean, std, names, clip, fitted_rows=len(rows))
-
-    def transform(self, features: np.ndarray) -> np.ndarray:
-        """(x - mean) / std clipped to +-clip; NaN stays NaN. Works on a row or an (n, k) block."""
-        z = np.subtract(features, self.mean, dtype=np.float64)
-        z *= self._inv
-        np.minimum(z, self.clip, out=z)
-        np.maximum(z, -self.clip, out=z)
-        return z
-
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.asarray(z, dtype=np.float64) * self.std + self.mean
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "zscore_clip",
-            "names": list(self.names),
-            "mean": [float(v) for v in self.mean],
-            "std": [float(v) for v in self.std],
-            "clip": self.clip,
-            "fitted_rows": self.fitted_rows,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Normaliser:
-        if data.get("kind", "zscore_clip") != "zscore_clip":
-            raise ValueError(f"unknown normaliser kind {data.get('kind')!r}")
-        return cls(
-            data["mean"],
-            data["std"],
-            data.get("names", ()),
-            data.get("clip", 5.0),
-            data.get("fitted_rows", 0),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Normaliser) and self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]

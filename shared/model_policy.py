@@ -19,8 +19,8 @@ __all__ = ["ModelPolicy"]
 class ModelPolicy:
     """A model as a ``decide(t, position)`` callable over a bar frame.
 
-    ``model`` is a ``shared.manifest.LoadedModel`` or any object with ``decide(obs) -> target``
-    and ``normaliser`` (a fitted ``shared.features.Normaliser``), plus either ``manifest`` (its
+    ``model`` is a ``shared.loaded_model.LoadedModel`` or any object with ``decide(obs) -> target``
+    and ``normaliser`` (a fitted ``shared.normaliser.Normaliser``), plus either ``manifest`` (its
     ``feature_config`` is used) or ``feature_config`` - e.g. a trainer's torch policy wrapped
     before export. Features are computed once over all ``bars`` (they only look back) and
     normalised; each call is the observation of bar ``t`` with the current position -
@@ -29,7 +29,8 @@ class ModelPolicy:
     """
 
     def __init__(self, model: Any, bars: pd.DataFrame, pipeline: Any | None = None) -> None:
-        from shared.features import FeatureConfig, FeaturePipeline
+        from shared.feature_config import FeatureConfig
+        from shared.features import FeaturePipeline
         from shared.observation import build_observations
 
         self.model = model

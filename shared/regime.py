@@ -73,7 +73,7 @@ class HmmParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class RegimeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The regime block of ``shared.features.FeatureConfig`` (off when that field is None)."""
+    """The regime block of ``shared.feature_config.FeatureConfig`` (off when that field is None)."""
 
     n_states: int = 2
     use_vol: bool = False

@@ -2,8 +2,8 @@
 
 A manifest may carry ``regime_caps`` (one cap in [0, 1] per state of its feature config's regime
 block, state order as ``shared.regime`` defines it: state 0 is the calmest). The model's decision
-(``shared.manifest.LoadedModel``) clips the policy's target to ``[-cap[k], +cap[k]]`` where ``k``
-is the most probable state in the observation's HMM probabilities (``hmm_p<k>_<K>``). Every
+(``shared.loaded_model.LoadedModel``) clips the policy's target to ``[-cap[k], +cap[k]]`` where
+``k`` is the most probable state in the observation's HMM probabilities (``hmm_p<k>_<K>``). Every
 caller (evaluation, backtest, the trainer's gate, inference, the shadow) decides through
 ``LoadedModel``, so they all apply this one rule from this one code.
 
@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.features import FeatureConfig, Normaliser, feature_names
+from shared.feature_config import FeatureConfig, feature_names
+from shared.normaliser import Normaliser
 from shared.regime import regime_names
 
 __all__ = ["RegimeGate", "cap_for", "check_caps", "gate_target"]

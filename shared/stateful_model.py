@@ -1,6 +1,6 @@
 """Serving a stateful (LSTM / attention) artifact: graph checks and a step with explicit state.
 
-``shared.manifest.load_artifact`` hands an artifact whose ``policy.kind`` is ``lstm`` or
+``shared.loaded_model.load_artifact`` hands an artifact whose ``policy.kind`` is ``lstm`` or
 ``attention`` to ``open_stateful``, after the checks every artifact passes (manifest, sha256,
 pipeline). The graph must then have exactly the inputs and outputs the manifest's ``policy``
 block describes (names, ``state_shape``, ``window``, the observation size, one output per
@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.features import Normaliser
-from shared.manifest import ArtifactError, LoadedModel, ManifestMismatch, ModelManifest
+from shared.loaded_model import LoadedModel
+from shared.manifest import ArtifactError, ManifestMismatch, ModelManifest
+from shared.normaliser import Normaliser
 
 State = list[np.ndarray]
 WINDOW_INPUT = "obs_window"  # trainer.policies.onnx.WINDOW_INPUT

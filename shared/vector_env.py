@@ -14,10 +14,10 @@ import pandas as pd
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from shared.backtest import AccountConfig, rebalance_arrays
 from shared.env_config import EnvConfig
 from shared.env_market import MarketData, env_spaces, full_position_exposure, prepare_market
 from shared.env_risk import day_ids, stop_levels
+from shared.rebalancing import AccountConfig, rebalance_arrays
 from shared.sizing import position_after_array
 
 __all__ = ["VectorTradingEnv"]

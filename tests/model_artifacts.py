@@ -8,9 +8,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.features import FeatureConfig, FeaturePipeline, Normaliser
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
 from shared.manifest import MODEL_FILE, ActionSpace, ModelManifest, ObservationSpec, read_manifest
 from shared.model_store import resolve_artifact, write_artifact
+from shared.normaliser import Normaliser
 from shared.observation import observation_names
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from shared.data import load_bars
-from shared.features import FeatureConfig, FeaturePipeline, Normaliser
-from shared.manifest import LoadedModel, load_artifact, pipeline_from_manifest, read_manifest
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import LoadedModel, load_artifact, pipeline_from_manifest
+from shared.manifest import read_manifest
 from shared.model_policy import ModelPolicy
+from shared.normaliser import Normaliser
 from shared.regime import RegimeConfig, fit_regime
 from tests.model_artifacts import linear_onnx, make_artifact
 

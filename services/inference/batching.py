@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.feature_bank import update_features
-from shared.manifest import LoadedModel
+from shared.loaded_model import LoadedModel
 from shared.messages import Bar, Heartbeat, ModelUpdated, TargetPosition
 from shared.observation import build_observation, build_observations
 

@@ -1,9 +1,9 @@
 """Which models an inference process serves: hot swap, rollback, shadow load / promote / drop.
 
 Hot swap: ``model.updated`` (HMAC-verified) and the ``push_model`` / ``rollback`` commands load the
-new artifact next to the serving one with ``shared.manifest.load_artifact``; only an artifact that
-passes every check replaces it. Either way ``model.status`` says what is served and why a model was
-refused; a refused model never interrupts serving.
+new artifact next to the serving one with ``shared.loaded_model.load_artifact``; only an artifact
+that passes every check replaces it. Either way ``model.status`` says what is served and why a
+model was refused; a refused model never interrupts serving.
 
 Shadow (see ``inference.shadow``): ``model.updated`` with action ``shadow`` / ``drop_shadow`` (what
 the trainer's verbs publish, so every replica follows) and the per-process commands
@@ -31,14 +31,9 @@ from inference.pipelines import OwnPipelineShadow, model_pipeline, shadow_slot
 from inference.shadow import ShadowSlot
 from shared.auth import AuthError, Verifier
 from shared.features import FeaturePipeline
+from shared.loaded_model import LoadedModel, load_artifact, pipeline_from_manifest
 from shared.logs import event
-from shared.manifest import (
-    ArtifactError,
-    LoadedModel,
-    load_artifact,
-    pipeline_from_manifest,
-    read_manifest,
-)
+from shared.manifest import ArtifactError, read_manifest
 from shared.messages import ModelStatus, ModelUpdated
 from shared.model_store import resolve_artifact
 from shared.runtime import BusConnection

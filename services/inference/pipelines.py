@@ -1,7 +1,7 @@
 """Per-model feature pipelines in inference (issue 15: serve models whose features differ).
 
 Every served model (live, previous, shadow) carries the ``FeaturePipeline`` of its own manifest
-``feature_config`` (``shared.manifest.pipeline_from_manifest``: refused unless the manifest's
+``feature_config`` (``shared.loaded_model.pipeline_from_manifest``: refused unless the manifest's
 ``feature_code_version`` is the running code's and its ``pipeline_fingerprint`` is its config's).
 Models with the same fingerprint share one pipeline object, and the per-symbol online feature
 state (``SymbolState.features``) belongs to the LIVE model's pipeline: the common single-config
@@ -22,7 +22,7 @@ import numpy as np
 
 from inference.shadow import ShadowSlot
 from shared.features import FeaturePipeline, OnlineFeatures
-from shared.manifest import LoadedModel
+from shared.loaded_model import LoadedModel
 from shared.messages import Bar
 
 

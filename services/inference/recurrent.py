@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.manifest import LoadedModel
+from shared.loaded_model import LoadedModel
 from shared.stateful_model import State, StatefulModel
 
 if TYPE_CHECKING:  # the service imports this module

@@ -63,8 +63,9 @@ from shared.auth import Verifier
 from shared.bus import heartbeat_loop
 from shared.feature_bank import BankedFeatures, FeatureBank
 from shared.features import FeaturePipeline, OnlineFeatures
+from shared.loaded_model import LoadedModel
 from shared.logs import event
-from shared.manifest import ArtifactError, LoadedModel
+from shared.manifest import ArtifactError
 from shared.messages import Bar, TargetPosition
 from shared.model_store import current_pushed_version, resolve_artifact
 from shared.observation import build_observation

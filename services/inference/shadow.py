@@ -1,7 +1,7 @@
 """Shadow mode: a candidate model decides beside the live one on the same bars, and only talks.
 
 The candidate is a second ``LoadedModel`` (its own onnxruntime session) loaded with the same
-checks as a push (``shared.manifest.load_artifact``: manifest, sha256, feature fingerprint,
+checks as a push (``shared.loaded_model.load_artifact``: manifest, sha256, feature fingerprint,
 observation size). Each bar's feature row, computed once for the live model, is normalised with
 the candidate's own normaliser and paired with the candidate's own previous target (as if it were
 live), and the would-be target is published as ``ShadowTarget`` on ``shadow.<SYM>``: a different
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.loaded_model import LoadedModel
 from shared.logs import event
-from shared.manifest import LoadedModel
 from shared.messages import Bar, ShadowTarget
 from shared.observation import build_observation
 from shared.stateful_model import State, StatefulModel

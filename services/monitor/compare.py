@@ -61,12 +61,13 @@ from monitor.compare_inputs import (
     parse_period,
     read_ledger,
 )
-from shared.backtest import AccountConfig, clip_target, run_backtest
+from shared.backtest import run_backtest
 from shared.barstore import BarStore
 from shared.costs import CostModel
-from shared.manifest import LoadedModel, load_artifact
+from shared.loaded_model import LoadedModel, load_artifact
 from shared.metrics import infer_periods_per_year, returns_from_equity, sharpe_ratio
 from shared.model_policy import ModelPolicy
+from shared.rebalancing import AccountConfig, clip_target
 from shared.sizing import SizingConfig
 
 SESSION_TZ = "America/New_York"

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from shared.backtest import AccountConfig
+from shared.rebalancing import AccountConfig
 from shared.sizing import SizingConfig
 from trainer.analysis_common import feature_block
 from trainer.analysis_lookahead import lookahead_analysis
@@ -40,12 +40,14 @@ from trainer.analysis_warmup import EXECUTION_ATR_WARMUP_BARS, warmup_analysis
 
 def _load(model_arg: str, features_json: str | None) -> tuple[Any | None, Any, str]:
     """(loaded model or None, its feature pipeline, a name for the output folder)."""
-    from shared.features import FeatureConfig, FeaturePipeline
+    from shared.feature_config import FeatureConfig
+    from shared.features import FeaturePipeline
 
     if model_arg.lower() in ("none", ""):
         config = FeatureConfig.from_dict(json.loads(features_json) if features_json else {})
         return None, FeaturePipeline(config), "features"
-    from shared.manifest import load_artifact, read_manifest
+    from shared.loaded_model import load_artifact
+    from shared.manifest import read_manifest
     from trainer.evaluate import resolve_model
 
     folder = resolve_model(model_arg)

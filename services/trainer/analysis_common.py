@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from shared.backtest import clip_target
 from shared.model_policy import ModelPolicy
+from shared.rebalancing import clip_target
 
 Progress = Callable[[str], None]
 

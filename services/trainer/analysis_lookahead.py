@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.backtest import AccountConfig, run_backtest
+from shared.backtest import run_backtest
+from shared.rebalancing import AccountConfig
 from trainer.analysis_common import FeatureSet, Progress, feature_block, max_diff, policy_path
 
 LOOKAHEAD_TOL = 1e-12

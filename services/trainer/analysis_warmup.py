@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared.backtest import clip_target
+from shared.rebalancing import clip_target
 from shared.sizing import SizingConfig, WilderATR, atr_series
 from trainer.analysis_common import Progress, max_diff, policy_path
 

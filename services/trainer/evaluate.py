@@ -21,7 +21,7 @@ baseline artifact under ``$MODEL_ROOT/baseline``, default ``models/``; built on 
 ``evaluation_results/``) are taken from the working directory. Dates are inclusive days (UTC);
 bars before ``--start`` only warm up features and moving averages.
 
-The artifact is opened with ``shared.manifest.load_artifact`` against the running feature
+The artifact is opened with ``shared.loaded_model.load_artifact`` against the running feature
 pipeline (``FeatureConfig()`` unless the caller passes another), so a model whose manifest does not
 match is refused with the mismatching field named, exactly as inference would refuse it.
 
@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from shared.backtest import AccountConfig, BacktestResult, run_backtest, run_policy
+from shared.backtest import BacktestResult, run_backtest, run_policy
 from shared.backtest_risk import manifest_risk_rules, risk_record
 from shared.baselines import (
     DEFAULT_FAST,
@@ -66,6 +66,7 @@ from shared.baselines import (
 from shared.env_risk import RiskRules
 from shared.model_policy import ModelPolicy
 from shared.provenance import git_revision
+from shared.rebalancing import AccountConfig
 from trainer.evaluation_report import EvaluationResult, clean_json, write_outputs
 
 __all__ = [
@@ -219,7 +220,7 @@ def evaluate_model(
             loaded = model  # a LoadedModel, or any policy object (see ModelPolicy)
         else:
             from shared.features import FeaturePipeline
-            from shared.manifest import load_artifact
+            from shared.loaded_model import load_artifact
 
             folder = resolve_model(model)
             assert folder is not None

@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from shared.backtest import AccountConfig
 from shared.costs import CostModel
+from shared.rebalancing import AccountConfig
 from trainer.evaluate import evaluate_model
 from trainer.evaluation_report import (
     EvaluationResult,

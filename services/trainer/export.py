@@ -35,7 +35,7 @@ Steps:
    ``paper_trading_config.previous.json``.
 
 The version is ``model_YYYYMMDDHHMMSS`` (UTC) everywhere, so the folder name equals
-``manifest.version`` in both places (``shared.manifest.load_artifact`` checks it).
+``manifest.version`` in both places (``shared.loaded_model.load_artifact`` checks it).
 
 Where the steps live: ONNX and parity in ``trainer.onnx_export``, the manifest in
 ``trainer.export_manifest``, the folds, gate numbers and hold-out in ``trainer.export_scoring``,
@@ -53,8 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import ModelManifest, Promotion, load_artifact
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
+from shared.manifest import ModelManifest, Promotion
 from shared.model_store import write_artifact
 from trainer.config import TrainConfig
 from trainer.export_manifest import ExportInputs, build_manifest, new_version

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.backtest_risk import risk_record
-from shared.features import FeatureConfig, FeaturePipeline
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
 from shared.manifest import ActionSpace, DataSlice, ModelManifest, ObservationSpec, Promotion
 from shared.observation import observation_names
 from shared.provenance import git_revision

@@ -124,7 +124,9 @@ def pooled_normaliser(
     import pandas as pd
 
     from shared.data import load_bars
-    from shared.features import FeatureConfig, FeaturePipeline, Normaliser
+    from shared.feature_config import FeatureConfig
+    from shared.features import FeaturePipeline
+    from shared.normaliser import Normaliser
 
     pipeline = FeaturePipeline(FeatureConfig.from_dict(features))
     blocks = []

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.backtest import AccountConfig, BacktestResult, run_policy
+from shared.backtest import BacktestResult, run_policy
 from shared.env_config import EnvConfig
+from shared.rebalancing import AccountConfig
 from trainer.train_data import SliceData
 
 if TYPE_CHECKING:

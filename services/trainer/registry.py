@@ -2,7 +2,7 @@
 
 A push
 
-1. opens the candidate with ``shared.manifest.load_artifact`` against the pipeline inference
+1. opens the candidate with ``shared.loaded_model.load_artifact`` against the pipeline inference
    serves it with (its own manifest's feature config, checked): a corrupted file (checksum), a
    manifest that does not match that pipeline (fingerprint, observation names, normaliser) or an
    ONNX graph that does not load is refused here, before anything is copied;
@@ -33,14 +33,8 @@ from typing import Any
 
 from shared.auth import sign
 from shared.features import FeaturePipeline
-from shared.manifest import (
-    ArtifactError,
-    LoadedModel,
-    load_artifact,
-    pipeline_from_manifest,
-    read_manifest,
-    sha256_file,
-)
+from shared.loaded_model import LoadedModel, load_artifact, pipeline_from_manifest
+from shared.manifest import ArtifactError, read_manifest, sha256_file
 from shared.messages import ModelUpdated
 from shared.model_store import (
     PUSH_HISTORY_FILE,

@@ -8,7 +8,7 @@ Commands (signed, on ``TRAINER_CMD_ENDPOINT``; ``python -m trainer.ctl <command>
   whole ``trainer.pipeline`` with ``pipeline=true`` (what ``make train`` runs).
 * ``status``: readiness, the running job and its last output lines, finished jobs, current model.
 * ``list_models``: exported (``best_models/``) and pushed models with verdicts and test Sharpe.
-* ``push_model {version | path, force?}``: verify (``shared.manifest.load_artifact``), copy into
+* ``push_model {version | path, force?}``: verify (``shared.loaded_model.load_artifact``), copy into
   the model root, publish a signed ``model.updated`` (``trainer.registry``); a model the gate
   rejected needs ``force`` (logged).
 * ``rollback``: re-announce the version pushed before the current one (or the baseline).

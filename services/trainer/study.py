@@ -38,7 +38,8 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from shared.features import FeatureConfig, FeaturePipeline
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
 from trainer.config import TrainConfig
 from trainer.policies import PolicyConfig
 from trainer.progress import say, setup
@@ -256,7 +257,7 @@ def _score_symbols(
 
 def _train_mlp(cfg: TrainConfig, data: Any, root: Path, version: str) -> tuple[Any, Path]:
     """``trainer.train.train`` -> ``export_onnx`` (parity-checked) -> artifact, loaded back."""
-    from shared.manifest import load_artifact
+    from shared.loaded_model import load_artifact
     from shared.model_store import write_artifact
     from trainer.export_manifest import ExportInputs, build_manifest
     from trainer.onnx_export import check_parity, export_onnx, parity_observations
@@ -346,7 +347,7 @@ def run_study(
 ) -> Path:
     """Train and score every variant x seed; write the table, plot and JSON; returns the folder."""
     from shared.data import load_bars
-    from shared.manifest import load_artifact
+    from shared.loaded_model import load_artifact
     from trainer.ensemble import build_ensemble
     from trainer.train import prepare_data
 

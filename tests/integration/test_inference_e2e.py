@@ -22,7 +22,8 @@ from shared.auth import load_or_create_key, sign
 from shared.bus import Publisher, Subscriber, producer_id
 from shared.command_channel import CommandError, call
 from shared.features import FeaturePipeline
-from shared.manifest import load_artifact, read_manifest
+from shared.loaded_model import load_artifact
+from shared.manifest import read_manifest
 from shared.messages import ModelStatus, ModelUpdated, TargetPosition
 from shared.observation import build_observation, observation_names
 from tests.conftest import bus_security

@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.backtest import AccountConfig, run_backtest
+from shared.backtest import run_backtest
 from shared.data import list_symbols, load_bars
 from shared.env import TradingEnv
 from shared.env_config import EnvConfig
-from shared.features import FeaturePipeline, Normaliser
+from shared.features import FeaturePipeline
+from shared.normaliser import Normaliser
+from shared.rebalancing import AccountConfig
 from shared.sizing import SizingConfig
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from trainer.tune import tune_run, tune_settings
 
-from shared.manifest import load_artifact
+from shared.loaded_model import load_artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

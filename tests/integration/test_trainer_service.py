@@ -21,8 +21,10 @@ import zmq.asyncio
 from shared.auth import Verifier, load_or_create_key
 from shared.bus import Subscriber
 from shared.command_channel import CommandError, call
-from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import Promotion, load_artifact
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
+from shared.manifest import Promotion
 from shared.messages import Heartbeat, ModelUpdated
 from tests.conftest import bus_security
 from tests.model_artifacts import corrupt, make_artifact

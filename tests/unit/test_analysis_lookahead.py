@@ -13,7 +13,8 @@ from trainer.analysis import main
 from trainer.analysis_common import feature_block
 from trainer.analysis_lookahead import lookahead_analysis, perturb_after
 
-from shared.features import FeaturePipeline, Normaliser
+from shared.features import FeaturePipeline
+from shared.normaliser import Normaliser
 
 pytestmark = pytest.mark.unit
 

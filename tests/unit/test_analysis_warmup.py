@@ -105,7 +105,7 @@ class LinearPolicy:
     """A continuous policy over the normalised features and the position."""
 
     def __init__(self, pipe: FeaturePipeline, bars: pd.DataFrame) -> None:
-        from shared.features import Normaliser
+        from shared.normaliser import Normaliser
 
         self.normaliser = Normaliser.fit(pipe.batch(bars.iloc[:400])[200:], pipe.names)
         self.weights = np.random.default_rng(5).normal(0, 0.3, len(pipe.names) + 1)

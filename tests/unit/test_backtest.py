@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.backtest import AccountConfig, round_trips, run_backtest, run_policy
+from shared.backtest import round_trips, run_backtest, run_policy
 from shared.backtest_reference import run_backtest_reference
 from shared.baselines import buy_and_hold_targets, grid_search_ma, ma_crossover_targets
 from shared.costs import ZERO_COSTS, CostModel
 from shared.model_policy import ModelPolicy
+from shared.rebalancing import AccountConfig
 from shared.sizing import SizingConfig
 
 pytestmark = pytest.mark.unit
@@ -225,15 +226,11 @@ def _linear_onnx(size: int, weights: np.ndarray, bias: np.ndarray) -> bytes:
 
 
 def test_model_policy_uses_build_observation(tmp_path, aapl: pd.DataFrame) -> None:
-    from shared.features import FeaturePipeline, Normaliser
-    from shared.manifest import (
-        ActionSpace,
-        ModelManifest,
-        ObservationSpec,
-        Promotion,
-        load_artifact,
-    )
+    from shared.features import FeaturePipeline
+    from shared.loaded_model import load_artifact
+    from shared.manifest import ActionSpace, ModelManifest, ObservationSpec, Promotion
     from shared.model_store import write_artifact
+    from shared.normaliser import Normaliser
     from shared.observation import build_observation, observation_names
 
     pipe = FeaturePipeline()

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.backtest import AccountConfig, run_backtest, run_policy
+from shared.backtest import run_backtest, run_policy
 from shared.backtest_risk import RiskBook, manifest_risk_rules, risk_record
 from shared.env import TradingEnv
 from shared.env_config import EnvConfig
 from shared.env_risk import RiskRules
+from shared.rebalancing import AccountConfig
 
 pytestmark = pytest.mark.unit
 

@@ -24,7 +24,7 @@ from shared.barstore import BarStore
 from shared.costs import CostModel
 from shared.data import load_bars, slice_bars
 from shared.features import FeaturePipeline
-from shared.manifest import load_artifact
+from shared.loaded_model import load_artifact
 from shared.messages import Bar, Fill, TargetPosition
 from shared.observation import build_observation
 from shared.sizing import SizingConfig, WilderATR, position_after

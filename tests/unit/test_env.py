@@ -14,7 +14,8 @@ from shared.backtest import run_backtest
 from shared.costs import ZERO_COSTS, CostModel
 from shared.env import ENV_ID, TradingEnv, env_creator, register_env
 from shared.env_config import EnvConfig
-from shared.features import FeaturePipeline, Normaliser
+from shared.features import FeaturePipeline
+from shared.normaliser import Normaliser
 from shared.observation import build_observation
 from shared.vector_env import VectorTradingEnv
 

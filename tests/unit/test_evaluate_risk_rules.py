@@ -9,11 +9,11 @@ import json
 import msgspec
 import pytest
 
-from shared.backtest import AccountConfig
 from shared.backtest_risk import risk_record
 from shared.env_risk import RiskRules
 from shared.features import FeaturePipeline
-from shared.manifest import load_artifact
+from shared.loaded_model import load_artifact
+from shared.rebalancing import AccountConfig
 
 pytestmark = pytest.mark.unit
 

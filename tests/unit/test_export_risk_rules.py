@@ -14,7 +14,8 @@ from trainer.config import TrainConfig
 from shared.backtest_risk import manifest_risk_rules, risk_record
 from shared.data import load_bars
 from shared.env_risk import RiskRules
-from shared.manifest import load_artifact, read_manifest
+from shared.loaded_model import load_artifact
+from shared.manifest import read_manifest
 from tests.untrained_export import export_untrained, load_slices
 
 if TYPE_CHECKING:

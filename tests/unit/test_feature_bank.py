@@ -14,8 +14,9 @@ import pytest
 import shared.feature_bank as bank_mod
 from shared.data import load_bars
 from shared.feature_bank import BankedFeatures, FeatureBank, update_features
+from shared.feature_config import FeatureConfig
 from shared.feature_layout import N_WINDOWS, WINDOWS
-from shared.features import FeatureConfig, FeaturePipeline, OnlineFeatures
+from shared.features import FeaturePipeline, OnlineFeatures
 from shared.regime import RegimeConfig, fit_regime
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("bank_path")]

@@ -28,7 +28,7 @@ sys.meta_path.insert(0, Failing())
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import shared.feature_bank as bank
-from shared.features import FeatureConfig
+from shared.feature_config import FeatureConfig
 assert bank.feature_kernel is None
 assert bank.FeatureBank(FeatureConfig()).compiled is None
 print("|".join(str(w.message) for w in caught))

@@ -16,7 +16,7 @@ from numba import njit  # noqa: E402
 
 from shared import feature_kernel  # noqa: E402
 from shared.feature_bank import ADOPT_MIN, FeatureBank  # noqa: E402
-from shared.features import FeatureConfig  # noqa: E402
+from shared.feature_config import FeatureConfig  # noqa: E402
 
 pytestmark = pytest.mark.unit
 

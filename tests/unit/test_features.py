@@ -10,14 +10,11 @@ import pandas as pd
 import pytest
 from ta.volatility import AverageTrueRange
 
-import shared.features as features_mod
+import shared.feature_config as feature_config_mod
 from shared.data import load_bars, slice_bars
-from shared.features import (
-    FeatureConfig,
-    FeaturePipeline,
-    Normaliser,
-    pipeline_fingerprint,
-)
+from shared.feature_config import FeatureConfig, pipeline_fingerprint
+from shared.features import FeaturePipeline
+from shared.normaliser import Normaliser
 from shared.observation import build_observation, build_observations, observation_names
 
 pytestmark = pytest.mark.unit
@@ -174,7 +171,7 @@ def test_fingerprint_covers_config_names_and_code_version(monkeypatch: pytest.Mo
     assert base == FeaturePipeline().fingerprint and len(base) == 64
     assert pipeline_fingerprint(FeatureConfig(rsi_window=10)) != base
     assert pipeline_fingerprint(FeatureConfig(return_horizons=(1, 5))) != base
-    monkeypatch.setattr(features_mod, "FEATURE_CODE_VERSION", "999")
+    monkeypatch.setattr(feature_config_mod, "FEATURE_CODE_VERSION", "999")
     assert pipeline_fingerprint(FeatureConfig()) != base
 
 

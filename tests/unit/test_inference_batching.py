@@ -21,7 +21,8 @@ from marketdata.replay import SymbolSeries
 import shared.feature_bank as bank_mod
 from shared.feature_bank import BankedFeatures
 from shared.features import FeaturePipeline
-from shared.manifest import MODEL_FILE, load_artifact
+from shared.loaded_model import load_artifact
+from shared.manifest import MODEL_FILE
 from shared.messages import Bar, Message, ShadowTarget, TargetPosition
 from shared.observation import build_observation, observation_names
 from shared.runtime import BusConnection

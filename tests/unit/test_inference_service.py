@@ -18,8 +18,10 @@ from marketdata.replay import SymbolSeries
 
 from shared.auth import sign
 from shared.config import ConfigError, from_env
-from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import ArtifactError, load_artifact, read_manifest
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
+from shared.manifest import ArtifactError, read_manifest
 from shared.messages import Message, ModelUpdated
 from shared.observation import build_observation, observation_names
 from shared.runtime import BusConnection
@@ -267,7 +269,8 @@ def test_inference_imports_neither_ray_nor_torch() -> None:
     code = (
         "import sys\n"
         "import inference.__main__, inference.service, inference.config\n"
-        "import shared.manifest, shared.features, shared.observation, shared.data\n"
+        "import shared.manifest, shared.loaded_model, shared.features, shared.observation\n"
+        "import shared.data\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch'))\n"
         "assert not bad, bad\n"
         "print('clean')\n"

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from shared.data import load_bars
-from shared.features import FeatureConfig, FeaturePipeline
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
 from shared.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -21,7 +23,6 @@ from shared.manifest import (
     ChecksumMismatch,
     ManifestMismatch,
     ManifestSchemaError,
-    load_artifact,
     read_manifest,
     sha256_file,
 )

@@ -13,18 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.backtest import (
+from shared.backtest import round_trips, run_backtest, run_policy
+from shared.costs import ZERO_COSTS, CostModel
+from shared.rebalancing import (
     AccountConfig,
     clip_target,
     clip_targets,
     decision_refs,
     order_quantity,
     rebalance,
-    round_trips,
-    run_backtest,
-    run_policy,
 )
-from shared.costs import ZERO_COSTS, CostModel
 from shared.sizing import SizingConfig
 
 pytestmark = pytest.mark.unit
@@ -326,7 +324,7 @@ def test_a_one_share_buy_pays_the_buy_side() -> None:
 
 
 def test_resize_without_a_change_returns_no_order() -> None:
-    from shared.backtest import resize
+    from shared.rebalancing import resize
 
     acct = AccountConfig(sizing=SIZING, costs=COSTS)
     # equity 100k at close 100, ATR 2: full 250, already held: nothing to do, nothing paid
@@ -379,7 +377,7 @@ def test_run_policy_hands_the_bars_before_start_to_the_sizer() -> None:
 
 
 def test_resize_one_share_buy_pays_the_buy_side() -> None:
-    from shared.backtest import resize
+    from shared.rebalancing import resize
 
     # equity 400 at close 100, ATR 2, stop 4: full size floor(4 / 4) = 1 share, bought at 101.101
     acct = AccountConfig(sizing=SIZING, costs=COSTS)

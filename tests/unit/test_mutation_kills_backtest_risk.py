@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.backtest import AccountConfig, run_backtest
+from shared.backtest import run_backtest
 from shared.backtest_risk import RiskBook, apply_risk_rules, manifest_risk_rules
 from shared.costs import ZERO_COSTS
 from shared.env_risk import RiskRules
+from shared.rebalancing import AccountConfig
 from tests.unit.test_mutation_kills_backtest import SIZING  # 1 %, 2 x ATR(3), cap 1000
 
 pytestmark = pytest.mark.unit

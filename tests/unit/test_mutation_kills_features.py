@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from shared.data import load_bars
-from shared.features import FeatureConfig, FeaturePipeline, Normaliser, _Ewm, _Rolling
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline, _Ewm, _Rolling
+from shared.normaliser import Normaliser
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.features import FeaturePipeline, Normaliser, _Rolling
+from shared.features import FeaturePipeline, _Rolling
+from shared.normaliser import Normaliser
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.features import FeatureConfig, Normaliser, feature_names
+from shared.feature_config import FeatureConfig, feature_names
+from shared.normaliser import Normaliser
 from shared.regime import RegimeConfig
 from shared.regime_gate import RegimeGate, cap_for, check_caps, gate_target
 

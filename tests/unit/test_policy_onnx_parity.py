@@ -28,7 +28,8 @@ from trainer.policies.onnx import (
     sequential_decider,
 )
 
-from shared.manifest import load_artifact, read_manifest
+from shared.loaded_model import load_artifact
+from shared.manifest import read_manifest
 from shared.model_store import write_artifact
 from tests.model_artifacts import baseline_folder
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from inference.sharding import Peer, Sharding
 
-from shared.features import FeaturePipeline, warmup_bars
-from shared.manifest import load_artifact
+from shared.feature_config import warmup_bars
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
 from shared.runtime import BusConnection, connect_bus
 from shared.stateful_model import StatefulModel
 from tests.conftest import free_port

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from shared.auth import sign
+from shared.loaded_model import load_artifact
 from shared.manifest import (
     MODEL_FILE,
     ArtifactError,
     ManifestMismatch,
     ModelManifest,
-    load_artifact,
     read_manifest,
 )
 from shared.messages import ModelStatus, ModelUpdated, ShadowTarget

@@ -14,8 +14,10 @@ import pytest
 from trainer.config import TrainConfig
 
 from shared.data import load_bars
-from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import ArtifactError, load_artifact, read_manifest
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
+from shared.manifest import ArtifactError, read_manifest
 from tests.untrained_export import export_untrained, load_slices
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from trainer.analysis_warmup import WARMUP_TOL, online_row
 
 from shared.env_config import EnvConfig
 from shared.env_market import prepare_market
-from shared.features import FeatureConfig, FeaturePipeline, pipeline_fingerprint
+from shared.feature_config import FeatureConfig, pipeline_fingerprint
+from shared.features import FeaturePipeline
 from shared.regime import (
     RegimeConfig,
     fit_regime,

@@ -18,7 +18,8 @@ from trainer.analysis_lookahead import lookahead_analysis
 from trainer.config import TrainConfig, trainer_settings
 
 from shared.config import ConfigError
-from shared.features import FeatureConfig, FeaturePipeline
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
 from shared.manifest import ManifestMismatch
 from shared.observation import build_observation
 from shared.regime import regime_names

@@ -11,7 +11,7 @@ from trainer.config import TrainConfig
 
 from shared.data import load_bars
 from shared.env_risk import RiskRules
-from shared.features import FeatureConfig
+from shared.feature_config import FeatureConfig
 from shared.regime import RegimeConfig, fit_regime
 
 pytestmark = pytest.mark.unit

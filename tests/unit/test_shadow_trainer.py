@@ -13,7 +13,8 @@ from trainer.registry import PushError
 from trainer.shadow import drop_shadow, load_shadow, promote_shadow
 
 from shared.auth import Verifier
-from shared.manifest import Promotion, load_artifact
+from shared.loaded_model import load_artifact
+from shared.manifest import Promotion
 from shared.messages import ModelUpdated
 from tests.model_artifacts import corrupt, make_artifact
 

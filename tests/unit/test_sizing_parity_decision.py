@@ -17,10 +17,11 @@ import pytest
 from execution.decision import MarketView, OnTarget, PlaceOrder, Refusal, decide_order
 from execution.risk import RiskLimits, RiskManager, TradingSchedule, WilderATR
 
-from shared.backtest import AccountConfig, run_backtest
+from shared.backtest import run_backtest
 from shared.costs import CostModel
 from shared.messages import TargetPosition
 from shared.paper_config import PaperTradingConfig, TradingHours
+from shared.rebalancing import AccountConfig
 from shared.sizing import SizingConfig
 
 pytestmark = pytest.mark.unit

@@ -26,8 +26,10 @@ from trainer.train import build_module
 from trainer.train_data import load_slice
 
 from shared.data import content_hash, load_bars, slice_bars
-from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import load_artifact, read_manifest, sha256_file
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
+from shared.manifest import read_manifest, sha256_file
 from shared.observation import observation_names
 from shared.paper_config import load_paper_config
 

@@ -12,8 +12,10 @@ from trainer import registry
 from trainer.registry import PushError, push_model, rollback
 
 from shared.auth import Verifier
-from shared.features import FeatureConfig, FeaturePipeline
-from shared.manifest import Promotion, load_artifact
+from shared.feature_config import FeatureConfig
+from shared.features import FeaturePipeline
+from shared.loaded_model import load_artifact
+from shared.manifest import Promotion
 from shared.messages import ModelUpdated
 from tests.model_artifacts import baseline_folder, corrupt, make_artifact
 

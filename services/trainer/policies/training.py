@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.features import FeatureConfig, Normaliser
+from shared.feature_config import FeatureConfig
 from shared.manifest import PolicySpec
+from shared.normaliser import Normaliser
 from trainer.config import TrainConfig
 from trainer.policies import PolicyConfig, apply_policy
 from trainer.policies.onnx import OnnxStepper

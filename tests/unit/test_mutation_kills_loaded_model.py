@@ -1,4 +1,4 @@
-"""Kill mutants of inference's decision core, ``shared.manifest.LoadedModel`` (issue 17).
+"""Kill mutants of inference's decision core, ``shared.loaded_model.LoadedModel`` (issue 17).
 
 Real ONNX graphs (``obs @ W + b``) whose outputs are chosen in the test, so the expected target
 of every observation is known without running the model: ties, non-finite outputs, the clip of
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from shared.features import FeaturePipeline
-from shared.manifest import ActionSpace, load_artifact
+from shared.loaded_model import load_artifact
+from shared.manifest import ActionSpace
 from shared.observation import observation_names
 from tests.model_artifacts import linear_onnx, make_artifact, position_flipping_onnx
 
@@ -145,7 +146,7 @@ class CountingSession:
 
 
 def test_a_batch_is_one_onnx_call_and_a_model_batches_by_default(tmp_path: Path) -> None:
-    from shared.manifest import LoadedModel
+    from shared.loaded_model import LoadedModel
 
     folder = make_artifact(tmp_path, "count", onnx_bytes=position_logits([1, 0, -1], [0, 0.5, 0]))
     loaded = load_artifact(folder)
@@ -209,7 +210,7 @@ GATE_CAPS = (0.5, 0.25)
 
 def gated_folder(root: Path, caps: tuple[float, ...] = GATE_CAPS) -> tuple[Path, list[int]]:
     """The gated artifact and the observation columns of its two HMM probabilities."""
-    from shared.features import Normaliser
+    from shared.normaliser import Normaliser
     from shared.regime import regime_names
     from tests.regime_artifacts import regime_config
 
@@ -291,7 +292,7 @@ def test_a_gated_batch_reads_the_float32_observation_the_model_sees(tmp_path: Pa
 def test_a_model_built_directly_has_no_pipeline_until_load_artifact_sets_it(
     tmp_path: Path,
 ) -> None:
-    from shared.manifest import LoadedModel
+    from shared.loaded_model import LoadedModel
 
     loaded = load_artifact(
         make_artifact(tmp_path, "pipe", onnx_bytes=position_logits([1, 0, -1], [0, 0.5, 0]))

@@ -131,7 +131,8 @@ def main() -> int:
         "--record-judged",
         action="store_true",
         help="write the diff of every listed equivalent from var/mutate/history.json to "
-        "scripts/mutation_equivalents.json (after judging new survivors)",
+        "scripts/mutation_equivalents.json (after judging new survivors); names no longer "
+        "listed in scripts/mutation_equivalents.py are dropped from it",
     )
     ap.add_argument(
         "--survivors-only",

@@ -69,15 +69,28 @@ def equivalence(name: str, diff: str, judged: Mapping[str, str] | None = None) -
     return None
 
 
-def record_judged() -> None:
-    """Store the changed lines of every survivor listed in EQUIVALENT, as last run."""
-    history = json.loads((STAGE_ROOT / "history.json").read_text())
-    judged = judged_diffs()
+def judged_after_run(
+    recorded: Mapping[str, str], history: Mapping[str, dict], listed: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """The judged diffs to store: the changed lines of every survivor in ``history`` that is
+    ``listed`` (EQUIVALENT), the other listed names' ``recorded`` diffs kept; and the recorded
+    names no longer listed, which are dropped (equivalence() reads a diff only for a listed
+    name, so such an entry is an orphan: a judgement taken back, or a name mutmut renumbered
+    and judged again under its new name)."""
+    judged = {n: d for n, d in recorded.items() if n in listed}
     for r in history.values():
         for name, sv in r["survivors"].items():
-            if name in EQUIVALENT and "unavailable" not in sv["diff"]:
+            if name in listed and "unavailable" not in sv["diff"]:
                 judged[name] = changed_lines_of(sv["diff"])
-    JUDGED_FILE.write_text(
-        json.dumps(dict(sorted(judged.items())), indent=1, ensure_ascii=False) + "\n"
-    )
+    return dict(sorted(judged.items())), sorted(set(recorded) - set(listed))
+
+
+def record_judged() -> None:
+    """Store the changed lines of every survivor listed in EQUIVALENT, as last run; drop the
+    stored diffs of names no longer listed."""
+    history = json.loads((STAGE_ROOT / "history.json").read_text())
+    judged, dropped = judged_after_run(judged_diffs(), history, EQUIVALENT)
+    JUDGED_FILE.write_text(json.dumps(judged, indent=1, ensure_ascii=False) + "\n")
+    for name in dropped:
+        print(f"[mutate] dropped (not in EQUIVALENT): {name}")
     print(f"[mutate] {len(judged)} judged diffs -> {JUDGED_FILE.relative_to(REPO)}")

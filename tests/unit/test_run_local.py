@@ -123,3 +123,47 @@ def test_a_further_interrupt_kills_at_once() -> None:
 def test_state_defaults_mirror_the_docker_volumes() -> None:
     assert run_local.STATE_DEFAULTS["IBSIM_STATE_DIR"].startswith("var/")
     assert run_local.STOP_TIMEOUT_S < 5
+
+
+def test_the_next_service_starts_only_once_the_probe_says_ready(tmp_path: Path) -> None:
+    flag = tmp_path / "listening"
+    slow = f"import time\ntime.sleep(0.5)\nopen({str(flag)!r}, 'w').close()\ntime.sleep(60)"
+    out = io.StringIO()
+    sup = run_local.Supervisor(
+        [("sim", [sys.executable, "-c", slow]), ("after", [sys.executable, "-c", POLITE])],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        out=out,
+    )
+    try:
+        sup.start_all(ready_before_next={"sim": (flag.exists, 30.0)})
+        names = [name for name, _ in sup.procs]
+        assert names == ["sim", "after"]
+        # the second process was started after the probe turned true, not before
+        assert flag.exists()
+        assert "not ready" not in out.getvalue()
+    finally:
+        sup.stop(2.0)
+
+
+def test_a_probe_that_never_turns_true_starts_the_rest_after_its_timeout() -> None:
+    out = io.StringIO()
+    sup = run_local.Supervisor(
+        [("sim", [sys.executable, "-c", POLITE]), ("after", [sys.executable, "-c", POLITE])],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        out=out,
+    )
+    try:
+        t0 = time.monotonic()
+        sup.start_all(ready_before_next={"sim": (lambda: False, 0.5)})
+        assert time.monotonic() - t0 >= 0.5
+        assert [name for name, _ in sup.procs] == ["sim", "after"]
+        assert "sim not ready after 0.5 s; starting the rest" in out.getvalue()
+    finally:
+        sup.stop(2.0)
+
+
+def test_ibsim_ready_is_false_when_nothing_listens() -> None:
+    from ibsim.process import free_ports
+
+    (free,) = free_ports(1)
+    assert run_local.ibsim_ready({"IBSIM_CONTROL_PORT": str(free)}) is False

@@ -166,9 +166,6 @@ def run_module(
         asked = {n: s for n, s in statuses.items() if any(fnmatch.fnmatch(n, p) for p in only)}
         asked.update({n: "not checked" for n in only if "*" not in n and n not in statuses})
         statuses = asked
-    counts: dict[str, int] = {}
-    for s in statuses.values():
-        counts[s] = counts.get(s, 0) + 1
     open_names = [
         n
         for n, s in statuses.items()
@@ -191,36 +188,26 @@ def run_module(
         n: {"status": statuses[n], "diff": diff_by_name.get(n, "(diff unavailable)")}
         for n in open_names
     }
-    killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
-    judged = sum(n for s, n in counts.items() if s not in ("not checked", "skipped"))
-    score = 100.0 * killed / judged if judged else 0.0
     recorded = judged_diffs()
-    for n, sv in survivors.items():
-        sv["reason"] = equivalence(n, sv["diff"], recorded)
-    equivalent = sum(1 for sv in survivors.values() if sv["reason"])
-    net = 100.0 * killed / (judged - equivalent) if judged - equivalent > 0 else 0.0
-    finished = not timed_out and rc == 0 and counts.get("not checked", 0) == 0 and judged > 0
+    # counts, scores, survivors and the per-mutant statuses (what --changed-only keeps for
+    # unchanged functions), computed as for a merged row
+    row = mutate_merge.scored(statuses, survivors, lambda n, d: equivalence(n, d, recorded))
+    finished = (
+        not timed_out and rc == 0 and row["counts"].get("not checked", 0) == 0 and row["judged"] > 0
+    )
     return {
         "module": module,
         "tests": tests,
-        "counts": counts,
-        "total": len(statuses),
-        "killed": killed,
-        "judged": judged,
-        "score": score,
-        "equivalent": equivalent,
-        "score_net": net,
+        **row,
         "finished": finished,
         "timed_out": timed_out,
         "rc": rc,
         "seconds": round(elapsed, 1),
-        "survivors": survivors,
         "log": str(log.relative_to(REPO)),
         "sampled": None if only is None else len(only),
         # what was mutated: the staged copy (the working tree may have changed during the run)
         "source_sha256": hashlib.sha256((root / import_path(module)).read_bytes()).hexdigest(),
         "source_commit": commit,
-        "statuses": statuses,  # per mutant: what --changed-only keeps for unchanged functions
     }
 
 

@@ -39,13 +39,13 @@ from bench.bus_harness import (
     BenchBus,
     EmptyMarketData,
     bar_frame,
+    inference_command,
     make_bars,
     stream,
 )
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
 from shared.bus import security_from_env
-from shared.command_channel import call
 from shared.data import load_bars
 from shared.messages import TargetPosition
 
@@ -53,11 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _command(env: dict[str, str], key: bytes, name: str, timeout_s: float = 5.0) -> Any:
-    """A command to the benchmark's inference, as the operator when CURVE is on."""
-    return call(
-        env["INFERENCE_CMD_ENDPOINT"], name, {}, key, timeout_s=timeout_s,
-        security=security_from_env("operator", env), server="inference",
-    )  # fmt: skip
+    """A command to the benchmark's inference (its endpoint from ``env``)."""
+    return inference_command(env["INFERENCE_CMD_ENDPOINT"], env, key, name, timeout_s)
 
 
 def _rss_mb(pid: int) -> float:

@@ -25,24 +25,16 @@ from typing import Any
 import numpy as np
 from ibsim.process import free_ports
 
-from bench.bus_harness import BenchBus, EmptyMarketData, make_bars
+from bench.bus_harness import BenchBus, EmptyMarketData, inference_command, make_bars
 from bench.common import latency_row, rate_row
 from shared.auth import load_or_create_key
 from shared.bus import security_from_env
-from shared.command_channel import call
 from shared.data import load_bars
 from shared.messages import TargetPosition
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = [f"H{i:02d}" for i in range(24)]
 HEARTBEAT_S = "0.2"
-
-
-def _status(endpoint: str, env: dict[str, str], key: bytes) -> dict[str, Any]:
-    return call(
-        endpoint, "status", {}, key, timeout_s=5.0,
-        security=security_from_env("operator", env), server="inference",
-    )  # fmt: skip
 
 
 def _wait(predicate: Any, what: str, timeout_s: float = 120.0) -> Any:
@@ -58,7 +50,7 @@ def _wait(predicate: Any, what: str, timeout_s: float = 120.0) -> Any:
 def _processed(endpoints: list[str], env: dict[str, str], key: bytes) -> int:
     total = 0
     for endpoint in endpoints:
-        c = _status(endpoint, env, key)["counters"]
+        c = inference_command(endpoint, env, key, "status")["counters"]
         total += c["signals"] + c["warming_bars"]
     return total
 
@@ -100,7 +92,7 @@ def _run_replicas(
 
         def agreed() -> bool:
             try:
-                st = [_status(e, env, key) for e in endpoints]
+                st = [inference_command(e, env, key, "status") for e in endpoints]
             except Exception:
                 return False
             return all(not s["joining"] and len(s["peers"]) == n - 1 for s in st)

@@ -17,6 +17,7 @@ import numpy as np
 import zmq
 
 from shared.bus import security_from_env
+from shared.command_channel import call
 from shared.curve import BusSecurity
 from shared.messages import Bar, Command, PnL, Reply, decode, encode
 
@@ -205,3 +206,13 @@ def stream(
             raise TimeoutError(f"{got} of {len(frames)} {want_topic!r} frames came back")
         got += sub.recv_multipart()[0].startswith(want_topic)
     return time.perf_counter() - t0
+
+
+def inference_command(
+    endpoint: str, env: dict[str, str], key: bytes, name: str, timeout_s: float = 5.0
+) -> Any:
+    """A command to a benchmark's inference process, as the operator when CURVE is on."""
+    return call(
+        endpoint, name, {}, key, timeout_s=timeout_s,
+        security=security_from_env("operator", env), server="inference",
+    )  # fmt: skip

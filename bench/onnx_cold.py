@@ -4,8 +4,8 @@
 observation, back to back and with a ``time.sleep`` before each call (as inference's call on a
 lone bar follows an idle wait):
 
-* ``onnxruntime``: the model's ``model.onnx`` in a session with inference's options (one intra-op
-  thread, one inter-op thread, sequential);
+* ``onnxruntime``: ``LoadedModel.outputs`` of the model folder, the session inference serves with
+  (``shared.loaded_model``: one intra-op thread, one inter-op thread, sequential);
 * ``numpy``: the same network (``bench.onnx_rebuild``: the graph evaluated op by op from the ONNX
   initialisers; the script checks its logits against onnxruntime's before timing);
 * ``no-op``: a Python call that returns its argument.
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.onnx_rebuild import numpy_forward
+from shared.loaded_model import load_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "models" / "example"
@@ -36,16 +37,6 @@ def _default_model() -> Path:
     if not found:
         raise SystemExit(f"no model.onnx under {EXAMPLE}; pass --model DIR")
     return found[-1]
-
-
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _times_us(call: Callable[[], Any], calls: int, sleep_s: float) -> tuple[float, float]:
@@ -67,17 +58,14 @@ def main() -> None:
     args = ap.parse_args()
     path = args.model / "model.onnx" if args.model else _default_model()
 
-    session = _session(path)
-    name = session.get_inputs()[0].name
-    size = session.get_inputs()[0].shape[-1]
-    obs = np.random.default_rng(0).standard_normal((1, size)).astype(np.float32)
+    model = load_artifact(path.parent)
+    obs = np.random.default_rng(0).standard_normal((1, model.size)).astype(np.float32)
     forward = numpy_forward(path)
-    ort_logits = session.run(None, {name: obs})[0]
-    if not np.allclose(forward(obs), ort_logits, rtol=1e-4, atol=1e-5):
+    if not np.allclose(forward(obs), model.outputs(obs), rtol=1e-4, atol=1e-5):
         raise SystemExit("the numpy rebuild does not match onnxruntime's logits")
 
     callables: dict[str, Callable[[], Any]] = {
-        "onnxruntime": lambda: session.run(None, {name: obs}),
+        "onnxruntime": lambda: model.outputs(obs),
         "numpy": lambda: forward(obs),
         "no-op": lambda: obs,
     }
